@@ -1,0 +1,66 @@
+"""The ``rnnkit`` command: ``rnnkit <command> --help`` explains each one.
+
+Each subcommand lives beside the code it drives and registers itself through a
+``register(subparsers)`` function; this file only imports them. Heavy imports (torch,
+gradio) happen inside the commands, so ``rnnkit --help`` and the torch-free edge
+commands stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (module, what it adds). A module missing here is a bug, not a user error.
+COMMAND_MODULES = [
+    "rnnkit.core.cli_data",      # data fetch / data info
+    "rnnkit.core.cli_train",     # train, sample
+    "rnnkit.export.cli",         # export, verify
+    "rnnkit.edge.cli",           # suggest, eval-suggest
+    "rnnkit.demo.cli",           # demo
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from rnnkit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="rnnkit",
+        description="Recurrent sequence models: train (PyTorch) -> export (ONNX bundle) -> "
+                    "serve (Gradio demo, on-device next-word suggestions).",
+        epilog="Typical flow: rnnkit data fetch; rnnkit train --recipe char-shakespeare; "
+               "rnnkit export runs/char-shakespeare --out bundles/shakespeare; rnnkit demo",
+    )
+    parser.add_argument("--version", action="version", version=f"rnnkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # that part of rnnkit is not written yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError) as e:
+        # User errors get one clear line, not a traceback.
+        print(f"rnnkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

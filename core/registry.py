@@ -1,0 +1,97 @@
+"""Save and load any rnnkit model: ``config.json`` + ``model.safetensors``, no pickle.
+
+``config.json`` holds ``{"kind": ..., "config": {...}, "rnnkit_version": ...}``; the kind
+names the model class, the config rebuilds it, the safetensors file fills the weights.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .atomic import atomic_write, atomic_write_json
+from .config import from_dict, to_dict
+
+# kind -> (module, config class, model class); imported lazily so one broken or heavy
+# model module does not stop the others from loading.
+KINDS: dict[str, tuple[str, str, str]] = {
+    "lm": ("rnnkit.core.models", "LMConfig", "LanguageModel"),
+    "classifier": ("rnnkit.core.models", "ClassifierConfig", "SequenceClassifier"),
+    "tagger": ("rnnkit.core.models", "TaggerConfig", "Tagger"),
+    "forecaster": ("rnnkit.core.models", "ForecasterConfig", "Forecaster"),
+    "one_to_many": ("rnnkit.core.models", "OneToManyConfig", "ConditionedGenerator"),
+    "seq2seq": ("rnnkit.core.seq2seq", "Seq2SeqConfig", "Seq2Seq"),
+}
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def classes(kind: str) -> tuple[type, type]:
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; allowed: {', '.join(KINDS)}")
+    module, cfg_name, model_name = KINDS[kind]
+    mod = importlib.import_module(module)
+    return getattr(mod, cfg_name), getattr(mod, model_name)
+
+
+def build_model(kind: str, config: dict[str, Any] | Any) -> nn.Module:
+    cfg_cls, model_cls = classes(kind)
+    cfg = config if isinstance(config, cfg_cls) else from_dict(cfg_cls, config)
+    return model_cls(cfg)
+
+
+def model_record(model: nn.Module) -> dict[str, Any]:
+    """What ``config.json`` holds for ``model``."""
+    from rnnkit import __version__
+
+    return {"kind": model.kind, "config": to_dict(model.config), "rnnkit_version": __version__}
+
+
+def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_model
+
+    # save_model drops the duplicate name of tied weights; load_model restores the tie.
+    atomic_write(path, lambda tmp: save_model(model, tmp, metadata=metadata))
+
+
+def save(model: nn.Module, directory: str | Path) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (atomically each)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_weights(model, directory / WEIGHTS_FILE)
+    atomic_write_json(directory / CONFIG_FILE, model_record(model))
+    return directory
+
+
+def read_record(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: not an rnnkit model directory")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(record, dict) or "kind" not in record or "config" not in record:
+        raise ValueError(f"{path} lacks 'kind' and 'config'")
+    return record
+
+
+def load(directory: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model from ``config.json`` and fill it from ``model.safetensors``."""
+    from safetensors.torch import load_model
+
+    directory = Path(directory)
+    record = read_record(directory)
+    model = build_model(record["kind"], record["config"])
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} not found")
+    load_model(model, str(weights), strict=True, device=str(map_location))
+    model.eval()
+    return model
