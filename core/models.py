@@ -206,7 +206,10 @@ class Tagger(RecurrentModel):
     def _char_features(self, chars: Tensor) -> Tensor:
         B, T, W = chars.shape
         e = self.char_embed(chars.reshape(B * T, W)).transpose(1, 2)  # (B*T, E, W)
-        f = torch.relu(self.char_conv(e)).max(dim=2).values  # max over characters
+        f = torch.relu(self.char_conv(e))  # (B*T, F, W)
+        # Pad characters (id 0) must not enter the max, or a word's features would depend on
+        # how far the batch pads it; relu >= 0, so a 0 there never beats a real character.
+        f = f.masked_fill((chars.reshape(B * T, 1, W) == 0), 0.0).max(dim=2).values  # max over characters
         return f.view(B, T, -1)
 
     def forward(self, tokens: Tensor, lengths: Optional[Tensor] = None, chars: Optional[Tensor] = None,

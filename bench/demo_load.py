@@ -1,0 +1,185 @@
+"""Load test for the Gradio demo: N concurrent clients for a bounded time against 127.0.0.1.
+
+    .venv/bin/python bench/demo_load.py                       # starts `rnnkit demo` on models/, 20 clients, 60 s
+    .venv/bin/python bench/demo_load.py --url http://127.0.0.1:7860/ --clients 20 --seconds 60
+    .venv/bin/python bench/demo_load.py --models DIR --json out.json
+
+Each client is a ``gradio_client.Client`` in its own thread that loops over the endpoints
+(/suggest keystrokes, /generate streamed with ``submit``, /translate, /sentiment) until the
+time is up. Reports errors (goal 0), p50/p95 latency per endpoint and the time to the first
+streamed token of /generate (goal <= 100 ms). Only loopback URLs are accepted: this is not a
+tool for loading other people's servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SENTENCES = ["In the beginning God created the heavens and the earth.", "Love your neighbor as yourself.",
+             "And the light shines in the darkness.", "Blessed are the meek, for they shall inherit the earth."]
+REVIEWS = ["A gorgeous, witty and heartfelt film.", "Dull, lifeless and far too long.",
+           "It starts brilliantly, then collapses into a boring, clumsy mess.", "Not bad at all."]
+TYPED = "I would like to thank you for the"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_local(url: str) -> None:
+    host = urllib.parse.urlparse(url).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise SystemExit(f"--url must point at this machine (127.0.0.1), got host {host!r}")
+
+
+def wait_up(url: str, proc: subprocess.Popen | None, timeout: float = 120.0) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"the demo server exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url + "config", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit(f"the demo at {url} did not come up within {timeout:.0f} s")
+
+
+class Recorder:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.lat: dict[str, list[float]] = defaultdict(list)
+        self.errors: dict[str, list[str]] = defaultdict(list)
+        self.ttft: list[float] = []
+
+    def ok(self, name: str, seconds: float) -> None:
+        with self.lock:
+            self.lat[name].append(seconds * 1e3)
+
+    def fail(self, name: str, err: BaseException) -> None:
+        with self.lock:
+            self.errors[name].append(f"{type(err).__name__}: {str(err)[:200]}")
+
+
+def client_loop(url: str, idx: int, deadline: float, rec: Recorder, gen_model: str, gen_len: int) -> None:
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    i = idx
+    while time.time() < deadline:
+        i += 1
+        job = i % 4
+        try:
+            if job == 0:  # typing: a few keystrokes, each one a /suggest call
+                start = (i * 3) % (len(TYPED) - 6)
+                for n in range(start + 1, start + 6):
+                    t0 = time.perf_counter()
+                    client.predict(TYPED[:n], 3, api_name="/suggest")
+                    rec.ok("/suggest", time.perf_counter() - t0)
+            elif job == 1:
+                t0 = time.perf_counter()
+                stream = client.submit(gen_model, "ROMEO:", 0.8, 40, 0.95, gen_len, i, api_name="/generate")
+                first = None
+                for _ in stream:
+                    if first is None:
+                        first = time.perf_counter() - t0
+                stream.result()
+                if first is None:
+                    raise RuntimeError("the stream yielded nothing")
+                with rec.lock:
+                    rec.ttft.append(first * 1e3)
+                rec.ok("/generate", time.perf_counter() - t0)
+            elif job == 2:
+                t0 = time.perf_counter()
+                client.predict(SENTENCES[i % len(SENTENCES)], 4, api_name="/translate")
+                rec.ok("/translate", time.perf_counter() - t0)
+            else:
+                t0 = time.perf_counter()
+                client.predict(REVIEWS[i % len(REVIEWS)], api_name="/sentiment")
+                rec.ok("/sentiment", time.perf_counter() - t0)
+        except Exception as e:  # every failure is counted, none stops the run
+            rec.fail(["/suggest", "/generate", "/translate", "/sentiment"][job], e)
+
+
+def summarize(rec: Recorder, seconds: float, clients: int) -> dict:
+    out = {"clients": clients, "seconds": seconds, "endpoints": {}, "errors": sum(map(len, rec.errors.values()))}
+    for name in ("/generate", "/translate", "/sentiment", "/suggest"):
+        lat = rec.lat.get(name, [])
+        row = {"calls": len(lat), "errors": len(rec.errors.get(name, [])),
+               "error_examples": sorted(set(rec.errors.get(name, [])))[:3]}
+        if lat:
+            p50, p95 = np.percentile(lat, [50, 95])
+            row.update(p50_ms=round(float(p50), 1), p95_ms=round(float(p95), 1))
+        out["endpoints"][name] = row
+    if rec.ttft:
+        p50, p95 = np.percentile(rec.ttft, [50, 95])
+        out["generate_first_token_ms"] = {"p50": round(float(p50), 1), "p95": round(float(p95), 1),
+                                          "n": len(rec.ttft)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--url", help="a running demo on this machine; default: start one")
+    ap.add_argument("--models", default=str(ROOT / "models"), help="bundles for the demo this script starts")
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--gen-model", default="English (subwords)", help="the Generate tab's model choice")
+    ap.add_argument("--gen-len", type=int, default=60, help="new tokens per /generate call")
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args(argv)
+    if not 1 <= args.clients <= 200 or not 1 <= args.seconds <= 3600:
+        raise SystemExit("--clients must be in 1..200 and --seconds in 1..3600")
+    proc = None
+    url = args.url
+    if url is None:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/"
+        log = open(os.environ.get("DEMO_LOG", "/tmp/demo_load_server.log"), "w")
+        proc = subprocess.Popen([sys.executable, "-m", "rnnkit.cli", "demo", "--models", args.models,
+                                 "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    url = url if url.endswith("/") else url + "/"
+    check_local(url)
+    try:
+        wait_up(url, proc)
+        rec = Recorder()
+        deadline = time.time() + args.seconds
+        threads = [threading.Thread(target=client_loop, args=(url, i, deadline, rec, args.gen_model, args.gen_len),
+                                    daemon=True) for i in range(args.clients)]
+        t0 = time.time()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(args.seconds + 120)
+        result = summarize(rec, round(time.time() - t0, 1), args.clients)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        from rnnkit.core.atomic import atomic_write_json
+
+        atomic_write_json(args.json, result)
+    return 0 if result["errors"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

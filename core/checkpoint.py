@@ -1,0 +1,231 @@
+"""Training checkpoints: safetensors for tensors, JSON for the rest, never pickle.
+
+Layout of ``<run>/checkpoints/latest/``::
+
+    model.safetensors   model weights (tied weights stored once, restored tied)
+    state.safetensors   optimizer tensors ("optim.<param idx>.<name>"), RNG states ("rng.*"),
+                        carried hidden state ("carry.<n>")
+    state.json          everything else: step, epoch, batch index, best metric, scheduler,
+                        grad scaler, optimizer param groups, RNG numbers, carry structure.
+                        Written last: a directory without it is incomplete.
+
+Crash safety: a new checkpoint is written in full into ``checkpoints/.tmp-XXXX/`` (each
+file fsynced), then swapped with ``latest`` in one step (Linux ``renameat2(RENAME_EXCHANGE)``)
+and the old one deleted. Where that call is missing the swap is two renames
+(latest -> .prev, tmp -> latest); ``find_latest`` puts ``.prev`` back if a crash fell between
+them. Either way a SIGKILL at any moment leaves a complete ``latest`` (or a complete
+``.prev`` that becomes it), never a half-written one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from .atomic import _fsync_dir, atomic_write, atomic_write_json
+from .rng import get_rng_state
+
+FORMAT_VERSION = 1
+LATEST, PREV, TMP_PREFIX = "latest", ".prev", ".tmp-"
+MODEL_FILE, TENSORS_FILE, STATE_FILE = "model.safetensors", "state.safetensors", "state.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete or does not fit the model / optimizer."""
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    state: dict            # the trainer's JSON state, as saved
+    carry: Any             # carried hidden state, tensors on the requested device
+    rng: tuple[dict, dict[str, Tensor]]  # (meta, tensors) for rng.set_rng_state
+
+
+# --------------------------------------------------------------------------- carry <-> flat tensors
+def pack_carry(carry: Any, tensors: dict[str, Tensor]) -> Any:
+    """Turn nested tuples / lists / dicts of tensors into a JSON spec; tensors go to ``tensors``."""
+    if carry is None or isinstance(carry, (bool, int, float, str)):
+        return {"v": carry}
+    if isinstance(carry, Tensor):
+        key = f"carry.{len([k for k in tensors if k.startswith('carry.')])}"
+        tensors[key] = carry.detach().contiguous().cpu()
+        return {"t": key}
+    if isinstance(carry, (tuple, list)):
+        return {"seq": "tuple" if isinstance(carry, tuple) else "list",
+                "items": [pack_carry(c, tensors) for c in carry]}
+    if isinstance(carry, dict):
+        if not all(isinstance(k, str) for k in carry):
+            raise CheckpointError("a carried dict must have string keys to be checkpointed")
+        return {"dict": {k: pack_carry(v, tensors) for k, v in carry.items()}}
+    raise CheckpointError(f"cannot checkpoint a carry of type {type(carry).__name__}; "
+                          "use nested tuples / lists / dicts of tensors")
+
+
+def unpack_carry(spec: Any, tensors: dict[str, Tensor], device: torch.device) -> Any:
+    if "v" in spec:
+        return spec["v"]
+    if "t" in spec:
+        return tensors[spec["t"]].to(device)
+    if "seq" in spec:
+        items = [unpack_carry(s, tensors, device) for s in spec["items"]]
+        return tuple(items) if spec["seq"] == "tuple" else items
+    return {k: unpack_carry(v, tensors, device) for k, v in spec["dict"].items()}
+
+
+# --------------------------------------------------------------------------- optimizer <-> flat
+def _pack_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor]) -> dict:
+    sd = optimizer.state_dict()
+    values: dict[str, dict[str, Any]] = {}
+    for idx, slots in sd["state"].items():
+        for name, value in slots.items():
+            if isinstance(value, Tensor):
+                tensors[f"optim.{idx}.{name}"] = value.detach().contiguous().cpu()
+            else:  # e.g. SGD's momentum_buffer None, a float step in old torch
+                values.setdefault(str(idx), {})[name] = value
+    return {"param_groups": sd["param_groups"], "values": values, "class": type(optimizer).__name__}
+
+
+def _unpack_optimizer(optimizer: torch.optim.Optimizer, meta: dict, tensors: dict[str, Tensor]) -> None:
+    if meta["class"] != type(optimizer).__name__:
+        raise CheckpointError(f"checkpoint optimizer is {meta['class']}, this run uses "
+                              f"{type(optimizer).__name__}; resume with the same optimizer")
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = value
+    for idx, slots in meta["values"].items():
+        state.setdefault(int(idx), {}).update(slots)
+    groups = []
+    for saved, current in zip(meta["param_groups"], optimizer.param_groups):
+        # JSON turned tuples (Adam's betas) into lists; give them their type back.
+        groups.append({k: tuple(v) if isinstance(current.get(k), tuple) and isinstance(v, list) else v
+                       for k, v in saved.items()})
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"optimizer state does not fit this model: {e}") from e
+
+
+# --------------------------------------------------------------------------- directory swap
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two existing paths (Linux renameat2). False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    rc = renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, getattr(errno, "ENOTSUP", errno.EINVAL)):
+        return False  # kernel or filesystem without RENAME_EXCHANGE
+    raise OSError(err, f"renameat2({a}, {b}) failed: {os.strerror(err)}")
+
+
+def _publish(tmp: Path, root: Path) -> None:
+    """Make the complete directory ``tmp`` the new ``root/latest``; the old one goes last."""
+    latest, prev = root / LATEST, root / PREV
+    if not latest.exists():
+        os.replace(tmp, latest)
+    elif _exchange(tmp, latest):
+        shutil.rmtree(tmp)  # tmp now holds the previous checkpoint
+    else:
+        if prev.exists():
+            shutil.rmtree(prev)
+        os.replace(latest, prev)
+        os.replace(tmp, latest)
+        shutil.rmtree(prev)
+    _fsync_dir(root)
+
+
+def _complete(path: Path) -> bool:
+    return (path / STATE_FILE).is_file() and (path / MODEL_FILE).is_file() and (path / TENSORS_FILE).is_file()
+
+
+def find_latest(root: str | Path) -> Optional[Path]:
+    """``root/latest`` if complete; recovers a ``.prev`` left by a crash mid-swap; else None."""
+    root = Path(root)
+    latest, prev = root / LATEST, root / PREV
+    if _complete(latest):
+        return latest
+    if not latest.exists() and _complete(prev):
+        os.replace(prev, latest)
+        return latest
+    return None
+
+
+# --------------------------------------------------------------------------- save / load
+def save_checkpoint(root: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict,
+                    carry: Any = None) -> Path:
+    """Write a checkpoint and make it ``root/latest``. ``state`` must be JSON-able.
+
+    RNG states are captured here, so call this at the exact point a resume should continue from.
+    """
+    from safetensors.torch import save_file, save_model
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(TMP_PREFIX + "*"):  # left by a run killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=root))
+    try:
+        tensors: dict[str, Tensor] = {}
+        rng_meta, rng_tensors = get_rng_state()
+        tensors.update(rng_tensors)
+        full = {
+            "format_version": FORMAT_VERSION,
+            **state,
+            "optimizer": _pack_optimizer(optimizer, tensors),
+            "carry": pack_carry(carry, tensors),
+            "rng": rng_meta,
+        }
+        atomic_write(tmp / MODEL_FILE, lambda p: save_model(model, p))
+        atomic_write(tmp / TENSORS_FILE, lambda p: save_file(tensors, p))
+        atomic_write_json(tmp / STATE_FILE, full)  # last: marks the directory complete
+        _publish(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root / LATEST
+
+
+def load_checkpoint(root: str | Path, model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None,
+                    device: torch.device | str = "cpu") -> Checkpoint:
+    """Fill ``model`` (and ``optimizer``) from ``root/latest``; returns the rest for the trainer."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, load_model
+
+    root = Path(root)
+    path = find_latest(root)
+    if path is None:
+        raise CheckpointError(f"no complete checkpoint in {root}")
+    device = torch.device(device)
+    try:
+        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        tensors = load_file(str(path / TENSORS_FILE), device="cpu")
+        load_model(model, str(path / MODEL_FILE), strict=True, device=str(device))
+    except (json.JSONDecodeError, SafetensorError, OSError) as e:
+        raise CheckpointError(f"checkpoint {path} is unreadable: {e}") from e
+    except RuntimeError as e:  # missing / unexpected / mis-shaped weights
+        raise CheckpointError(f"checkpoint {path} does not fit this model: {e}") from e
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint format {state.get('format_version')} != {FORMAT_VERSION}")
+    if optimizer is not None:
+        _unpack_optimizer(optimizer, state["optimizer"], tensors)
+    carry = unpack_carry(state["carry"], tensors, device)
+    rng_tensors = {k: v for k, v in tensors.items() if k.startswith("rng.")}
+    return Checkpoint(path=path, state=state, carry=carry, rng=(state["rng"], rng_tensors))

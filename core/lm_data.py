@@ -1,0 +1,86 @@
+"""Text for the language-model recipes: splits from a corpus or the user's files, tokenizers, streams.
+
+``data`` section keys used here (core/recipes/*.json):
+    corpus            name under ``rnnkit data fetch`` (shakespeare, ptb, suggest_en)
+    train_file        the user's UTF-8 text (replaces the corpus; the tokenizer is trained on it)
+    valid_file        optional; without it the last ``holdout`` fraction (5 %) of train_file's lines
+    test_file         optional
+    max_train_lines   0 = all; smoke sizes read only the head of each split
+    max_eval_lines    0 = all (valid and test)
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+HOLDOUT = 0.05
+
+
+def _read_lines(path: str | Path) -> list[str]:
+    from .data.readers import read_text_lines
+
+    return list(read_text_lines(path))
+
+
+def _corpus_lines(corpus: str, split: str) -> list[str]:
+    from .data import load_lines  # raises "run `rnnkit data fetch`" when the corpus is missing
+
+    return list(load_lines(corpus, split))
+
+
+def load_splits(data: Mapping[str, Any]) -> dict[str, list[str]]:
+    """{"train", "valid"[, "test"]} -> lists of lines (line breaks removed)."""
+    if data.get("train_file"):
+        splits = {"train": _read_lines(data["train_file"])}
+        if data.get("valid_file"):
+            splits["valid"] = _read_lines(data["valid_file"])
+        else:  # hold out the END of the file: contiguous text, so no sentence leaks across
+            lines = splits["train"]
+            n_valid = max(1, math.ceil(len(lines) * HOLDOUT))
+            if len(lines) < 2:
+                raise ValueError(f"{data['train_file']}: need at least 2 lines to hold out a validation part "
+                                 f"(or pass --valid FILE)")
+            splits = {"train": lines[:-n_valid], "valid": lines[-n_valid:]}
+        if data.get("test_file"):
+            splits["test"] = _read_lines(data["test_file"])
+    else:
+        if not data.get("corpus"):
+            raise ValueError("the recipe names no corpus and no --train file was given")
+        splits = {s: _corpus_lines(data["corpus"], s) for s in ("train", "valid", "test")}
+    head = {"train": int(data.get("max_train_lines", 0) or 0)}
+    head["valid"] = head["test"] = int(data.get("max_eval_lines", 0) or 0)
+    return {s: (lines[:head[s]] if head[s] > 0 else lines) for s, lines in splits.items()}
+
+
+def train_tokenizer(spec: Mapping[str, Any], lines: Sequence[str]):
+    """Train the recipe's tokenizer (``spec["kind"]``: char | word | sentencepiece) on ``lines``."""
+    from . import tokenizers as T
+
+    kind = spec.get("kind")
+    if kind == "char":
+        return T.CharTokenizer.train(["\n".join(lines) + "\n"])
+    if kind == "word":
+        return T.WordTokenizer.train(lines, vocab_size=int(spec.get("vocab_size", 0) or 0))
+    if kind == "sentencepiece":
+        return T.train_sentencepiece(lines, int(spec.get("vocab_size", 8000)), spec.get("model_type", "unigram"))
+    raise ValueError(f"unknown tokenizer kind {kind!r}; allowed: char, word, sentencepiece")
+
+
+def encode_stream(tokenizer, kind: str, lines: Sequence[str]) -> Tensor:
+    """Lines -> one int64 stream. char: the text with its line breaks; else ids + eos per line."""
+    if kind == "char":
+        return torch.tensor(tokenizer.encode("\n".join(lines) + "\n"), dtype=torch.long)
+    eos = tokenizer.eos_id
+    if eos < 0:
+        raise ValueError(f"{type(tokenizer).__name__} has no eos id: a {kind} LM stream needs one")
+    ids: list[int] = []
+    for line in lines:
+        if line.strip():
+            ids.extend(tokenizer.encode(line))
+            ids.append(eos)
+    return torch.tensor(ids, dtype=torch.long)

@@ -1,0 +1,89 @@
+"""What a training run tells the world: ``metrics.jsonl``, a tqdm bar or plain log lines.
+
+metrics.jsonl holds one JSON object a line, two kinds:
+``{"kind": "train", "step", "epoch", "loss", "items_per_s", "lr", "elapsed"}`` every
+``log_every`` steps (loss is the item-weighted mean since the previous line) and
+``{"kind": "eval", "step", "epoch", <task.evaluate() metrics>, "elapsed"}`` after each evaluation.
+
+The file is appended a line at a time (one ``write`` each, flushed): rewriting it whole every
+log would be quadratic, and a line torn by a crash is skipped by ``plots.read_metrics``. On
+resume it is rewritten atomically up to the checkpoint's step, so no step appears twice.
+Only the main process (rank 0) writes or prints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+from .atomic import atomic_write_text
+from .plots import read_metrics
+
+
+class RunLog:
+    def __init__(self, path: Path, enabled: bool, quiet: bool, total_steps: Optional[int], start_step: int,
+                 name: str = "train"):
+        self.path, self.enabled, self.quiet = path, enabled, quiet
+        self.bar = None
+        if enabled and not quiet:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total_steps or None, initial=start_step, desc=name, unit="step",
+                            dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
+
+    def start(self, resume_step: Optional[int]) -> None:
+        """Fresh run: empty the file. Resume: keep only records up to the checkpoint's step."""
+        if not self.enabled:
+            return
+        kept = [] if resume_step is None else [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        line = json.dumps({k: _json_number(v) for k, v in record.items()}) + "\n"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line)
+
+    def step(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def train_line(self, rec: dict) -> None:
+        self.write(rec)
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{rec['loss']:.4f}", items_s=f"{rec['items_per_s']:,.0f}", refresh=False)
+        else:
+            self.print(f"step {rec['step']:>7} | epoch {rec['epoch']:>3} | loss {rec['loss']:.4f} | "
+                       f"{rec['items_per_s']:>9,.0f} items/s | lr {rec['lr']:.2e} | {rec['elapsed']:.1f}s")
+
+    def eval_line(self, rec: dict, metric: str, is_best: bool) -> None:
+        self.write(rec)
+        shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in rec.items()
+                          if k not in ("kind", "step", "epoch", "elapsed"))
+        self.print(f"eval step {rec['step']} | {shown}" + (f" | best {metric}" if is_best else ""))
+
+    def print(self, msg: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(msg, file=sys.stderr)
+        else:
+            print(msg, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _json_number(v):
+    # JSON has no NaN / inf; write them as strings a reader can still recognise.
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v

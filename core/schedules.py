@@ -1,0 +1,95 @@
+"""Optimizers and learning-rate schedules, with state that is plain JSON.
+
+``LRSchedule`` is ours rather than ``torch.optim.lr_scheduler`` so that its state is a few
+numbers (no lambdas, no pickled objects) and the learning rate is a pure function of
+(step, plateau scale): resuming sets it back exactly.
+
+- constant: base lr (after an optional linear warm-up).
+- cosine:   linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio * lr``
+            at ``total_steps``.
+- plateau:  constant (after warm-up), multiplied by ``factor`` each time the validation
+            metric has not improved for ``patience`` evaluations in a row.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("constant", "cosine", "plateau")
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], name: str, lr: float, weight_decay: float = 0.0,
+                    momentum: float = 0.0) -> torch.optim.Optimizer:
+    """One of sgd | adam | adamw | rmsprop; ``momentum`` applies to sgd and rmsprop."""
+    if lr <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    params = [p for p in params if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; allowed: {', '.join(OPTIMIZERS)}")
+
+
+class LRSchedule:
+    """Sets ``optimizer``'s lr before every step; ``observe(metric)`` after each evaluation."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, kind: str, base_lr: float, warmup_steps: int = 0,
+                 total_steps: int | None = None, min_lr_ratio: float = 0.0, mode: str = "min",
+                 factor: float = 0.5, patience: int = 2):
+        if kind not in SCHEDULES:
+            raise ValueError(f"unknown schedule {kind!r}; allowed: {', '.join(SCHEDULES)}")
+        if kind == "cosine" and not total_steps:
+            raise ValueError("schedule cosine needs max_steps (or max_epochs with a known epoch length)")
+        if mode not in ("min", "max"):
+            raise ValueError(f"metric_mode must be 'min' or 'max', got {mode!r}")
+        self.optimizer, self.kind, self.base_lr = optimizer, kind, base_lr
+        self.warmup_steps, self.total_steps, self.min_lr_ratio = max(0, warmup_steps), total_steps, min_lr_ratio
+        self.mode, self.factor, self.patience = mode, factor, patience
+        self.scale = 1.0  # plateau reductions so far
+        self.best: float | None = None
+        self.bad_evals = 0
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate for optimizer step ``step`` (0-based)."""
+        if step < self.warmup_steps:
+            return self.base_lr * (step + 1) / self.warmup_steps
+        if self.kind == "cosine":
+            span = max(1, self.total_steps - self.warmup_steps)
+            progress = min(1.0, (step - self.warmup_steps) / span)
+            ratio = self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+            return self.base_lr * ratio
+        return self.base_lr * self.scale
+
+    def apply(self, step: int) -> float:
+        lr = self.lr_at(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def observe(self, metric: float) -> None:
+        """Plateau bookkeeping after an evaluation (other schedules ignore it)."""
+        if self.kind != "plateau" or not math.isfinite(metric):
+            return
+        better = self.best is None or (metric < self.best if self.mode == "min" else metric > self.best)
+        if better:
+            self.best, self.bad_evals = metric, 0
+            return
+        self.bad_evals += 1
+        if self.bad_evals >= self.patience:
+            self.scale *= self.factor
+            self.bad_evals = 0
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind, "scale": self.scale, "best": self.best, "bad_evals": self.bad_evals}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scale, self.best, self.bad_evals = float(state["scale"]), state["best"], int(state["bad_evals"])

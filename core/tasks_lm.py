@@ -1,0 +1,224 @@
+"""Language-model task: one contiguous token stream, (B, bptt) windows, truncated BPTT.
+
+The train split is one long stream of token ids cut into B parallel columns
+(word_language_model's ``batchify``); each step reads the next (B, bptt) window of every column
+and carries the LSTM state over from the previous window (detached by the trainer), so the
+model sees context longer than bptt. Each epoch starts the windows at a seeded offset in
+[0, bptt) so window boundaries move between epochs.
+
+Streams: char -- the text itself, lines joined by "\\n"; word / sentencepiece -- each line's
+ids followed by ``eos_id`` (so ``eos_id`` also means "a sentence starts here"; prompt a fresh
+sentence by feeding it first).
+
+Metrics: ``val_loss`` (nats per token, the trainer's metric), ``val_ppl``, ``val_bits`` (bits per
+token; bits per char for char models), and with ``next_word`` also next-word top-1 / top-3
+accuracy (see ``next_word_accuracy``). ``finalize`` scores the best model on valid and test,
+writes ``results.json`` and ``samples.txt``, and appends a ``{"kind": "final"}`` line to
+``metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .atomic import atomic_write_json, atomic_write_text
+from .models import LanguageModel, LMConfig
+from .lm_data import encode_stream, load_splits, train_tokenizer
+from .next_word import next_word_accuracy
+
+
+def batchify(ids: Tensor, columns: int) -> Tensor:
+    """A 1-D stream (N,) -> (columns, N // columns); column b is one contiguous piece of text."""
+    n = ids.numel() // columns
+    if n < 2:
+        raise ValueError(f"a stream of {ids.numel()} tokens is too short for {columns} columns")
+    return ids[: n * columns].view(columns, n)
+
+
+class LMWindows:
+    """The (x, y) windows of one epoch: x, y (B, T) int64, y shifted by one. Sized, so the
+    trainer can count steps per epoch (cosine schedules with max_epochs)."""
+
+    def __init__(self, data: Tensor, bptt: int):
+        self.data, self.bptt = data, bptt
+
+    def __len__(self) -> int:
+        return math.ceil((self.data.shape[1] - 1) / self.bptt)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        n = self.data.shape[1]
+        for i in range(0, n - 1, self.bptt):
+            t = min(self.bptt, n - 1 - i)
+            yield self.data[:, i:i + t], self.data[:, i + 1:i + 1 + t]
+
+
+class LMTask:
+    """Truncated-BPTT language modelling over token streams (train / valid / test)."""
+
+    name = "lm"
+    metric = "val_loss"
+    metric_mode = "min"
+
+    def __init__(self, train: Tensor, valid: Tensor, test: Optional[Tensor] = None, *, batch_size: int = 32,
+                 bptt: int = 35, eval_batch_size: int = 10, seed: int = 0, unit: str = "token",
+                 tokenizer: Any = None, next_word: bool = False, next_word_positions: int = 1000,
+                 sample_prompts: Sequence[str] = (), sample_length: int = 300):
+        if batch_size < 1 or bptt < 1:
+            raise ValueError(f"batch_size and bptt must be >= 1, got {batch_size}, {bptt}")
+        self.train, self.valid, self.test = train, valid, test
+        self.batch_size, self.bptt, self.eval_batch_size = batch_size, bptt, eval_batch_size
+        self.seed, self.unit, self.tokenizer = seed, unit, tokenizer
+        self.next_word, self.next_word_positions = next_word, next_word_positions
+        self.sample_prompts, self.sample_length = list(sample_prompts), sample_length
+        self.rank, self.world_size = 0, 1  # the trainer sets these under DDP
+
+    # ------------------------------------------------------------------ training
+    def train_batches(self, epoch: int) -> LMWindows:
+        """Deterministic given (seed, epoch). Under DDP each rank takes its own B columns."""
+        offset = random.Random(self.seed * 1_000_003 + epoch).randrange(self.bptt) if epoch > 0 else 0
+        cols = batchify(self.train[offset:], self.batch_size * self.world_size)
+        mine = cols[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
+        return LMWindows(mine, self.bptt)
+
+    def loss(self, model, batch: tuple[Tensor, Tensor], carry) -> tuple[Tensor, int, Any]:
+        x, y = batch
+        device = next(model.parameters()).device
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits, state = model(x, carry)  # (B, T, V)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+        return loss, y.numel(), state
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def stream_loss(self, model, ids: Tensor) -> float:
+        """Mean nats per token over a whole stream, state carried across windows."""
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        data = batchify(ids, min(self.eval_batch_size, max(1, ids.numel() // 2 - 1)))
+        total, count, state = 0.0, 0, None
+        for x, y in LMWindows(data, self.bptt):
+            logits, state = model(x.to(device), state)
+            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.to(device).reshape(-1),
+                                     reduction="sum").item()
+            count += y.numel()
+        model.train(was_training)
+        return total / max(count, 1)
+
+    def split_metrics(self, model, split: str, positions: Optional[int] = None) -> dict[str, float]:
+        ids = {"valid": self.valid, "test": self.test}[split]
+        nats = self.stream_loss(model, ids)
+        prefix = "val" if split == "valid" else split
+        out = {f"{prefix}_loss": nats, f"{prefix}_ppl": math.exp(min(nats, 50.0)),
+               f"{prefix}_bits": nats / math.log(2)}
+        if self.next_word and self.tokenizer is not None:
+            acc = next_word_accuracy(model, ids, self.tokenizer, positions or self.next_word_positions)
+            out.update({f"{prefix}_next_top1": acc["top1"], f"{prefix}_next_top3": acc["top3"],
+                        f"{prefix}_next_n": acc["n"]})
+        return out
+
+    def evaluate(self, model) -> dict[str, float]:
+        return self.split_metrics(model, "valid")
+
+    def describe(self) -> dict:
+        return {"task": "lm", "unit": self.unit, "batch_size": self.batch_size, "bptt": self.bptt,
+                "train_tokens": self.train.numel(), "valid_tokens": self.valid.numel(),
+                "test_tokens": None if self.test is None else self.test.numel(),
+                "metric": "nats per %s (val_loss); ppl = exp(val_loss)" % self.unit,
+                "next_word": self.next_word}
+
+    # ------------------------------------------------------------------ after training
+    def samples(self, model, count: int = 3, temperature: float = 0.8, seed: int = 0) -> list[str]:
+        from .sampling import generate
+
+        tok = self.tokenizer
+        prompts = self.sample_prompts or [""]
+        out = []
+        for i in range(count):
+            prompt = prompts[i % len(prompts)]
+            ids = start_ids(tok, prompt)
+            new = list(generate(model, ids, self.sample_length, temperature=temperature, top_k=0, top_p=0.95,
+                                seed=seed + i))
+            out.append(prompt + decode_continuation(tok, ids, new, prompt))
+        return out
+
+    def finalize(self, model, run_dir: Path) -> dict:
+        """Score the best model on valid and test, record samples; returns the final record."""
+        model.eval()
+        rec = {"kind": "final", "unit": self.unit, **self.split_metrics(model, "valid", 4 * self.next_word_positions)}
+        if self.test is not None:
+            rec.update(self.split_metrics(model, "test", 4 * self.next_word_positions))
+        rec["params"] = sum(p.numel() for p in model.parameters())
+        samples = self.samples(model) if self.tokenizer is not None else []
+        rec["samples"] = samples
+        run_dir = Path(run_dir)
+        atomic_write_json(run_dir / "results.json", rec)
+        if samples:
+            atomic_write_text(run_dir / "samples.txt", "\n\n=====\n\n".join(samples) + "\n")
+        append_jsonl(run_dir / "metrics.jsonl", {k: v for k, v in rec.items() if k != "samples"})
+        return rec
+
+
+def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
+    """Append one record by rewriting the file atomically (runs once per run, so O(n) is fine)."""
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if old and not old.endswith("\n"):
+        old += "\n"
+    atomic_write_text(path, old + json.dumps(dict(record)) + "\n")
+
+
+def start_ids(tokenizer, prompt: str) -> list[int]:
+    """Ids that start generation: the prompt after a line break (char: "\\n", else eos_id)."""
+    start = tokenizer.encode("\n") if tokenizer.eos_id < 0 else [tokenizer.eos_id]
+    return start + (tokenizer.encode(prompt) if prompt else [])
+
+
+def decode_continuation(tokenizer, prompt_ids: list[int], new_ids: list[int], prompt: str) -> str:
+    """The text the new ids add after the prompt (decoding whole keeps sentencepiece spaces right)."""
+    body = [i for i in prompt_ids[1:] + new_ids if i != tokenizer.eos_id]
+    text = tokenizer.decode(body) if tokenizer.eos_id < 0 else _decode_lines(tokenizer, prompt_ids[1:] + new_ids)
+    return text[len(prompt):] if text.startswith(prompt) else text
+
+
+def _decode_lines(tokenizer, ids: list[int]) -> str:
+    lines, cur = [], []
+    for i in ids:
+        if i == tokenizer.eos_id:
+            lines.append(tokenizer.decode(cur))
+            cur = []
+        else:
+            cur.append(i)
+    lines.append(tokenizer.decode(cur))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- builder
+def build(recipe: Mapping[str, Any], run_dir: Path):
+    """``(model, task, tokenizer)`` for an LM recipe (see core/recipes.py for the schema)."""
+    from .recipes import load_or_train_tokenizer
+
+    data, tok_spec = dict(recipe["data"]), dict(recipe["tokenizer"])
+    splits = load_splits(data)
+    tokenizer = load_or_train_tokenizer(run_dir, lambda: train_tokenizer(tok_spec, splits["train"]))
+    streams = {s: encode_stream(tokenizer, tok_spec["kind"], lines) for s, lines in splits.items()}
+    model_args = {k: v for k, v in recipe["model"].items() if k != "kind"}
+    cfg = LMConfig(vocab_size=tokenizer.vocab_size, pad_id=max(tokenizer.pad_id, 0), bos_id=tokenizer.bos_id,
+                   eos_id=tokenizer.eos_id, unk_id=tokenizer.unk_id, **model_args)
+    torch.manual_seed(int(recipe["train"].get("seed", 1337)))  # same initial weights for the same recipe
+    model = LanguageModel(cfg)
+    task = LMTask(streams["train"], streams["valid"], streams.get("test"),
+                  batch_size=int(data.get("batch_size", 32)), bptt=int(data.get("bptt", 35)),
+                  eval_batch_size=int(data.get("eval_batch_size", 10)), seed=int(recipe["train"].get("seed", 0)),
+                  unit="char" if tok_spec["kind"] == "char" else "token", tokenizer=tokenizer,
+                  next_word=bool(data.get("next_word", False)),
+                  next_word_positions=int(data.get("next_word_positions", 1000)),
+                  sample_prompts=data.get("sample_prompts", ()), sample_length=int(data.get("sample_length", 300)))
+    return model, task, tokenizer

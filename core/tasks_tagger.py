@@ -1,0 +1,300 @@
+"""Sequence tagging (CoNLL NER): BiRNN tagger with character features, entity-level F1.
+
+``chunks`` / ``chunk_f1`` are a small conlleval/seqeval-compatible scorer (BIO1, BIO2 and
+IOBES tags): an entity counts only when its type and both boundaries match exactly.
+``TaggerVocab`` maps words (lower-cased, digits -> 0), characters (case kept: capitals are
+the strongest NER cue) and tags to ids; it is saved as ``tagger_vocab.json`` in the run
+directory. Scores are in percent.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .atomic import atomic_write_json
+from .tasks_classify import Batches, bucketed_batches, evaluating, model_device
+
+Sentence = tuple[list[str], list[str]]  # (tokens, tags)
+
+
+# --------------------------------------------------------------------------- entity F1
+def _split_tag(tag: str) -> tuple[str, str]:
+    if tag in ("O", ""):
+        return "O", ""
+    if len(tag) > 1 and tag[1] in "-_" and tag[0] in "BIES":
+        return tag[0], tag[2:]
+    return "I", tag  # a bare type, as conlleval reads it
+
+
+def _ends(prev: str, prev_type: str, cur: str, cur_type: str) -> bool:
+    """Did the chunk that ``prev`` belongs to end before ``cur``? (conlleval's endOfChunk)"""
+    if prev in ("E", "S"):
+        return True
+    if prev in ("B", "I") and cur in ("B", "S", "O"):
+        return True
+    return prev != "O" and prev_type != cur_type
+
+
+def _starts(prev: str, prev_type: str, cur: str, cur_type: str) -> bool:
+    """Does a chunk start at ``cur``? (conlleval's startOfChunk; I after O starts one, BIO1-style)"""
+    if cur in ("B", "S"):
+        return True
+    if cur in ("I", "E") and prev in ("O", "E", "S"):
+        return True
+    return cur != "O" and prev_type != cur_type
+
+
+def chunks(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """Entities of one sentence as (type, first, last) token indices, inclusive."""
+    out: list[tuple[str, int, int]] = []
+    prev, prev_type, begin = "O", "", -1
+    for i, tag in enumerate(list(tags) + ["O"]):
+        cur, cur_type = _split_tag(tag)
+        if begin >= 0 and _ends(prev, prev_type, cur, cur_type):
+            out.append((prev_type, begin, i - 1))
+            begin = -1
+        if _starts(prev, prev_type, cur, cur_type):
+            begin = i
+        prev, prev_type = cur, cur_type
+    return out
+
+
+def chunk_f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Micro entity precision / recall / F1 (in %) over sentences, plus F1 per entity type."""
+    if len(gold) != len(pred):
+        raise ValueError(f"{len(gold)} gold sentences but {len(pred)} predicted")
+    n_gold = n_pred = n_ok = 0
+    per: dict[str, list[int]] = {}  # type -> [gold, pred, correct]
+    for s, (g, p) in enumerate(zip(gold, pred)):
+        if len(g) != len(p):
+            raise ValueError(f"sentence {s}: {len(g)} gold tags but {len(p)} predicted")
+        gc, pc = set(chunks(g)), set(chunks(p))
+        n_gold, n_pred, n_ok = n_gold + len(gc), n_pred + len(pc), n_ok + len(gc & pc)
+        for c in gc:
+            per.setdefault(c[0], [0, 0, 0])[0] += 1
+        for c in pc:
+            per.setdefault(c[0], [0, 0, 0])[1] += 1
+        for c in gc & pc:
+            per[c[0]][2] += 1
+
+    def f1(g: int, p: int, ok: int) -> tuple[float, float, float]:
+        prec = ok / p if p else 0.0
+        rec = ok / g if g else 0.0
+        return 100 * prec, 100 * rec, (200 * prec * rec / (prec + rec) if prec + rec else 0.0)
+
+    prec, rec, f = f1(n_gold, n_pred, n_ok)
+    out = {"precision": prec, "recall": rec, "f1": f}
+    out.update({f"f1_{t}": f1(*v)[2] for t, v in sorted(per.items())})
+    return out
+
+
+# --------------------------------------------------------------------------- vocabulary
+def norm_word(word: str) -> str:
+    return re.sub(r"\d", "0", word.lower())
+
+
+class TaggerVocab:
+    """Word, character and tag ids. Words/chars: 0 = pad, 1 = unk."""
+
+    FILE = "tagger_vocab.json"
+
+    def __init__(self, words: list[str], chars: list[str], tags: list[str], max_word_len: int = 20):
+        self.words, self.chars, self.tags, self.max_word_len = words, chars, tags, max_word_len
+        self.word_id = {w: i for i, w in enumerate(words)}
+        self.char_id = {c: i for i, c in enumerate(chars)}
+        self.tag_id = {t: i for i, t in enumerate(tags)}
+
+    @classmethod
+    def build(cls, sentences: Sequence[Sentence], max_word_len: int = 20) -> "TaggerVocab":
+        wc = Counter(norm_word(w) for toks, _ in sentences for w in toks)
+        cc = Counter(c for toks, _ in sentences for w in toks for c in w)
+        tags = sorted({t for _, ts in sentences for t in ts}, key=lambda t: (t != "O", _split_tag(t)[1], t))
+        return cls(["<pad>", "<unk>"] + sorted(wc, key=lambda w: (-wc[w], w)),
+                   ["<pad>", "<unk>"] + sorted(cc), tags, max_word_len)
+
+    def encode_words(self, tokens: Sequence[str]) -> list[int]:
+        return [self.word_id.get(norm_word(w), 1) for w in tokens]
+
+    def encode_chars(self, tokens: Sequence[str]) -> list[list[int]]:
+        return [[self.char_id.get(c, 1) for c in w[: self.max_word_len]] or [1] for w in tokens]
+
+    def encode_tags(self, tags: Sequence[str]) -> list[int]:
+        unknown = sorted(set(tags) - set(self.tag_id))
+        if unknown:
+            raise ValueError(f"tags {unknown} do not occur in the training data; known: {self.tags}")
+        return [self.tag_id[t] for t in tags]
+
+    def save(self, directory: str | Path) -> Path:
+        return atomic_write_json(Path(directory) / self.FILE, {
+            "words": self.words, "chars": self.chars, "tags": self.tags, "max_word_len": self.max_word_len,
+            "word_norm": "lowercase, digits -> 0"})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "TaggerVocab":
+        d = json.loads((Path(directory) / cls.FILE).read_text(encoding="utf-8"))
+        return cls(d["words"], d["chars"], d["tags"], d["max_word_len"])
+
+
+def pad_tagger_batch(vocab: TaggerVocab, sents: Sequence[Sentence], word_ids: Sequence[list[int]],
+                     tag_pad: int = -100) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """-> words (B, T), chars (B, T, W), lengths (B,), tags (B, T) with ``tag_pad`` on pads."""
+    B = len(sents)
+    T = max(len(t) for t, _ in sents)
+    char_ids = [vocab.encode_chars(t) for t, _ in sents]
+    W = max(len(c) for cs in char_ids for c in cs)
+    words = torch.zeros(B, T, dtype=torch.long)
+    chars = torch.zeros(B, T, W, dtype=torch.long)
+    tags = torch.full((B, T), tag_pad, dtype=torch.long)
+    for b, ((toks, ts), wids, cids) in enumerate(zip(sents, word_ids, char_ids)):
+        words[b, :len(toks)] = torch.tensor(wids)
+        tags[b, :len(toks)] = torch.tensor(vocab.encode_tags(ts)) if ts else tag_pad
+        for t, c in enumerate(cids):
+            chars[b, t, :len(c)] = torch.tensor(c)
+    lengths = torch.tensor([len(t) for t, _ in sents], dtype=torch.long)
+    return words, chars, lengths, tags
+
+
+# --------------------------------------------------------------------------- task
+class TaggerTask:
+    """Token tagging with a ``Tagger`` model; batch = (words, chars, lengths, tags).
+
+    Training replaces each singleton word by <unk> with probability ``unk_replace`` (seeded
+    by epoch), so the <unk> embedding is learnt from words the model rarely sees -- the
+    ones it will meet at test time.
+    """
+
+    name = "tagger"
+    metric = "val_f1"
+    metric_mode = "max"
+
+    def __init__(self, vocab: TaggerVocab, train: Sequence[Sentence], valid: Sequence[Sentence],
+                 test: Sequence[Sentence] | None = None, batch_size: int = 32, unk_replace: float = 0.5,
+                 seed: int = 0):
+        self.vocab, self.batch_size, self.unk_replace, self.seed = vocab, batch_size, unk_replace, seed
+        self.rank, self.world_size = 0, 1
+        self.splits = {"train": [s for s in train if s[0]], "val": [s for s in valid if s[0]]}
+        if test is not None:
+            self.splits["test"] = [s for s in test if s[0]]
+        counts = Counter(norm_word(w) for toks, _ in self.splits["train"] for w in toks)
+        self.singleton = {vocab.word_id.get(w, 1) for w, c in counts.items() if c == 1}
+        self.word_ids = {k: [vocab.encode_words(t) for t, _ in v] for k, v in self.splits.items()}
+
+    def train_batches(self, epoch: int) -> Batches:
+        train = self.splits["train"]
+        plan = bucketed_batches([len(t) for t, _ in train], self.batch_size, self.seed, epoch,
+                                rank=self.rank, world_size=self.world_size)
+
+        def make(k: int, rows: list[int]):
+            rng = random.Random((self.seed * 7919 + epoch) * 100_003 + k)  # per batch: skipping on resume is exact
+            wids = [[1 if w in self.singleton and rng.random() < self.unk_replace else w
+                     for w in self.word_ids["train"][i]] for i in rows]
+            return pad_tagger_batch(self.vocab, [train[i] for i in rows], wids)
+
+        return Batches(plan, make)
+
+    def loss(self, model, batch, carry):
+        words, chars, lengths, tags = (t.to(model_device(model)) for t in batch)
+        logits, _ = model(words, lengths, chars)
+        n = int((tags != -100).sum())
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tags.reshape(-1), ignore_index=-100), n, None
+
+    def predict(self, model, token_lists: Sequence[list[str]], batch_size: int = 128) -> list[list[str]]:
+        """Tags for each token list (empty lists give empty tag lists)."""
+        out: list[list[str]] = [[] for _ in token_lists]
+        todo = [i for i, t in enumerate(token_lists) if t]
+        with evaluating(model):
+            for k in range(0, len(todo), batch_size):
+                rows = todo[k:k + batch_size]
+                sents = [(list(token_lists[i]), []) for i in rows]
+                words, chars, lengths, _ = pad_tagger_batch(
+                    self.vocab, sents, [self.vocab.encode_words(t) for t, _ in sents])
+                dev = model_device(model)
+                logits, _ = model(words.to(dev), lengths.to(dev), chars.to(dev))
+                best = logits.argmax(-1).cpu()
+                for j, i in enumerate(rows):
+                    out[i] = [self.vocab.tags[t] for t in best[j, :len(token_lists[i])].tolist()]
+        return out
+
+    def split_metrics(self, model, split: str) -> dict[str, float]:
+        sents = self.splits[split]
+        pred = self.predict(model, [t for t, _ in sents])
+        scores = chunk_f1([g for _, g in sents], pred)
+        n_tok = sum(len(g) for _, g in sents)
+        acc = sum(a == b for (_, g), p in zip(sents, pred) for a, b in zip(g, p)) / max(1, n_tok)
+        out = {f"{split}_{k}": v for k, v in scores.items()}
+        out[f"{split}_token_acc"] = 100.0 * acc
+        return out
+
+    def evaluate(self, model) -> dict[str, float]:
+        """Validation entity F1 (the metric); test scores too when given (never used to select)."""
+        out = self.split_metrics(model, "val")
+        if "test" in self.splits:
+            out.update(self.split_metrics(model, "test"))
+        return out
+
+    def finalize(self, model, run_dir=None, samples: int = 5) -> dict:
+        """Best model's val / test entity scores (per type too) and a few tagged test sentences."""
+        from .tasks_classify import write_final
+
+        rec = self.evaluate(model)
+        sents = self.splits.get("test") or self.splits["val"]
+        picks = sents[:: max(1, len(sents) // samples)][:samples]
+        pred = self.predict(model, [t for t, _ in picks])
+        rec["samples"] = [" ".join(f"{w}/{p}" if p != "O" else w for w, p in zip(t, ps))
+                          for (t, _), ps in zip(picks, pred)]
+        rec["params"] = sum(p.numel() for p in model.parameters())
+        return write_final(run_dir, rec)
+
+    def describe(self) -> dict:
+        return {"task": self.name, "metric": self.metric, "units": "entity-level F1 in % (conlleval rules)",
+                "sizes": {k: len(v) for k, v in self.splits.items()}, "tags": self.vocab.tags,
+                "words": len(self.vocab.words), "chars": len(self.vocab.chars),
+                "unk_replace": self.unk_replace, "batch_size": self.batch_size}
+
+
+# --------------------------------------------------------------------------- recipe builder
+def build(recipe, run_dir):
+    """``(model, task, vocab)`` for ner-conll: CoNLL-2003 (or the user's CoNLL-column files).
+
+    The "tokenizer" of a tagger is its ``TaggerVocab`` (words, characters, tags), built on the
+    train split and saved as ``run_dir/tagger_vocab.json`` (reused on --resume).
+    """
+    from .data.readers import read_conll
+    from .models import Tagger, TaggerConfig
+    from .tasks_classify import model_fields, seeded_holdout
+
+    data, run_dir = recipe["data"], Path(run_dir)
+    seed = int(recipe["train"].get("seed", 1337))
+    if data.get("train_file"):
+        train = read_conll(data["train_file"])
+        if data.get("valid_file"):
+            valid = read_conll(data["valid_file"])
+        else:
+            train, valid = seeded_holdout(train, 0.1, seed)
+        test = read_conll(data["test_file"]) if data.get("test_file") else None
+    else:
+        from .data.loaders import load_conll
+
+        train, valid, test = (load_conll(s) for s in ("train", "valid", "test"))
+    head = int(data.get("max_train_sentences", 0) or 0)
+    train = train[:head] if head > 0 else train
+    if (run_dir / TaggerVocab.FILE).is_file():
+        vocab = TaggerVocab.load(run_dir)
+    else:
+        vocab = TaggerVocab.build(train, int(recipe["tokenizer"].get("max_word_len", 20)))
+        vocab.save(run_dir)
+    use_chars = bool(data.get("char_features", True))
+    cfg = TaggerConfig(**{**model_fields(recipe), "vocab_size": len(vocab.words), "num_tags": len(vocab.tags),
+                          "char_vocab_size": len(vocab.chars) if use_chars else 0, "pad_id": 0, "unk_id": 1})
+    task = TaggerTask(vocab, train, valid, test, batch_size=int(data.get("batch_size", 32)),
+                      unk_replace=float(data.get("unk_replace", 0.5)), seed=seed)
+    return Tagger(cfg), task, vocab

@@ -1,0 +1,450 @@
+"""The model-agnostic training loop (minGPT's trainer: it knows nothing about the model).
+
+A ``Task`` supplies the data, the loss and the evaluation; ``train(model, task, cfg)`` does
+the rest: device and precision (decided once), optimizer and schedule, truncated BPTT
+(the carry is detached between steps), evaluation, early stopping, checkpoints that resume
+exactly, a run directory, and DDP under torchrun.
+
+Run directory (``cfg.run_dir``)::
+
+    config.json      {"train": resolved TrainConfig, "model": registry record, "task": task.describe(),
+                      "hardware": {...}, "world_size": n}
+    metrics.jsonl    see core/run_log.py
+    model/           registry.save of the best model by task.metric (the last one if never evaluated)
+    model_last/      registry.save of the model at the end of the run
+    checkpoints/latest/  see core/checkpoint.py
+    loss.png         train loss and validation curve
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from . import device as devices
+from . import distributed as ddp
+from .atomic import atomic_write_json
+from .checkpoint import find_latest, load_checkpoint, save_checkpoint
+from .rng import preserved_rng, seed_everything, set_rng_state
+from .run_log import RunLog
+from .schedules import LRSchedule, build_optimizer
+
+__all__ = ["Task", "TrainConfig", "TrainResult", "NonFiniteLossError", "train", "detach_state",
+           "seed_everything"]
+
+
+class Task(Protocol):
+    """What the trainer needs from a task (see docs/CONTRACTS.md).
+
+    Under DDP the trainer sets ``task.rank`` and ``task.world_size`` before the first
+    ``train_batches`` call; ``train_batches`` should then yield only this rank's share, the
+    same number of batches on every rank. Single process: rank 0, world_size 1.
+    """
+
+    name: str
+    metric: str
+    metric_mode: str
+
+    def train_batches(self, epoch: int) -> Iterable[Any]: ...
+    def loss(self, model: nn.Module, batch: Any, carry: Any) -> tuple[Tensor, int, Any]: ...
+    def evaluate(self, model: nn.Module) -> dict[str, float]: ...
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/run"
+    device: str = "auto"          # auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps
+    precision: str = "auto"       # auto | fp32 | bf16 | fp16 (fp16 = CUDA + GradScaler)
+    optimizer: str = "adamw"      # sgd | adam | adamw | rmsprop
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.0         # sgd, rmsprop
+    grad_clip: float = 1.0        # max global grad norm; 0 = off
+    schedule: str = "constant"    # constant | cosine | plateau
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1     # cosine ends at lr * min_lr_ratio
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2     # evaluations without improvement before lr *= plateau_factor
+    max_steps: int = 0            # 0 = no step limit
+    max_epochs: int = 0           # 0 = no epoch limit
+    max_minutes: float = 0.0      # wall-clock budget of this call; 0 = none. Stops cleanly + checkpoints
+    eval_every: int = 0           # steps between evaluations; 0 = at each epoch end
+    checkpoint_every: int = 500   # steps between checkpoints; 0 = only at the end
+    early_stop_patience: int = 0  # evaluations without improvement of task.metric; 0 = off
+    seed: int = 1337
+    log_every: int = 50
+    quiet: bool = False           # log lines instead of a progress bar (for nohup logs)
+
+    def check(self) -> None:
+        if self.max_steps <= 0 and self.max_epochs <= 0 and self.max_minutes <= 0:
+            raise ValueError("set max_steps, max_epochs or max_minutes: the run needs an end")
+        for name in ("max_steps", "max_epochs", "eval_every", "checkpoint_every", "early_stop_patience",
+                     "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+
+
+@dataclass
+class TrainResult:
+    run_dir: str
+    metric: str
+    best_metric: Optional[float]
+    best_step: Optional[int]
+    steps: int
+    epochs: int                  # epoch index reached (completed epochs when the run ends at an epoch end)
+    wall_seconds: float          # over all resumed segments
+    stop_reason: str             # max_steps | max_epochs | time_budget | early_stop | paused
+    last_eval: dict = field(default_factory=dict)
+    model_dir: str = ""
+    last_model_dir: str = ""
+    checkpoint_dir: str = ""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf; the run stopped and its last checkpoint was left as it was."""
+
+    def __init__(self, step: int, value: float, checkpoint: Optional[Path]):
+        self.step, self.value, self.checkpoint = step, value, checkpoint
+        where = f"the last good checkpoint {checkpoint} is untouched" if checkpoint else "no checkpoint was written"
+        super().__init__(f"non-finite loss ({value}) at step {step}; training stopped and {where}. "
+                         "Try a lower lr, grad_clip > 0, or precision fp32.")
+
+
+def detach_state(carry: Any) -> Any:
+    """Detach every tensor in nested tuples / lists / dicts (word_language_model's repackage_hidden),
+    so backprop stops at the chunk boundary (truncated BPTT)."""
+    if isinstance(carry, Tensor):
+        return carry.detach()
+    if isinstance(carry, tuple):
+        return tuple(detach_state(c) for c in carry)
+    if isinstance(carry, list):
+        return [detach_state(c) for c in carry]
+    if isinstance(carry, dict):
+        return {k: detach_state(v) for k, v in carry.items()}
+    return carry
+
+
+def _total_steps(cfg: TrainConfig, task: Task) -> Optional[int]:
+    """Steps the run will take, if known (cosine needs it; the progress bar likes it)."""
+    if cfg.max_steps > 0:
+        return cfg.max_steps
+    if cfg.max_epochs > 0:
+        try:
+            return cfg.max_epochs * len(task.train_batches(0))  # type: ignore[arg-type]
+        except TypeError:
+            return None
+    return None
+
+
+def _improved(value: float, best: Optional[float], mode: str) -> bool:
+    if not math.isfinite(value):
+        return False
+    return best is None or (value < best if mode == "min" else value > best)
+
+
+def _save_model(model: nn.Module, directory: Path) -> None:
+    from . import registry
+
+    if hasattr(model, "kind") and hasattr(model, "config"):
+        registry.save(model, directory)
+    else:  # not an rnnkit model: weights only
+        directory.mkdir(parents=True, exist_ok=True)
+        registry.save_weights(model, directory / registry.WEIGHTS_FILE)
+
+
+class _FiniteGuard:
+    """Remembers the first step whose loss was NaN / inf.
+
+    On CPU it checks on the spot (a CPU ``.item()`` costs nothing) so the bad step never
+    updates the weights. On GPU it keeps the answer on the device and is read at log /
+    eval / checkpoint steps, so training never waits for a host sync each step.
+    """
+
+    def __init__(self, device: torch.device, immediate: bool):
+        self.immediate = immediate
+        self.first = torch.full((), -1, dtype=torch.long, device=device)
+        self.value = torch.zeros((), device=device)
+
+    def record(self, step: int, loss: Tensor) -> bool:
+        """Note ``loss`` of step ``step`` (1-based); True when a check is due right now."""
+        bad = ~torch.isfinite(loss)
+        if self.immediate:
+            if bool(bad):
+                self.first.fill_(step)
+                self.value.copy_(loss)
+                return True
+            return False
+        new = bad & (self.first < 0)
+        self.first = torch.where(new, torch.full_like(self.first, step), self.first)
+        self.value = torch.where(new, loss, self.value)
+        return False
+
+    def first_bad(self) -> tuple[int, float]:
+        return int(self.first.item()), float(self.value.item())
+
+
+class _Run:
+    """State shared by the loop and its periodic jobs (evaluate, checkpoint, finite check)."""
+
+    def __init__(self, model, task, cfg, info, device, precision, optimizer, schedule, scaler, log, run_dir):
+        self.model, self.task, self.cfg, self.info = model, task, cfg, info
+        self.device, self.precision = device, precision
+        self.optimizer, self.schedule, self.scaler, self.log = optimizer, schedule, scaler, log
+        self.run_dir, self.ckpt_root = run_dir, run_dir / "checkpoints"
+        self.main = info.is_main
+        # Everything here goes into the checkpoint (JSON).
+        self.st = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_metric": None, "best_step": None,
+                   "patience_best": None, "bad_evals": 0, "elapsed": 0.0, "eval_step": -1, "last_eval": {},
+                   "log_loss_sum": 0.0, "log_items": 0}  # the open log window, so resumed logs match
+        self.carry: Any = None
+        self.ckpt_step = -1
+        self.guard = _FiniteGuard(device, immediate=device.type == "cpu" and not info.enabled)
+        self.t0 = time.perf_counter()
+        self.elapsed_before = 0.0
+
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.t0
+
+    def evaluate(self, scheduled: bool) -> bool:
+        """Evaluate on rank 0 and keep the best model; True when early stopping says stop.
+
+        ``scheduled=False`` (the run's closing evaluation) only updates the best model: it must
+        not move the plateau schedule or the patience count, or a resumed run would differ.
+        """
+        st, task = self.st, self.task
+        value = float("nan")
+        if self.main:
+            self.model.eval()
+            with preserved_rng(), torch.no_grad(), devices.autocast(self.device, self.precision):
+                metrics = {k: float(v) for k, v in task.evaluate(self.model).items()}
+            self.model.train()
+            if task.metric not in metrics:
+                raise ValueError(f"task.evaluate() returned {sorted(metrics)}, without task.metric {task.metric!r}")
+            value = metrics[task.metric]
+            is_best = _improved(value, st["best_metric"], task.metric_mode)
+            if is_best:
+                st["best_metric"], st["best_step"] = value, st["step"]
+                _save_model(self.model, self.run_dir / "model")
+            st["last_eval"] = {"step": st["step"], **metrics}
+            self.log.eval_line({"kind": "eval", "step": st["step"], "epoch": st["epoch"], **metrics,
+                                "elapsed": round(self.elapsed(), 3)}, task.metric, is_best)
+        st["eval_step"] = st["step"]
+        if self.info.enabled:  # every rank must take the same schedule / early-stop decision
+            t = torch.tensor([value], dtype=torch.float64, device=self.device)
+            torch.distributed.broadcast(t, src=0)
+            value = float(t.item())
+        if not scheduled:
+            return False
+        self.schedule.observe(value)
+        if _improved(value, st["patience_best"], task.metric_mode):
+            st["patience_best"], st["bad_evals"] = value, 0
+        else:
+            st["bad_evals"] += 1
+        return bool(self.cfg.early_stop_patience) and st["bad_evals"] >= self.cfg.early_stop_patience
+
+    def checkpoint(self, loss_sum: Tensor, items: int) -> None:
+        self.check_finite()  # never overwrite a good checkpoint with a diverged model
+        self.st["log_loss_sum"], self.st["log_items"] = float(loss_sum), items
+        if self.main:
+            state = {**self.st, "elapsed": self.elapsed(), "schedule": self.schedule.state_dict(),
+                     "scaler": self.scaler.state_dict() if self.scaler is not None else None}
+            save_checkpoint(self.ckpt_root, self.model, self.optimizer, state, self.carry)
+        ddp.barrier(self.info)
+        self.ckpt_step = self.st["step"]
+
+    def check_finite(self) -> None:
+        step, value = self.guard.first_bad()
+        if ddp.any_rank(step >= 0, self.info, self.device):
+            last = find_latest(self.ckpt_root) if self.main else None
+            self.log.write({"kind": "error", "step": step, "error": f"non-finite loss {value}"})
+            self.log.print(f"stopped: non-finite loss at step {step}")
+            self.log.close()
+            raise NonFiniteLossError(step if step >= 0 else self.st["step"], value, last)
+
+    def write_config(self, resume: bool) -> None:
+        cfg, model = self.cfg, self.model
+        record = None
+        if hasattr(model, "kind") and hasattr(model, "config"):
+            from .registry import model_record
+            record = model_record(model)
+        describe = getattr(self.task, "describe", None)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.run_dir / "config.json", {
+            "train": {**asdict(cfg), "device": str(self.device), "precision": self.precision},
+            "model": record, "task": describe() if callable(describe) else None,
+            "hardware": devices.describe(self.device, self.precision), "world_size": self.info.world_size})
+        self.log.start(self.st["step"] if resume else None)
+        n = sum(p.numel() for p in model.parameters())
+        self.log.print(f"training {getattr(self.task, 'name', 'task')} on {self.device} ({self.precision}), "
+                       f"{n:,} parameters" + (f", resuming at step {self.st['step']}" if resume else ""))
+
+    def finish(self, stop_reason: str, loss_sum: Tensor, items: int) -> TrainResult:
+        st = self.st
+        self.check_finite()
+        if self.ckpt_step != st["step"]:
+            self.checkpoint(loss_sum, items)
+        if st["eval_step"] != st["step"]:
+            self.evaluate(scheduled=False)
+        if self.main:
+            _save_model(self.model, self.run_dir / "model_last")
+            if not (self.run_dir / "model").exists():  # never evaluated to a finite metric
+                _save_model(self.model, self.run_dir / "model")
+            from .plots import plot_losses, read_metrics
+            plot_losses(read_metrics(self.run_dir / "metrics.jsonl"), self.run_dir / "loss.png", self.task.metric)
+            self.log.print(f"done: {stop_reason} at step {st['step']}, best {self.task.metric} "
+                           f"{st['best_metric']} (step {st['best_step']}), {self.elapsed():.1f}s")
+        self.log.close()
+        ddp.barrier(self.info)
+        return TrainResult(run_dir=str(self.run_dir), metric=self.task.metric, best_metric=st["best_metric"],
+                           best_step=st["best_step"], steps=st["step"], epochs=st["epoch"],
+                           wall_seconds=self.elapsed(), stop_reason=stop_reason, last_eval=st["last_eval"],
+                           model_dir=str(self.run_dir / "model"), last_model_dir=str(self.run_dir / "model_last"),
+                           checkpoint_dir=str(self.ckpt_root / "latest"))
+
+
+def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
+          stop_after_steps: Optional[int] = None) -> TrainResult:
+    """Train ``model`` on ``task``; see the module docstring for what lands in ``cfg.run_dir``.
+
+    resume: continue exactly from ``run_dir/checkpoints/latest`` (same data order, RNG, carry).
+    stop_after_steps: checkpoint and return once this many steps are done, as if paused; the
+        schedule still aims at ``max_steps``, so a resumed run matches an uninterrupted one.
+    Raises NonFiniteLossError on a NaN / inf loss, ValueError for bad settings.
+    """
+    cfg.check()
+    if task.metric_mode not in ("min", "max"):
+        raise ValueError(f"task.metric_mode must be 'min' or 'max', got {task.metric_mode!r}")
+    info, device = ddp.setup_distributed(devices.resolve_device(cfg.device))
+    precision = devices.resolve_precision(cfg.precision, device)
+    devices.configure_backends(device)
+    if info.enabled or hasattr(task, "rank"):
+        try:  # the sharding hint: train_batches should yield only this rank's share
+            task.rank, task.world_size = info.rank, info.world_size  # type: ignore[misc]
+        except AttributeError as e:
+            raise ValueError(f"task {type(task).__name__} must accept .rank / .world_size attributes") from e
+    run_dir = Path(cfg.run_dir)
+    has_ckpt = find_latest(run_dir / "checkpoints") is not None
+    if resume and not has_ckpt:
+        raise ValueError(f"nothing to resume: no complete checkpoint in {run_dir / 'checkpoints'}")
+    if not resume and has_ckpt:
+        raise ValueError(f"{run_dir} already holds a checkpoint: resume it or pick a new run_dir")
+
+    total = _total_steps(cfg, task)  # before seeding: a task may draw randomness to build batches
+    seed_everything(cfg.seed + info.rank)  # ranks draw different dropout masks
+    model.to(device).train()
+    optimizer = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+    schedule = LRSchedule(optimizer, cfg.schedule, cfg.lr, cfg.warmup_steps, total, cfg.min_lr_ratio,
+                          task.metric_mode, cfg.plateau_factor, cfg.plateau_patience)
+    scaler = devices.make_grad_scaler(device, precision)
+    amp = devices.autocast(device, precision)
+    log = RunLog(run_dir / "metrics.jsonl", info.is_main, cfg.quiet, total, 0, getattr(task, "name", "train"))
+    run = _Run(model, task, cfg, info, device, precision, optimizer, schedule, scaler, log, run_dir)
+    st = run.st
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(run.ckpt_root, model, optimizer, device)
+        st.update({k: ckpt.state[k] for k in st})
+        schedule.load_state_dict(ckpt.state["schedule"])
+        if scaler is not None and ckpt.state.get("scaler"):
+            scaler.load_state_dict(ckpt.state["scaler"])
+        run.carry, run.ckpt_step, run.elapsed_before = ckpt.carry, st["step"], st["elapsed"]
+        if log.bar is not None:
+            log.bar.update(st["step"])
+    net = ddp.wrap_model(model, info, device)
+    if run.main:
+        run.write_config(resume)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss_sum = torch.full((), float(st["log_loss_sum"]), device=device)
+    items, last_log_t = int(st["log_items"]), time.perf_counter()
+    rate_items = 0  # items since the last log line in this process (for items/s)
+    budget_s = cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
+    stop_reason = None
+    while stop_reason is None:
+        if cfg.max_epochs and st["epoch"] >= cfg.max_epochs:
+            stop_reason = "max_epochs"
+            break
+        batches = iter(task.train_batches(st["epoch"]))
+        if ckpt is not None:
+            for _ in range(st["batch_in_epoch"]):  # batches of this epoch trained on before the checkpoint
+                next(batches, None)
+            set_rng_state(*ckpt.rng)  # after the skip, so a task that draws from global RNG replays the same
+            ckpt = None
+        else:
+            run.carry, st["batch_in_epoch"] = None, 0  # a new epoch starts from a fresh state
+        for batch in batches:
+            lr = schedule.apply(st["step"])
+            with amp:
+                loss, n_items, carry = task.loss(net, batch, run.carry)
+            run.carry = detach_state(carry)  # truncated BPTT: gradients stop at the chunk boundary
+            lv = loss.detach().float()
+            if run.guard.record(st["step"] + 1, lv):
+                run.check_finite()  # raises before the bad step touches the weights
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                if cfg.grad_clip > 0:
+                    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum += lv * n_items
+            items += int(n_items)
+            rate_items += int(n_items)
+            st["step"] += 1
+            st["batch_in_epoch"] += 1
+            log.step()
+
+            step = st["step"]
+            at_log = step % cfg.log_every == 0
+            if at_log:
+                run.check_finite()
+                now = time.perf_counter()
+                log.train_line({"kind": "train", "step": step, "epoch": st["epoch"],
+                                "loss": float(loss_sum) / max(items, 1),
+                                "items_per_s": rate_items * info.world_size / max(now - last_log_t, 1e-9),
+                                "lr": lr, "elapsed": round(run.elapsed(), 3)})
+                loss_sum.zero_()
+                items, rate_items, last_log_t = 0, 0, now
+            if cfg.eval_every and step % cfg.eval_every == 0:
+                run.check_finite()
+                if run.evaluate(scheduled=True):
+                    stop_reason = "early_stop"
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                run.checkpoint(loss_sum, items)
+            if cfg.max_steps and step >= cfg.max_steps:
+                stop_reason = stop_reason or "max_steps"
+            elif stop_after_steps is not None and step >= stop_after_steps:
+                stop_reason = stop_reason or "paused"
+            elif budget_s is not None and (at_log or not info.enabled):
+                # under DDP only at log steps: agreeing on it needs a collective
+                if ddp.any_rank(time.perf_counter() - run.t0 >= budget_s, info, device):
+                    stop_reason = stop_reason or "time_budget"
+            if stop_reason:
+                break
+        else:  # the epoch ran out
+            if st["batch_in_epoch"] == 0:
+                raise ValueError(f"task.train_batches({st['epoch']}) yielded no batches")
+            st["epoch"] += 1
+            st["batch_in_epoch"] = 0
+            run.carry = None
+            if not cfg.eval_every:
+                run.check_finite()
+                if run.evaluate(scheduled=True):
+                    stop_reason = "early_stop"
+    return run.finish(stop_reason, loss_sum, items)

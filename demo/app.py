@@ -1,0 +1,316 @@
+"""rnnkit's Gradio demo: Generate, Translate, Sentiment and Suggest, all on ONNX bundles.
+
+    python -m rnnkit.demo.app            # or: rnnkit demo [--host 127.0.0.1] [--port 7860] [--share]
+
+The top half is plain functions (validation, inference calls, figures: no gradio); the
+bottom half only wires them into ``gr.Blocks``. ``build_demo(models_dir)`` is importable
+(tests launch it on a free port); ``launch()`` runs only under ``__main__``.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+import logging
+from pathlib import Path
+from typing import Any, Iterator
+
+from .shelf import GENERATORS, ModelUnavailable, Shelf, load_shelf
+from .validation import (MAX_PROMPT_CHARS, MAX_REVIEW_CHARS, MAX_SENTENCE_CHARS, MAX_TYPING_CHARS,
+                         InputError, check_number, check_text)
+
+log = logging.getLogger("rnnkit.demo")
+
+MAX_NEW_TOKENS = 1000
+MAX_BEAM = 8
+STREAM_INTERVAL_S = 0.03  # ~30 screen updates a second is smooth; more only floods the socket
+
+
+class Notice(Exception):
+    """Raised by a plain function to show a non-fatal warning next to its (valid) result."""
+
+
+# --------------------------------------------------------------------------- plain functions
+def generate(shelf: Shelf, model: str, prompt: str, temperature: float, top_k: int, top_p: float,
+             length: int, seed: int, warn=lambda msg: None) -> Iterator[str]:
+    """Stream prompt + continuation. ``model`` is a slot name or its label; seed < 0: random."""
+    names = {shelf[g].label: g for g in GENERATORS}
+    slot = names.get(model, model)
+    if slot not in GENERATORS:
+        raise InputError(f"unknown model {model!r}; choose one of: {', '.join(names)}")
+    engine = shelf[slot].get()
+    prompt = check_text(prompt, "prompt", MAX_PROMPT_CHARS)
+    temperature = check_number(temperature, "temperature", 0.05, 5.0)
+    top_k = check_number(top_k, "top-k", 0, 100_000, integer=True)
+    top_p = check_number(top_p, "top-p", 0.01, 1.0)
+    length = check_number(length, "length", 1, MAX_NEW_TOKENS, integer=True)
+    seed = check_number(seed, "seed", -1, 2**32 - 1, integer=True)
+    _, unknown = engine.encode_prompt(prompt)
+    if unknown:
+        warn(f"{unknown} character(s) or piece(s) of the prompt are unknown to this model; it reads them as <unk>.")
+    yield from engine.stream(prompt, length, temperature, top_k, top_p, None if seed < 0 else seed,
+                             min_interval=STREAM_INTERVAL_S)
+
+
+def translate(shelf: Shelf, text: str, beam: int):
+    """English -> German: (translation, attention figure, the pieces as read)."""
+    from .plots import attention_figure
+
+    engine = shelf["translate"].get()
+    text = check_text(text, "sentence", MAX_SENTENCE_CHARS)
+    beam = check_number(beam, "beam width", 1, MAX_BEAM, integer=True)
+    out = engine.translate(text, beam)
+    return out.text, attention_figure(out.attention, out.src_pieces, out.tgt_pieces)
+
+
+def polarity(positive: float) -> dict[str, float]:
+    """gr.Label's value: each polarity with its confidence."""
+    return {"positive": round(positive, 4), "negative": round(1.0 - positive, 4)}
+
+
+def sentiment(shelf: Shelf, text: str):
+    """(polarity with confidence, score line, tokens with running scores, running-score figure)."""
+    from .plots import running_score_figure
+
+    engine = shelf["sentiment"].get()
+    text = check_text(text, "review", MAX_REVIEW_CHARS)
+    r = engine.analyse(text)
+    mood = "positive" if r.score > 0.05 else "negative" if r.score < -0.05 else "neutral"
+    score_md = f"### Score **{r.score:+.2f}** ({mood})  \n<small>-1 hate · 0 neutral · +1 love</small>"
+    highlighted = [(p, round(s, 3)) for p, s in zip(r.pieces, r.running)]
+    return polarity(r.positive), score_md, highlighted, running_score_figure(r.pieces, r.running)
+
+
+def suggest(shelf: Shelf, typing, text: str, k: int):
+    """(suggestions as dicts, latency line, typing session). ``typing`` is None on first use."""
+    engine = shelf["suggest"].get()
+    text = check_text(text, "text", MAX_TYPING_CHARS, allow_empty=True)
+    k = check_number(k, "k", 1, 10, integer=True)
+    typing = typing or engine.new_typing()
+    results = engine.suggest(typing, text, k)
+    return results, typing.summary(), typing
+
+
+def accept(text: str, suggestion: dict | None) -> str:
+    """The text after tapping a suggestion: a completion replaces the partial word."""
+    if not suggestion or not suggestion.get("text"):
+        return text
+    word = suggestion["text"]
+    if suggestion.get("kind") == "completion":
+        cut = len(text) - len(text.split(" ")[-1])
+        return text[:cut] + word + " "
+    sep = "" if not text or text.endswith((" ", "\n")) else " "
+    return text + sep + word + " "
+
+
+def accept_pick(i: int, text: str, found: list[dict] | None) -> str:
+    """Tap on the i-th suggestion button."""
+    return accept(text, found[i] if found and i < len(found) else None)
+
+
+def suggestions_html(results: list[dict]) -> str:
+    if not results:
+        return "<div class='sugg-empty'>no suggestion</div>"
+    chips = "".join(f"<span class='chip {html.escape(r['kind'])}'>{html.escape(r['text'])}"
+                    f"<small>{html.escape(r['kind'])} · {100 * r['prob']:.0f}%</small></span>"
+                    for r in results)
+    return f"<div class='chips'>{chips}</div>"
+
+
+# --------------------------------------------------------------------------- gradio wiring
+TITLE = "rnnkit — recurrent networks in your browser"
+INTRO = ("Four small RNNs trained with rnnkit and exported to ONNX. Everything here runs with "
+         "**onnxruntime on the CPU** — no PyTorch at run time; the Suggest tab uses the very bundle a phone would.")
+CSS = """
+.gradio-container {max-width: 1180px !important; margin: auto;}
+#title h1 {margin-bottom: 0;}
+.model-status {font-size: 0.9em; opacity: 0.85;}
+.chips {display: flex; gap: 10px; flex-wrap: wrap; min-height: 54px; align-items: center;}
+.chip {display: inline-flex; flex-direction: column; padding: 6px 14px; border-radius: 14px;
+       background: #eef2ff; border: 1px solid #c7d2fe; font-size: 1.15em; line-height: 1.2;}
+.chip small {font-size: 0.62em; opacity: 0.7;}
+.chip.completion {background: #ecfdf5; border-color: #a7f3d0;}
+.chip.phrase {background: #fff7ed; border-color: #fed7aa;}
+.sugg-empty {opacity: 0.55; min-height: 54px; display: flex; align-items: center;}
+"""
+
+
+def _theme():
+    import gradio as gr
+
+    # System fonts: the default theme's Google fonts cannot load on an offline machine.
+    font, mono = gr.themes.Font, gr.themes.Font
+    return gr.themes.Soft(primary_hue="indigo", neutral_hue="slate",
+                          font=[font("system-ui"), font("Segoe UI"), font("Roboto"), font("sans-serif")],
+                          font_mono=[mono("ui-monospace"), mono("Menlo"), mono("monospace")])
+
+
+def launch_options() -> dict[str, Any]:
+    """Gradio 6 takes the theme and CSS in ``launch()``; every launcher passes these."""
+    return {"theme": _theme(), "css": CSS}
+
+
+def _guard(fn):
+    """Run a plain function for gradio: user mistakes become gr.Error / gr.Warning pop-ups and
+    any other exception a short gr.Error (logged with its traceback): nothing typed crashes the server."""
+    import gradio as gr
+
+    def convert(e: Exception) -> Exception:
+        if isinstance(e, gr.Error):
+            return e
+        if isinstance(e, (InputError, ModelUnavailable)):
+            return gr.Error(str(e), title="Please check the input" if isinstance(e, InputError) else "Model missing",
+                            print_exception=False)
+        log.exception("demo handler %s failed", getattr(fn, "__name__", "?"))
+        return gr.Error("Something went wrong on the server with this input (it was logged). "
+                        "Try a shorter or different text.")
+
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def gen(*args):
+            try:
+                yield from fn(*args)
+            except Exception as e:
+                raise convert(e) from None
+        return gen
+
+    @functools.wraps(fn)
+    def call(*args):
+        try:
+            return fn(*args)
+        except Exception as e:
+            raise convert(e) from None
+    return call
+
+
+def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
+    import gradio as gr
+
+    shelf = load_shelf(models_dir)
+    status = lambda name: gr.Markdown(shelf[name].status_markdown(), elem_classes="model-status")
+
+    with gr.Blocks(title="rnnkit demo", analytics_enabled=False) as demo:
+        gr.Markdown(f"# {TITLE}\n{INTRO}", elem_id="title")
+        with gr.Tabs():
+            # ---------------------------------------------------------------- Generate
+            with gr.Tab("Generate", id="generate"):
+                for g in GENERATORS:
+                    status(g)
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        model = gr.Radio([shelf[g].label for g in GENERATORS], value=shelf[GENERATORS[0]].label,
+                                         label="Model")
+                        prompt = gr.Textbox("ROMEO:", label="Prompt", lines=3, max_length=MAX_PROMPT_CHARS,
+                                            elem_id="gen-prompt")
+                        with gr.Row():
+                            go = gr.Button("Generate", variant="primary", elem_id="gen-go")
+                            stop = gr.Button("Stop", variant="stop", elem_id="gen-stop")
+                    with gr.Column(scale=1):
+                        temperature = gr.Slider(0.05, 2.0, value=0.8, step=0.05, label="Temperature")
+                        top_k = gr.Slider(0, 200, value=40, step=1, label="Top-k (0 = off)")
+                        top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.01, label="Top-p (nucleus)")
+                        length = gr.Slider(1, MAX_NEW_TOKENS, value=300, step=1, label="Length (new tokens)")
+                        seed = gr.Number(1234, precision=0, label="Seed (-1 = random)", minimum=-1)
+                generated = gr.Textbox(label="Generated text", lines=14, elem_id="gen-out",
+                                       buttons=["copy"], autoscroll=True)
+
+                def run_generate(model, prompt, temperature, top_k, top_p, length, seed):
+                    yield from generate(shelf, model, prompt, temperature, top_k, top_p, length, seed,
+                                        warn=gr.Warning)
+
+                gen_event = go.click(_guard(run_generate), [model, prompt, temperature, top_k, top_p, length, seed],
+                                     generated, api_name="generate", concurrency_limit=6,
+                                     concurrency_id="generate", show_progress="minimal")
+                prompt.submit(_guard(run_generate), [model, prompt, temperature, top_k, top_p, length, seed],
+                              generated, api_visibility="private", concurrency_id="generate")
+                stop.click(None, None, None, cancels=[gen_event], api_visibility="private")
+
+            # ---------------------------------------------------------------- Translate
+            with gr.Tab("Translate", id="translate"):
+                status("translate")
+                with gr.Row():
+                    with gr.Column():
+                        src = gr.Textbox("In the beginning God created the heavens and the earth.",
+                                         label="English", lines=3, max_length=MAX_SENTENCE_CHARS, elem_id="tr-in")
+                        beam = gr.Slider(1, MAX_BEAM, value=4, step=1, label="Beam width")
+                        tr_go = gr.Button("Translate", variant="primary", elem_id="tr-go")
+                        gr.Examples([["And God said, Let there be light, and there was light."],
+                                     ["Love your neighbor as yourself."],
+                                     ["The Lord is my shepherd; I shall not want."]], [src])
+                    with gr.Column():
+                        tgt = gr.Textbox(label="German", lines=3, elem_id="tr-out", buttons=["copy"])
+                        heat = gr.Plot(label="Attention (source × target)", elem_id="tr-attn")
+                run_translate = _guard(functools.partial(translate, shelf))
+                run_translate.__name__ = "translate"
+                tr_go.click(run_translate, [src, beam], [tgt, heat], api_name="translate", concurrency_limit=2)
+                src.submit(run_translate, [src, beam], [tgt, heat], api_visibility="private")
+
+            # ---------------------------------------------------------------- Sentiment
+            with gr.Tab("Sentiment", id="sentiment"):
+                status("sentiment")
+                with gr.Row():
+                    with gr.Column():
+                        review = gr.Textbox("The first hour is slow and predictable, but the ending is "
+                                            "surprisingly moving and beautifully acted.", label="Review",
+                                            lines=4, max_length=MAX_REVIEW_CHARS, elem_id="se-in")
+                        se_go = gr.Button("Analyse", variant="primary", elem_id="se-go")
+                        gr.Examples([["A gorgeous, witty and heartfelt film."],
+                                     ["Dull, lifeless and far too long."],
+                                     ["It starts brilliantly, then collapses into a boring, clumsy mess."]], [review])
+                    with gr.Column():
+                        label = gr.Label(label="Polarity", num_top_classes=2, elem_id="se-label")
+                        score = gr.Markdown(elem_id="se-score", label="score")
+                tokens = gr.HighlightedText(label="Running score after each token (red -1 … green +1)",
+                                            show_legend=False, elem_id="se-tokens")
+                trajectory = gr.Plot(label="How the score turns", elem_id="se-plot")
+                run_sentiment = _guard(functools.partial(sentiment, shelf))
+                run_sentiment.__name__ = "sentiment"
+                se_go.click(run_sentiment, review, [label, score, tokens, trajectory], api_name="sentiment",
+                            concurrency_limit=4)
+                review.submit(run_sentiment, review, [label, score, tokens, trajectory], api_visibility="private")
+
+            # ---------------------------------------------------------------- Suggest
+            with gr.Tab("Suggest", id="suggest"):
+                status("suggest")
+                typing = gr.State(None)
+                results = gr.JSON(visible=False, label="suggestions")
+                box = gr.Textbox(label="Type here — suggestions update on every keystroke", lines=4,
+                                 placeholder="I would like to", max_length=MAX_TYPING_CHARS, elem_id="su-in")
+                k = gr.Slider(1, 5, value=3, step=1, label="Suggestions")
+                chips = gr.HTML(suggestions_html([]), elem_id="su-chips", label="chips")
+                with gr.Row():
+                    picks = [gr.Button(visible=False, size="sm", elem_id=f"su-pick{i}") for i in range(5)]
+                latency = gr.Markdown(elem_id="su-latency", label="latency")
+
+                def run_suggest(text, k, typing):
+                    found, lat, typing = suggest(shelf, typing, text, k)
+                    buttons = [gr.Button(f"＋ {r['text']}", visible=True) if i < len(found) else gr.Button(visible=False)
+                               for i, r in enumerate(found + [None] * (5 - len(found)))]
+                    return [found, suggestions_html(found), lat, typing, *buttons]
+
+                run_suggest.__name__ = "suggest"
+                box.input(_guard(run_suggest), [box, k, typing], [results, chips, latency, typing, *picks],
+                          api_name="suggest", trigger_mode="always_last", concurrency_limit=8,
+                          show_progress="hidden")
+                for i, b in enumerate(picks):
+                    b.click(functools.partial(accept_pick, i), [box, results], box, api_visibility="private", show_progress="hidden").then(
+                        _guard(run_suggest), [box, k, typing], [results, chips, latency, typing, *picks],
+                        api_visibility="private", show_progress="hidden")
+        gr.Markdown("<small>Models, cards and the commands that made them: `models/*/README.md`. "
+                    "Source: `demo/app.py`.</small>")
+    demo.queue(default_concurrency_limit=4, max_size=128)
+    return demo
+
+
+def launch(models_dir: str | Path = "models", host: str = "127.0.0.1", port: int = 7860, share: bool = False,
+           **kwargs: Any):
+    """Build and serve the demo (blocks until stopped unless ``prevent_thread_lock=True``)."""
+    demo = build_demo(models_dir)
+    demo.launch(server_name=host, server_port=port, share=share, **launch_options(), **kwargs)
+    return demo
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    launch()

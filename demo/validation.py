@@ -1,0 +1,76 @@
+"""Checks on what people type into the demo, before any model sees it.
+
+Each check returns the cleaned text or raises ``InputError`` whose message is shown to the
+user as is (the Gradio layer turns it into a ``gr.Error``). Nothing here imports gradio.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+# Per-field limits in characters: long enough for a paragraph, short enough that one
+# request cannot hold a worker for seconds.
+MAX_PROMPT_CHARS = 2000
+MAX_SENTENCE_CHARS = 1000
+MAX_REVIEW_CHARS = 2000
+MAX_TYPING_CHARS = 10_000
+
+
+class InputError(ValueError):
+    """A user mistake; the message says what to change."""
+
+
+def _bad_char(ch: str) -> bool:
+    # Cc: ASCII/C1 control characters; Cs: lone surrogates (invalid in UTF-8);
+    # Co/Cn: private use and unassigned code points. Newlines and tabs are ordinary text.
+    if ch in "\n\t\r":
+        return False
+    return unicodedata.category(ch) in ("Cc", "Cs", "Co", "Cn")
+
+
+def control_chars(text: str) -> list[str]:
+    """The distinct disallowed characters in ``text``, as ``U+XXXX`` names, in order of appearance."""
+    seen: list[str] = []
+    for ch in text:
+        if _bad_char(ch):
+            name = f"U+{ord(ch):04X}"
+            if name not in seen:
+                seen.append(name)
+    return seen
+
+
+def check_text(text: object, what: str, max_chars: int, allow_empty: bool = False) -> str:
+    """Return ``text`` NFC-normalised with ``\\r\\n`` turned into ``\\n``; raise ``InputError`` if unusable.
+
+    ``what`` names the field in the message ("prompt", "sentence", ...).
+    """
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise InputError(f"the {what} must be text, got {type(text).__name__}")
+    bad = control_chars(text)
+    if bad:
+        shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
+        raise InputError(f"the {what} contains control or invalid characters ({shown}); "
+                         "remove them and try again")
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    if len(text) > max_chars:
+        raise InputError(f"the {what} is {len(text):,} characters long; the limit is {max_chars:,}")
+    if not allow_empty and not text.strip():
+        raise InputError(f"the {what} is empty: type some text first")
+    return text
+
+
+def check_number(value: object, what: str, lo: float, hi: float, integer: bool = False) -> float | int:
+    """Return ``value`` as a number in [lo, hi]; API callers can send anything, the UI sliders cannot."""
+    try:
+        x = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be a number, got {value!r}") from None
+    if x != x or not lo <= x <= hi:  # x != x: NaN
+        raise InputError(f"{what} must be between {lo:g} and {hi:g}, got {value!r}")
+    if integer:
+        if x != int(x):
+            raise InputError(f"{what} must be a whole number, got {value!r}")
+        return int(x)
+    return x

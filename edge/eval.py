@@ -1,0 +1,140 @@
+"""``rnnkit eval-suggest``: type a file character by character and score the suggestions.
+
+Figures (the LSTM session, and the Kneser-Ney trigram on the same text):
+- next-word top-1 / top-3: at every word start (after whitespace), is the word the first /
+  among the three suggestions;
+- completion top-1 / top-3 after 1, 2, 3 typed characters of a word longer than that;
+- keystroke savings: a word accepted with one tap at the first point where a top-3
+  suggestion equals it saves ``len(word) - typed - 1`` keystrokes; reported as saved / typed
+  characters of the whole text;
+- p50 / p99 latency per keystroke of ``suggest`` (word suggestions; phrases timed apart);
+- Smart Compose: at word starts, the phrase beam's score; for each threshold, how often a
+  phrase is offered (trigger rate) and how often the offered phrase is exactly what follows.
+
+A "word" is a run of letters, digits, apostrophes and hyphens that starts after whitespace
+(``kneser_ney.tokenize``'s definition); other tokens are typed but not scored.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rnnkit.core.kneser_ney import KneserNeyTrigram, tokenize
+
+from .session import TypingSession
+
+_TARGET = re.compile(r"(?<!\S)[\w'\u2019-]+")  # a word that starts after whitespace or at the start
+PHRASE_THRESHOLDS = (-0.5, -1.0, -1.5, -2.0, -3.0)
+
+Suggest = Callable[[str, int, int], list[str]]  # (text, position, n typed) -> top-3 words
+
+
+def targets(text: str) -> list[tuple[int, str]]:
+    """(start index, word) of every scored word."""
+    return [(m.start(), m.group()) for m in _TARGET.finditer(text)]
+
+
+def score(text: str, suggest: Suggest, k: int = 3) -> dict[str, float]:
+    """Accuracy and keystroke savings for ``suggest(text_so_far, start, typed)`` -> words."""
+    words = targets(text)
+    hits = {"next": [0, 0, 0], 1: [0, 0, 0], 2: [0, 0, 0], 3: [0, 0, 0]}  # top1, topk, n
+    saved = 0
+    for start, word in words:
+        accepted = None
+        for typed in range(0, min(len(word), 4) if accepted is None else 0):
+            if typed and typed >= len(word):
+                break
+            sugg = suggest(text[:start + typed], start, typed)
+            key = "next" if typed == 0 else typed
+            hits[key][2] += 1
+            hits[key][0] += bool(sugg) and sugg[0] == word
+            hit = word in sugg[:k]
+            hits[key][1] += hit
+            if hit and accepted is None:
+                accepted = typed
+        if accepted is None:  # keep typing past 3 chars until a suggestion matches (or not)
+            for typed in range(4, len(word)):
+                if word in suggest(text[:start + typed], start, typed)[:k]:
+                    accepted = typed
+                    break
+        if accepted is not None:
+            saved += len(word) - accepted - 1
+    out: dict[str, float] = {"words": len(words), "chars": len(text),
+                             "keystroke_savings": saved / max(len(text), 1)}
+    for key, (t1, tk, n) in hits.items():
+        name = "next_word" if key == "next" else f"completion_{key}"
+        out[f"{name}_top1"] = t1 / n if n else float("nan")
+        out[f"{name}_top{k}"] = tk / n if n else float("nan")
+        out[f"{name}_n"] = n
+    return out
+
+
+def lstm_eval(session: TypingSession, text: str, k: int = 3) -> dict[str, float]:
+    """Type ``text`` keystroke by keystroke through ``session``; score it and time each keystroke."""
+    session.reset()
+    cache: dict[int, list[str]] = {}
+    lat = []
+    for i in range(len(text) + 1):  # every keystroke, in order, as a user types
+        t0 = time.perf_counter()
+        sugg = session.suggest(text[:i], k, phrase=False)
+        lat.append((time.perf_counter() - t0) * 1e3)
+        cache[i] = [s.text for s in sugg]
+    out = score(text, lambda t, start, typed: cache[len(t)], k)
+    out["latency_ms_p50"], out["latency_ms_p99"] = (float(x) for x in np.percentile(lat, [50, 99]))
+    out["keystrokes"] = len(lat)
+    out["tokens_fed_per_keystroke"] = session.tokens_fed / len(lat)
+    return out
+
+
+def kn_eval(kn: KneserNeyTrigram, text: str, k: int = 3) -> dict[str, float]:
+    """The same figures for the trigram: context = the line so far (its tokens)."""
+    lat = []
+
+    def suggest(so_far: str, start: int, typed: int) -> list[str]:
+        line = so_far[so_far.rfind("\n") + 1:start]
+        t0 = time.perf_counter()
+        words = [w for w, _ in kn.top_next(tokenize(line), k, so_far[start:start + typed])]
+        lat.append((time.perf_counter() - t0) * 1e3)
+        return words
+
+    out = score(text, suggest, k)
+    if lat:
+        out["latency_ms_p50"], out["latency_ms_p99"] = (float(x) for x in np.percentile(lat, [50, 99]))
+    return out
+
+
+def phrase_eval(session: TypingSession, text: str, thresholds: Sequence[float] = PHRASE_THRESHOLDS,
+                every: int = 1) -> dict[str, object]:
+    """Trigger rate and exact-match rate of Smart Compose phrases at word starts."""
+    session.reset()
+    scores, exact, lat = [], [], []
+    for n, (start, _) in enumerate(targets(text)):
+        if n % every:
+            continue
+        t0 = time.perf_counter()
+        hit = session.phrase(text[:start])
+        lat.append((time.perf_counter() - t0) * 1e3)
+        if hit is None:
+            scores.append(-math.inf)
+            exact.append(False)
+            continue
+        follow = " ".join(text[start:start + 4 * len(hit.text) + 8].split())
+        ok = follow.startswith(hit.text) and (len(follow) == len(hit.text) or not follow[len(hit.text)].isalnum())
+        scores.append(hit.score)
+        exact.append(ok)
+    s, e = np.array(scores), np.array(exact)
+    rows = []
+    for t in thresholds:
+        trig = s >= t
+        rows.append({"threshold": t, "trigger_rate": float(trig.mean()) if s.size else float("nan"),
+                     "exact_match_rate": float((trig & e).mean()) if s.size else float("nan"),
+                     "precision": float(e[trig].mean()) if trig.any() else float("nan")})
+    out: dict[str, object] = {"positions": int(s.size), "thresholds": rows}
+    if lat:
+        out["latency_ms_p50"], out["latency_ms_p99"] = (float(x) for x in np.percentile(lat, [50, 99]))
+    return out

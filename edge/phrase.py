@@ -1,0 +1,87 @@
+"""Smart Compose: a beam search for a phrase of up to N words, offered only when confident.
+
+From a starting point (the context, or the context plus the best completion of the word
+being typed) the beam extends pieces until the phrase holds ``max_words`` words. A phrase
+is finished at a word boundary (the next piece is a space, punctuation or end-of-sequence),
+and scored by its length-normalised log-probability
+
+    score = (log P(pieces) + log P(boundary)) / (number of pieces + 1),
+
+the mean log-probability per token. The longest finished phrase of at least ``min_words``
+words whose score reaches ``threshold`` is offered; otherwise nothing is (Chen et al. 2019,
+"Gmail Smart Compose": trigger only above a confidence threshold, and measure the trigger
+rate against the exact-match rate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .pieces import SentencePieceVocab
+from .search import Rows, logsumexp
+
+
+@dataclass(frozen=True)
+class PhraseHit:
+    text: str                # the phrase, without a leading space
+    logp: float              # log P(phrase, then a word boundary | context)
+    score: float             # mean log-probability per token (the trigger criterion)
+    words: int
+
+
+def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, ...] = (),
+                  start_surface: bytes = b"", start_logp: float = 0.0, max_words: int = 3,
+                  min_words: int = 2, beam: int = 4, threshold: float = -1.0,
+                  max_pieces: int | None = None) -> PhraseHit | None:
+    """Best phrase continuing ``start_ids`` (pieces after the context), or None below threshold.
+
+    ``start_surface`` is the bytes those pieces spell (a completed word, ``b" word"``) and
+    ``start_logp`` their log-probability including its word boundary; with no start the
+    phrase begins with the next word.
+    """
+    max_pieces = max_pieces or 3 * max_words
+    n0 = start_surface.count(b" ")
+    # (ids, surface, logp, words so far); a started word counts once it has a piece.
+    beam_hyps = [(tuple(start_ids), start_surface, start_logp, n0)]
+    best: dict[int, PhraseHit] = {}
+    for depth in range(max_pieces + 1):
+        prob_rows = rows([h[0] for h in beam_hyps])
+        cand = []
+        for (ids, surf, lp, words), row in zip(beam_hyps, prob_rows):
+            extended = len(ids) > len(start_ids)
+            if words >= min_words and extended:
+                end_lp = lp + logsumexp(row[vocab.ends_word])
+                n_tok = len(ids) + 1
+                hit = PhraseHit(_text(surf), end_lp, end_lp / n_tok, words)
+                if hit.text and (words not in best or hit.score > best[words].score):
+                    best[words] = hit
+            if depth == max_pieces:
+                continue
+            if not extended and start_ids:
+                allowed = np.flatnonzero(vocab.starts_space)  # the completed word must end here
+            elif words >= max_words:
+                allowed = np.flatnonzero(vocab.word_cont)     # only finish the last word
+            else:
+                allowed = np.flatnonzero(~vocab.special)
+            if not allowed.size:
+                continue
+            top = allowed[np.argpartition(-row[allowed], min(beam, allowed.size) - 1)[:beam]]
+            for t in top:
+                t = int(t)
+                s = vocab.surface[t]
+                cand.append((ids + (t,), surf + s, lp + float(row[t]), words + (s[:1] == b" ")))
+        if not cand:
+            break
+        cand.sort(key=lambda h: -h[2])
+        beam_hyps = cand[:beam]
+    offered = [h for h in best.values() if h.score >= threshold]
+    return max(offered, key=lambda h: (h.words, h.score)) if offered else None
+
+
+def _text(surface: bytes) -> str:
+    try:
+        return surface.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return ""

@@ -1,0 +1,106 @@
+"""Prefix-constrained word search over subword pieces.
+
+From the state after the context, find the k most likely whole *words* whose bytes start
+with what was typed: a beam over pieces, the first one starting with a space, the rest
+continuing the word, each extension allowed only if it agrees with the typed bytes. A word
+is scored when it is complete, i.e. times the probability that the next piece ends it
+(a space, punctuation or end-of-sequence):
+
+    log P(word | context) = sum_i log P(piece_i | ...) + log P(next piece ends the word)
+
+Segmentations of the same word are summed. A partial word's log-probability bounds every
+word that extends it, so the search stops as soon as the k-th word found beats the best
+partial one left (or after ``max_pieces`` pieces).
+
+``rows(ids_list)`` is the model: for each tuple of piece ids after the context it returns the
+next-piece log-probabilities (V,). The session supplies it with a cache, so a keystroke
+that extends the typed prefix reuses the rows the previous keystroke computed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .pieces import SentencePieceVocab
+
+Rows = Callable[[Sequence[tuple[int, ...]]], list[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class WordHit:
+    text: str                # the whole word, without the leading space
+    logp: float              # log P(word, then a word boundary | context)
+    ids: tuple[int, ...]     # the most likely segmentation's piece ids
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Over the last axis, in float64 for stable sums: (..., V) -> (..., V)."""
+    x = logits.astype(np.float64)
+    x -= x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def logsumexp(x: np.ndarray) -> float:
+    if x.size == 0:
+        return float("-inf")
+    m = float(x.max())
+    return m + float(np.log(np.exp(x - m).sum())) if np.isfinite(m) else m
+
+
+def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3,
+                 beam: int = 8, max_pieces: int = 4) -> list[WordHit]:
+    """The ``k`` most likely words whose surface starts with ``typed``.
+
+    ``typed`` is a space followed by the partial word's UTF-8 bytes (just ``b" "`` for the
+    next word). A hit must add at least one byte to what was typed.
+    """
+    assert typed[:1] == b" ", typed
+    frontier: list[tuple[tuple[int, ...], bytes, float]] = [((), b"", 0.0)]
+    found: dict[bytes, list] = {}  # surface -> [logp summed over segmentations, best logp, ids]
+    for depth in range(max_pieces + 1):
+        prob_rows = rows([ids for ids, _, _ in frontier])
+        cand_ids, cand_lp, cand_parent = [], [], []
+        for j, ((ids, surf, lp), row) in enumerate(zip(frontier, prob_rows)):
+            if ids and len(surf) > len(typed):
+                word_lp = lp + logsumexp(row[vocab.ends_word])
+                hit = found.get(surf)
+                if hit is None:
+                    found[surf] = [word_lp, word_lp, ids]
+                else:
+                    hit[0] = float(np.logaddexp(hit[0], word_lp))
+                    if word_lp > hit[1]:
+                        hit[1], hit[2] = word_lp, ids
+            if depth == max_pieces:
+                continue
+            allowed = vocab.matching(typed[len(surf):], first=not ids)
+            if allowed.size:
+                cand_ids.append(allowed)
+                cand_lp.append(lp + row[allowed])
+                cand_parent.append(np.full(allowed.size, j))
+        if not cand_ids:
+            break
+        ids_all, lp_all, par_all = np.concatenate(cand_ids), np.concatenate(cand_lp), np.concatenate(cand_parent)
+        keep = ids_all.size if ids_all.size <= beam else beam
+        top = np.argpartition(-lp_all, keep - 1)[:keep] if keep < ids_all.size else np.arange(ids_all.size)
+        top = top[np.argsort(-lp_all[top], kind="stable")]
+        top = top[np.isfinite(lp_all[top])]
+        if top.size == 0:
+            break
+        if len(found) >= k:
+            kth = sorted((h[0] for h in found.values()), reverse=True)[k - 1]
+            if kth >= lp_all[top[0]]:
+                break  # nothing left in the beam can beat the k words already found
+        frontier = [(frontier[par_all[t]][0] + (int(ids_all[t]),),
+                     frontier[par_all[t]][1] + vocab.surface[ids_all[t]], float(lp_all[t])) for t in top]
+    hits = []
+    for surf, (lp, _, ids) in found.items():
+        try:
+            text = surf[1:].decode("utf-8")  # byte pieces may stop inside a character
+        except UnicodeDecodeError:
+            continue
+        hits.append(WordHit(text, lp, ids))
+    hits.sort(key=lambda h: (-h.logp, h.text))
+    return hits[:k]

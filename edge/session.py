@@ -1,0 +1,296 @@
+"""The typing session: ``suggest(text, k)`` after every keystroke, feeding only what is new.
+
+The text splits at its last whitespace into the *context* (whole words, committed) and the
+*partial word* being typed. The context is encoded word by word (SentencePiece segments each
+whitespace-separated word on its own, so this equals encoding the whole text) and the model
+state after every word is kept, keyed by the word sequence. A keystroke that extends the text
+feeds only the new word's tokens; a backspace or an edit in the middle rolls back to the
+state after the last unchanged word and feeds from there. Feeding is always one word per
+call, so the state after a word is bit-for-bit the same whether the text was typed, pasted or
+edited -- the incremental result equals the from-scratch one.
+
+Suggestions (``Suggestion(text, prob, kind)``):
+- ``next``: at a word boundary, the k most likely next words;
+- ``completion``: inside a word, the k most likely words that start with the typed characters;
+- ``phrase``: a multi-word Smart Compose continuation, only above its confidence threshold.
+
+Torch-free: numpy, onnxruntime, sentencepiece.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import re
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .phrase import search_phrase
+from .pieces import SentencePieceVocab, clean_text
+from .runner import EdgeError, StepRunner
+from .search import log_softmax, search_words
+
+KINDS = ("completion", "next", "phrase")
+MAX_K = 20
+MAX_WORD_CHARS = 48       # a longer "word" (a pasted URL, a run of letters) gets no completion
+_WORD = re.compile(r"\S+|\n")
+_LAST_SPACE = re.compile(r"\s(?=\S*\Z)")
+_SPACE = re.compile(r"\s")
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    text: str
+    prob: float
+    kind: str  # completion | next | phrase
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Node:
+    """The model after the start tokens and words[0..i]: state (L, 1, H)s and next-piece log-probs."""
+
+    id: int
+    state: tuple
+    row: np.ndarray | None  # dropped for old nodes to bound memory; recomputed on demand
+
+
+def common_prefix_len(a: str, b: str) -> int:
+    """Length of the common prefix, by bisection on C-speed slice compares (no Python char loop)."""
+    if b.startswith(a):
+        return len(a)
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class TypingSession:
+    """Keystroke-level next-word / completion / phrase suggestions over one ``StepRunner``.
+
+    ``start_ids``: what the model reads before the first word. Default: EOS, which the LM
+    streams put after every line (so it also means "a text starts here"), else BOS. A line
+    break in the text is read as EOS too.
+    ``max_context_chars``: only the last ~this many characters are read; the window start
+    moves in steps of a quarter of it, so the cache stays valid between moves.
+    """
+
+    def __init__(self, runner: StepRunner, vocab: SentencePieceVocab, *, start_ids: Sequence[int] | None = None,
+                 beam: int = 8, max_pieces: int = 4, phrase_words: int = 3, phrase_threshold: float = -1.0,
+                 phrase_beam: int = 4, max_context_chars: int = 20_000, cache_size: int = 512,
+                 rows_kept: int = 64):
+        if vocab.vocab_size != runner.vocab_size:
+            raise EdgeError(f"tokenizer has {vocab.vocab_size} pieces but the graph's vocab_size is "
+                            f"{runner.vocab_size}: they do not belong together")
+        sha = runner.meta.tokenizer_sha256
+        if sha and sha != vocab.sha256:
+            raise EdgeError(f"tokenizer sha256 {vocab.sha256[:12]}... differs from the graph's "
+                            f"tokenizer_sha256 {sha[:12]}...: they do not belong together")
+        if runner.meta.kind != "lm":
+            raise EdgeError(f"suggestions need a language-model bundle (kind 'lm'), got {runner.meta.kind!r}")
+        self.runner, self.vocab = runner, vocab
+        m = runner.meta
+        if start_ids is None:
+            start_ids = [m.eos_id] if m.eos_id >= 0 else ([m.bos_id] if m.bos_id >= 0 else [])
+        self.start_ids = [int(i) for i in start_ids]
+        self.beam, self.max_pieces = beam, max_pieces
+        self.phrase_words, self.phrase_threshold, self.phrase_beam = phrase_words, phrase_threshold, phrase_beam
+        if max_context_chars < 64:
+            raise EdgeError(f"max_context_chars must be >= 64, got {max_context_chars}")
+        self.max_context_chars = max_context_chars
+        self.cache_size, self.rows_kept = cache_size, rows_kept
+        self.tokens_fed = 0   # tokens fed to the graph so far (context and search), for tests/benchmarks
+        self.graph_calls = 0
+        self.reset()
+
+    # ------------------------------------------------------------------ context state
+    def reset(self) -> None:
+        """Forget every cached state (the next call re-reads its text from scratch)."""
+        self._ids = itertools.count()
+        self._ctx = ""           # the context string the nodes describe
+        self._win = 0            # where the context window starts in the full text
+        self._word_end: list[int] = []   # per word: index in _ctx of the whitespace that confirms it
+        self._resume: list[int] = []     # per word: where reading the next word starts
+        self._word_ids: list[list[int]] = []
+        state = self.runner.init_state(1)
+        if self.start_ids:
+            logits, state = self._feed(self.start_ids, state)
+            row = log_softmax(logits[0, -1])
+        else:
+            row = np.full(self.runner.vocab_size, -math.log(self.runner.vocab_size))  # no start token: uniform
+        self._nodes: list[_Node] = [_Node(next(self._ids), state, row)]
+        self._cache: OrderedDict = OrderedDict()
+
+    def _feed(self, ids: Sequence[int], state: tuple) -> tuple[np.ndarray, tuple]:
+        tok = np.asarray(ids, dtype=np.int64)[None, :]
+        if tok.size and (tok.min() < 0 or tok.max() >= self.runner.vocab_size):
+            raise EdgeError(f"token ids must be in [0, {self.runner.vocab_size - 1}], got {list(ids)[:8]}")
+        self.tokens_fed += tok.shape[1]
+        self.graph_calls += 1
+        return self.runner.step_unchecked(tok, state)
+
+    def _window_start(self, text: str) -> int:
+        excess = len(text) - self.max_context_chars
+        if excess <= 0:
+            return 0
+        step = self.max_context_chars // 4
+        anchor = (excess // step + 1) * step
+        m = _SPACE.search(text, anchor)
+        return m.end() if m else len(text)
+
+    def _sync(self, ctx: str) -> _Node:
+        """Make the nodes describe ``ctx`` (whole words, ends in whitespace or is empty)."""
+        c = common_prefix_len(self._ctx, ctx)
+        keep = bisect.bisect_left(self._word_end, c)  # words whose following whitespace is unchanged
+        if keep < len(self._word_end):
+            del self._word_end[keep:], self._resume[keep:], self._word_ids[keep:], self._nodes[keep + 1:]
+        pos = self._resume[-1] if self._resume else 0
+        for m in _WORD.finditer(ctx, pos):
+            newline = m.group() == "\n"
+            if newline:  # a line break is the end of a text, as in training; a blank line adds nothing
+                eos = self.runner.meta.eos_id
+                ids = [eos] if eos >= 0 and self._word_ids and self._word_ids[-1] != [eos] else []
+            else:
+                ids = self.vocab.encode_word(m.group())
+            prev = self._nodes[-1]
+            if ids:
+                logits, state = self._feed(ids, prev.state)
+                node = _Node(next(self._ids), state, log_softmax(logits[0, -1]))
+            else:  # a word the normaliser erases (e.g. a lone zero-width char) changes nothing
+                node = _Node(next(self._ids), prev.state, self._row(len(self._nodes) - 1))
+            self._nodes.append(node)
+            self._word_end.append(m.start() if newline else m.end())
+            self._resume.append(m.end())
+            self._word_ids.append(ids)
+            old = len(self._nodes) - 1 - self.rows_kept
+            if old > 0:
+                self._nodes[old].row = None
+        self._ctx = ctx
+        node = self._nodes[-1]
+        if node.row is None:
+            node.row = self._row(len(self._nodes) - 1)
+        return node
+
+    def _row(self, i: int) -> np.ndarray:
+        """Next-piece log-probs at node i, re-feeding its word if the row was dropped."""
+        node = self._nodes[i]
+        if node.row is None:
+            if i == 0 or not self._word_ids[i - 1]:
+                node.row = self._row(i - 1) if i > 0 else node.row
+            else:
+                logits, _ = self._feed(self._word_ids[i - 1], self._nodes[i - 1].state)
+                node.row = log_softmax(logits[0, -1])
+        return node.row
+
+    # ------------------------------------------------------------------ search rows (cached)
+    def _rows_fn(self, root: _Node):
+        def rows(ids_list: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+            out: list = [None] * len(ids_list)
+            todo = []
+            for j, ids in enumerate(ids_list):
+                if not ids:
+                    out[j] = root.row
+                    continue
+                hit = self._cache.get((root.id, ids))
+                if hit is None:
+                    todo.append(j)
+                else:
+                    self._cache.move_to_end((root.id, ids))
+                    out[j] = hit[1]
+            if todo:
+                # Parents were expanded one depth earlier; re-derive any the LRU evicted.
+                missing = [ids_list[j][:-1] for j in todo
+                           if len(ids_list[j]) > 1 and (root.id, ids_list[j][:-1]) not in self._cache]
+                if missing:
+                    rows(list(dict.fromkeys(missing)))
+                parents = [root.state if len(ids_list[j]) == 1 else self._cache[(root.id, ids_list[j][:-1])][0]
+                           for j in todo]
+                state = tuple(np.concatenate([p[s] for p in parents], axis=1) for s in range(len(parents[0])))
+                tok = np.array([[ids_list[j][-1]] for j in todo], dtype=np.int64)
+                self.tokens_fed += len(todo)
+                self.graph_calls += 1
+                logits, nxt = self.runner.step_unchecked(tok, state)
+                lp = log_softmax(logits[:, -1])
+                for b, j in enumerate(todo):
+                    st = tuple(s[:, b:b + 1] for s in nxt)
+                    self._cache[(root.id, ids_list[j])] = (st, lp[b])
+                    out[j] = lp[b]
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+            return out
+
+        return rows
+
+    # ------------------------------------------------------------------ the public call
+    def suggest(self, text: str, k: int = 3, phrase: bool = True) -> list[Suggestion]:
+        """Up to ``k`` word suggestions (most likely first), then at most one phrase.
+
+        Inside a word every suggestion starts with the typed characters (after the
+        tokenizer's normalisation). Bad text never raises: it gets fewer or no suggestions.
+        """
+        if not isinstance(text, str):
+            raise EdgeError(f"text must be a str, got {type(text).__name__}")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise EdgeError(f"k must be an int from 1 to {MAX_K}, got {k!r}")
+        text = clean_text(text)
+        m = _LAST_SPACE.search(text)
+        cut = m.end() if m else 0
+        tail = text[cut:]
+        if len(tail) > MAX_WORD_CHARS:
+            return []
+        win = self._window_start(text)
+        if win != self._win:
+            self._win = win
+            self._ctx, self._word_end, self._resume, self._word_ids = "", [], [], []
+            self._nodes = self._nodes[:1]
+        win = min(win, cut)
+        root = self._sync(text[win:cut])
+        rows = self._rows_fn(root)
+        typed = self.vocab.normalize(tail).encode("utf-8")
+        if tail and not typed:
+            return []  # the partial word normalises to nothing (e.g. zero-width characters only)
+        kind = "completion" if typed else "next"
+        hits = search_words(self.vocab, rows, b" " + typed, k, self.beam, self.max_pieces)
+        out = [Suggestion(h.text, math.exp(h.logp), kind) for h in hits]
+        if phrase and self.phrase_words >= 2:
+            start = hits[0] if (hits and typed) else None
+            if start is not None or not typed:
+                p = search_phrase(self.vocab, rows, start.ids if start else (),
+                                  (b" " + start.text.encode("utf-8")) if start else b"",
+                                  start.logp if start else 0.0, self.phrase_words, beam=self.phrase_beam,
+                                  threshold=self.phrase_threshold)
+                if p is not None:
+                    out.append(Suggestion(p.text, math.exp(p.logp), "phrase"))
+        return out
+
+
+def open_session(bundle_dir, precision: str | None = None, threads: int = 1, **session_kw) -> TypingSession:
+    """A ``TypingSession`` on a verified bundle (hashes checked first; a bad file is named).
+
+    ``precision``: None runs the bundle's default graph (int8 when exported with ``--int8``),
+    "fp32" the fp32 reference graph.
+    """
+    from rnnkit.export.bundle import open_bundle
+
+    if precision not in (None, "fp32", "int8"):
+        raise EdgeError(f"precision must be fp32 or int8 (or omitted for the bundle's default), got {precision!r}")
+    bundle = open_bundle(bundle_dir)
+    if bundle.kind != "lm":
+        raise EdgeError(f"{bundle_dir}: a {bundle.kind} bundle; suggestions need a language model (kind 'lm')")
+    if bundle.tokenizer_path is None or bundle.tokenizer_path.suffix != ".model":
+        raise EdgeError(f"{bundle_dir}: suggestions need a SentencePiece tokenizer (tokenizer.model)")
+    if precision == "int8" and bundle.precision != "int8":
+        raise EdgeError(f"{bundle_dir}: has no int8 graph (exported without --int8); allowed: fp32")
+    runner = StepRunner(bundle.graph_path("step", "fp32" if precision == "fp32" else None), threads=threads)
+    vocab = SentencePieceVocab(bundle.tokenizer_path, eos_id=runner.meta.eos_id)
+    return TypingSession(runner, vocab, **session_kw)

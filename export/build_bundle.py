@@ -1,0 +1,112 @@
+"""Run directory -> verified ONNX bundle: what ``rnnkit export`` does.
+
+1. load the model from ``RUN_DIR/model/`` (or a plain model dir: config.json + model.safetensors);
+2. export one graph per job (``names.GRAPHS[kind]``) into a scratch directory;
+3. check parity against PyTorch on a few random inputs and refuse to write a bundle that fails;
+4. with ``int8``, quantise every graph and make the int8 graphs the ones a runner loads;
+5. write the bundle atomically with its manifest (hashes, model record, metrics, figures).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rnnkit.core import registry
+
+from . import names as N
+from .bundle import find_tokenizer, read_metrics, sha256_file, write_bundle
+from .onnx_export import OPSET, export_model
+from .parity import TOLERANCE, assert_parity, check_parity, ort_session
+from .quantize import compare_random, quantize_graph, size_ratio
+
+# Export-time parity: a few random inputs (the full grid runs in CI, tests/test_export_parity.py).
+QUICK_BATCHES, QUICK_TIMES, QUICK_ROLLOUT = (1, 3), (1, 9), 20
+
+
+def resolve_model_dir(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(run dir, model dir) of a run directory (has ``model/``) or of a plain model directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: no such run or model directory")
+    if (path / "model" / registry.CONFIG_FILE).is_file():
+        return path, path / "model"
+    if (path / registry.CONFIG_FILE).is_file() and (path / registry.WEIGHTS_FILE).is_file():
+        return path, path
+    raise FileNotFoundError(f"{path}: neither a run directory (model/config.json) nor a model directory "
+                            f"({registry.CONFIG_FILE} + {registry.WEIGHTS_FILE})")
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+            "opset": str(OPSET), "python": platform.python_version()}
+
+
+def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: bool = False,
+                  seed: int = 0, log=print) -> dict[str, Any]:
+    """Export ``run_dir`` to a bundle at ``out_dir``; returns the manifest written."""
+    import torch
+
+    from rnnkit import __version__
+
+    torch.manual_seed(seed)
+    run_dir, model_dir = resolve_model_dir(run_dir)
+    record = registry.read_record(model_dir)
+    model = registry.load(model_dir)
+    kind = record["kind"]
+    tok = find_tokenizer(run_dir) or find_tokenizer(model_dir)
+    if tok is None and kind != "forecaster":
+        log(f"warning: no tokenizer.* in {run_dir}: the bundle will have ids only")
+    tok_sha = sha256_file(tok) if tok else ""
+
+    with tempfile.TemporaryDirectory(prefix="rnnkit-export-") as scratch:
+        fp32 = export_model(model, scratch, tok_sha, tok.name if tok else "")
+        report = check_parity(model, fp32, QUICK_BATCHES, QUICK_TIMES, QUICK_ROLLOUT, seed=seed)
+        assert_parity(report, TOLERANCE)  # a bundle that disagrees with PyTorch is never written
+        log(f"parity (ONNX Runtime vs PyTorch, fp32): max abs diff {report['max_abs_diff']:.2e}")
+        files = {p.name: p for p in fp32.values()}
+        graphs = {job: p.name for job, p in fp32.items()}
+        manifest: dict[str, Any] = {
+            "format_version": N.FORMAT_VERSION, "kind": kind, "rnnkit_version": __version__,
+            "precision": "fp32", "graphs": graphs, "fp32_graphs": dict(graphs),
+            "graph_docs": {job: N.GRAPHS[kind][job] for job in graphs},
+            "model": record, "metrics": read_metrics(run_dir),
+            "tokenizer": {"file": tok.name, "sha256": tok_sha} if tok else None,
+            "parity": {"tolerance": TOLERANCE, "max_abs_diff": report["max_abs_diff"],
+                       "jobs": {j: e["max_abs_diff"] for j, e in report["jobs"].items()},
+                       "batches": list(QUICK_BATCHES), "times": list(QUICK_TIMES),
+                       "rollout_steps": QUICK_ROLLOUT},
+            "exported_with": _versions(),
+        }
+        if int8:
+            manifest["int8"] = _quantize_all(fp32, Path(scratch), files, graphs, record["config"], log)
+            manifest["precision"] = "int8"
+        if tok:
+            files[tok.name] = tok
+        write_bundle(out_dir, files, manifest)
+    log(f"wrote {out_dir}: {kind}, graphs {', '.join(f'{j}={f}' for j, f in graphs.items())}")
+    return manifest
+
+
+def _quantize_all(fp32: dict[str, Path], scratch: Path, files: dict[str, Path], graphs: dict[str, str],
+                  config: dict[str, Any], log) -> dict[str, Any]:
+    """Quantise every graph; point ``graphs`` at the int8 files. Returns the per-job figures."""
+    figures: dict[str, Any] = {}
+    for job, src in fp32.items():
+        dst = scratch / N.graph_file(job, "int8")
+        quantize_graph(src, dst)
+        smoke = compare_random(ort_session(src), ort_session(dst), config)
+        figures[job] = {"size_ratio": size_ratio(src, dst), "fp32_bytes": src.stat().st_size,
+                        "int8_bytes": dst.stat().st_size, "random_inputs": smoke}
+        files[dst.name] = dst
+        graphs[job] = dst.name
+        log(f"int8 {job}: {src.stat().st_size / 1e6:.2f} MB -> {dst.stat().st_size / 1e6:.2f} MB "
+            f"(random-input max abs diff {smoke['max_abs_diff']:.2e})")
+    return figures

@@ -1,0 +1,154 @@
+"""The names every ONNX graph and bundle uses, defined once (torch-free).
+
+A runner imports this module and nothing else from the export side. Graphs per model kind
+(``GRAPHS[kind]``), each graph's job name, its tensor names, the dynamic axis names and the
+``metadata_props`` keys all live here.
+
+Step graphs (state in, state out), icefall's convention::
+
+    tokens[B,T] int64, h0[L*D,B,H] float32 (, c0) -> logits[B,T,V], next_h0 (, next_c0)
+
+A graph that *produces* an initial state (seq2seq encoder, one-to-many ``state_from``)
+names it ``h0`` / ``c0``, exactly the step graph's input names, so a runner feeds it on as is.
+"""
+
+from __future__ import annotations
+
+FORMAT_VERSION = 1
+
+# ----------------------------------------------------------------------------- tensor names
+TOKENS = "tokens"          # (B, T) int64
+LENGTHS = "lengths"        # (B,) int64, real length of each padded row
+CHARS = "chars"            # (B, T, W) int64, characters of each word (tagger with char features)
+FEATURES = "features"      # (B, T, F) float32, forecaster input
+COND = "cond"              # (B, C) float32, one-to-many conditioning vector
+SRC = "src"                # (B, S) int64, seq2seq source tokens
+SRC_LEN = "src_len"        # (B,) int64
+PREV = "prev"              # (B, T) int64, seq2seq previous target token(s)
+MEMORY = "memory"          # (B, S, H') float32, encoder outputs
+SRC_MASK = "src_mask"      # (B, S) bool, True at real source tokens
+
+LOGITS = "logits"          # (B, T, V) | (B, C) | (B, T, C)
+SCORE = "score"            # (B, R) | (B, T, R)
+PREDICTIONS = "predictions"  # (B, T, O) forecaster output
+ATTN = "attn"              # (B, T, S) seq2seq attention weights
+
+# State tensors in the order of the model's state tuple: (h, c) for LSTM, (h,) otherwise.
+STATE_IN = ("h0", "c0")
+STATE_OUT = ("next_h0", "next_c0")
+# seq2seq with Luong input feeding carries one more state tensor: the attentional vector (1, B, H).
+FEED_IN, FEED_OUT = "feed0", "next_feed0"
+ALL_STATE_IN = STATE_IN + (FEED_IN,)
+ALL_STATE_OUT = STATE_OUT + (FEED_OUT,)
+# role of a state tensor (as ``Seq2Seq.state_names()`` gives it) -> (input name, output name)
+STATE_ROLES = {"h": ("h0", "next_h0"), "c": ("c0", "next_c0"), "feed": (FEED_IN, FEED_OUT)}
+
+
+def state_io(roles: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
+    """(input names, output names) of a state with these roles, e.g. ("h", "c", "feed")."""
+    bad = [r for r in roles if r not in STATE_ROLES]
+    if bad:
+        raise ValueError(f"unknown state role(s) {bad}; allowed: {', '.join(STATE_ROLES)}")
+    return [STATE_ROLES[r][0] for r in roles], [STATE_ROLES[r][1] for r in roles]
+
+
+def state_inputs(n: int) -> list[str]:
+    """Input names of a state tuple of ``n`` tensors (1: GRU/RNN, 2: LSTM)."""
+    if not 1 <= n <= len(STATE_IN):
+        raise ValueError(f"a state has 1 or 2 tensors, got {n}")
+    return list(STATE_IN[:n])
+
+
+def state_outputs(n: int) -> list[str]:
+    """Output names of the next state, matching ``state_inputs(n)``."""
+    if not 1 <= n <= len(STATE_OUT):
+        raise ValueError(f"a state has 1 or 2 tensors, got {n}")
+    return list(STATE_OUT[:n])
+
+
+# ----------------------------------------------------------------------------- dynamic axes
+BATCH = "batch"
+TIME = "time"
+SRC_TIME = "src_time"
+WORD_LEN = "word_len"
+
+# ----------------------------------------------------------------------------- jobs (graphs)
+JOB_STEP = "step"              # tokens/features + state -> outputs + next state
+JOB_CLASSIFY = "classify"      # whole sequence: tokens, lengths -> logits, score
+JOB_RUNNING = "running"        # score after each token (step graph if unidirectional)
+JOB_TAG = "tag"                # whole sequence: tokens, lengths (, chars) -> logits (B, T, K)
+JOB_ENCODER = "encoder"        # src, src_len -> memory, src_mask, h0 (, c0)
+JOB_DECODER = "decoder"        # prev, state, memory, src_mask -> logits, next state, attn
+JOB_STATE_FROM = "state_from"  # cond -> h0 (, c0)
+
+# kind -> {job: what the graph does}; ``rnnkit export --help`` prints this table.
+GRAPHS: dict[str, dict[str, str]] = {
+    "lm": {
+        JOB_STEP: "tokens[B,T], h0 (, c0) -> logits[B,T,V], next_h0 (, next_c0)",
+    },
+    "classifier": {
+        JOB_CLASSIFY: "tokens[B,T], lengths[B] -> logits[B,C] and/or score[B,R]",
+        JOB_RUNNING: "unidirectional: tokens[B,T], h0 (, c0) -> logits/score after each token [B,T,.], "
+                     "next state; bidirectional: tokens[B,T] -> per-prefix logits/score [B,T,.]",
+    },
+    "tagger": {
+        JOB_TAG: "tokens[B,T], lengths[B] (, chars[B,T,W]) -> logits[B,T,K]",
+    },
+    "forecaster": {
+        JOB_STEP: "features[B,T,F], h0 (, c0) -> predictions[B,T,O], next_h0 (, next_c0)",
+    },
+    "one_to_many": {
+        JOB_STATE_FROM: "cond[B,C] -> h0 (, c0)",
+        JOB_STEP: "tokens[B,T], h0 (, c0) -> logits[B,T,V], next_h0 (, next_c0)",
+    },
+    "seq2seq": {
+        JOB_ENCODER: "src[B,S], src_len[B] -> memory[B,S,H'], src_mask[B,S] bool, h0 (, c0) (, feed0)",
+        JOB_DECODER: "prev[B,T], h0 (, c0) (, feed0), memory, src_mask -> logits[B,T,V], next state, "
+                     "attn[B,T,S] (T is fixed to 1 for bahdanau / input feeding: they loop over time)",
+    },
+}
+
+
+def graph_file(job: str, precision: str = "fp32") -> str:
+    """File name of a job's graph inside a bundle: ``step.onnx``, ``step.int8.onnx``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; allowed: {', '.join(PRECISIONS)}")
+    return f"{job}.onnx" if precision == "fp32" else f"{job}.{precision}.onnx"
+
+
+PRECISIONS = ("fp32", "int8")
+
+# ----------------------------------------------------------------------------- metadata_props
+# Every graph carries these (values are strings, ONNX metadata is str -> str).
+META_FORMAT_VERSION = "format_version"
+META_KIND = "kind"
+META_JOB = "job"
+META_PRECISION = "precision"          # fp32 | int8
+META_CELL = "cell"
+META_NUM_LAYERS = "num_layers"
+META_HIDDEN_SIZE = "hidden_size"
+META_NUM_DIRECTIONS = "num_directions"
+META_VOCAB_SIZE = "vocab_size"
+META_PAD_ID = "pad_id"
+META_BOS_ID = "bos_id"
+META_EOS_ID = "eos_id"
+META_UNK_ID = "unk_id"
+META_TOKENIZER_SHA256 = "tokenizer_sha256"  # "" when the model has no tokenizer (forecaster)
+META_TOKENIZER_FILE = "tokenizer_file"      # tokenizer.model | tokenizer.json | ""
+META_STATE_INPUTS = "state_inputs"          # comma-separated, "" for stateless graphs
+META_STATE_OUTPUTS = "state_outputs"
+META_INPUTS = "inputs"                      # comma-separated input names, in order
+META_OUTPUTS = "outputs"
+META_MODEL_CONFIG = "model_config"          # JSON of the model's config dataclass
+META_RNNKIT_VERSION = "rnnkit_version"
+
+REQUIRED_META = (
+    META_FORMAT_VERSION, META_KIND, META_JOB, META_PRECISION, META_CELL, META_NUM_LAYERS,
+    META_HIDDEN_SIZE, META_NUM_DIRECTIONS, META_VOCAB_SIZE, META_PAD_ID, META_BOS_ID, META_EOS_ID,
+    META_UNK_ID, META_TOKENIZER_SHA256, META_STATE_INPUTS, META_STATE_OUTPUTS, META_INPUTS,
+    META_OUTPUTS, META_MODEL_CONFIG,
+)
+
+# ----------------------------------------------------------------------------- bundle files
+MANIFEST = "manifest.json"
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")

@@ -1,0 +1,163 @@
+"""int8 dynamic quantisation of exported graphs, and how to measure what it costs.
+
+``onnxruntime.quantization.quantize_dynamic``: weights stored as int8, activations quantised
+on the fly. LSTM nodes become ``com.microsoft.DynamicQuantizeLSTM``; onnxruntime has no
+quantised GRU/RNN kernel, so those graphs quantise only their MatMul/Gather (embedding and
+output layer, which hold most of the weights of a language model anyway).
+
+``lm_agreement`` runs an fp32 and an int8 step graph over the same token stream and
+reports top-1 agreement and the perplexity of each (real validation text, not random ids:
+the weights of an untrained model say nothing about int8 error).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from rnnkit.core.atomic import atomic_write
+
+from . import names as N
+
+# Quantise the big weight holders. Attention/score MatMuls between two activations are left
+# to onnxruntime (dynamic quantisation only touches ops with a constant weight input).
+OP_TYPES = ["LSTM", "MatMul", "Gather", "Gemm"]
+
+
+def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, per_channel: bool = True,
+                   op_types: Sequence[str] = OP_TYPES, exclude_output_head: bool = False) -> Path:
+    """Write the int8 version of ``src`` to ``dst`` (atomically), metadata carried over with precision=int8.
+
+    ``exclude_output_head`` keeps the final MatMul producing ``logits`` in fp32 (costs size,
+    buys top-1 agreement).
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from .onnx_export import check_graph, set_metadata
+
+    model = onnx.load(str(src))
+    meta = {p.key: p.value for p in model.metadata_props}
+    exclude = _head_nodes(model) if exclude_output_head else []
+
+    def write(tmp: str) -> None:
+        # The quantiser logs one line per node it skips; that is expected, not news.
+        # (and on the root logger, a pre-processing hint that does not apply to RNN graphs).
+        loggers = [logging.getLogger(), logging.getLogger("onnxruntime.quantization")]
+        levels = [lg.level for lg in loggers]
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            quantize_dynamic(str(src), tmp, op_types_to_quantize=list(op_types), per_channel=per_channel,
+                             weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
+        finally:
+            for lg, level in zip(loggers, levels):
+                lg.setLevel(level)
+        q = onnx.load(tmp)
+        set_metadata(q, {**meta, N.META_PRECISION: "int8"})
+        onnx.save(q, tmp)
+        check_graph(tmp)
+
+    return atomic_write(dst, write)
+
+
+def _head_nodes(model) -> list[str]:
+    """Names of the node(s) producing the ``logits`` output, followed back through a bias Add."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    out, name = [], N.LOGITS
+    while name in producers:
+        node = producers[name]
+        out.append(node.name)
+        if node.op_type != "Add":
+            break
+        name = node.input[0]
+    return out
+
+
+def size_ratio(fp32: str | os.PathLike, int8: str | os.PathLike) -> float:
+    return os.path.getsize(int8) / os.path.getsize(fp32)
+
+
+def op_counts(path: str | os.PathLike) -> dict[str, int]:
+    import onnx
+
+    counts: dict[str, int] = {}
+    for n in onnx.load(str(path)).graph.node:
+        key = f"{n.domain}.{n.op_type}" if n.domain else n.op_type
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    m = x.max(axis=-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+
+
+def lm_stream_eval(sessions: dict[str, Any], ids: Sequence[int], batch: int = 16, chunk: int = 64,
+                   max_tokens: int | None = None) -> dict[str, Any]:
+    """Run each step-graph session over ``ids`` as ``batch`` parallel streams (state carried
+    across ``chunk``-long calls, as in training); return per-session ppl and top-1 agreement
+    of every session with the first one.
+
+    ``sessions``: {label: onnxruntime session of a ``step`` graph}, first is the reference.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    if max_tokens:
+        ids = ids[:max_tokens + 1]
+    n = (len(ids) - 1) // batch
+    if n < 1:
+        raise ValueError(f"need more than {batch} tokens to evaluate, got {len(ids)}")
+    x = ids[:n * batch].reshape(batch, n)
+    y = ids[1:n * batch + 1].reshape(batch, n)
+    labels = list(sessions)
+    nll = {k: 0.0 for k in labels}
+    top1: dict[str, list[np.ndarray]] = {k: [] for k in labels}
+    states: dict[str, dict[str, np.ndarray]] = {}
+    for k, sess in sessions.items():
+        st = {}
+        for inp in sess.get_inputs():
+            if inp.name in N.STATE_IN:
+                st[inp.name] = np.zeros((inp.shape[0], batch, inp.shape[2]), np.float32)
+        states[k] = st
+    for start in range(0, n, chunk):
+        xs, ys = x[:, start:start + chunk], y[:, start:start + chunk]
+        for k, sess in sessions.items():
+            outs = sess.run(None, {N.TOKENS: xs, **states[k]})
+            names = [o.name for o in sess.get_outputs()]
+            res = dict(zip(names, outs))
+            lp = _log_softmax(res[N.LOGITS])
+            nll[k] -= float(np.take_along_axis(lp, ys[..., None], axis=-1).sum())
+            top1[k].append(res[N.LOGITS].argmax(-1))
+            states[k] = {i: res[o] for i, o in zip(N.STATE_IN, N.STATE_OUT) if o in res}
+    count = x.size
+    ref = np.concatenate(top1[labels[0]], axis=1)
+    report: dict[str, Any] = {"tokens": int(count), "batch": batch, "chunk": chunk}
+    for k in labels:
+        preds = np.concatenate(top1[k], axis=1)
+        report[k] = {"ppl": math.exp(nll[k] / count), "top1_agreement": float((preds == ref).mean()),
+                     "top1_accuracy": float((preds == y).mean())}
+    return report
+
+
+def compare_random(fp32_session, int8_session, config: dict[str, Any], batch: int = 2, time: int = 16,
+                   seed: int = 0) -> dict[str, float]:
+    """fp32 vs int8 on random inputs: max abs diff over outputs and argmax agreement of logits.
+
+    Only a smoke figure (the graph runs and stays close); real agreement needs real data.
+    """
+    from .feeds import max_abs_diff, random_feeds
+
+    feeds = random_feeds(fp32_session.get_inputs(), config, batch, time, seed=seed)
+    names = [o.name for o in fp32_session.get_outputs()]
+    a = dict(zip(names, fp32_session.run(names, feeds)))
+    b = dict(zip(names, int8_session.run(names, feeds)))
+    out = {"max_abs_diff": max(max_abs_diff(a[k], b[k]) for k in names if a[k].dtype != np.bool_)}
+    if N.LOGITS in a:
+        out["argmax_agreement"] = float((a[N.LOGITS].argmax(-1) == b[N.LOGITS].argmax(-1)).mean())
+    return out

@@ -1,0 +1,111 @@
+"""``rnnkit verify BUNDLE``: check a bundle with onnxruntime alone (torch-free, runs on a device).
+
+- every file's sha256 (``open_bundle``), the metadata every graph must carry, and that it agrees
+  with the manifest and the tokenizer file;
+- every graph runs on random inputs of batch 1 and 3;
+- every step graph fed one step at a time (state fed back) equals one whole-sequence call;
+- int8 bundles: the int8 graphs against the fp32 ones on random inputs (a smoke figure).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from . import names as N
+from .bundle import Bundle, BundleError, open_bundle
+from .feeds import max_abs_diff, random_feeds
+
+
+ROLLOUT_TOLERANCE = 1e-5
+
+
+def _split(value: str) -> list[str]:
+    return [s for s in value.split(",") if s]
+
+
+def check_metadata(bundle: Bundle, job: str, precision: str | None = None) -> dict[str, str]:
+    """The graph's metadata_props, checked against the manifest; raises ``BundleError``."""
+    path = bundle.graph_path(job, precision)
+    meta = bundle.metadata(job, precision)
+    missing = [k for k in N.REQUIRED_META if k not in meta]
+    if missing:
+        raise BundleError(f"{path}: metadata_props lacks {missing}")
+    expect = {N.META_FORMAT_VERSION: str(N.FORMAT_VERSION), N.META_KIND: bundle.kind, N.META_JOB: job}
+    tok = bundle.manifest.get("tokenizer")
+    if tok:
+        expect[N.META_TOKENIZER_SHA256] = tok["sha256"]
+    for key, want in expect.items():
+        if meta[key] != want:
+            raise BundleError(f"{path}: metadata {key}={meta[key]!r}, the manifest says {want!r}")
+    if json.loads(meta[N.META_MODEL_CONFIG]) != bundle.model_config:
+        raise BundleError(f"{path}: metadata model_config differs from the manifest's model config")
+    return meta
+
+
+def _time_inputs(session) -> list[str]:
+    return [i.name for i in session.get_inputs() if len(i.shape) > 1 and i.shape[1] == N.TIME]
+
+
+def rollout_self_check(session, config: dict[str, Any], meta: dict[str, str], steps: int = 30,
+                       batch: int = 2, seed: int = 0) -> float | None:
+    """Step-by-step (state fed back) vs one whole call of the same graph; None if not a step graph."""
+    s_in, s_out = _split(meta[N.META_STATE_INPUTS]), _split(meta[N.META_STATE_OUTPUTS])
+    timed = _time_inputs(session)
+    if not s_in or not timed:
+        return None
+    feeds = random_feeds(session.get_inputs(), config, batch, steps, seed=seed, src_time=7)
+    out_names = [o.name for o in session.get_outputs()]
+    whole = dict(zip(out_names, session.run(None, feeds)))
+    step_feeds, pieces, last = dict(feeds), {n: [] for n in out_names if n not in s_out}, {}
+    for t in range(steps):
+        for n in timed:
+            step_feeds[n] = feeds[n][:, t:t + 1]
+        res = dict(zip(out_names, session.run(None, step_feeds)))
+        for i, o in zip(s_in, s_out):
+            step_feeds[i] = last[o] = res[o]
+        for n in pieces:
+            pieces[n].append(res[n])
+    stepped = {n: np.concatenate(v, axis=1) for n, v in pieces.items()} | last
+    return max(max_abs_diff(stepped[n], whole[n]) for n in out_names)
+
+
+def verify_bundle(directory: str | os.PathLike, seed: int = 0) -> dict[str, Any]:
+    """Run every check; returns ``{"kind", "jobs": {job: {...figures}}}`` or raises ``BundleError``."""
+    bundle = open_bundle(directory)
+    config = bundle.model_config
+    report: dict[str, Any] = {"kind": bundle.kind, "precision": bundle.precision, "jobs": {}}
+    for job in bundle.graphs:
+        entry: dict[str, Any] = {}
+        precisions = ["fp32"] + (["int8"] if bundle.graphs[job] != bundle.fp32_graphs[job] else [])
+        for precision in precisions:
+            meta = check_metadata(bundle, job, precision)
+            if meta[N.META_PRECISION] != precision:
+                raise BundleError(f"{bundle.graph_path(job, precision)}: metadata precision "
+                                  f"{meta[N.META_PRECISION]!r}, expected {precision!r}")
+            sess = bundle.session(job, precision)
+            for b in (1, 3):
+                feeds = random_feeds(sess.get_inputs(), config, b, 5, seed=seed + b)
+                outs = sess.run(None, feeds)
+                bad = [o.name for o, v in zip(sess.get_outputs(), outs)
+                       if v.dtype != np.bool_ and not np.all(np.isfinite(v))]
+                if bad:
+                    raise BundleError(f"{bundle.graph_path(job, precision)}: non-finite values in {bad}")
+            roll = rollout_self_check(sess, config, meta, seed=seed)
+            if roll is not None:
+                entry[f"{precision}_rollout_step_vs_whole"] = roll
+                # int8 quantises activations per call, so step and whole differ a little there.
+                if precision == "fp32" and roll > ROLLOUT_TOLERANCE:
+                    raise BundleError(f"{bundle.graph_path(job, precision)}: stepping with the state fed back "
+                                      f"differs from one whole-sequence call by {roll:.2e}")
+        if "int8" in precisions:
+            a, b = bundle.session(job, "fp32"), bundle.session(job, "int8")
+            feeds = random_feeds(a.get_inputs(), config, 2, 16, seed=seed)
+            ra, rb = a.run(None, feeds), b.run(None, feeds)
+            entry["int8_vs_fp32_max_abs_diff"] = max(max_abs_diff(x, y) for x, y in zip(ra, rb)
+                                                     if x.dtype != np.bool_)
+        report["jobs"][job] = entry
+    return report

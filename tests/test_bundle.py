@@ -1,0 +1,135 @@
+"""Bundles: hashes verified on open, bad files refused by name, atomic writes (torch-free)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rnnkit.export import names
+from rnnkit.export.bundle import BundleError, open_bundle, read_metrics, sha256_file, write_bundle
+
+
+def make_bundle(tmp_path: Path, name: str = "bundle") -> Path:
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    (src / "step.onnx").write_bytes(b"graph-bytes" * 100)
+    (src / "tokenizer.json").write_text('{"type": "char"}')
+    manifest = {"format_version": names.FORMAT_VERSION, "kind": "lm", "graphs": {"step": "step.onnx"},
+                "model": {"kind": "lm", "config": {"vocab_size": 3}}}
+    return write_bundle(tmp_path / name, {"step.onnx": src / "step.onnx", "tokenizer.json": src / "tokenizer.json"},
+                        manifest)
+
+
+def test_open_bundle_verifies_and_describes(tmp_path):
+    out = make_bundle(tmp_path)
+    b = open_bundle(out)
+    assert b.kind == "lm"
+    assert b.graphs == {"step": out / "step.onnx"}
+    assert b.fp32_graphs == b.graphs
+    assert b.tokenizer_path == out / "tokenizer.json"
+    m = json.loads((out / names.MANIFEST).read_text())
+    assert m["files"]["step.onnx"] == sha256_file(out / "step.onnx")
+    assert m["sizes"]["step.onnx"] == 1100
+
+
+def test_missing_file_is_named(tmp_path):
+    out = make_bundle(tmp_path)
+    (out / "tokenizer.json").unlink()
+    with pytest.raises(BundleError, match=r"tokenizer\.json: missing"):
+        open_bundle(out)
+
+
+def test_truncated_file_is_named(tmp_path):
+    out = make_bundle(tmp_path)
+    data = (out / "step.onnx").read_bytes()
+    (out / "step.onnx").write_bytes(data[:500])
+    with pytest.raises(BundleError, match=r"step\.onnx: truncated \(500 of 1100 bytes\)"):
+        open_bundle(out)
+
+
+def test_altered_file_same_size_is_named(tmp_path):
+    out = make_bundle(tmp_path)
+    data = bytearray((out / "step.onnx").read_bytes())
+    data[10] ^= 1
+    (out / "step.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"step\.onnx: altered"):
+        open_bundle(out)
+
+
+def test_bad_manifest(tmp_path):
+    out = make_bundle(tmp_path)
+    (out / names.MANIFEST).write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        open_bundle(out)
+    (out / names.MANIFEST).unlink()
+    with pytest.raises(BundleError, match="manifest.json: missing"):
+        open_bundle(out)
+    with pytest.raises(BundleError, match="no such bundle directory"):
+        open_bundle(tmp_path / "nowhere")
+
+
+def test_manifest_version_and_graphs_checked(tmp_path):
+    out = make_bundle(tmp_path)
+    m = json.loads((out / names.MANIFEST).read_text())
+    (out / names.MANIFEST).write_text(json.dumps({**m, "format_version": 99}))
+    with pytest.raises(BundleError, match="format_version 99"):
+        open_bundle(out)
+    (out / names.MANIFEST).write_text(json.dumps({**m, "graphs": {}}))
+    with pytest.raises(BundleError, match=r"needs graph\(s\) \['step'\]"):
+        open_bundle(out)
+
+
+def test_missing_graph_job_is_a_clear_error(tmp_path):
+    b = open_bundle(make_bundle(tmp_path))
+    with pytest.raises(BundleError, match="no 'encoder' graph; this lm bundle has: step"):
+        b.graph_path("encoder")
+
+
+def test_rewrite_replaces_atomically_and_leaves_no_temp(tmp_path):
+    make_bundle(tmp_path)
+    (tmp_path / "src" / "step.onnx").write_bytes(b"new graph")
+    manifest = {"format_version": names.FORMAT_VERSION, "kind": "lm", "graphs": {"step": "step.onnx"},
+                "model": {"kind": "lm", "config": {}}}
+    write_bundle(tmp_path / "bundle", {"step.onnx": tmp_path / "src" / "step.onnx"}, manifest)
+    b = open_bundle(tmp_path / "bundle")
+    assert (b.path / "step.onnx").read_bytes() == b"new graph"
+    assert not (b.path / "tokenizer.json").exists()  # the old bundle is gone, not merged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "src"]
+
+
+def test_refuses_to_replace_a_non_bundle_directory(tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    with pytest.raises(FileExistsError, match="not a bundle"):
+        make_bundle(tmp_path, "precious")
+    assert (precious / "thesis.tex").read_text() == "years of work"
+
+
+def test_manifest_must_not_name_files_it_lacks(tmp_path):
+    manifest = {"format_version": 1, "kind": "lm", "graphs": {"step": "step.onnx"}, "model": {}}
+    with pytest.raises(ValueError, match="not in the bundle"):
+        write_bundle(tmp_path / "b", {}, manifest)
+    assert not (tmp_path / "b").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_metrics_last_and_best(tmp_path):
+    lines = [{"step": 1, "val_acc": 0.5}, {"step": 2, "val_acc": 0.8}, {"step": 3, "val_acc": 0.7}]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
+    (tmp_path / "config.json").write_text(json.dumps({"task": {"metric": "val_acc", "metric_mode": "max"}}))
+    m = read_metrics(tmp_path)
+    assert m["last"]["step"] == 3 and m["best"]["step"] == 2 and m["metric"] == "val_acc"
+    assert read_metrics(tmp_path / "nothing") == {}
+
+
+def test_torch_free_modules_import_without_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import rnnkit.export.names, rnnkit.export.bundle, rnnkit.export.feeds, rnnkit.export.verify\n"
+            "print('ok')")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr

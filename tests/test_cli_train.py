@@ -1,0 +1,113 @@
+"""``rnnkit train`` / ``rnnkit sample`` end to end on a tiny text file you could have written.
+
+This is the path docs/OWN_DATA.md shows: train on your own text, resume, sample from it.
+No corpus needed (the recipe's corpus is replaced by --train).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from rnnkit.cli import main
+
+torch.set_num_threads(1)
+
+TEXT = """The quick brown fox jumps over the lazy dog.
+A stitch in time saves nine, and the early bird catches the worm.
+She sells sea shells by the sea shore; the shells she sells are surely sea shells.
+How much wood would a woodchuck chuck if a woodchuck could chuck wood?
+Peter Piper picked a peck of pickled peppers.
+"""
+FAST = ["--size", "smoke", "--set", "max_steps=12", "--set", "eval_every=6", "--set", "log_every=3",
+        "--set", "checkpoint_every=6", "--quiet"]
+
+
+@pytest.fixture
+def my_text(tmp_path):
+    path = tmp_path / "my.txt"
+    path.write_text(TEXT * 30, encoding="utf-8")
+    return path
+
+
+def _metrics(run):
+    return [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_train_on_own_text_then_resume_then_sample(tmp_path, my_text, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--recipe", "char-shakespeare", "--train", str(my_text), "--run-dir", str(run), *FAST]) == 0
+    recipe = json.loads((run / "recipe.json").read_text())
+    assert recipe["data"]["train_file"] == str(my_text.resolve())
+    assert recipe["train"]["max_steps"] == 12 and recipe["overrides"]["train.max_steps"] == 12
+    vocab = json.loads((run / "tokenizer.json").read_text())
+    assert "\u2581" not in json.dumps(vocab) and "z" in json.dumps(vocab)  # chars of MY text
+    recs = _metrics(run)
+    train_losses = [r["loss"] for r in recs if r.get("kind") == "train"]
+    assert train_losses[-1] < train_losses[0]
+    final = [r for r in recs if r.get("kind") == "final"]
+    assert len(final) == 1 and final[0]["val_loss"] < 4.0  # below ln(vocab ~ 40) = 3.7 + slack
+    res = json.loads((run / "results.json").read_text())
+    assert res["val_loss"] == pytest.approx(final[0]["val_loss"])
+    assert (run / "samples.txt").read_text().strip()
+
+    # resume with a bigger budget: continues from step 12, not from 0
+    assert main(["train", "--resume", str(run), "--set", "max_steps=18", "--quiet"]) == 0
+    steps = [r["step"] for r in _metrics(run) if r.get("kind") == "train"]
+    assert steps == sorted(steps) and steps[-1] == 18 and len(steps) == len(set(steps))
+    capsys.readouterr()
+
+    assert main(["sample", str(run), "--prompt", "The ", "--length", "40", "--seed", "1"]) == 0
+    out1 = capsys.readouterr().out
+    assert main(["sample", str(run), "--prompt", "The ", "--length", "40", "--seed", "1"]) == 0
+    out2 = capsys.readouterr().out
+    assert out1 == out2 and out1.startswith("The ") and len(out1) > len("The ") + 20
+
+
+def test_sentencepiece_recipe_on_own_text_with_valid_file(tmp_path, my_text):
+    valid = tmp_path / "v.txt"
+    valid.write_text("The lazy fox sells sea shells.\nPeter picked wood.\n", encoding="utf-8")
+    run = tmp_path / "sp"
+    assert main(["train", "--recipe", "suggest-en", "--train", str(my_text), "--valid", str(valid),
+                 "--run-dir", str(run), "--set", "tokenizer.vocab_size=300", *FAST]) == 0
+    assert (run / "tokenizer.model").is_file()
+    final = json.loads((run / "results.json").read_text())
+    assert math.isfinite(final["val_loss"]) and final["val_loss"] < math.log(300)  # better than uniform
+    assert 0.0 <= final["val_next_top3"] <= 1.0
+
+
+def test_user_errors_are_one_line_messages(tmp_path, my_text, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"fine line\nbroken \xff\xfe line\n")
+    cases = [
+        (["train", "--recipe", "nope"], "unknown recipe 'nope'"),
+        (["train", "--recipe", "ptb-lm", "--set", "hiden_size=3"], "allowed keys"),
+        (["train", "--recipe", "ptb-lm", "--set", "oops"], "key=value"),
+        (["train", "--recipe", "ptb-lm", "--train", str(tmp_path / "missing.txt")], "no such file"),
+        (["train", "--recipe", "char-shakespeare", "--train", str(bad), "--run-dir", str(tmp_path / "b"), *FAST],
+         ":2"),  # the line number of the bad bytes
+        (["train"], "--recipe NAME is required"),
+        (["sample", str(tmp_path)], "not found"),
+    ]
+    for argv, needle in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err, (argv, err)
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path, my_text, capsys):
+    run = tmp_path / "run"
+    args = ["train", "--recipe", "char-shakespeare", "--train", str(my_text), "--run-dir", str(run), *FAST]
+    assert main(args) == 0
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+def test_list_shows_the_lm_recipes(capsys):
+    assert main(["train", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("char-shakespeare", "ptb-lm", "suggest-en"):
+        assert name in out

@@ -1,0 +1,114 @@
+"""The demo's ONNX engines against the PyTorch models they were exported from (golden tests)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from test_demo_fixtures import demo_models  # noqa: F401  (session fixture)
+
+torch = pytest.importorskip("torch")
+
+
+def _torch_model(models_dir, name):
+    from rnnkit.core import registry
+
+    return registry.load(models_dir.parent / "runs" / name / "model")
+
+
+def test_greedy_generation_matches_pytorch(demo_models):
+    from rnnkit.core.sampling import generate
+    from rnnkit.demo.engines import TextGenerator
+
+    gen = TextGenerator(demo_models / "char-shakespeare")
+    prompt = "ROMEO: But"
+    ids, unknown = gen.encode_prompt(prompt)
+    assert unknown == 0
+    ref = list(generate(_torch_model(demo_models, "char-shakespeare"), ids, 40, greedy=True))
+    outs = list(gen.stream(prompt, 40, top_k=1, seed=0))
+    assert outs[-1] == prompt + gen.tok.decode(ref), (outs[-1], gen.tok.decode(ref))
+
+
+def test_sampling_is_seeded_and_streams(demo_models):
+    from rnnkit.demo.engines import TextGenerator
+
+    gen = TextGenerator(demo_models / "suggest-en")  # int8, sentencepiece, EOS-started
+    run = lambda seed: list(gen.stream("the film", 30, temperature=1.0, seed=seed))
+    a, b, c = run(7), run(7), run(8)
+    assert a == b
+    assert a[-1] != c[-1]
+    assert len(a) >= 2 and all(x.startswith("the film") for x in a)
+    assert [len(x) for x in a] == sorted(len(x) for x in a)  # streamed text only grows
+
+
+def test_sentiment_matches_pytorch(demo_models):
+    from rnnkit.demo.engines import SentimentScorer
+
+    scorer = SentimentScorer(demo_models / "sentiment-mr")
+    text = "a dull film with a moving story"
+    r = scorer.analyse(text)
+    model = _torch_model(demo_models, "sentiment-mr")
+    ids = torch.tensor([scorer.tok.encode(text)])
+    with torch.no_grad():
+        out, _ = model(ids, torch.tensor([ids.shape[1]]))
+        running = model.running(ids)["score"][0, :, 0]
+    assert abs(r.score - float(out["score"][0, 0])) < 1e-5
+    assert abs(r.positive - float(torch.softmax(out["logits"][0], -1)[1])) < 1e-5
+    assert len(r.pieces) == len(r.running) == ids.shape[1]
+    assert np.allclose(r.running, running.numpy(), atol=1e-5)
+    assert r.running[-1] == pytest.approx(r.score, abs=1e-5)  # the last prefix is the whole text
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_beam_search_matches_pytorch(demo_models, beam):
+    from rnnkit.demo.engines import LENGTH_PENALTY, Translator
+
+    tr = Translator(demo_models / "translate-en-de")
+    model = _torch_model(demo_models, "translate-en-de")
+    for text in ["in the beginning god created the earth", "love your neighbor"]:
+        src = tr.source_ids(text)
+        out = tr.translate(text, beam=beam, max_len=12)
+        s, n = torch.tensor([src]), torch.tensor([len(src)])
+        with torch.no_grad():
+            ref = (model.greedy(s, n, 12) if beam == 1
+                   else model.beam_search(s, n, beam, 12, length_penalty=LENGTH_PENALTY))
+        want = ref.tokens[0].tolist()
+        want = want[:want.index(tr.eos_id) + 1] if tr.eos_id in want else want
+        assert out.tgt_pieces == [tr.tok.id_to_piece(i).replace("\u2581", " ") for i in want]
+        assert out.text == tr.tok.decode([i for i in want if i != tr.eos_id])
+        assert out.attention.shape == (len(want), len(src))
+        assert np.allclose(out.attention, ref.attn[0, :len(want)].numpy(), atol=1e-5)
+        assert np.allclose(out.attention.sum(1), 1.0, atol=1e-5)
+
+
+def test_suggestions_come_from_the_edge_session(demo_models):
+    from rnnkit.demo.suggest import Suggester
+
+    sug = Suggester(demo_models / "suggest-en")
+    typing = sug.new_typing()
+    nxt = sug.suggest(typing, "i would like to ", 3)
+    part = sug.suggest(typing, "i would like to th", 3)
+    assert 1 <= len([r for r in nxt if r["kind"] == "next"]) <= 3
+    completions = [r for r in part if r["kind"] == "completion"]
+    assert completions and all(r["text"].startswith("th") for r in completions), part
+    assert all(0.0 <= r["prob"] <= 1.0 for r in nxt + part)
+    assert len(typing.latencies) == 2 and "last keystroke" in typing.summary()
+
+
+def test_missing_and_broken_bundles_become_messages(demo_models, tmp_path):
+    from rnnkit.demo.shelf import ModelUnavailable, load_shelf
+
+    models = tmp_path / "models"
+    shutil.copytree(demo_models / "sentiment-mr", models / "sentiment-mr")
+    shutil.copytree(demo_models / "translate-en-de", models / "translate-en-de")
+    onnx = models / "translate-en-de" / "decoder.onnx"
+    onnx.write_bytes(onnx.read_bytes()[:1000])  # truncated
+    shelf = load_shelf(models)
+    assert shelf["sentiment"].engine is not None
+    assert "decoder.onnx" in shelf["translate"].problem and "truncated" in shelf["translate"].problem
+    assert "No bundle at" in shelf["shakespeare"].problem and "rnnkit export" in shelf["shakespeare"].problem
+    with pytest.raises(ModelUnavailable, match="decoder.onnx"):
+        shelf["translate"].get()
+    assert "not available" in shelf["suggest"].status_markdown()

@@ -1,0 +1,115 @@
+"""The demo's numpy sampling and beam search, against torch's sampler and brute force."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from rnnkit.demo.npsample import beam_search, filter_logits, greedy_tokens, log_softmax, sample_next
+from rnnkit.demo.validation import InputError, check_number, check_text, control_chars
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.8),
+                                                     (0.5, 10, 0.5), (2.0, 1, 1.0), (1.0, 0, 0.05)])
+def test_filter_logits_matches_torch(temperature, top_k, top_p):
+    torch = pytest.importorskip("torch")
+    from rnnkit.core.sampling import filter_logits as torch_filter
+
+    x = np.random.default_rng(0).normal(size=(3, 40)).astype(np.float32) * 3
+    ours = filter_logits(x, temperature, top_k, top_p)
+    ref = torch_filter(torch.from_numpy(x), temperature, top_k, top_p).double().numpy()
+    assert np.array_equal(np.isinf(ours), np.isinf(ref)), (np.isinf(ours).sum(), np.isinf(ref).sum())
+    finite = np.isfinite(ref)
+    assert np.allclose(ours[finite], ref[finite], atol=1e-5)
+
+
+def test_top_k_and_top_p_keep_the_right_tokens():
+    x = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+    assert np.isfinite(filter_logits(x, top_k=2)).tolist() == [True, True, False, False]
+    # top_p=0.7: 0.5 alone is below 0.7, so 0.3 joins; 0.5+0.3 covers it, so 0.15 is dropped
+    assert np.isfinite(filter_logits(x, top_p=0.7)).tolist() == [True, True, False, False]
+    assert np.isfinite(filter_logits(x, top_p=0.4)).tolist() == [True, False, False, False]
+    with pytest.raises(ValueError, match="temperature"):
+        filter_logits(x, temperature=0)
+
+
+def test_sampling_is_seeded_and_follows_the_distribution():
+    logits = np.log(np.array([0.6, 0.3, 0.1]))
+    draws = lambda seed: [sample_next(logits, np.random.default_rng(seed)) for _ in range(1)]
+    assert draws(3) == draws(3)
+    rng = np.random.default_rng(1)
+    counts = np.bincount([sample_next(logits, rng) for _ in range(4000)], minlength=3) / 4000
+    assert np.allclose(counts, [0.6, 0.3, 0.1], atol=0.03), counts
+    # top_k=1 is greedy whatever the seed
+    assert {sample_next(logits, np.random.default_rng(s), top_k=1) for s in range(20)} == {0}
+
+
+def _toy_step(table: np.ndarray):
+    """A decoder whose next-token logits depend only on the previous token: table (V, V)."""
+    def step(prev, state):
+        (h,) = state
+        return table[prev], (h + 1,), np.ones((len(prev), 2)) / 2
+    return step
+
+
+def _brute_best(table, bos, eos, max_len, alpha):
+    """Every sequence a beam search could end with: EOS-terminated ones, or max_len long."""
+    V = table.shape[0]
+    lp = log_softmax(table)
+    best, best_seq = -np.inf, None
+    for n in range(1, max_len + 1):
+        for seq in itertools.product(range(V), repeat=n):
+            if eos in seq[:-1] or (seq[-1] != eos and n < max_len):
+                continue
+            prev, s = bos, 0.0
+            for t in seq:
+                s += lp[prev, t]
+                prev = t
+            score = s / ((5 + n) / 6) ** alpha
+            if score > best:
+                best, best_seq = score, list(seq)
+    return best_seq, best
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 2.0])
+def test_beam_search_is_exact_when_the_beam_holds_every_prefix(alpha):
+    rng = np.random.default_rng(5)
+    V, bos, eos, pad, L = 3, 0, 2, 1, 3
+    for trial in range(6):
+        table = rng.normal(size=(V, V)) * 2
+        want, want_score = _brute_best(table, bos, eos, L, alpha)
+        hyp = beam_search(_toy_step(table), (np.zeros((1, V ** L, 1)),), bos, eos, pad, beam=V ** L,
+                          max_len=L, alpha=alpha)
+        assert hyp.tokens == want, (trial, hyp.tokens, want)
+        assert abs(hyp.score - want_score) < 1e-9
+        assert hyp.attention.shape == (len(want), 2)
+
+
+def test_beam_one_is_greedy():
+    table = np.random.default_rng(2).normal(size=(6, 6)) * 3
+    table[:, 5] += 1.0  # make EOS (5) reachable
+    g = greedy_tokens(_toy_step(table), (np.zeros((1, 1, 1)),), 0, 5, max_len=12)
+    b = beam_search(_toy_step(table), (np.zeros((1, 1, 1)),), 0, 5, 4, beam=1, max_len=12, alpha=0.6)
+    assert b.tokens == g
+
+
+def test_check_text_rejects_what_it_should():
+    assert check_text("  hi\r\nthere ", "prompt", 100) == "  hi\nthere "
+    assert check_text("", "text", 10, allow_empty=True) == ""
+    for bad, msg in [("", "empty"), ("   \n", "empty"), ("x" * 101, "limit is 100"),
+                     ("a\x00b", "U\\+0000"), ("a\x1bb\x7f", "U\\+001B, U\\+007F"),
+                     ("lone \ud800", "U\\+D800"), (None, "empty"), (42, "must be text")]:
+        with pytest.raises(InputError, match=msg):
+            check_text(bad, "prompt", 100)
+    # emoji, right-to-left scripts and accents are ordinary text
+    assert check_text("héllo 👋 שלום", "prompt", 100) == "héllo 👋 שלום"
+    assert control_chars("a\tb\nc") == []
+
+
+def test_check_number():
+    assert check_number("3", "beam", 1, 8, integer=True) == 3
+    for bad in [float("nan"), 0, 9, "x", None, 2.5]:
+        with pytest.raises(InputError, match="beam"):
+            check_number(bad, "beam", 1, 8, integer=True)

@@ -1,0 +1,235 @@
+"""Non-LM recipes: metrics (entity F1, MAPE, seasonal-naive), batching, the tasks on tiny
+self-made data, and smoke runs of each recipe on the real corpora (marked ``data``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit.core.tasks_classify import Batches, SentimentSplit, SentimentTask, bucketed_batches, pad_ids
+from rnnkit.core.tasks_tagger import TaggerTask, TaggerVocab, chunk_f1, chunks
+from rnnkit.core.tasks_timeseries import Series, TimeseriesTask, _Prepared, mape, rmse, seasonal_naive
+
+torch.set_num_threads(1)
+
+
+# --------------------------------------------------------------------------- entity F1
+def test_chunks_bio2_and_bio1_and_iobes():
+    tags = ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "I-ORG", "I-ORG", "O", "B-MISC"]
+    assert chunks(tags) == [("PER", 0, 1), ("LOC", 3, 3), ("LOC", 4, 4), ("ORG", 5, 6), ("MISC", 8, 8)]
+    # BIO1 / broken BIO2: an I- after O or after another type starts an entity (conlleval).
+    assert chunks(["I-PER", "I-PER", "I-LOC", "O", "I-LOC"]) == [("PER", 0, 1), ("LOC", 2, 2), ("LOC", 4, 4)]
+    assert chunks(["S-PER", "B-ORG", "I-ORG", "E-ORG", "S-LOC", "O"]) == [("PER", 0, 0), ("ORG", 1, 3), ("LOC", 4, 4)]
+    assert chunks(["O", "O"]) == []
+    assert chunks([]) == []
+
+
+def test_chunk_f1_counts_exact_boundaries_and_types():
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    pred = [["B-PER", "O", "O", "B-LOC"], ["B-MISC", "O"]]
+    # gold: PER(0,1) LOC(3,3) ORG ; pred: PER(0,0) LOC(3,3) MISC -> only LOC right
+    s = chunk_f1(gold, pred)
+    assert s["precision"] == pytest.approx(100 / 3)
+    assert s["recall"] == pytest.approx(100 / 3)
+    assert s["f1"] == pytest.approx(100 / 3)
+    assert s["f1_LOC"] == pytest.approx(100.0)
+    assert s["f1_PER"] == 0.0
+    perfect = chunk_f1(gold, gold)
+    assert perfect["f1"] == 100.0
+    # The same entity in two different sentences is two entities.
+    assert chunk_f1([["B-PER"], ["B-PER"]], [["B-PER"], ["O"]])["recall"] == pytest.approx(50.0)
+
+
+def test_chunk_f1_rejects_misaligned_input():
+    with pytest.raises(ValueError, match="sentence 0"):
+        chunk_f1([["O", "O"]], [["O"]])
+    with pytest.raises(ValueError, match="2 gold sentences but 1"):
+        chunk_f1([["O"], ["O"]], [["O"]])
+
+
+# --------------------------------------------------------------------------- time-series metrics
+def test_mape_rmse_and_seasonal_naive():
+    y = np.array([10.0, 20.0, 30.0, 40.0])
+    assert mape(y, y * 1.1) == pytest.approx(10.0)
+    assert rmse(y, y + 3) == pytest.approx(3.0)
+    assert mape(np.array([0.0, 10.0]), np.array([5.0, 12.0])) == pytest.approx(20.0)  # zero actual skipped
+    with pytest.raises(ValueError, match="undefined"):
+        mape(np.zeros(3), np.ones(3))
+    s = np.arange(10.0)  # period 3
+    assert seasonal_naive(s, 3, 6, 9).tolist() == [3.0, 4.0, 5.0]
+    # multi-step from origin 6: the last season (3, 4, 5) repeated
+    assert seasonal_naive(s, 3, 6, 10, one_step=False).tolist() == [3.0, 4.0, 5.0, 3.0]
+    with pytest.raises(ValueError, match="one full season"):
+        seasonal_naive(s, 3, 2, 5)
+
+
+def _seasonal_series(n=120, period=12, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return 100 + 0.5 * t + 10 * np.sin(2 * np.pi * t / period) + rng.normal(0, 0.5, n)
+
+
+def test_timeseries_transform_inverts_exactly():
+    y = _seasonal_series()
+    p = _Prepared(Series("s", y, 12, 12, 12, log=True))
+    m = 12
+    back = p.to_values(p.z[m:], p.lv[:-m])
+    assert np.allclose(back, y[m:], rtol=1e-10)
+    # train-span statistics: z is standardised there
+    assert abs(np.mean(p.z[m:p.s.train_end])) < 1e-9
+
+
+class _ZeroForecaster(torch.nn.Module):
+    """Predicts z = 0 everywhere: the RNN forecast then equals seasonal-naive times exp(mu)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, state=None):
+        return x[..., :1] * 0 + self.w, state
+
+
+def test_timeseries_zero_model_is_drifted_seasonal_naive():
+    y = _seasonal_series()
+    task = TimeseriesTask([Series("s", y, 12, 12, 12, log=True)], sarimax=False)
+    p = task.series[0]
+    start, end = p.s.span("test")
+    one = task.one_step(_ZeroForecaster(), p, start, end)
+    assert np.allclose(one, seasonal_naive(y, 12, start, end) * math.exp(p.mu))
+    multi = task.multi_step(_ZeroForecaster(), p, start, end)
+    assert np.allclose(multi, seasonal_naive(y, 12, start, end, one_step=False) * math.exp(p.mu))
+    m = task.evaluate(_ZeroForecaster())
+    assert m["test_s_snaive_1step_rmse"] == pytest.approx(rmse(y[start:end], seasonal_naive(y, 12, start, end)))
+    assert "val_rel_rmse" in m and m["val_rel_rmse"] > 0
+
+
+def test_timeseries_batches_stay_in_train_span_and_are_deterministic():
+    y = _seasonal_series()
+    task = TimeseriesTask([Series("s", y, 12, 12, 12)], window=24, batch_size=4, batches_per_epoch=5, sarimax=False)
+    a, b = list(task.train_batches(3)), list(task.train_batches(3))
+    assert len(task.train_batches(3)) == 5
+    assert all(torch.equal(x1, x2) and torch.equal(y1, y2) for (x1, y1), (x2, y2) in zip(a, b))
+    p = task.series[0]
+    train_z = set(np.round(p.z[:p.s.train_end], 9).tolist())
+    for _, target in a:  # every target value comes from the training span
+        assert set(np.round(target.flatten().double().numpy(), 5).tolist()) <= {round(v, 5) for v in train_z}
+
+
+def test_series_validation_messages():
+    with pytest.raises(ValueError, match="values <= 0"):
+        Series("neg", np.array([1.0, -1.0] * 40), 4, 4, 4, log=True)
+    with pytest.raises(ValueError, match="two seasons"):
+        Series("short", np.ones(20), 12, 4, 4)
+    with pytest.raises(ValueError, match="finite"):
+        Series("nan", np.array([1.0, np.nan] * 40), 4, 4, 4)
+
+
+def test_sarimax_baseline_beats_naive_on_a_trend():
+    y = _seasonal_series(n=96)
+    s = Series("s", y, 12, 12, 12, log=False, order=(0, 1, 1), seasonal_order=(0, 1, 1, 12))
+    task = TimeseriesTask([s], sarimax=True)
+    base = task.baselines(task.series[0], "test")
+    assert base["sarimax_1step_rmse"] < base["snaive_1step_rmse"]
+
+
+# --------------------------------------------------------------------------- batching
+def test_bucketed_batches_cover_everything_once_and_repeat_per_epoch():
+    lengths = [i % 17 for i in range(1000)]
+    b0 = bucketed_batches(lengths, 32, seed=1, epoch=0)
+    assert sorted(i for b in b0 for i in b) == list(range(1000))
+    assert b0 == bucketed_batches(lengths, 32, seed=1, epoch=0)
+    assert b0 != bucketed_batches(lengths, 32, seed=1, epoch=1)
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in b0])
+    assert spread < 4  # sorted windows: little padding
+    r0 = bucketed_batches(lengths, 32, 1, 0, rank=0, world_size=2)
+    r1 = bucketed_batches(lengths, 32, 1, 0, rank=1, world_size=2)
+    assert len(r0) == len(r1) and not set(map(tuple, r0)) & set(map(tuple, r1))
+
+
+def test_pad_ids_and_batches_len():
+    x, lengths = pad_ids([[5, 6, 7], [], [8]], pad_id=0)
+    assert x.tolist() == [[5, 6, 7], [0, 0, 0], [8, 0, 0]] and lengths.tolist() == [3, 1, 1]
+    made = []
+    b = Batches([10, 20], lambda k, p: made.append(p) or (k, p))
+    assert len(b) == 2 and made == []  # len() builds nothing
+    assert list(b) == [(0, 10), (1, 20)]
+
+
+# --------------------------------------------------------------------------- tasks on tiny data
+class _WordTok:
+    """A minimal Tokenizer-protocol object for unit tests (pad 0, unk 1)."""
+
+    def __init__(self, texts):
+        words = sorted({w for t in texts for w in t.split()})
+        self.vocab = ["<pad>", "<unk>"] + words
+        self.ids = {w: i for i, w in enumerate(self.vocab)}
+        self.vocab_size, self.pad_id, self.unk_id, self.bos_id, self.eos_id = len(self.vocab), 0, 1, -1, -1
+
+    def encode(self, text):
+        return [self.ids.get(w, 1) for w in text.split()]
+
+    def decode(self, ids):
+        return " ".join(self.vocab[i] for i in ids)
+
+
+def test_sentiment_task_learns_a_toy_polarity():
+    from rnnkit.core.models import ClassifierConfig, SequenceClassifier
+
+    pos, neg = ["good fun", "great good", "fun great film"], ["bad dull", "awful bad", "dull awful film"]
+    texts = pos + neg + ["film"]
+    scores = [0.8, 0.9, 0.7, -0.8, -0.9, -0.6, 0.0]
+    split = SentimentSplit(texts, scores)
+    tok = _WordTok(texts)
+    task = SentimentTask(tok, split, split, batch_size=4, seed=0)
+    torch.manual_seed(0)
+    model = SequenceClassifier(ClassifierConfig(vocab_size=tok.vocab_size, num_classes=2, num_targets=1,
+                                                bounded=True, embed_size=16, hidden_size=16, dropout=0.0))
+    opt = torch.optim.Adam(model.parameters(), lr=0.03)
+    for epoch in range(40):
+        for batch in task.train_batches(epoch):
+            loss, n, _ = task.loss(model, batch, None)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    m = task.evaluate(model)
+    assert m["val_acc"] == 100.0  # the zero-score row is not counted
+    assert m["val_score_mae"] < 0.15
+    labels, sc = task.predict(model, ["good great", "awful dull"])
+    assert labels == [1, -1] and sc[0] > 0.3 and sc[1] < -0.3
+
+
+def test_sentiment_split_rejects_out_of_range_scores():
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        SentimentSplit(["x"], [2.5])
+
+
+def test_tagger_vocab_and_task_on_tiny_conll(tmp_path):
+    from rnnkit.core.models import Tagger, TaggerConfig
+
+    train = [(["John", "lives", "in", "Paris"], ["B-PER", "O", "O", "B-LOC"]),
+             (["Mary", "Smith", "visited", "Berlin", "in", "1999"], ["B-PER", "I-PER", "O", "B-LOC", "O", "O"])]
+    vocab = TaggerVocab.build(train)
+    assert vocab.tags[0] == "O" and vocab.encode_words(["1999"]) == vocab.encode_words(["2024"])  # digits -> 0
+    assert vocab.encode_words(["Zzyzx"]) == [1]
+    with pytest.raises(ValueError, match="B-ORG"):
+        vocab.encode_tags(["B-ORG"])
+    vocab.save(tmp_path)
+    assert TaggerVocab.load(tmp_path).words == vocab.words
+    task = TaggerTask(vocab, train, train, batch_size=2, unk_replace=0.0)
+    torch.manual_seed(0)
+    model = Tagger(TaggerConfig(vocab_size=len(vocab.words), num_tags=len(vocab.tags), embed_size=16,
+                                hidden_size=16, dropout=0.0, char_vocab_size=len(vocab.chars)))
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for epoch in range(30):
+        for batch in task.train_batches(epoch):
+            loss, n, _ = task.loss(model, batch, None)
+            assert n == sum(len(t) for t, _ in train)  # pads are not counted
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert task.evaluate(model)["val_f1"] == 100.0
+    assert task.predict(model, [["John", "lives", "in", "Berlin"], []]) == [["B-PER", "O", "O", "B-LOC"], []]

@@ -1,0 +1,212 @@
+"""Trainer: exact resume, run directory, non-finite loss, early stop, time budget, schedules."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from rnnkit.core import registry
+from rnnkit.core.checkpoint import find_latest, load_checkpoint
+from rnnkit.core.schedules import LRSchedule
+from rnnkit.core.trainer import NonFiniteLossError, TrainConfig, detach_state, seed_everything, train
+from test_trainer_toys import ToyLMTask, tiny_lm
+
+torch.set_num_threads(1)
+
+
+def cfg_for(tmp_path, name="run", **kw):
+    base = dict(run_dir=str(tmp_path / name), device="cpu", lr=3e-3, max_steps=24, eval_every=10,
+                checkpoint_every=0, log_every=4, quiet=True)
+    return TrainConfig(**{**base, **kw})
+
+
+def params_of(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def assert_same_params(a, b, tol=1e-7):
+    assert a.keys() == b.keys()
+    for k in a:
+        diff = (a[k] - b[k]).abs().max().item()
+        assert diff <= tol, (k, diff)
+
+
+def train_losses(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [(r["step"], r["loss"]) for r in map(json.loads, lines) if r["kind"] == "train"]
+
+
+@pytest.mark.parametrize("schedule,optimizer,global_rng", [
+    ("constant", "adamw", False),
+    ("cosine", "sgd", True),      # momentum buffers; a task that draws from the global RNG per batch
+    ("plateau", "rmsprop", False),
+])
+def test_resume_continues_exactly(tmp_path, schedule, optimizer, global_rng):
+    # 2N straight == N, stop, resume for N more: same weights, same losses after the stop.
+    # N = 13 stops mid-epoch (36 batches an epoch here? no: 1200 tokens / 4 rows / 8 = 37) and off
+    # every eval / log boundary; 2N = 26 crosses an epoch only with the short stream below.
+    kw = dict(schedule=schedule, optimizer=optimizer, momentum=0.9 if optimizer != "adamw" else 0.0,
+              warmup_steps=3, max_steps=26, eval_every=5, plateau_patience=1)
+    task = lambda: ToyLMTask(n_tokens=400, global_rng_noise=global_rng)  # 12 batches an epoch
+    straight = tiny_lm()
+    train(straight, task(), cfg_for(tmp_path, "straight", **kw))
+
+    split = tiny_lm()
+    first = train(split, task(), cfg_for(tmp_path, "split", **kw), stop_after_steps=13)
+    assert first.stop_reason == "paused" and first.steps == 13
+    resumed = tiny_lm(seed=99)  # different init: everything must come from the checkpoint
+    result = train(resumed, task(), cfg_for(tmp_path, "split", **kw), resume=True)
+    assert result.steps == 26 and result.epochs == 2
+    assert_same_params(params_of(straight), params_of(resumed))
+    assert train_losses(tmp_path / "straight") == train_losses(tmp_path / "split")
+
+
+def test_resume_with_longer_max_steps(tmp_path):
+    straight = tiny_lm()
+    train(straight, ToyLMTask(), cfg_for(tmp_path, "a", max_steps=30))
+    split = tiny_lm()
+    train(split, ToyLMTask(), cfg_for(tmp_path, "b", max_steps=15))
+    resumed = tiny_lm(seed=5)
+    train(resumed, ToyLMTask(), cfg_for(tmp_path, "b", max_steps=30), resume=True)
+    assert_same_params(params_of(straight), params_of(resumed))
+
+
+def test_run_directory_contents(tmp_path):
+    model = tiny_lm()
+    cfg = cfg_for(tmp_path, max_steps=30, eval_every=10, checkpoint_every=10)
+    result = train(model, ToyLMTask(), cfg)
+    run = tmp_path / "run"
+    conf = json.loads((run / "config.json").read_text())
+    assert conf["train"]["max_steps"] == 30 and conf["train"]["precision"] == "fp32"
+    assert conf["model"]["kind"] == "lm" and conf["model"]["config"]["hidden_size"] == 16
+    assert conf["task"]["bptt"] == 8
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_recs = [r for r in records if r["kind"] == "train"]
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert [r["step"] for r in train_recs] == list(range(4, 31, 4))
+    assert {"epoch", "loss", "items_per_s", "lr", "elapsed"} <= set(train_recs[0])
+    assert train_recs[0]["items_per_s"] > 0 and train_recs[0]["lr"] == pytest.approx(3e-3)
+    assert [r["step"] for r in evals] == [10, 20, 30]
+    # model/ holds the best model by val_loss; model_last/ the final one
+    best = min(evals, key=lambda r: r["val_loss"])
+    assert result.best_step == best["step"] and result.best_metric == pytest.approx(best["val_loss"])
+    reloaded = registry.load(run / "model")
+    assert ToyLMTask().evaluate(reloaded)["val_loss"] == pytest.approx(best["val_loss"], abs=1e-6)
+    assert_same_params(params_of(registry.load(run / "model_last")), params_of(model.eval()))
+    assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert find_latest(run / "checkpoints") == run / "checkpoints" / "latest"
+    assert json.loads((run / "checkpoints/latest/state.json").read_text())["step"] == 30
+
+
+def test_training_reduces_loss(tmp_path):
+    result = train(tiny_lm(dropout=0.0), ToyLMTask(), cfg_for(tmp_path, max_steps=80, eval_every=80, lr=1e-2))
+    assert result.best_metric < math.log(16) - 0.5, result.best_metric  # well below a uniform guess
+
+
+def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = cfg_for(tmp_path, "bad", max_steps=40, checkpoint_every=5, eval_every=0)
+    with pytest.raises(NonFiniteLossError, match=r"at step 7\b") as err:
+        train(tiny_lm(), ToyLMTask(nan_at_step=7), cfg)
+    assert err.value.step == 7
+    latest = tmp_path / "bad" / "checkpoints" / "latest"
+    assert err.value.checkpoint == latest
+    assert json.loads((latest / "state.json").read_text())["step"] == 5
+    # the checkpoint is the clean step-5 model, not one touched by the NaN step
+    clean = tiny_lm()
+    train(clean, ToyLMTask(), cfg_for(tmp_path, "clean", max_steps=5, eval_every=0))
+    from_ckpt = tiny_lm(seed=3)
+    load_checkpoint(latest.parent, from_ckpt)
+    assert_same_params(params_of(clean), params_of(from_ckpt), tol=0.0)
+    errors = [json.loads(line) for line in (tmp_path / "bad/metrics.jsonl").read_text().splitlines()]
+    assert errors[-1]["kind"] == "error" and errors[-1]["step"] == 7
+
+
+def test_early_stopping_on_task_metric(tmp_path):
+    class Flat(ToyLMTask):
+        metric, metric_mode = "val_acc", "max"
+
+        def evaluate(self, model):
+            self.evals = getattr(self, "evals", 0) + 1
+            return {"val_acc": 0.5 if self.evals == 1 else 0.4}
+
+    result = train(tiny_lm(), Flat(), cfg_for(tmp_path, max_steps=1000, eval_every=3, early_stop_patience=2))
+    assert result.stop_reason == "early_stop" and result.steps == 9
+    assert result.best_metric == 0.5 and result.best_step == 3
+
+
+def test_time_budget_stops_cleanly_and_resumes(tmp_path):
+    cfg = cfg_for(tmp_path, max_steps=10**6, max_minutes=0.5 / 60, eval_every=0, log_every=1000)
+    result = train(tiny_lm(), ToyLMTask(), cfg)
+    assert result.stop_reason == "time_budget" and 0 < result.steps < 10**6
+    state = json.loads((tmp_path / "run/checkpoints/latest/state.json").read_text())
+    assert state["step"] == result.steps
+    more = train(tiny_lm(), ToyLMTask(), cfg_for(tmp_path, max_steps=result.steps + 3), resume=True)
+    assert more.steps == result.steps + 3
+
+
+def test_epochs_limit_and_epoch_end_evaluation(tmp_path):
+    result = train(tiny_lm(), ToyLMTask(n_tokens=400), cfg_for(tmp_path, max_steps=0, max_epochs=2, eval_every=0))
+    assert result.stop_reason == "max_epochs" and result.steps == 24 and result.epochs == 2
+    evals = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in evals if r["kind"] == "eval"] == [12, 24]
+
+
+def test_user_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="nothing to resume"):
+        train(tiny_lm(), ToyLMTask(), cfg_for(tmp_path), resume=True)
+    train(tiny_lm(), ToyLMTask(), cfg_for(tmp_path, max_steps=2))
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        train(tiny_lm(), ToyLMTask(), cfg_for(tmp_path, max_steps=2))
+    with pytest.raises(ValueError, match="needs an end"):
+        train(tiny_lm(), ToyLMTask(), cfg_for(tmp_path, "x", max_steps=0))
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        train(tiny_lm(), ToyLMTask(), cfg_for(tmp_path, "y", optimizer="lbfgs"))
+    with pytest.raises(ValueError, match="fp16 needs a GPU"):
+        train(tiny_lm(), ToyLMTask(), cfg_for(tmp_path, "z", precision="fp16"))
+
+    class NoMetric(ToyLMTask):
+        def evaluate(self, model):
+            return {"acc": 1.0}
+
+    with pytest.raises(ValueError, match="without task.metric 'val_loss'"):
+        train(tiny_lm(), NoMetric(), cfg_for(tmp_path, "w", max_steps=2))
+
+
+def test_bf16_autocast_on_cpu_trains(tmp_path):
+    result = train(tiny_lm(), ToyLMTask(), cfg_for(tmp_path, max_steps=8, precision="bf16"))
+    conf = json.loads((tmp_path / "run/config.json").read_text())
+    assert conf["train"]["precision"] == "bf16" and math.isfinite(result.best_metric)
+
+
+def test_detach_state_and_seed_everything():
+    w = torch.ones(3, requires_grad=True)
+    carry = ((w * 2, w * 3), [w * 4], {"h": w * 5}, None, 7)
+    out = detach_state(carry)
+    assert isinstance(out[0], tuple) and isinstance(out[1], list) and out[3] is None and out[4] == 7
+    assert not out[0][0].requires_grad and not out[2]["h"].requires_grad
+    assert torch.equal(out[0][1], torch.full((3,), 3.0))
+    seed_everything(5)
+    a = (torch.rand(2), __import__("random").random(), __import__("numpy").random.rand())
+    seed_everything(5)
+    b = (torch.rand(2), __import__("random").random(), __import__("numpy").random.rand())
+    assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
+
+
+def test_lr_schedules():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    cos = LRSchedule(opt, "cosine", 1.0, warmup_steps=4, total_steps=14, min_lr_ratio=0.1)
+    assert [cos.lr_at(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert cos.lr_at(9) == pytest.approx(0.55) and cos.lr_at(14) == pytest.approx(0.1)
+    assert cos.apply(9) == opt.param_groups[0]["lr"]
+    plat = LRSchedule(opt, "plateau", 1.0, mode="min", factor=0.5, patience=2)
+    for metric in (3.0, 2.0, 2.5, 2.1):  # two evaluations without improvement -> halve
+        plat.observe(metric)
+    assert plat.lr_at(100) == 0.5
+    plat.observe(1.0)
+    plat.observe(float("nan"))
+    assert plat.lr_at(100) == 0.5 and plat.state_dict()["best"] == 1.0
+    with pytest.raises(ValueError, match="cosine needs max_steps"):
+        LRSchedule(opt, "cosine", 1.0)
