@@ -52,6 +52,9 @@ def run_info(args: argparse.Namespace) -> int:
 
     root = data_root()
     print(f"data root: {root}  (set RNNKIT_DATA to move it)")
+    downloads = sorted((root / "downloads").glob("*.*")) if (root / "downloads").is_dir() else []
+    print(f"  downloads    {len(downloads)} pinned files, "
+          f"{_human(sum(f.stat().st_size for f in downloads))}")
     for name, spec in CORPORA.items():
         if not is_complete(name):
             print(f"  {name:<12} missing    run `rnnkit data fetch --only {name}`  ({spec.about})")

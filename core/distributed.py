@@ -19,6 +19,7 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # this call started the process group, so it ends it
 
     @property
     def enabled(self) -> bool:
@@ -37,7 +38,8 @@ def setup_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
     """Join the process group when launched by torchrun; returns (info, this rank's device)."""
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) <= 1:
         return DistInfo(), device
-    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]),
+                    owns_group=not dist.is_initialized())
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
@@ -85,5 +87,5 @@ def barrier(info: DistInfo) -> None:
 
 
 def teardown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
+    if info.owns_group and dist.is_initialized():
         dist.destroy_process_group()

@@ -18,8 +18,10 @@ Attention (``attention=``):
 Both then form the attentional vector h~_t = tanh(W_c [c_t; h_t]) that the output layer reads.
 
 Padding: source pads are masked out of the attention (weight exactly 0) and the bridge
-reads each layer's state at the last real token, so a padded batch gives the same outputs
-as each sequence alone.
+reads each layer's output at the last real token (forward direction) and at position 0
+(backward direction), so a padded batch gives the same outputs as each sequence alone.
+For LSTM the decoder's initial c is bridged from those same hidden states: the encoder's
+own c at the last real token is not observable from a fused run over a padded batch.
 """
 
 from __future__ import annotations

@@ -365,6 +365,15 @@ def seeded_holdout(rows: list, fraction: float, seed: int) -> tuple[list, list]:
     return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
 
 
+def seeded_subset(rows: list, n: int, seed: int) -> list:
+    """``n`` rows drawn at random in their original order (0 = all). Corpora files are often
+    sorted (MR: positives first, Bible: by book), so a head would be one-sided."""
+    if n <= 0 or n >= len(rows):
+        return rows
+    keep = sorted(random.Random(seed).sample(range(len(rows)), n))
+    return [rows[i] for i in keep]
+
+
 def clean_mr_text(text: str) -> str:
     """VADER's MR sentences keep HTML entities and '' for double quotes."""
     import html
@@ -392,8 +401,7 @@ def build_sentiment(recipe, run_dir):
         from .data.loaders import load_sentiment
 
         train, valid, test = (load_sentiment(s) for s in ("train", "valid", "test"))
-    head = int(data.get("max_train_rows", 0) or 0)
-    train = train[:head] if head > 0 else train
+    train = seeded_subset(train, int(data.get("max_train_rows", 0) or 0), seed)
 
     def split(rows):
         return SentimentSplit([clean_mr_text(t) for _, t in rows], [float(s) for s, _ in rows])

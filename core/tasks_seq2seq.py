@@ -4,10 +4,10 @@ Pairs are (source text, target text). The tokenizer is one joint SentencePiece m
 both sides, or one per side; either way ``encode`` gives ids without BOS/EOS, which this
 task adds: decoder input ``[bos] + y``, decoder target ``y + [eos]``.
 
-Length filter: training (and validation-loss) pairs longer than ``max_len`` subword tokens
-on either side are dropped; the test set is filtered by the same rule and the number kept
-is reported, so BLEU is computed on a stated, fixed subset. Scores are sacreBLEU's corpus
-BLEU and chrF on detokenised text (the tokenizer's ``decode``).
+Length filter: training pairs longer than ``max_len`` subword tokens on either side are
+dropped (the count is in ``describe()``); validation and test keep every pair unless
+``eval_max_len`` > 0 says otherwise, so BLEU is on the whole test split by default. Scores
+are sacreBLEU's corpus BLEU and chrF on detokenised text (the tokenizer's ``decode``).
 """
 
 from __future__ import annotations
@@ -46,12 +46,13 @@ class TranslationTask:
     def __init__(self, src_tok, tgt_tok, train: Sequence[Pair], valid: Sequence[Pair],
                  test: Optional[Sequence[Pair]] = None, max_len: int = 48, batch_size: int = 32,
                  bos_id: int = 2, eos_id: int = 3, seed: int = 0, val_bleu_sentences: int = 200,
-                 beam: int = 4, length_penalty: float = 0.6, decode_max_len: int = 80):
+                 beam: int = 4, length_penalty: float = 0.6, decode_max_len: int = 200,
+                 eval_max_len: int = 0):
         self.src_tok, self.tgt_tok = src_tok, tgt_tok
         self.max_len, self.batch_size, self.seed = max_len, batch_size, seed
         self.bos, self.eos = bos_id, eos_id
         self.val_bleu_sentences, self.beam, self.length_penalty = val_bleu_sentences, beam, length_penalty
-        self.decode_max_len = decode_max_len
+        self.decode_max_len, self.eval_max_len = decode_max_len, eval_max_len
         self.rank, self.world_size = 0, 1
         self.raw: dict[str, list[Pair]] = {}
         self.ids: dict[str, list[tuple[list[int], list[int]]]] = {}
@@ -63,10 +64,11 @@ class TranslationTask:
             raise ValueError(f"no training pair is within max_len={max_len} tokens on both sides")
 
     def _add(self, split: str, pairs: Sequence[Pair]) -> None:
+        limit = self.max_len if split == "train" else (self.eval_max_len or 10**9)
         kept_raw, kept_ids = [], []
         for src, tgt in pairs:
             s, t = self.src_tok.encode(src), self.tgt_tok.encode(tgt)
-            if 0 < len(s) <= self.max_len and 0 < len(t) <= self.max_len:
+            if 0 < len(s) <= limit and 0 < len(t) <= limit:
                 kept_raw.append((src, tgt))
                 kept_ids.append((s, t))
         self.raw[split], self.ids[split] = kept_raw, kept_ids
@@ -104,27 +106,26 @@ class TranslationTask:
         return total / max(1, count)
 
     def translate(self, model, texts: Sequence[str], beam: int = 1, batch_size: int = 64) -> list[str]:
-        """Translate raw source texts (greedy when beam == 1). Long sources are cut to max_len tokens."""
-        out: list[str] = []
+        """Translate raw source texts (greedy when beam == 1); at most 2 * source + 10 tokens out
+        (capped by ``decode_max_len``)."""
         dev = model_device(model)
-        ids = [self.src_tok.encode(t)[: self.max_len] or [self.src_tok.unk_id] for t in texts]
+        ids = [self.src_tok.encode(t) or [self.src_tok.unk_id] for t in texts]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths together
         result: dict[int, str] = {}
         for k in range(0, len(order), batch_size):
             rows = order[k:k + batch_size]
             src, src_len = pad_ids([ids[i] for i in rows], self.src_tok.pad_id)
             src, src_len = src.to(dev), src_len.to(dev)
+            limit = min(self.decode_max_len, 2 * src.shape[1] + 10)
             if beam > 1:
-                dec = model.beam_search(src, src_len, beam=beam, max_len=self.decode_max_len,
-                                        length_penalty=self.length_penalty)
+                dec = model.beam_search(src, src_len, beam=beam, max_len=limit, length_penalty=self.length_penalty)
             else:
-                dec = model.greedy(src, src_len, max_len=self.decode_max_len)
+                dec = model.greedy(src, src_len, max_len=limit)
             for j, i in enumerate(rows):
                 toks = dec.tokens[j].tolist()
                 toks = toks[: toks.index(self.eos)] if self.eos in toks else toks
                 result[i] = self.tgt_tok.decode([t for t in toks if t != self.tgt_tok.pad_id])
-        out = [result[i] for i in range(len(texts))]
-        return out
+        return [result[i] for i in range(len(texts))]
 
     def evaluate(self, model) -> dict[str, float]:
         """Validation loss / perplexity (the metric) and greedy BLEU/chrF on the first val sentences."""
@@ -171,7 +172,7 @@ class TranslationTask:
     def describe(self) -> dict:
         return {"task": self.name, "metric": self.metric, "units": "val_loss in nats per target token; BLEU/chrF 0..100",
                 "sizes": {k: len(v) for k, v in self.raw.items()}, "dropped_by_length": self.dropped,
-                "max_len": self.max_len, "batch_size": self.batch_size, "beam": self.beam,
+                "max_len": self.max_len, "eval_max_len": self.eval_max_len, "batch_size": self.batch_size, "beam": self.beam,
                 "length_penalty": self.length_penalty, "joint_vocab": self.src_tok is self.tgt_tok,
                 "bos_id": self.bos, "eos_id": self.eos}
 
@@ -188,7 +189,7 @@ def build(recipe, run_dir):
     from .lm_data import train_tokenizer
     from .recipes import load_or_train_tokenizer
     from .seq2seq import Seq2Seq, Seq2SeqConfig
-    from .tasks_classify import model_fields, seeded_holdout
+    from .tasks_classify import model_fields, seeded_holdout, seeded_subset
 
     data, tok_spec, run_dir = recipe["data"], dict(recipe["tokenizer"]), Path(run_dir)
     seed = int(recipe["train"].get("seed", 1337))
@@ -203,11 +204,9 @@ def build(recipe, run_dir):
         from .data.loaders import load_parallel
 
         train, valid, test = (load_parallel(s) for s in ("train", "valid", "test"))
-    head = int(data.get("max_train_pairs", 0) or 0)
-    train = train[:head] if head > 0 else train
+    train = seeded_subset(train, int(data.get("max_train_pairs", 0) or 0), seed)
     ev = int(data.get("max_eval_pairs", 0) or 0)
-    if ev > 0:
-        valid, test = valid[:ev], (test[:ev] if test else test)
+    valid, test = seeded_subset(valid, ev, seed), (seeded_subset(test, ev, seed) if test else test)
     joint = bool(tok_spec.pop("joint", True))
     if joint:
         src_tok = tgt_tok = load_or_train_tokenizer(
@@ -226,5 +225,6 @@ def build(recipe, run_dir):
                            eos_id=tgt_tok.eos_id, seed=seed,
                            val_bleu_sentences=int(data.get("val_bleu_sentences", 200)),
                            beam=int(data.get("beam", 4)), length_penalty=float(data.get("length_penalty", 0.6)),
-                           decode_max_len=int(data.get("decode_max_len", 80)))
+                           decode_max_len=int(data.get("decode_max_len", 200)),
+                           eval_max_len=int(data.get("eval_max_len", 0) or 0))
     return Seq2Seq(cfg), task, (src_tok if joint else (src_tok, tgt_tok))

@@ -270,7 +270,7 @@ def build(recipe, run_dir):
     """
     from .data.readers import read_conll
     from .models import Tagger, TaggerConfig
-    from .tasks_classify import model_fields, seeded_holdout
+    from .tasks_classify import model_fields, seeded_holdout, seeded_subset
 
     data, run_dir = recipe["data"], Path(run_dir)
     seed = int(recipe["train"].get("seed", 1337))
@@ -285,8 +285,9 @@ def build(recipe, run_dir):
         from .data.loaders import load_conll
 
         train, valid, test = (load_conll(s) for s in ("train", "valid", "test"))
-    head = int(data.get("max_train_sentences", 0) or 0)
-    train = train[:head] if head > 0 else train
+    train = seeded_subset(train, int(data.get("max_train_sentences", 0) or 0), seed)
+    ev = int(data.get("max_eval_sentences", 0) or 0)
+    valid, test = seeded_subset(valid, ev, seed), (seeded_subset(test, ev, seed) if test else test)
     if (run_dir / TaggerVocab.FILE).is_file():
         vocab = TaggerVocab.load(run_dir)
     else:

@@ -243,8 +243,14 @@ class WordTokenizer(_VocabTokenizer):
             words = words[:vocab_size - len(cls.specials)]
         return cls(list(cls.specials) + words)
 
+    def __init__(self, vocab: Sequence[str]):
+        super().__init__(vocab)
+        # Text can spell "<eos>" or "<pad>": that is an unknown word, never a control token
+        # (only "<unk>", as PTB writes it, maps to its id).
+        self._words = {w: i for w, i in self.index.items() if w not in ("<pad>", "<bos>", "<eos>")}
+
     def encode(self, text: str, add_bos: bool = False, add_eos: bool = False) -> list[int]:
-        get, unk = self.index.get, self.unk_id
+        get, unk = self._words.get, self.unk_id
         lines = text.split("\n")
         ids: list[int] = []
         for n, line in enumerate(lines):

@@ -243,6 +243,8 @@ class _Run:
             t = torch.tensor([value], dtype=torch.float64, device=self.device)
             torch.distributed.broadcast(t, src=0)
             value = float(t.item())
+            if not self.main and _improved(value, st["best_metric"], task.metric_mode):
+                st["best_metric"], st["best_step"] = value, st["step"]  # same TrainResult on every rank
         if not scheduled:
             return False
         self.schedule.observe(value)
@@ -305,6 +307,7 @@ class _Run:
                            f"{st['best_metric']} (step {st['best_step']}), {self.elapsed():.1f}s")
         self.log.close()
         ddp.barrier(self.info)
+        ddp.teardown(self.info)
         return TrainResult(run_dir=str(self.run_dir), metric=self.task.metric, best_metric=st["best_metric"],
                            best_step=st["best_step"], steps=st["step"], epochs=st["epoch"],
                            wall_seconds=self.elapsed(), stop_reason=stop_reason, last_eval=st["last_eval"],

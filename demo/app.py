@@ -69,17 +69,32 @@ def polarity(positive: float) -> dict[str, float]:
     return {"positive": round(positive, 4), "negative": round(1.0 - positive, 4)}
 
 
+def score_colour(score: float) -> str:
+    """Background for a token: red at -1, white at 0, green at +1."""
+    a = min(abs(score), 1.0) * 0.55
+    return f"rgba(22, 163, 74, {a:.2f})" if score >= 0 else f"rgba(220, 38, 38, {a:.2f})"
+
+
+def tokens_html(pieces: list[str], running: list[float]) -> str:
+    """The review as read, each token coloured by the score after it (hover shows the number)."""
+    spans = "".join(f"<span class='tok' style='background:{score_colour(s)}' title='{s:+.2f}'>"
+                    f"{html.escape(p).replace(' ', '&nbsp;')}</span>" for p, s in zip(pieces, running))
+    return f"<div class='tokens'>{spans}</div>"
+
+
 def sentiment(shelf: Shelf, text: str):
-    """(polarity with confidence, score line, tokens with running scores, running-score figure)."""
+    """(polarity with confidence, score line, coloured tokens, running-score figure, data as JSON)."""
     from .plots import running_score_figure
 
     engine = shelf["sentiment"].get()
     text = check_text(text, "review", MAX_REVIEW_CHARS)
     r = engine.analyse(text)
     mood = "positive" if r.score > 0.05 else "negative" if r.score < -0.05 else "neutral"
-    score_md = f"### Score **{r.score:+.2f}** ({mood})  \n<small>-1 hate · 0 neutral · +1 love</small>"
-    highlighted = [(p, round(s, 3)) for p, s in zip(r.pieces, r.running)]
-    return polarity(r.positive), score_md, highlighted, running_score_figure(r.pieces, r.running)
+    score_md = f"### Score **{r.score:+.2f}** ({mood})\n<small>-1 hate · 0 neutral · +1 love</small>"
+    data = {"score": round(r.score, 4), "positive": round(r.positive, 4),
+            "tokens": r.pieces, "running": [round(x, 4) for x in r.running]}
+    return (polarity(r.positive), score_md, tokens_html(r.pieces, r.running),
+            running_score_figure(r.pieces, r.running), data)
 
 
 def suggest(shelf: Shelf, typing, text: str, k: int):
@@ -133,6 +148,8 @@ CSS = """
 .chip.completion {background: #ecfdf5; border-color: #a7f3d0;}
 .chip.phrase {background: #fff7ed; border-color: #fed7aa;}
 .sugg-empty {opacity: 0.55; min-height: 54px; display: flex; align-items: center;}
+.tokens {line-height: 2.1; font-size: 1.05em; padding: 4px 2px;}
+.tokens .tok {padding: 3px 1px; border-radius: 4px; white-space: pre;}
 """
 
 
@@ -195,8 +212,7 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
         with gr.Tabs():
             # ---------------------------------------------------------------- Generate
             with gr.Tab("Generate", id="generate"):
-                for g in GENERATORS:
-                    status(g)
+                gr.Markdown("  \n".join(shelf[g].status_markdown() for g in GENERATORS), elem_classes="model-status")
                 with gr.Row():
                     with gr.Column(scale=2):
                         model = gr.Radio([shelf[g].label for g in GENERATORS], value=shelf[GENERATORS[0]].label,
@@ -240,7 +256,7 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                                      ["The Lord is my shepherd; I shall not want."]], [src])
                     with gr.Column():
                         tgt = gr.Textbox(label="German", lines=3, elem_id="tr-out", buttons=["copy"])
-                        heat = gr.Plot(label="Attention (source × target)", elem_id="tr-attn")
+                        heat = gr.Plot(show_label=False, elem_id="tr-attn")
                 run_translate = _guard(functools.partial(translate, shelf))
                 run_translate.__name__ = "translate"
                 tr_go.click(run_translate, [src, beam], [tgt, heat], api_name="translate", concurrency_limit=2)
@@ -261,14 +277,15 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                     with gr.Column():
                         label = gr.Label(label="Polarity", num_top_classes=2, elem_id="se-label")
                         score = gr.Markdown(elem_id="se-score", label="score")
-                tokens = gr.HighlightedText(label="Running score after each token (red -1 … green +1)",
-                                            show_legend=False, elem_id="se-tokens")
-                trajectory = gr.Plot(label="How the score turns", elem_id="se-plot")
+                gr.Markdown("**The score after each token** (red −1 … green +1; hover a token for its value)")
+                tokens = gr.HTML(elem_id="se-tokens", label="tokens")
+                trajectory = gr.Plot(show_label=False, elem_id="se-plot")
+                details = gr.JSON(visible=False, label="details")
                 run_sentiment = _guard(functools.partial(sentiment, shelf))
                 run_sentiment.__name__ = "sentiment"
-                se_go.click(run_sentiment, review, [label, score, tokens, trajectory], api_name="sentiment",
-                            concurrency_limit=4)
-                review.submit(run_sentiment, review, [label, score, tokens, trajectory], api_visibility="private")
+                outputs = [label, score, tokens, trajectory, details]
+                se_go.click(run_sentiment, review, outputs, api_name="sentiment", concurrency_limit=4)
+                review.submit(run_sentiment, review, outputs, api_visibility="private")
 
             # ---------------------------------------------------------------- Suggest
             with gr.Tab("Suggest", id="suggest"):

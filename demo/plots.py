@@ -25,11 +25,14 @@ def attention_figure(attn: np.ndarray, src: Sequence[str], tgt: Sequence[str]) -
     columns what it looked at."""
     T, S = attn.shape
     assert (T, S) == (len(tgt), len(src)), (attn.shape, len(tgt), len(src))
-    fig = Figure(figsize=(min(2.5 + 0.42 * S, 14), min(1.6 + 0.36 * T, 12)), dpi=100, layout="constrained")
+    fig = Figure(figsize=(min(max(4.0 + 0.42 * S, 6.5), 14), min(max(2.2 + 0.36 * T, 3.5), 10)), dpi=100,
+                 layout="constrained")
     ax = fig.add_subplot()
     im = ax.imshow(attn, cmap="Blues", vmin=0.0, vmax=max(float(attn.max()), 1e-6), aspect="auto")
-    ax.set_xticks(range(S), [_short(p) for p in src], rotation=60, ha="right", fontsize=9)
-    ax.set_yticks(range(T), [_short(p) for p in tgt], fontsize=9)
+    xs, ys = range(0, S, max(1, S // 50)), range(0, T, max(1, T // 40))  # labels stay legible
+    ax.set_xticks(list(xs), [_short(src[i]) for i in xs], rotation=60, ha="right", fontsize=9)
+    ax.set_yticks(list(ys), [_short(tgt[i]) for i in ys], fontsize=9)
+    ax.set_title("Attention: which English tokens each German token looked at", fontsize=11, color=INK, loc="left")
     ax.set_xlabel("English (source)", color=INK)
     ax.set_ylabel("German (output)", color=INK)
     ax.tick_params(length=0)
@@ -54,6 +57,7 @@ def running_score_figure(pieces: Sequence[str], running: Sequence[float]) -> Fig
     step = max(1, n // 40)  # at most ~40 labels, or they overlap
     ax.set_xticks(x[::step], [_short(p, 10) for p in pieces[::step]], rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("score so far", color=INK)
+    ax.set_title("How the score turns, token by token", fontsize=11, color=INK, loc="left")
     ax.set_yticks([-1, -0.5, 0, 0.5, 1])
     ax.spines[["top", "right"]].set_visible(False)
     return fig

@@ -46,9 +46,7 @@ def score(text: str, suggest: Suggest, k: int = 3) -> dict[str, float]:
     saved = 0
     for start, word in words:
         accepted = None
-        for typed in range(0, min(len(word), 4) if accepted is None else 0):
-            if typed and typed >= len(word):
-                break
+        for typed in range(0, min(len(word), 4)):  # next word, then 1..3 typed characters
             sugg = suggest(text[:start + typed], start, typed)
             key = "next" if typed == 0 else typed
             hits[key][2] += 1

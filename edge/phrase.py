@@ -29,6 +29,7 @@ class PhraseHit:
     logp: float              # log P(phrase, then a word boundary | context)
     score: float             # mean log-probability per token (the trigger criterion)
     words: int
+    tokens: int              # pieces scored, the word boundary included
 
 
 def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, ...] = (),
@@ -54,7 +55,7 @@ def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, .
             if words >= min_words and extended:
                 end_lp = lp + logsumexp(row[vocab.ends_word])
                 n_tok = len(ids) + 1
-                hit = PhraseHit(_text(surf), end_lp, end_lp / n_tok, words)
+                hit = PhraseHit(_text(surf), end_lp, end_lp / n_tok, words, n_tok)
                 if hit.text and (words not in best or hit.score > best[words].score):
                     best[words] = hit
             if depth == max_pieces:

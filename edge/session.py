@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .phrase import search_phrase
+from .phrase import PhraseHit, search_phrase
 from .pieces import SentencePieceVocab, clean_text
 from .runner import EdgeError, StepRunner
 from .search import log_softmax, search_words
@@ -110,6 +110,7 @@ class TypingSession:
         self.max_context_chars = max_context_chars
         self.cache_size, self.rows_kept = cache_size, rows_kept
         self.tokens_fed = 0   # tokens fed to the graph so far (context and search), for tests/benchmarks
+        self.context_tokens_fed = 0  # of which reading the context
         self.graph_calls = 0
         self.reset()
 
@@ -136,6 +137,7 @@ class TypingSession:
         if tok.size and (tok.min() < 0 or tok.max() >= self.runner.vocab_size):
             raise EdgeError(f"token ids must be in [0, {self.runner.vocab_size - 1}], got {list(ids)[:8]}")
         self.tokens_fed += tok.shape[1]
+        self.context_tokens_fed += tok.shape[1]
         self.graph_calls += 1
         return self.runner.step_unchecked(tok, state)
 
@@ -231,47 +233,66 @@ class TypingSession:
 
         return rows
 
-    # ------------------------------------------------------------------ the public call
+    # ------------------------------------------------------------------ the public calls
+    def _prepare(self, text: str):
+        """(root node, cached rows function, typed bytes) for ``text``, or None if nothing fits."""
+        if not isinstance(text, str):
+            raise EdgeError(f"text must be a str, got {type(text).__name__}")
+        text = clean_text(text)
+        m = _LAST_SPACE.search(text)
+        cut = m.end() if m else 0
+        tail = text[cut:]
+        if len(tail) > MAX_WORD_CHARS:
+            return None
+        win = self._window_start(text)
+        if win != self._win:  # the window moved on: start the context over
+            self._win = win
+            self._ctx, self._word_end, self._resume, self._word_ids = "", [], [], []
+            self._nodes = self._nodes[:1]
+        root = self._sync(text[min(win, cut):cut])
+        typed = self.vocab.normalize(tail).encode("utf-8")
+        if tail and not typed:
+            return None  # the partial word normalises to nothing (e.g. zero-width characters only)
+        return root, self._rows_fn(root), typed
+
     def suggest(self, text: str, k: int = 3, phrase: bool = True) -> list[Suggestion]:
         """Up to ``k`` word suggestions (most likely first), then at most one phrase.
 
         Inside a word every suggestion starts with the typed characters (after the
         tokenizer's normalisation). Bad text never raises: it gets fewer or no suggestions.
         """
-        if not isinstance(text, str):
-            raise EdgeError(f"text must be a str, got {type(text).__name__}")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise EdgeError(f"k must be an int from 1 to {MAX_K}, got {k!r}")
-        text = clean_text(text)
-        m = _LAST_SPACE.search(text)
-        cut = m.end() if m else 0
-        tail = text[cut:]
-        if len(tail) > MAX_WORD_CHARS:
+        prep = self._prepare(text)
+        if prep is None:
             return []
-        win = self._window_start(text)
-        if win != self._win:
-            self._win = win
-            self._ctx, self._word_end, self._resume, self._word_ids = "", [], [], []
-            self._nodes = self._nodes[:1]
-        win = min(win, cut)
-        root = self._sync(text[win:cut])
-        rows = self._rows_fn(root)
-        typed = self.vocab.normalize(tail).encode("utf-8")
-        if tail and not typed:
-            return []  # the partial word normalises to nothing (e.g. zero-width characters only)
-        kind = "completion" if typed else "next"
+        _, rows, typed = prep
         hits = search_words(self.vocab, rows, b" " + typed, k, self.beam, self.max_pieces)
+        kind = "completion" if typed else "next"
         out = [Suggestion(h.text, math.exp(h.logp), kind) for h in hits]
         if phrase and self.phrase_words >= 2:
-            start = hits[0] if (hits and typed) else None
-            if start is not None or not typed:
-                p = search_phrase(self.vocab, rows, start.ids if start else (),
-                                  (b" " + start.text.encode("utf-8")) if start else b"",
-                                  start.logp if start else 0.0, self.phrase_words, beam=self.phrase_beam,
-                                  threshold=self.phrase_threshold)
-                if p is not None:
-                    out.append(Suggestion(p.text, math.exp(p.logp), "phrase"))
+            p = self._phrase(rows, typed, hits, self.phrase_threshold)
+            if p is not None:
+                out.append(Suggestion(p.text, math.exp(p.logp), "phrase"))
         return out
+
+    def phrase(self, text: str, threshold: float = -math.inf) -> PhraseHit | None:
+        """The Smart Compose phrase for ``text`` scored against ``threshold`` (default: always)."""
+        prep = self._prepare(text)
+        if prep is None:
+            return None
+        _, rows, typed = prep
+        hits = search_words(self.vocab, rows, b" " + typed, 1, self.beam, self.max_pieces) if typed else []
+        return self._phrase(rows, typed, hits, threshold)
+
+    def _phrase(self, rows, typed: bytes, hits, threshold: float) -> PhraseHit | None:
+        if typed and not hits:
+            return None
+        start = hits[0] if typed else None  # inside a word: continue its best completion
+        return search_phrase(self.vocab, rows, start.ids if start else (),
+                             (b" " + start.text.encode("utf-8")) if start else b"",
+                             start.logp if start else 0.0, self.phrase_words, beam=self.phrase_beam,
+                             threshold=threshold)
 
 
 def open_session(bundle_dir, precision: str | None = None, threads: int = 1, **session_kw) -> TypingSession:

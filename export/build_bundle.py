@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import tempfile
@@ -21,7 +22,7 @@ from . import names as N
 from .bundle import find_tokenizer, read_metrics, sha256_file, write_bundle
 from .onnx_export import OPSET, export_model
 from .parity import TOLERANCE, assert_parity, check_parity, ort_session
-from .quantize import compare_random, quantize_graph, size_ratio
+from .quantize import compare_random, int8_text_report, quantize_graph, size_ratio
 
 # Export-time parity: a few random inputs (the full grid runs in CI, tests/test_export_parity.py).
 QUICK_BATCHES, QUICK_TIMES, QUICK_ROLLOUT = (1, 3), (1, 9), 20
@@ -49,9 +50,45 @@ def _versions() -> dict[str, str]:
             "opset": str(OPSET), "python": platform.python_version()}
 
 
+def validation_ids(run_dir: Path, tokenizer_path: Path | None, text_file: str | os.PathLike | None = None,
+                   log=print) -> tuple[list[int], str] | None:
+    """Real token ids to measure int8 on: ``text_file``'s lines, else the run recipe's validation
+    split (``recipe.json`` -> data), encoded exactly as the LM task encodes it. None if unavailable."""
+    if tokenizer_path is None:
+        if text_file is not None:
+            raise ValueError(f"--eval-text needs the run's tokenizer; none found in {run_dir}")
+        return None
+    from rnnkit.core.lm_data import encode_stream, load_splits
+    from rnnkit.core.tokenizers import CharTokenizer, load_tokenizer
+
+    if text_file is not None:
+        lines, source = Path(text_file).read_text(encoding="utf-8").splitlines(), str(text_file)
+    else:
+        recipe_path = run_dir / "recipe.json"
+        if not recipe_path.is_file():
+            return None
+        recipe = json.loads(recipe_path.read_text(encoding="utf-8"))
+        if recipe.get("task") != "lm":
+            return None
+        try:
+            lines = load_splits(recipe["data"])["valid"]
+        except (OSError, ValueError, KeyError) as e:  # corpus not fetched: int8 figures stay random-input only
+            log(f"note: no validation text for the int8 check ({e})")
+            return None
+        source = f"{recipe['data'].get('corpus') or recipe['data'].get('valid_file') or 'recipe'} valid"
+    tok = load_tokenizer(tokenizer_path)
+    kind = "char" if isinstance(tok, CharTokenizer) else "word"
+    return encode_stream(tok, kind, lines).tolist(), source
+
+
 def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: bool = False,
-                  seed: int = 0, log=print) -> dict[str, Any]:
-    """Export ``run_dir`` to a bundle at ``out_dir``; returns the manifest written."""
+                  seed: int = 0, eval_text: str | os.PathLike | None = None,
+                  eval_tokens: int = 20000, log=print) -> dict[str, Any]:
+    """Export ``run_dir`` to a bundle at ``out_dir``; returns the manifest written.
+
+    With ``int8`` on a language model, top-1 agreement and perplexity of int8 vs fp32 are
+    measured on ``eval_text`` (or the recipe's validation split) and recorded in the manifest.
+    """
     import torch
 
     from rnnkit import __version__
@@ -86,8 +123,17 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
             "exported_with": _versions(),
         }
         if int8:
+            # ``graphs`` is the manifest's own dict: _quantize_all repoints it at the int8 files.
             manifest["int8"] = _quantize_all(fp32, Path(scratch), files, graphs, record["config"], log)
             manifest["precision"] = "int8"
+            real = validation_ids(run_dir, tok, eval_text, log) if kind == "lm" else None
+            if real:
+                ids, source = real
+                rep = int8_text_report(fp32[N.JOB_STEP], Path(scratch) / graphs[N.JOB_STEP], ids, eval_tokens)
+                manifest["int8"][N.JOB_STEP]["text"] = {"source": source, **rep}
+                log(f"int8 on {source} ({rep['tokens']} tokens): top-1 agreement {rep['top1_agreement']:.2%}, "
+                    f"ppl {rep['fp32_ppl']:.2f} -> {rep['int8_ppl']:.2f} ({rep['ppl_change']:+.2%}), "
+                    f"step {rep['fp32_step_ms']:.2f} -> {rep['int8_step_ms']:.2f} ms")
         if tok:
             files[tok.name] = tok
         write_bundle(out_dir, files, manifest)

@@ -92,7 +92,7 @@ GRAPHS: dict[str, dict[str, str]] = {
                      "next state; bidirectional: tokens[B,T] -> per-prefix logits/score [B,T,.]",
     },
     "tagger": {
-        JOB_TAG: "tokens[B,T], lengths[B] (, chars[B,T,W]) -> logits[B,T,K]",
+        JOB_TAG: "tokens[B,T], lengths[B] (bidirectional only) (, chars[B,T,W]) -> logits[B,T,K]",
     },
     "forecaster": {
         JOB_STEP: "features[B,T,F], h0 (, c0) -> predictions[B,T,O], next_h0 (, next_c0)",

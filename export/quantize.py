@@ -75,7 +75,7 @@ def _head_nodes(model) -> list[str]:
         out.append(node.name)
         if node.op_type != "Add":
             break
-        name = node.input[0]
+        name = next((i for i in node.input if i in producers), "")  # the non-constant operand
     return out
 
 
@@ -161,3 +161,36 @@ def compare_random(fp32_session, int8_session, config: dict[str, Any], batch: in
     if N.LOGITS in a:
         out["argmax_agreement"] = float((a[N.LOGITS].argmax(-1) == b[N.LOGITS].argmax(-1)).mean())
     return out
+
+
+def step_latency_ms(session, steps: int = 200, warmup: int = 20) -> float:
+    """Median wall time of one keystroke-sized call (batch 1, one token) of a ``step`` graph, in ms."""
+    import time
+
+    state = {i.name: np.zeros((i.shape[0], 1, i.shape[2]), np.float32)
+             for i in session.get_inputs() if i.name in N.STATE_IN}
+    tok = np.zeros((1, 1), np.int64)
+    times = []
+    for n in range(warmup + steps):
+        t0 = time.perf_counter()
+        outs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {N.TOKENS: tok, **state})))
+        if n >= warmup:
+            times.append(time.perf_counter() - t0)
+        state = {i: outs[o] for i, o in zip(N.STATE_IN, N.STATE_OUT) if o in outs}
+    return 1000 * float(np.median(times))
+
+
+def int8_text_report(fp32: str | os.PathLike, int8: str | os.PathLike, ids: Sequence[int],
+                     max_tokens: int = 20000, batch: int = 16) -> dict[str, Any]:
+    """fp32 vs int8 ``step`` graphs on real token ids: size ratio, top-1 agreement, ppl change, latency."""
+    from .parity import ort_session
+
+    a, b = ort_session(fp32), ort_session(int8)
+    ev = lm_stream_eval({"fp32": a, "int8": b}, ids, batch=batch, max_tokens=max_tokens)
+    return {"tokens": ev["tokens"], "size_ratio": size_ratio(fp32, int8),
+            "fp32_mb": os.path.getsize(fp32) / 1e6, "int8_mb": os.path.getsize(int8) / 1e6,
+            "top1_agreement": ev["int8"]["top1_agreement"],
+            "fp32_ppl": ev["fp32"]["ppl"], "int8_ppl": ev["int8"]["ppl"],
+            "ppl_change": ev["int8"]["ppl"] / ev["fp32"]["ppl"] - 1.0,
+            "fp32_top1_accuracy": ev["fp32"]["top1_accuracy"], "int8_top1_accuracy": ev["int8"]["top1_accuracy"],
+            "fp32_step_ms": step_latency_ms(a), "int8_step_ms": step_latency_ms(b)}

@@ -1,7 +1,7 @@
 """``rnnkit verify BUNDLE``: check a bundle with onnxruntime alone (torch-free, runs on a device).
 
-- every file's sha256 (``open_bundle``), the metadata every graph must carry, and that it agrees
-  with the manifest and the tokenizer file;
+- every file's sha256 (``open_bundle``), ``onnx.checker`` (when onnx is installed), the metadata
+  every graph must carry, and that it agrees with the manifest and the tokenizer file;
 - every graph runs on random inputs of batch 1 and 3;
 - every step graph fed one step at a time (state fed back) equals one whole-sequence call;
 - int8 bundles: the int8 graphs against the fp32 ones on random inputs (a smoke figure).
@@ -46,6 +46,18 @@ def check_metadata(bundle: Bundle, job: str, precision: str | None = None) -> di
     return meta
 
 
+def _onnx_check(path) -> None:
+    """``onnx.checker`` where the onnx package is installed (a device may have onnxruntime only)."""
+    try:
+        import onnx
+    except ImportError:
+        return
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise BundleError(f"{path}: onnx.checker: {str(e).splitlines()[0]}") from None
+
+
 def _time_inputs(session) -> list[str]:
     return [i.name for i in session.get_inputs() if len(i.shape) > 1 and i.shape[1] == N.TIME]
 
@@ -86,6 +98,7 @@ def verify_bundle(directory: str | os.PathLike, seed: int = 0) -> dict[str, Any]
             if meta[N.META_PRECISION] != precision:
                 raise BundleError(f"{bundle.graph_path(job, precision)}: metadata precision "
                                   f"{meta[N.META_PRECISION]!r}, expected {precision!r}")
+            _onnx_check(bundle.graph_path(job, precision))
             sess = bundle.session(job, precision)
             for b in (1, 3):
                 feeds = random_feeds(sess.get_inputs(), config, b, 5, seed=seed + b)

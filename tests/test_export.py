@@ -13,6 +13,7 @@ import torch
 
 from rnnkit.cli import main as rnnkit_main
 from rnnkit.core.registry import build_model, save
+from rnnkit.core.tokenizers import CharTokenizer
 from rnnkit.export import names as N
 from rnnkit.export.bundle import BundleError, open_bundle
 from rnnkit.export.onnx_export import _export_kwargs, export_graph, export_model, graph_metadata, symbolic_dims
@@ -138,7 +139,7 @@ def test_decoder_with_time_loop_is_a_one_token_graph(exported):
 def run_dir(tmp_path) -> Path:
     run = tmp_path / "run"
     save(model("lm"), run / "model")
-    (run / "tokenizer.json").write_text('{"kind": "char", "chars": "abc"}')
+    CharTokenizer.train(["abc"]).save(run)
     (run / "metrics.jsonl").write_text('{"step": 10, "val_loss": 3.5}\n{"step": 20, "val_loss": 3.1}\n')
     return run
 

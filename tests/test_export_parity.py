@@ -31,6 +31,8 @@ VARIANTS = [
                                          bidirectional=False, **SMALL)),
     ("tagger", "tagger", dict(vocab_size=31, num_tags=7, num_layers=2, **SMALL)),
     ("tagger-chars", "tagger", dict(vocab_size=31, num_tags=7, char_vocab_size=23, **SMALL)),
+    ("tagger-uni-chars", "tagger", dict(vocab_size=31, num_tags=7, char_vocab_size=23, bidirectional=False,
+                                        **SMALL)),
     ("forecaster", "forecaster", dict(input_size=3, output_size=2, hidden_size=12, num_layers=2)),
     ("one_to_many", "one_to_many", dict(cond_size=5, vocab_size=19, num_layers=2, **SMALL)),
     ("seq2seq-luong", "seq2seq", dict(src_vocab_size=31, tgt_vocab_size=27, num_layers=2, **SMALL)),

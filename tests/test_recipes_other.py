@@ -233,3 +233,115 @@ def test_tagger_vocab_and_task_on_tiny_conll(tmp_path):
             opt.step()
     assert task.evaluate(model)["val_f1"] == 100.0
     assert task.predict(model, [["John", "lives", "in", "Berlin"], []]) == [["B-PER", "O", "O", "B-LOC"], []]
+
+
+# --------------------------------------------------------------------------- smoke runs on real data
+SMOKE = {  # recipe -> (corpus it needs, metric that must be in results.json)
+    "sentiment-mr": ("mr", "test_acc"),
+    "ner-conll": ("conll2003", "test_f1"),
+    "translate-en-de": ("bible_en_de", "test_bleu"),
+    "timeseries": ("timeseries", "test_rel_rmse"),
+}
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", sorted(SMOKE))
+def test_recipe_smoke_on_real_data(recipe, tmp_path):
+    import json
+
+    from rnnkit.cli import main
+    from rnnkit.core.data import is_complete
+
+    corpus, final_metric = SMOKE[recipe]
+    if not is_complete(corpus):
+        pytest.skip(f"corpus {corpus!r} not fetched: run `rnnkit data fetch --only {corpus}`")
+    run = tmp_path / "run"
+    assert main(["train", "--recipe", recipe, "--size", "smoke", "--run-dir", str(run), "--quiet",
+                 "--threads", "1"]) == 0
+    lines = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in lines if r.get("kind") == "train"]
+    assert len(losses) >= 2 and all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0], losses  # it learns something even at smoke size
+    results = json.loads((run / "results.json").read_text())
+    assert math.isfinite(results[final_metric])
+    assert (run / "model" / "model.safetensors").is_file() and (run / "recipe.json").is_file()
+
+
+# --------------------------------------------------------------------------- the user's own files
+def _resolve(name, tmp_path, **data):
+    from rnnkit.core import recipes as R
+
+    over = {f"data.{k}": str(v) for k, v in data.items()}
+    return R.resolve_recipe(name, "smoke", over)
+
+
+def test_user_sentiment_tsv_labels_and_holdout(tmp_path):
+    from rnnkit.core import recipes as R
+
+    rows = [("pos", f"a fine film number {i}") for i in range(10)] + [("neg", f"a dull film number {i}") for i in range(10)]
+    f = tmp_path / "mine.tsv"
+    f.write_text("".join(f"{l}\t{t}\n" for l, t in rows), encoding="utf-8")
+    recipe = _resolve("sentiment-mr", tmp_path, train_file=f)
+    recipe["tokenizer"] = {"kind": "char"}
+    model, task, tok = R.build(recipe, tmp_path / "run")
+    assert len(task.splits["train"].texts) == 18 and len(task.splits["val"].texts) == 2  # seeded 10 % held out
+    assert sorted(set(task.splits["train"].scores)) == [-1.0, 1.0]
+    assert "test" not in task.splits
+    assert (tmp_path / "run" / "tokenizer.json").is_file()
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("pos\tgood\nmaybe\tso so\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.tsv:2: column 'score'"):
+        R.build(_resolve("sentiment-mr", tmp_path, train_file=bad), tmp_path / "run2")
+
+
+def test_user_conll_file_and_bad_line(tmp_path):
+    from rnnkit.core import recipes as R
+
+    f = tmp_path / "mine.conll"
+    f.write_text("-DOCSTART- O\n\n" + "".join(f"Anna B-PER\nsings O\nin O\nRome B-LOC\n\n" for _ in range(10)), encoding="utf-8")
+    model, task, vocab = R.build(_resolve("ner-conll", tmp_path, train_file=f, valid_file=f), tmp_path / "run")
+    assert len(task.splits["train"]) == 10 and vocab.tags[0] == "O" and set(vocab.tags) == {"O", "B-PER", "B-LOC"}
+    assert (tmp_path / "run" / "tagger_vocab.json").is_file()
+    bad = tmp_path / "bad.conll"
+    bad.write_text("Anna B-PER\nsings\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.conll:2: expected at least 2 columns"):
+        R.build(_resolve("ner-conll", tmp_path, train_file=bad), tmp_path / "run2")
+
+
+def test_user_parallel_tsv_filters_train_by_length(tmp_path):
+    from rnnkit.core import recipes as R
+
+    pairs = [(f"the house number {i}", f"das Haus Nummer {i}") for i in range(60)]
+    pairs.append(("word " * 200, "Wort " * 200))  # far beyond max_len: dropped from training
+    f = tmp_path / "pairs.tsv"
+    f.write_text("".join(f"{s}\t{t}\n" for s, t in pairs), encoding="utf-8")
+    recipe = _resolve("translate-en-de", tmp_path, train_file=f, valid_file=f)
+    recipe["tokenizer"]["vocab_size"] = 300
+    model, task, tok = R.build(recipe, tmp_path / "run")
+    assert task.dropped["train"] == 1 and len(task.ids["train"]) == 60
+    assert task.dropped["val"] == 0  # evaluation keeps every pair by default
+    src, src_len, tgt_in, tgt_out = next(iter(task.train_batches(0)))
+    assert (tgt_in[:, 0] == tok.bos_id).all()
+    last = tgt_out.gather(1, (src_len * 0 + (tgt_out != -100).sum(1) - 1).unsqueeze(1))
+    assert (last == tok.eos_id).all()  # every target ends with EOS before its padding
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("a\tb\nonly one column\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.tsv:2: expected 2 tab-separated columns"):
+        R.build(_resolve("translate-en-de", tmp_path, train_file=bad), tmp_path / "run2")
+
+
+def test_user_series_csv(tmp_path):
+    from rnnkit.core import recipes as R
+
+    y = _seasonal_series(n=72)
+    f = tmp_path / "sales.csv"
+    f.write_text("month,value\n" + "".join(f"m{i},{'' if i == 30 else v}\n" for i, v in enumerate(y)), encoding="utf-8")
+    model, task, _ = R.build(_resolve("timeseries", tmp_path, train_file=f), tmp_path / "run")
+    (p,) = task.series
+    assert p.s.name == "sales" and p.s.period == 12 and len(p.s.values) == 72
+    assert p.s.values[30] == pytest.approx((y[29] + y[31]) / 2)  # the gap interpolated by the reader
+    bad = tmp_path / "bad.csv"
+    bad.write_text("month,value\nm1,5\nm2,abc\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad.csv:3: column 'value' must be a number"):
+        R.build(_resolve("timeseries", tmp_path, train_file=bad), tmp_path / "run2")

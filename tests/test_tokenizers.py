@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from rnnkit.core.tokenizers import (CharTokenizer, SentencePieceTokenizer, WordTokenizer,
                                     load_tokenizer, train_sentencepiece)
@@ -44,6 +45,37 @@ def test_sentencepiece_round_trip(spm_tok, text):
     ids = tok.encode(text)
     assert tok.decode(ids) == text
     assert all(0 <= i < tok.vocab_size for i in ids)
+
+
+# Any text but lone surrogates (not encodable) and U+2581, SentencePiece's own space symbol,
+# which decodes as a space (a known SentencePiece limitation, pinned by the test below).
+ANY_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\u2581"),
+                   max_size=60)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=ANY_TEXT)
+def test_sentencepiece_round_trips_any_text(spm_tok, text):
+    tok, _ = spm_tok
+    assert tok.decode(tok.encode(text)) == text
+
+
+def test_sentencepiece_meta_space_symbol_is_a_space(spm_tok):
+    tok, _ = spm_tok
+    assert tok.decode(tok.encode("a\u2581b")) == "a b"
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=ANY_TEXT)
+def test_char_and_word_round_trip_any_text(text):
+    char = CharTokenizer.train([text + "x"])
+    assert char.decode(char.encode(text)) == text
+    word = WordTokenizer.train(text.split("\n") + ["x"])
+    text = "\n".join(" ".join(w for w in line.split() if w not in WordTokenizer.specials)
+                     for line in text.split("\n"))  # specials spelled in text: tested below
+    expected = "\n".join(" ".join(line.split()) for line in text.split("\n"))
+    assert word.decode(word.encode(text)) == expected
+    assert word.unk_id not in word.encode(text)
 
 
 def test_sentencepiece_specials_and_files(spm_tok):
@@ -141,6 +173,11 @@ def test_word_round_trip_normalised_spacing():
     text = "Привет мир\n中文 😀 \n\nمرحبا"
     tok = WordTokenizer.train(text.split("\n"))
     assert tok.decode(tok.encode(text)) == "Привет мир\n中文 😀\n\nمرحبا"
+
+
+def test_word_text_cannot_inject_control_tokens():
+    tok = WordTokenizer.train(["a b"])
+    assert tok.encode("a <eos> <bos> <pad> <unk> b") == [4, 1, 1, 1, 1, 5]
 
 
 def test_word_errors():

@@ -120,12 +120,13 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     """Kill the trainer (checkpointing every step) at random moments; every time the latest
     checkpoint must load, and the resumed run must end where an uninterrupted one does."""
     run = tmp_path / "killed"
-    args = ["--max-steps", "300", "--checkpoint-every", "1", "--eval-every", "50"]
+    args = ["--max-steps", "80", "--eval-every", "30"]
+    every_step = ["--checkpoint-every", "1"]  # most of the time is spent inside a checkpoint write
     rnd = random.Random(1234)
     seen = []
     for attempt in range(4):
         resume = ["--resume"] if find_latest(run / "checkpoints") else []
-        proc = subprocess.Popen([sys.executable, str(TOYS), str(run), *args, *resume],
+        proc = subprocess.Popen([sys.executable, str(TOYS), str(run), *args, *every_step, *resume],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         before = _latest_step(run / "checkpoints") or 0
         deadline = time.time() + 60
@@ -141,16 +142,16 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
         seen.append(step)
         got = load_checkpoint(run / "checkpoints", tiny_lm(), torch.optim.AdamW(tiny_lm().parameters()))
         assert got.state["step"] == step
-    assert seen == sorted(seen) and seen[-1] < 300, seen
+    assert seen == sorted(seen) and seen[-1] < 80, seen
     done = subprocess.run([sys.executable, str(TOYS), str(run), *args, "--resume"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "RESULT steps=300" in done.stdout
+    assert "RESULT steps=80" in done.stdout
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest"]
 
-    straight = subprocess.run([sys.executable, str(TOYS), str(tmp_path / "straight"), *args],
-                              capture_output=True, text=True, timeout=120)
-    assert straight.returncode == 0, straight.stderr[-2000:]
+    from test_trainer_toys import main as toy_main
+
+    assert toy_main([str(tmp_path / "straight"), *args]) == 0  # in-process: one interpreter start less
     from safetensors.torch import load_file
 
     a = load_file(str(run / "model_last/model.safetensors"))

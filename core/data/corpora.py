@@ -1,9 +1,10 @@
-"""Extractors: one pinned download -> one normalised corpus directory (stdlib + numpy only).
+"""Extractors: one pinned download -> one normalised corpus directory (stdlib only; the co2
+series imports statsmodels).
 
-Every ``build_<name>(sources, out, scratch)`` reads the pinned files in ``sources``
-(package name -> downloaded file; for a derived corpus, corpus name -> its directory), writes its files into ``out`` (a fresh temp directory
-that fetch renames into place only after ``.complete`` is written) and returns a meta
-dict (counts, split rule, seed) that fetch saves as ``meta.json``.
+Every ``build_<name>(sources, out, scratch)`` reads the pinned files in ``sources`` (package
+name -> downloaded file; for a derived corpus, corpus name -> its directory), writes its files
+into ``out`` (a fresh temp directory that fetch renames into place only after ``.complete`` is
+written) and returns a meta dict (counts, split rule, seed) that fetch saves as ``meta.json``.
 Splits are FIXED: official where they exist (PTB, CoNLL-2003), otherwise a seeded
 shuffle with the seed recorded here and in ``meta.json``.
 """
@@ -29,7 +30,9 @@ SEED = 1337
 # Shakespeare: whole plays held out (drawn once with random.Random(1337) over the sorted names).
 SHAKESPEARE_VALID = ("the-tempest", "henry-vi-part-3")
 SHAKESPEARE_TEST = ("the-taming-of-the-shrew", "hamlet")
-BIBLE_EN, BIBLE_DE = "4", "e"  # World English Bible; Elberfelder 1905 ("Im Anfang schuf Gott die Himmel")
+# bible.db has two German texts (bibleRef bName "1Mose"): Gen 1:1 in "e" reads "Im Anfang schuf
+# Gott die Himmel" (Elberfelder 1905), in "s" "... den Himmel" (Schlachter). "4" is the WEB.
+BIBLE_EN, BIBLE_DE = "4", "e"
 BIBLE_HELD_OUT = 1000          # verses each for valid and test
 VADER_FILES = {                # source name -> file in hutto_ICWSM_2014.tar.gz
     "movie": "movieReviewSnippets_GroundTruth.txt",
@@ -115,7 +118,8 @@ def _vader_rows(sdist: Path) -> dict[str, list[tuple[float, str]]]:
             for line in text.splitlines():
                 if line.strip():
                     _id, rating, sentence = line.split("\t", 2)
-                    rows[source].append((float(rating) / 4.0, squash_spaces(sentence)))
+                    text = squash_spaces(html.unescape(sentence))  # tweets hold &amp; &lt;
+                    rows[source].append((float(rating) / 4.0, text))
     return rows
 
 
@@ -211,7 +215,7 @@ def build_suggest_en(sources: dict[str, Path], out: Path, scratch: Path) -> dict
     add("bible_web", (l.split("\t", 1)[0] for s in ("train", "valid")  # no translation test verses
                       for l in (bible / f"{s}.tsv").read_text(encoding="utf-8").splitlines()))
     mr = sources["mr"]
-    add("vader", (html.unescape(l.split("\t", 1)[1]).replace("''", '"')
+    add("vader", (l.split("\t", 1)[1].replace("''", '"')  # movie reviews write ''Conan
                   for f in ("train.tsv", "valid.tsv", "test.tsv", "vader_all.tsv")
                   for l in (mr / f).read_text(encoding="utf-8").splitlines()))
     add("conll2003", (detokenize(toks) for s in SPLITS

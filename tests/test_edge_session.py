@@ -1,0 +1,238 @@
+"""The typing session: prefix-constrained completions, ranking, incremental state, bad input, fuzz."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rnnkit.edge.runner import EdgeError, StepRunner
+from rnnkit.edge.pieces import SentencePieceVocab
+from rnnkit.edge.search import log_softmax, logsumexp
+from rnnkit.edge.session import TypingSession, open_session
+
+from test_edge_support import TRAIN_TEXT, tiny_bundle
+
+
+@pytest.fixture(scope="module")
+def parts():
+    b = tiny_bundle("lstm")
+    runner = StepRunner(b / "step.onnx")
+    return runner, SentencePieceVocab(b / "tokenizer.model", eos_id=runner.meta.eos_id)
+
+
+def new_session(parts, **kw) -> TypingSession:
+    return TypingSession(*parts, **kw)
+
+
+@pytest.fixture()
+def session(parts):
+    return new_session(parts)
+
+
+# ---------------------------------------------------------------------------- what is suggested
+@pytest.mark.parametrize("text", ["The c", "Thank you f", "We will meet at the caf", "I think we sh", "The na"])
+def test_every_completion_starts_with_the_typed_characters(session, text):
+    typed = text.split()[-1]
+    sugg = session.suggest(text, k=5, phrase=False)
+    assert sugg, text
+    for s in sugg:
+        assert s.kind == "completion" and s.text.startswith(typed) and len(s.text) > len(typed), s
+    probs = [s.prob for s in sugg]
+    assert probs == sorted(probs, reverse=True) and 0 < probs[-1] and probs[0] <= 1
+
+
+def test_words_spanning_several_pieces_and_bytes(session, parts):
+    """'café' is spelled by several pieces including UTF-8 byte-fallback pieces."""
+    vocab = parts[1]
+    ids = vocab.encode_word("café")
+    assert len(ids) >= 3 and any(vocab.sp.is_byte(i) for i in ids), ids
+    assert "café" in [s.text for s in session.suggest("We will meet at the caf", k=3, phrase=False)]
+    assert "café" in [s.text for s in session.suggest("We will meet at the c", k=10, phrase=False)]
+
+
+def test_next_words_after_a_space(session):
+    sugg = session.suggest("Thank you ", k=3, phrase=False)
+    assert [s.kind for s in sugg] == ["next"] * 3
+    assert "for" in [s.text for s in sugg]
+    assert all(s.text and " " not in s.text for s in sugg)
+
+
+def exact_word_logp(runner, vocab, context_ids, word) -> float:
+    """log P(word's pieces, then a word boundary | context), by feeding the pieces directly."""
+    ids = vocab.encode_word(word)
+    logits, _ = runner.step(np.array([context_ids + ids], dtype=np.int64))
+    lp = log_softmax(logits[0])
+    n = len(context_ids)
+    total = sum(lp[n - 1 + j, i] for j, i in enumerate(ids))
+    return float(total + logsumexp(lp[n - 1 + len(ids)][vocab.ends_word]))
+
+
+@pytest.mark.parametrize("text", ["Thank you f", "The c", "I think ", "Please s"])
+def test_ranking_matches_brute_force_model_probabilities(parts, text):
+    """Against every word of the training text: the search finds the most probable ones."""
+    runner, vocab = parts
+    session = new_session(parts, beam=64, max_pieces=6)
+    typed = "" if text.endswith(" ") else text.split()[-1]
+    context = text[: len(text) - len(typed)]
+    ctx_ids = [runner.meta.eos_id] + [i for w in context.split() for i in vocab.encode_word(w)]
+    words = {w.strip(".,?!") for w in TRAIN_TEXT.split()}
+    cands = sorted(w for w in words if w.startswith(typed) and len(w) > len(typed) and w.isalpha())
+    brute = sorted(((exact_word_logp(runner, vocab, ctx_ids, w), w) for w in cands), reverse=True)
+    sugg = session.suggest(text, k=3, phrase=False)
+    # the best word has at least the probability of the best training word (the search may find
+    # other strings, and sums a word's segmentations, so >=)
+    assert math.log(sugg[0].prob) >= brute[0][0] - 1e-6
+    # and each suggested training word is scored no lower than its canonical segmentation
+    exact = dict((w, lp) for lp, w in brute)
+    for s in sugg:
+        if s.text in exact:
+            assert math.log(s.prob) >= exact[s.text] - 1e-6
+    # no training word more probable than the k-th suggestion was missed
+    top5 = session.suggest(text, k=5, phrase=False)
+    for lp, w in brute:
+        if lp > math.log(top5[-1].prob) + 1e-6:
+            assert w in [s.text for s in top5], (w, lp, top5)
+
+
+def test_phrase_is_offered_only_above_its_threshold(parts):
+    always = new_session(parts, phrase_threshold=-100.0)
+    never = new_session(parts, phrase_threshold=0.0)  # mean log-prob 0 = probability 1 per token
+    a = always.suggest("Thank you f", k=3)
+    assert a[-1].kind == "phrase" and a[-1].text.startswith("f") and len(a[-1].text.split()) >= 2
+    assert all(s.kind != "phrase" for s in never.suggest("Thank you f", k=3))
+    hit = always.phrase("Thank you ")
+    assert hit is not None and 2 <= hit.words <= 3 and hit.score <= 0
+    assert math.isclose(hit.score, hit.logp / hit.tokens)
+
+
+# ---------------------------------------------------------------------------- incremental state
+TEXT = " ".join(TRAIN_TEXT.split())
+
+
+def test_keystroke_cost_is_flat_as_the_text_grows(session):
+    """Tokens fed per keystroke do not grow with the length of the text (counted, not timed)."""
+    long_text = (TEXT + " ") * 10  # ~10 k characters
+
+    def typing(start: int, stop: int) -> np.ndarray:
+        fed = []
+        for i in range(start, stop):
+            before = session.tokens_fed
+            session.suggest(long_text[:i], phrase=False)
+            fed.append(session.tokens_fed - before)
+        return np.array(fed)
+
+    early = typing(1, 400)                       # the first 400 keystrokes
+    session.suggest(long_text[:-400], phrase=False)  # (pasted up to 400 before the end)
+    late = typing(len(long_text) - 399, len(long_text) + 1)  # the last 400, at ~10 k characters
+    print(f"tokens fed per keystroke: early mean {early.mean():.2f} max {early.max()}, "
+          f"late mean {late.mean():.2f} max {late.max()}")
+    bound = session.beam * (session.max_pieces + 1) + 12
+    assert early.max() <= bound and late.max() <= bound
+    assert late.mean() <= 1.5 * early.mean() + 1
+
+
+def test_backspace_and_edits_roll_back_to_cached_states(parts):
+    s = new_session(parts)
+    n_tok = lambda text: sum(len(parts[1].encode_word(w)) for w in text.split())  # noqa: E731
+    s.suggest("The cat sat on the mat and ", phrase=False)
+    fed = s.context_tokens_fed
+    assert fed == 1 + n_tok("The cat sat on the mat and")  # EOS first, then each word once
+    s.suggest("The cat sat on the mat and", phrase=False)  # backspace over the space
+    s.suggest("The cat sat on the mat an", phrase=False)   # and inside the word
+    assert s.context_tokens_fed == fed                     # rolled back, nothing re-read
+    s.suggest("The cat sat on the mat and ", phrase=False)
+    assert s.context_tokens_fed == fed + n_tok("and")      # only the re-typed word
+    fed = s.context_tokens_fed
+    s.suggest("The dog sat on the mat and ", phrase=False)  # an edit in the middle
+    assert s.context_tokens_fed == fed + n_tok("dog sat on the mat and")  # "The" is kept
+    same(s.suggest("The dog sat on the mat and "), new_session(parts).suggest("The dog sat on the mat and "))
+
+
+def same(a, b) -> None:
+    assert [(x.text, x.kind) for x in a] == [(x.text, x.kind) for x in b]
+    np.testing.assert_allclose([x.prob for x in a], [x.prob for x in b], rtol=1e-5)
+
+
+words = st.sampled_from(sorted({w for w in TRAIN_TEXT.split()}) + ["zzq", "café", "مرحبا", "שלום", "😀", "a\u200bb"])
+chunks = st.one_of(words, st.text(max_size=6), st.sampled_from([" ", "  ", "\n", "\t", "\x00", "\ud800"]))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(chunks, max_size=12),
+       edits=st.lists(st.tuples(st.sampled_from(["append", "delete", "insert", "cut"]),
+                                st.integers(0, 1000), chunks), max_size=10))
+def test_incremental_equals_from_scratch(parts, pieces, edits):
+    """Random strings and random edit sequences: the incremental session matches a fresh one."""
+    inc = new_session(parts, phrase_threshold=-3.0)
+    text = ""
+    for chunk in pieces:  # typed one character at a time
+        for ch in chunk:
+            text += ch
+            inc.suggest(text)
+    for op, pos, chunk in edits:
+        pos = pos % (len(text) + 1)
+        if op == "append":
+            text += chunk
+        elif op == "delete":
+            text = text[:pos] + text[pos + 1:]
+        elif op == "insert":
+            text = text[:pos] + chunk + text[pos:]
+        else:
+            text = text[:pos]
+        same(inc.suggest(text), new_session(parts, phrase_threshold=-3.0).suggest(text))
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("text", ["", "   ", "\n\n", "\x00\x01\x07 hello\x1b[2J", "😀😀 ", "I ❤️ th",
+                                  "مرحبا بالعالم ", "שלום עולם", "\ud800\udc00 lone \udfff", "zzzqqxv",
+                                  "x" * 5000, "\u200b\u200b", "Thank you f\u0301"])
+def test_strange_text_never_crashes(session, text):
+    out = session.suggest(text)
+    assert isinstance(out, list)
+    for s in out:
+        assert s.kind in ("next", "completion", "phrase") and 0 < s.prob <= 1 and s.text
+        s.text.encode("utf-8")  # no lone surrogates leak out
+
+
+def test_a_one_megabyte_paste_is_bounded(session):
+    paste = (TEXT + " ") * (1_000_000 // (len(TEXT) + 1) + 1)
+    t0 = time.perf_counter()
+    out = session.suggest(paste[:1_000_000] + " Thank you f")
+    assert out and out[0].text.startswith("f")
+    # only the last max_context_chars are read, in whole words
+    assert len(session._ctx) <= session.max_context_chars
+    print(f"1 MB paste: {time.perf_counter() - t0:.2f} s, {session.tokens_fed} tokens fed")
+    # typing on after the paste is incremental again
+    before = session.tokens_fed
+    session.suggest(paste[:1_000_000] + " Thank you fo", phrase=False)
+    assert session.tokens_fed - before <= session.beam * (session.max_pieces + 1)
+
+
+@pytest.mark.parametrize("bad, message", [(None, "text must be a str"), (b"bytes", "text must be a str"),
+                                          (42, "text must be a str")])
+def test_non_text_is_a_clear_error(session, bad, message):
+    with pytest.raises(EdgeError, match=message):
+        session.suggest(bad)
+
+
+@pytest.mark.parametrize("k", [0, -1, 21, 2.5, "3", True])
+def test_bad_k_lists_the_allowed_range(session, k):
+    with pytest.raises(EdgeError, match="k must be an int from 1 to 20"):
+        session.suggest("hello", k=k)
+
+
+def test_open_session_checks_the_bundle(tmp_path):
+    with pytest.raises(ValueError, match="no such bundle directory"):
+        open_session(tmp_path / "nope")
+    with pytest.raises(EdgeError, match="precision must be fp32 or int8"):
+        open_session(tiny_bundle("lstm"), precision="fp16")
+    with pytest.raises(EdgeError, match="has no int8 graph"):
+        open_session(tiny_bundle("lstm"), precision="int8")
+    s8 = open_session(tiny_bundle("lstm", int8=True))
+    assert s8.runner.path.endswith("step.int8.onnx")
+    assert [x.text for x in s8.suggest("Thank you f", phrase=False)][0].startswith("f")
