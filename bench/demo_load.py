@@ -119,7 +119,9 @@ def client_loop(url: str, idx: int, deadline: float, rec: Recorder, gen_model: s
 
 
 def summarize(rec: Recorder, seconds: float, clients: int) -> dict:
-    out = {"clients": clients, "seconds": seconds, "endpoints": {}, "errors": sum(map(len, rec.errors.values()))}
+    out = {"clients": clients, "seconds": seconds, "endpoints": {}, "errors": sum(map(len, rec.errors.values())),
+           # the machine is shared: the load average says how much CPU the figures had
+           "cpus": os.cpu_count(), "loadavg_1m_at_end": round(os.getloadavg()[0], 2)}
     for name in ("/generate", "/translate", "/sentiment", "/suggest"):
         lat = rec.lat.get(name, [])
         row = {"calls": len(lat), "errors": len(rec.errors.get(name, [])),

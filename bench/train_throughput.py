@@ -17,6 +17,8 @@ Measure on a quiet machine: figures from a shared box move by 10-30 % between ru
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import statistics
 import tempfile
 import time
@@ -27,6 +29,27 @@ import torch.nn.functional as F
 from rnnkit.core.models import LanguageModel, LMConfig
 from rnnkit.core.plots import read_metrics
 from rnnkit.core.trainer import TrainConfig, detach_state, train
+
+
+class Clock:
+    """Wall and process-CPU time stamps taken at the start of each step.
+
+    With one torch thread, CPU seconds measure the work done and barely move when neighbours
+    load the machine; wall seconds are what a user waits. Both are reported.
+    """
+
+    def __init__(self):
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def stamp(self) -> None:
+        self.wall.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+
+    def rates(self, items_per_step: int, first: int, last: int) -> tuple[float, float]:
+        """(items per wall second, items per CPU second) over steps first..last-1."""
+        n = (last - first) * items_per_step
+        return n / (self.wall[last] - self.wall[first]), n / (self.cpu[last] - self.cpu[first])
 
 
 def make_model(args) -> LanguageModel:
@@ -43,17 +66,18 @@ def make_batches(args, batch: int, steps: int) -> list[tuple[torch.Tensor, torch
 
 
 class BenchTask:
-    """The bare loop's batches behind the Task protocol."""
+    """The bare loop's batches behind the Task protocol; stamps the clock at each step."""
 
     name, metric, metric_mode = "bench-lm", "val_loss", "min"
 
-    def __init__(self, batches):
-        self.batches = batches
+    def __init__(self, batches, clock: Clock):
+        self.batches, self.clock = batches, clock
 
     def train_batches(self, epoch):
         return iter(self.batches)
 
     def loss(self, model, batch, carry):
+        self.clock.stamp()
         x, y = batch
         logits, state = model(x, carry)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)), y.numel(), state
@@ -62,15 +86,13 @@ class BenchTask:
         return {"val_loss": 0.0}
 
 
-def bare_loop(args, batch: int, steps: int, warmup: int) -> float:
-    """tokens/s of the plain loop (word_language_model's, with AdamW and clipping)."""
+def bare_loop(args, batch: int) -> tuple[float, float]:
+    """(tokens/s wall, tokens/CPU-s) of the plain loop (word_language_model's, AdamW + clipping)."""
     model = make_model(args).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    batches = make_batches(args, batch, warmup + steps)
-    hidden = None
-    for i, (x, y) in enumerate(batches):
-        if i == warmup:
-            t0 = time.perf_counter()
+    clock, hidden = Clock(), None
+    for x, y in make_batches(args, batch, args.warmup + args.steps + 1):
+        clock.stamp()
         hidden = detach_state(hidden)
         logits, hidden = model(x, hidden)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
@@ -78,45 +100,50 @@ def bare_loop(args, batch: int, steps: int, warmup: int) -> float:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-    return steps * batch * args.bptt / (time.perf_counter() - t0)
+    return clock.rates(batch * args.bptt, args.warmup, args.warmup + args.steps)
 
 
-def trainer_loop(args, batch: int, steps: int, warmup: int, precision: str = "fp32") -> float:
-    """tokens/s of rnnkit's train(), read from its metrics.jsonl (windows after the warm-up)."""
-    log_every = warmup  # the first log line closes the warm-up window
+def trainer_loop(args, batch: int, precision: str = "fp32") -> tuple[float, float]:
+    """The same through rnnkit's train() (logging every 10 steps, as a real run would)."""
+    clock = Clock()
     with tempfile.TemporaryDirectory() as run_dir:
         cfg = TrainConfig(run_dir=run_dir, device="cpu", precision=precision, optimizer="adamw", lr=1e-3,
-                          grad_clip=1.0, max_steps=warmup + steps, eval_every=0, checkpoint_every=0,
-                          log_every=log_every, quiet=True)
+                          grad_clip=1.0, max_steps=args.warmup + args.steps + 1, eval_every=0,
+                          checkpoint_every=0, log_every=10, quiet=True)
         keep = torch.backends.mkldnn.enabled
-        train(make_model(args), BenchTask(make_batches(args, batch, warmup + steps + 1)), cfg)
+        with contextlib.redirect_stdout(io.StringIO()):  # the trainer's own log lines
+            train(make_model(args), BenchTask(make_batches(args, batch, args.warmup + args.steps + 1), clock), cfg)
         torch.backends.mkldnn.enabled = keep  # the trainer applies its own choice; don't leak it
-        recs = [r for r in read_metrics(f"{run_dir}/metrics.jsonl") if r["kind"] == "train"][1:]
-    items = log_every * batch * args.bptt
-    return len(recs) * items / sum(items / r["items_per_s"] for r in recs)
+    return clock.rates(batch * args.bptt, args.warmup, args.warmup + args.steps)
 
 
-def step_latency_ms(args, n: int = 300) -> float:
-    """One token, batch 1, no grad: the streaming-suggestion shape."""
-    model = make_model(args).eval()
-    x = torch.zeros(1, 1, dtype=torch.long)
-    with torch.no_grad():
-        state = None
-        for _ in range(20):
-            _, state = model(x, state)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            _, state = model(x, state)
-    return (time.perf_counter() - t0) / n * 1e3
-
-
-def with_mkldnn(on: bool, fn, *a, **kw):
+def lstm_ms(args, batch: int, mkldnn: bool, train_step: bool) -> tuple[float, float]:
+    """(wall ms, CPU ms) per call of the fused LSTM alone: forward+backward over bptt steps when
+    ``train_step``, else one single-token inference step (the streaming-suggestion shape)."""
     keep = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = on
+    torch.backends.mkldnn.enabled = mkldnn
     try:
-        return fn(*a, **kw)
+        torch.manual_seed(0)
+        lstm = torch.nn.LSTM(args.hidden, args.hidden, num_layers=args.layers, batch_first=True)
+        T = args.bptt if train_step else 1
+        x = torch.randn(batch, T, args.hidden, requires_grad=train_step)
+        n = max(3, args.steps) if train_step else 200
+        clock = Clock()
+        with torch.set_grad_enabled(train_step):
+            for i in range(n + 3):
+                if i >= 3:
+                    clock.stamp()
+                out, _ = lstm(x)
+                if train_step:
+                    out.sum().backward()
+            clock.stamp()
+        return ((clock.wall[-1] - clock.wall[0]) / n * 1e3, (clock.cpu[-1] - clock.cpu[0]) / n * 1e3)
     finally:
         torch.backends.mkldnn.enabled = keep
+
+
+def _med(xs):
+    return statistics.median(xs)
 
 
 def main(argv=None) -> None:
@@ -126,9 +153,9 @@ def main(argv=None) -> None:
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--bptt", type=int, default=64)
-    p.add_argument("--steps", type=int, default=40, help="measured steps per run")
-    p.add_argument("--warmup", type=int, default=8)
+    p.add_argument("--bptt", type=int, default=32)
+    p.add_argument("--steps", type=int, default=24, help="measured steps per run")
+    p.add_argument("--warmup", type=int, default=4)
     p.add_argument("--rounds", type=int, default=3, help="alternations of bare / trainer")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one round: checks the script runs")
     args = p.parse_args(argv)
@@ -142,28 +169,35 @@ def main(argv=None) -> None:
 
     bare, ours = [], []
     for _ in range(args.rounds):  # alternate, so a noisy neighbour hits both sides alike
-        bare.append(bare_loop(args, args.batch, args.steps, args.warmup))
-        ours.append(trainer_loop(args, args.batch, args.steps, args.warmup))
-    b, o = statistics.median(bare), statistics.median(ours)
-    print("\n1. trainer vs bare loop (tokens/s, median of rounds)")
-    print(f"   bare PyTorch loop : {b:10,.0f}   rounds {', '.join(f'{x:,.0f}' for x in bare)}")
-    print(f"   rnnkit train()    : {o:10,.0f}   rounds {', '.join(f'{x:,.0f}' for x in ours)}")
-    print(f"   overhead          : {100 * (b - o) / b:+.1f} %  (goal <= 5 %)")
+        bare.append(bare_loop(args, args.batch))
+        ours.append(trainer_loop(args, args.batch))
+    bw, bc = _med([r[0] for r in bare]), _med([r[1] for r in bare])
+    ow, oc = _med([r[0] for r in ours]), _med([r[1] for r in ours])
+    print("\n1. trainer vs bare loop, batch %d (tokens/s; median of %d alternated rounds)" % (args.batch, args.rounds))
+    print(f"   {'':18} {'per wall s':>11} {'per CPU s':>11}")
+    print(f"   {'bare PyTorch loop':18} {bw:11,.0f} {bc:11,.0f}")
+    print(f"   {'rnnkit train()':18} {ow:11,.0f} {oc:11,.0f}")
+    print(f"   {'overhead':18} {100 * (bw - ow) / bw:+10.1f}% {100 * (bc - oc) / bc:+10.1f}%   (goal <= 5 %)")
 
-    bf16 = trainer_loop(args, args.batch, args.steps, args.warmup, precision="bf16")
+    bf = [trainer_loop(args, args.batch, precision="bf16") for _ in range(max(1, args.rounds // 2))]
+    fw, fc = _med([r[0] for r in bf]), _med([r[1] for r in bf])
     print("\n2. trainer precision (tokens/s)")
-    print(f"   fp32              : {o:10,.0f}")
-    print(f"   bf16 autocast     : {bf16:10,.0f}   ({bf16 / o:.2f}x fp32)")
+    print(f"   {'fp32':18} {ow:11,.0f} {oc:11,.0f}")
+    print(f"   {'bf16 autocast':18} {fw:11,.0f} {fc:11,.0f}   ({fc / oc:.2f}x fp32 per CPU s)")
 
-    print("\n3. oneDNN (torch.backends.mkldnn), bare loop")
-    for batch in (1, args.batch):
-        on = [with_mkldnn(True, bare_loop, args, batch, args.steps, args.warmup) for _ in range(2)]
-        off = [with_mkldnn(False, bare_loop, args, batch, args.steps, args.warmup) for _ in range(2)]
-        print(f"   train batch {batch:>3}   : on {max(on):9,.0f} tok/s | off {max(off):9,.0f} tok/s "
-              f"| on/off {max(on) / max(off):.2f}x")
-    lat_on = min(with_mkldnn(True, step_latency_ms, args) for _ in range(2))
-    lat_off = min(with_mkldnn(False, step_latency_ms, args) for _ in range(2))
-    print(f"   1-token step, B=1 : on {lat_on:.3f} ms | off {lat_off:.3f} ms (inference, no grad)")
+    print(f"\n3. oneDNN on vs off: fused nn.LSTM {args.layers}x{args.hidden} alone (ms per call, CPU ms "
+          f"in brackets; median of {args.rounds} alternated rounds)")
+    shapes = [("train fwd+bwd B=1", 1, True), (f"train fwd+bwd B={args.batch}", args.batch, True),
+              ("1-token step B=1 (no grad)", 1, False)]
+    for label, batch, train_step in shapes:
+        on, off = [], []
+        for _ in range(args.rounds):
+            on.append(lstm_ms(args, batch, True, train_step))
+            off.append(lstm_ms(args, batch, False, train_step))
+        onw, onc = _med([r[0] for r in on]), _med([r[1] for r in on])
+        offw, offc = _med([r[0] for r in off]), _med([r[1] for r in off])
+        print(f"   {label:28} on {onw:8.3f} ({onc:8.3f}) | off {offw:8.3f} ({offc:8.3f}) "
+              f"| off/on CPU {offc / onc:.2f}x")
 
 
 if __name__ == "__main__":

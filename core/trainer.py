@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Optional, Protocol
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -34,104 +34,10 @@ from .checkpoint import find_latest, load_checkpoint, save_checkpoint
 from .rng import preserved_rng, seed_everything, set_rng_state
 from .run_log import RunLog
 from .schedules import LRSchedule, build_optimizer
+from .train_types import NonFiniteLossError, Task, TrainConfig, TrainResult, detach_state
 
 __all__ = ["Task", "TrainConfig", "TrainResult", "NonFiniteLossError", "train", "detach_state",
            "seed_everything"]
-
-
-class Task(Protocol):
-    """What the trainer needs from a task (see docs/CONTRACTS.md).
-
-    Under DDP the trainer sets ``task.rank`` and ``task.world_size`` before the first
-    ``train_batches`` call; ``train_batches`` should then yield only this rank's share, the
-    same number of batches on every rank. Single process: rank 0, world_size 1.
-    """
-
-    name: str
-    metric: str
-    metric_mode: str
-
-    def train_batches(self, epoch: int) -> Iterable[Any]: ...
-    def loss(self, model: nn.Module, batch: Any, carry: Any) -> tuple[Tensor, int, Any]: ...
-    def evaluate(self, model: nn.Module) -> dict[str, float]: ...
-
-
-@dataclass
-class TrainConfig:
-    run_dir: str = "runs/run"
-    device: str = "auto"          # auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps
-    precision: str = "auto"       # auto | fp32 | bf16 | fp16 (fp16 = CUDA + GradScaler)
-    optimizer: str = "adamw"      # sgd | adam | adamw | rmsprop
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.0         # sgd, rmsprop
-    grad_clip: float = 1.0        # max global grad norm; 0 = off
-    schedule: str = "constant"    # constant | cosine | plateau
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.1     # cosine ends at lr * min_lr_ratio
-    plateau_factor: float = 0.5
-    plateau_patience: int = 2     # evaluations without improvement before lr *= plateau_factor
-    max_steps: int = 0            # 0 = no step limit
-    max_epochs: int = 0           # 0 = no epoch limit
-    max_minutes: float = 0.0      # wall-clock budget of this call; 0 = none. Stops cleanly + checkpoints
-    eval_every: int = 0           # steps between evaluations; 0 = at each epoch end
-    checkpoint_every: int = 500   # steps between checkpoints; 0 = only at the end
-    early_stop_patience: int = 0  # evaluations without improvement of task.metric; 0 = off
-    seed: int = 1337
-    log_every: int = 50
-    quiet: bool = False           # log lines instead of a progress bar (for nohup logs)
-
-    def check(self) -> None:
-        if self.max_steps <= 0 and self.max_epochs <= 0 and self.max_minutes <= 0:
-            raise ValueError("set max_steps, max_epochs or max_minutes: the run needs an end")
-        for name in ("max_steps", "max_epochs", "eval_every", "checkpoint_every", "early_stop_patience",
-                     "warmup_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.log_every < 1:
-            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
-        if self.grad_clip < 0:
-            raise ValueError(f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
-
-
-@dataclass
-class TrainResult:
-    run_dir: str
-    metric: str
-    best_metric: Optional[float]
-    best_step: Optional[int]
-    steps: int
-    epochs: int                  # epoch index reached (completed epochs when the run ends at an epoch end)
-    wall_seconds: float          # over all resumed segments
-    stop_reason: str             # max_steps | max_epochs | time_budget | early_stop | paused
-    last_eval: dict = field(default_factory=dict)
-    model_dir: str = ""
-    last_model_dir: str = ""
-    checkpoint_dir: str = ""
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or inf; the run stopped and its last checkpoint was left as it was."""
-
-    def __init__(self, step: int, value: float, checkpoint: Optional[Path]):
-        self.step, self.value, self.checkpoint = step, value, checkpoint
-        where = f"the last good checkpoint {checkpoint} is untouched" if checkpoint else "no checkpoint was written"
-        super().__init__(f"non-finite loss ({value}) at step {step}; training stopped and {where}. "
-                         "Try a lower lr, grad_clip > 0, or precision fp32.")
-
-
-def detach_state(carry: Any) -> Any:
-    """Detach every tensor in nested tuples / lists / dicts (word_language_model's repackage_hidden),
-    so backprop stops at the chunk boundary (truncated BPTT)."""
-    if isinstance(carry, Tensor):
-        return carry.detach()
-    if isinstance(carry, tuple):
-        return tuple(detach_state(c) for c in carry)
-    if isinstance(carry, list):
-        return [detach_state(c) for c in carry]
-    if isinstance(carry, dict):
-        return {k: detach_state(v) for k, v in carry.items()}
-    return carry
 
 
 def _total_steps(cfg: TrainConfig, task: Task) -> Optional[int]:
@@ -373,6 +279,10 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
     rate_items = 0  # items since the last log line in this process (for items/s)
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
     stop_reason = None
+    if cfg.max_steps and st["step"] >= cfg.max_steps:  # resuming a run that already got there
+        stop_reason = "max_steps"
+    elif stop_after_steps is not None and st["step"] >= stop_after_steps:
+        stop_reason = "paused"
     while stop_reason is None:
         if cfg.max_epochs and st["epoch"] >= cfg.max_epochs:
             stop_reason = "max_epochs"
@@ -424,12 +334,14 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
                                 "lr": lr, "elapsed": round(run.elapsed(), 3)})
                 loss_sum.zero_()
                 items, rate_items, last_log_t = 0, 0, now
+            t_pause = time.perf_counter()  # evaluation and checkpoints do not count against items/s
             if cfg.eval_every and step % cfg.eval_every == 0:
                 run.check_finite()
                 if run.evaluate(scheduled=True):
                     stop_reason = "early_stop"
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                 run.checkpoint(loss_sum, items)
+            last_log_t += time.perf_counter() - t_pause
             if cfg.max_steps and step >= cfg.max_steps:
                 stop_reason = stop_reason or "max_steps"
             elif stop_after_steps is not None and step >= stop_after_steps:
@@ -447,7 +359,9 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
             st["batch_in_epoch"] = 0
             run.carry = None
             if not cfg.eval_every:
+                t_pause = time.perf_counter()
                 run.check_finite()
                 if run.evaluate(scheduled=True):
                     stop_reason = "early_stop"
+                last_log_t += time.perf_counter() - t_pause
     return run.finish(stop_reason, loss_sum, items)

@@ -13,6 +13,7 @@ import functools
 import html
 import inspect
 import logging
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,6 +25,7 @@ log = logging.getLogger("rnnkit.demo")
 
 MAX_NEW_TOKENS = 1000
 MAX_BEAM = 8
+DEFAULT_PROMPTS = {"shakespeare": "ROMEO:", "english": "The film was"}
 STREAM_INTERVAL_S = 0.03  # ~30 screen updates a second is smooth; more only floods the socket
 
 
@@ -51,6 +53,14 @@ def generate(shelf: Shelf, model: str, prompt: str, temperature: float, top_k: i
         warn(f"{unknown} character(s) or piece(s) of the prompt are unknown to this model; it reads them as <unk>.")
     yield from engine.stream(prompt, length, temperature, top_k, top_p, None if seed < 0 else seed,
                              min_interval=STREAM_INTERVAL_S)
+
+
+def swap_prompt(shelf: Shelf, model: str, prompt: str) -> str:
+    """On a model change, an untouched default prompt becomes the new model's default."""
+    if prompt not in DEFAULT_PROMPTS.values():
+        return prompt
+    slot = next((g for g in GENERATORS if shelf[g].label == model), GENERATORS[0])
+    return DEFAULT_PROMPTS[slot]
 
 
 def translate(shelf: Shelf, text: str, beam: int):
@@ -108,15 +118,15 @@ def suggest(shelf: Shelf, typing, text: str, k: int):
 
 
 def accept(text: str, suggestion: dict | None) -> str:
-    """The text after tapping a suggestion: a completion replaces the partial word."""
-    if not suggestion or not suggestion.get("text"):
-        return text
-    word = suggestion["text"]
-    if suggestion.get("kind") == "completion":
-        cut = len(text) - len(text.split(" ")[-1])
-        return text[:cut] + word + " "
-    sep = "" if not text or text.endswith((" ", "\n")) else " "
-    return text + sep + word + " "
+    """The text after tapping a suggestion: one that starts with the partial word replaces it
+    (completions, and phrases that begin by completing it); others are appended."""
+    if not text or not suggestion or not suggestion.get("text"):
+        return (text or "") + (suggestion["text"] + " " if suggestion and suggestion.get("text") else "")
+    words = suggestion["text"]
+    partial = re.search(r"\S*\Z", text).group()
+    if partial and words.startswith(partial):
+        return text[:len(text) - len(partial)] + words + " "
+    return text + ("" if text[-1].isspace() else " ") + words + " "
 
 
 def accept_pick(i: int, text: str, found: list[dict] | None) -> str:
@@ -124,13 +134,25 @@ def accept_pick(i: int, text: str, found: list[dict] | None) -> str:
     return accept(text, found[i] if found and i < len(found) else None)
 
 
-def suggestions_html(results: list[dict]) -> str:
+def percent(p: float) -> str:
+    return "<1%" if p < 0.01 else f"{100 * p:.0f}%"
+
+
+def pick_label(r: dict) -> str:
+    """A suggestion button's text: the words and their probability; phrases get an arrow."""
+    return f"{'→ ' if r['kind'] == 'phrase' else ''}{r['text']}   {percent(r['prob'])}"
+
+
+def suggest_caption(text: str, results: list[dict], latency: str) -> str:
+    """What the buttons are: completions of the typed word, or next words; then the latency."""
+    word = text.split()[-1] if text.strip() and not text[-1].isspace() else ""
     if not results:
-        return "<div class='sugg-empty'>no suggestion</div>"
-    chips = "".join(f"<span class='chip {html.escape(r['kind'])}'>{html.escape(r['text'])}"
-                    f"<small>{html.escape(r['kind'])} · {100 * r['prob']:.0f}%</small></span>"
-                    for r in results)
-    return f"<div class='chips'>{chips}</div>"
+        what = "no suggestion"
+    elif word:
+        what = f"completing **{html.escape(word[:40])}** (tap to insert)"
+    else:
+        what = "next word (tap to insert)"
+    return f"{what}  \n{latency}" if latency else what
 
 
 # --------------------------------------------------------------------------- gradio wiring
@@ -141,13 +163,10 @@ CSS = """
 .gradio-container {max-width: 1180px !important; margin: auto;}
 #title h1 {margin-bottom: 0;}
 .model-status {font-size: 0.9em; opacity: 0.85;}
-.chips {display: flex; gap: 10px; flex-wrap: wrap; min-height: 54px; align-items: center;}
-.chip {display: inline-flex; flex-direction: column; padding: 6px 14px; border-radius: 14px;
-       background: #eef2ff; border: 1px solid #c7d2fe; font-size: 1.15em; line-height: 1.2;}
-.chip small {font-size: 0.62em; opacity: 0.7;}
-.chip.completion {background: #ecfdf5; border-color: #a7f3d0;}
-.chip.phrase {background: #fff7ed; border-color: #fed7aa;}
-.sugg-empty {opacity: 0.55; min-height: 54px; display: flex; align-items: center;}
+.picks {min-height: 52px;}
+.picks {gap: 10px !important;}
+.picks button {font-size: 1.1em !important; border-radius: 999px !important; white-space: pre;
+               padding: 6px 18px !important;}
 .tokens {line-height: 2.1; font-size: 1.05em; padding: 4px 2px;}
 .tokens .tok {padding: 3px 1px; border-radius: 4px; white-space: pre;}
 """
@@ -217,7 +236,7 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                     with gr.Column(scale=2):
                         model = gr.Radio([shelf[g].label for g in GENERATORS], value=shelf[GENERATORS[0]].label,
                                          label="Model")
-                        prompt = gr.Textbox("ROMEO:", label="Prompt", lines=3, max_length=MAX_PROMPT_CHARS,
+                        prompt = gr.Textbox(DEFAULT_PROMPTS[GENERATORS[0]], label="Prompt", lines=3, max_length=MAX_PROMPT_CHARS,
                                             elem_id="gen-prompt")
                         with gr.Row():
                             go = gr.Button("Generate", variant="primary", elem_id="gen-go")
@@ -241,6 +260,8 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                 prompt.submit(_guard(run_generate), [model, prompt, temperature, top_k, top_p, length, seed],
                               generated, api_visibility="private", concurrency_id="generate")
                 stop.click(None, None, None, cancels=[gen_event], api_visibility="private")
+                model.change(functools.partial(swap_prompt, shelf), [model, prompt], prompt,
+                             api_visibility="private", show_progress="hidden")
 
             # ---------------------------------------------------------------- Translate
             with gr.Tab("Translate", id="translate"):
@@ -256,7 +277,7 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                                      ["The Lord is my shepherd; I shall not want."]], [src])
                     with gr.Column():
                         tgt = gr.Textbox(label="German", lines=3, elem_id="tr-out", buttons=["copy"])
-                        heat = gr.Plot(show_label=False, elem_id="tr-attn")
+                heat = gr.Plot(show_label=False, elem_id="tr-attn", format="png")  # webp encodes slower
                 run_translate = _guard(functools.partial(translate, shelf))
                 run_translate.__name__ = "translate"
                 tr_go.click(run_translate, [src, beam], [tgt, heat], api_name="translate", concurrency_limit=2)
@@ -279,7 +300,7 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                         score = gr.Markdown(elem_id="se-score", label="score")
                 gr.Markdown("**The score after each token** (red −1 … green +1; hover a token for its value)")
                 tokens = gr.HTML(elem_id="se-tokens", label="tokens")
-                trajectory = gr.Plot(show_label=False, elem_id="se-plot")
+                trajectory = gr.Plot(show_label=False, elem_id="se-plot", format="png")
                 details = gr.JSON(visible=False, label="details")
                 run_sentiment = _guard(functools.partial(sentiment, shelf))
                 run_sentiment.__name__ = "sentiment"
@@ -292,28 +313,28 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                 status("suggest")
                 typing = gr.State(None)
                 results = gr.JSON(visible=False, label="suggestions")
-                box = gr.Textbox(label="Type here — suggestions update on every keystroke", lines=4,
-                                 placeholder="I would like to", max_length=MAX_TYPING_CHARS, elem_id="su-in")
-                k = gr.Slider(1, 5, value=3, step=1, label="Suggestions")
-                chips = gr.HTML(suggestions_html([]), elem_id="su-chips", label="chips")
                 with gr.Row():
-                    picks = [gr.Button(visible=False, size="sm", elem_id=f"su-pick{i}") for i in range(5)]
-                latency = gr.Markdown(elem_id="su-latency", label="latency")
+                    box = gr.Textbox(label="Type here — suggestions update on every keystroke", lines=4, scale=4,
+                                     placeholder="I would like to", max_length=MAX_TYPING_CHARS, elem_id="su-in")
+                    k = gr.Slider(1, 5, value=3, step=1, label="How many words", scale=1)
+                with gr.Row(elem_classes="picks"):
+                    picks = [gr.Button(visible=False, elem_id=f"su-pick{i}", scale=0, min_width=90) for i in range(6)]
+                caption = gr.Markdown("Start typing: suggestions appear here.", elem_id="su-latency", label="latency")
 
                 def run_suggest(text, k, typing):
                     found, lat, typing = suggest(shelf, typing, text, k)
-                    buttons = [gr.Button(f"＋ {r['text']}", visible=True) if i < len(found) else gr.Button(visible=False)
-                               for i, r in enumerate(found + [None] * (5 - len(found)))]
-                    return [found, suggestions_html(found), lat, typing, *buttons]
+                    buttons = [gr.Button(pick_label(found[i]), visible=True,
+                                         variant="primary" if found[i]["kind"] == "phrase" else "secondary")
+                               if i < len(found) else gr.Button(visible=False) for i in range(len(picks))]
+                    return [found, suggest_caption(text, found, lat), typing, *buttons]
 
-                run_suggest.__name__ = "suggest"
-                box.input(_guard(run_suggest), [box, k, typing], [results, chips, latency, typing, *picks],
-                          api_name="suggest", trigger_mode="always_last", concurrency_limit=8,
-                          show_progress="hidden")
+                outputs = [results, caption, typing, *picks]
+                box.input(_guard(run_suggest), [box, k, typing], outputs, api_name="suggest",
+                          trigger_mode="always_last", concurrency_limit=8, show_progress="hidden")
                 for i, b in enumerate(picks):
-                    b.click(functools.partial(accept_pick, i), [box, results], box, api_visibility="private", show_progress="hidden").then(
-                        _guard(run_suggest), [box, k, typing], [results, chips, latency, typing, *picks],
-                        api_visibility="private", show_progress="hidden")
+                    b.click(functools.partial(accept_pick, i), [box, results], box, api_visibility="private",
+                            show_progress="hidden").then(_guard(run_suggest), [box, k, typing], outputs,
+                                                         api_visibility="private", show_progress="hidden")
         gr.Markdown("<small>Models, cards and the commands that made them: `models/*/README.md`. "
                     "Source: `demo/app.py`.</small>")
     demo.queue(default_concurrency_limit=4, max_size=128)

@@ -48,7 +48,7 @@ class Slot:
     def status_markdown(self) -> str:
         if self.engine is not None:
             return f"**Model:** `{self.directory.name}` — {self.info}"
-        return f"⚠️ **{self.label} is not available.** {self.problem}"
+        return f"**{self.label} is not available.** {self.problem}"
 
 
 @dataclass

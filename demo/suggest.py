@@ -28,7 +28,7 @@ class Typing:
         if not lat:
             return ""
         p50, p95 = np.percentile(lat, [50, 95])
-        return (f"⏱ last keystroke **{lat[-1]:.2f} ms** · median {p50:.2f} ms · p95 {p95:.2f} ms "
+        return (f"Latency: last keystroke **{lat[-1]:.2f} ms** · median {p50:.2f} ms · p95 {p95:.2f} ms "
                 f"over {len(lat)} keystroke{'s' if len(lat) != 1 else ''}")
 
 

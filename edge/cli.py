@@ -56,6 +56,9 @@ def register(subparsers) -> None:
     e.add_argument("--text", required=True, help="UTF-8 text to type (held-out, not training text)")
     e.add_argument("--train-text", default=None, help="training text for the Kneser-Ney trigram baseline")
     e.add_argument("--max-chars", type=int, default=5000, help="type only the first N characters (default 5000)")
+    e.add_argument("--spread", action="store_true",
+                   help="take whole lines spread evenly over the file (up to --max-chars) instead of its head: "
+                        "a fair sample of a file sorted by source")
     e.add_argument("--phrase-every", type=int, default=2, help="score phrases at every Nth word start (default 2)")
     e.add_argument("--out", default=None, help="also write the figures as JSON to this file")
     e.set_defaults(func=cmd_eval)
@@ -155,7 +158,10 @@ def cmd_eval(args) -> int:
     if not os.path.isfile(args.text):
         raise FileNotFoundError(f"{args.text}: no such text file")
     with open(args.text, encoding="utf-8", errors="replace") as f:
-        text = f.read(args.max_chars if args.max_chars > 0 else -1)
+        if args.spread:
+            text = spread_lines(f.read(), args.max_chars)
+        else:
+            text = f.read(args.max_chars if args.max_chars > 0 else -1)
     if not text.strip():
         raise ValueError(f"{args.text}: empty text")
     session = _open(args)
@@ -176,6 +182,17 @@ def cmd_eval(args) -> int:
     if args.out:
         atomic_write_json(args.out, report)
     return 0
+
+
+def spread_lines(text: str, max_chars: int) -> str:
+    """Whole lines at evenly spaced positions of ``text``, in order, about ``max_chars`` in all."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if max_chars <= 0 or not lines:
+        return "\n".join(lines) + "\n"
+    avg = sum(len(ln) + 1 for ln in lines) / len(lines)
+    n = max(1, min(len(lines), int(max_chars / avg)))
+    picked = [lines[int(i * len(lines) / n)] for i in range(n)]
+    return "\n".join(picked) + "\n"
 
 
 def _print_report(r: dict) -> None:

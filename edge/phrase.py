@@ -10,7 +10,8 @@ and scored by its length-normalised log-probability
 the mean log-probability per token. The longest finished phrase of at least ``min_words``
 words whose score reaches ``threshold`` is offered; otherwise nothing is (Chen et al. 2019,
 "Gmail Smart Compose": trigger only above a confidence threshold, and measure the trigger
-rate against the exact-match rate).
+rate against the exact-match rate). The search gives up once its best partial phrase's mean
+log-probability is ``GIVE_UP_MARGIN`` below the threshold.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .pieces import SentencePieceVocab
-from .search import Rows, logsumexp
+from .search import Rows
+
+GIVE_UP_MARGIN = 1.5  # nats per token below the threshold
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, .
     ``start_logp`` their log-probability including its word boundary; with no start the
     phrase begins with the next word.
     """
-    max_pieces = max_pieces or 3 * max_words
+    max_pieces = max_pieces or 2 * max_words + 1
     n0 = start_surface.count(b" ")
     # (ids, surface, logp, words so far); a started word counts once it has a piece.
     beam_hyps = [(tuple(start_ids), start_surface, start_logp, n0)]
@@ -53,7 +56,7 @@ def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, .
         for (ids, surf, lp, words), row in zip(beam_hyps, prob_rows):
             extended = len(ids) > len(start_ids)
             if words >= min_words and extended:
-                end_lp = lp + logsumexp(row[vocab.ends_word])
+                end_lp = lp + row.end(vocab)
                 n_tok = len(ids) + 1
                 hit = PhraseHit(_text(surf), end_lp, end_lp / n_tok, words, n_tok)
                 if hit.text and (words not in best or hit.score > best[words].score):
@@ -68,15 +71,21 @@ def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, .
                 allowed = np.flatnonzero(~vocab.special)
             if not allowed.size:
                 continue
-            top = allowed[np.argpartition(-row[allowed], min(beam, allowed.size) - 1)[:beam]]
+            top = allowed[np.argpartition(-row.lp[allowed], min(beam, allowed.size) - 1)[:beam]]
             for t in top:
                 t = int(t)
                 s = vocab.surface[t]
-                cand.append((ids + (t,), surf + s, lp + float(row[t]), words + (s[:1] == b" ")))
+                cand.append((ids + (t,), surf + s, lp + float(row.lp[t]), words + (s[:1] == b" ")))
         if not cand:
             break
         cand.sort(key=lambda h: -h[2])
         beam_hyps = cand[:beam]
+        # Give up early when even the best running mean is far below the bar (a heuristic:
+        # later tokens could raise the mean, but a phrase this unsure at its start is rarely
+        # worth showing, and each depth costs one model call).
+        n = len(beam_hyps[0][0])
+        if n >= 2 and beam_hyps[0][2] / n < threshold - GIVE_UP_MARGIN:
+            break
     offered = [h for h in best.values() if h.score >= threshold]
     return max(offered, key=lambda h: (h.words, h.score)) if offered else None
 

@@ -94,6 +94,7 @@ class SentencePieceVocab:
         order = sorted((s, i) for i, s in enumerate(surf) if s and not special[i])
         self._sorted = [s for s, _ in order]
         self._sorted_ids = np.array([i for _, i in order], dtype=np.int64)
+        self._matching: dict[tuple[bytes, bool], np.ndarray] = {}  # typed prefixes repeat keystroke to keystroke
         self._exact: dict[bytes, list[int]] = {}
         for s, i in order:
             self._exact.setdefault(s, []).append(i)
@@ -116,6 +117,15 @@ class SentencePieceVocab:
         is a prefix of ``remaining`` or starts with it and adds only word bytes after it.
         With nothing left to match, any word-continuation piece does.
         """
+        key = (remaining, first)
+        hit = self._matching.get(key)
+        if hit is None:
+            if len(self._matching) > 4096:
+                self._matching.clear()
+            hit = self._matching[key] = self._match(remaining, first)
+        return hit
+
+    def _match(self, remaining: bytes, first: bool) -> np.ndarray:
         if not remaining:
             return np.flatnonzero(self.word_cont)
         lo = bisect.bisect_left(self._sorted, remaining)

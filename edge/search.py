@@ -13,7 +13,7 @@ word that extends it, so the search stops as soon as the k-th word found beats t
 partial one left (or after ``max_pieces`` pieces).
 
 ``rows(ids_list)`` is the model: for each tuple of piece ids after the context it returns the
-next-piece log-probabilities (V,). The session supplies it with a cache, so a keystroke
+next-piece log-probabilities (a ``Dist``). The session supplies it with a cache, so a keystroke
 that extends the typed prefix reuses the rows the previous keystroke computed.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from .pieces import SentencePieceVocab
 
-Rows = Callable[[Sequence[tuple[int, ...]]], list[np.ndarray]]
+Rows = Callable[[Sequence[tuple[int, ...]]], list["Dist"]]
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,25 @@ class WordHit:
     ids: tuple[int, ...]     # the most likely segmentation's piece ids
 
 
+class Dist:
+    """Next-piece log-probabilities (V,) float32, with log P(the word ends here) computed once."""
+
+    __slots__ = ("lp", "_end")
+
+    def __init__(self, lp: np.ndarray):
+        self.lp = lp
+        self._end: float | None = None
+
+    def end(self, vocab: SentencePieceVocab) -> float:
+        if self._end is None:
+            self._end = logsumexp(self.lp[vocab.ends_word])
+        return self._end
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Over the last axis, in float64 for stable sums: (..., V) -> (..., V)."""
-    x = logits.astype(np.float64)
-    x -= x.max(axis=-1, keepdims=True)
+    """Over the last axis, float32 (ranking needs no more): (..., V) -> (..., V)."""
+    x = np.asarray(logits, dtype=np.float32)
+    x = x - x.max(axis=-1, keepdims=True)
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
@@ -47,7 +62,7 @@ def logsumexp(x: np.ndarray) -> float:
     if x.size == 0:
         return float("-inf")
     m = float(x.max())
-    return m + float(np.log(np.exp(x - m).sum())) if np.isfinite(m) else m
+    return m + float(np.log(np.exp(x - m).sum(dtype=np.float64))) if np.isfinite(m) else m
 
 
 def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3,
@@ -65,7 +80,7 @@ def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3
         cand_ids, cand_lp, cand_parent = [], [], []
         for j, ((ids, surf, lp), row) in enumerate(zip(frontier, prob_rows)):
             if ids and len(surf) > len(typed):
-                word_lp = lp + logsumexp(row[vocab.ends_word])
+                word_lp = lp + row.end(vocab)
                 hit = found.get(surf)
                 if hit is None:
                     found[surf] = [word_lp, word_lp, ids]
@@ -78,7 +93,7 @@ def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3
             allowed = vocab.matching(typed[len(surf):], first=not ids)
             if allowed.size:
                 cand_ids.append(allowed)
-                cand_lp.append(lp + row[allowed])
+                cand_lp.append(lp + row.lp[allowed])
                 cand_parent.append(np.full(allowed.size, j))
         if not cand_ids:
             break

@@ -32,13 +32,13 @@ import numpy as np
 from .phrase import PhraseHit, search_phrase
 from .pieces import SentencePieceVocab, clean_text
 from .runner import EdgeError, StepRunner
-from .search import log_softmax, search_words
+from .search import Dist, log_softmax, search_words
 
 KINDS = ("completion", "next", "phrase")
 MAX_K = 20
 MAX_WORD_CHARS = 48       # a longer "word" (a pasted URL, a run of letters) gets no completion
 _WORD = re.compile(r"\S+|\n")
-_LAST_SPACE = re.compile(r"\s(?=\S*\Z)")
+_TAIL = re.compile(r"\S*\Z")
 _SPACE = re.compile(r"\s")
 
 
@@ -58,7 +58,7 @@ class _Node:
 
     id: int
     state: tuple
-    row: np.ndarray | None  # dropped for old nodes to bound memory; recomputed on demand
+    row: Dist | None  # dropped for old nodes to bound memory; recomputed on demand
 
 
 def common_prefix_len(a: str, b: str) -> int:
@@ -126,11 +126,12 @@ class TypingSession:
         state = self.runner.init_state(1)
         if self.start_ids:
             logits, state = self._feed(self.start_ids, state)
-            row = log_softmax(logits[0, -1])
+            row = Dist(log_softmax(logits[0, -1]))
         else:
-            row = np.full(self.runner.vocab_size, -math.log(self.runner.vocab_size))  # no start token: uniform
+            row = Dist(np.full(self.runner.vocab_size, -math.log(self.runner.vocab_size), np.float32))  # uniform
         self._nodes: list[_Node] = [_Node(next(self._ids), state, row)]
         self._cache: OrderedDict = OrderedDict()
+        self._phrases: dict = {}  # (root, start ids, threshold) -> PhraseHit | None
 
     def _feed(self, ids: Sequence[int], state: tuple) -> tuple[np.ndarray, tuple]:
         tok = np.asarray(ids, dtype=np.int64)[None, :]
@@ -167,7 +168,7 @@ class TypingSession:
             prev = self._nodes[-1]
             if ids:
                 logits, state = self._feed(ids, prev.state)
-                node = _Node(next(self._ids), state, log_softmax(logits[0, -1]))
+                node = _Node(next(self._ids), state, Dist(log_softmax(logits[0, -1])))
             else:  # a word the normaliser erases (e.g. a lone zero-width char) changes nothing
                 node = _Node(next(self._ids), prev.state, self._row(len(self._nodes) - 1))
             self._nodes.append(node)
@@ -183,7 +184,7 @@ class TypingSession:
             node.row = self._row(len(self._nodes) - 1)
         return node
 
-    def _row(self, i: int) -> np.ndarray:
+    def _row(self, i: int) -> Dist:
         """Next-piece log-probs at node i, re-feeding its word if the row was dropped."""
         node = self._nodes[i]
         if node.row is None:
@@ -191,12 +192,12 @@ class TypingSession:
                 node.row = self._row(i - 1) if i > 0 else node.row
             else:
                 logits, _ = self._feed(self._word_ids[i - 1], self._nodes[i - 1].state)
-                node.row = log_softmax(logits[0, -1])
+                node.row = Dist(log_softmax(logits[0, -1]))
         return node.row
 
     # ------------------------------------------------------------------ search rows (cached)
     def _rows_fn(self, root: _Node):
-        def rows(ids_list: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+        def rows(ids_list: Sequence[tuple[int, ...]]) -> list[Dist]:
             out: list = [None] * len(ids_list)
             todo = []
             for j, ids in enumerate(ids_list):
@@ -225,12 +226,14 @@ class TypingSession:
                 lp = log_softmax(logits[:, -1])
                 for b, j in enumerate(todo):
                     st = tuple(s[:, b:b + 1] for s in nxt)
-                    self._cache[(root.id, ids_list[j])] = (st, lp[b])
-                    out[j] = lp[b]
+                    d = Dist(lp[b])
+                    self._cache[(root.id, ids_list[j])] = (st, d)
+                    out[j] = d
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
             return out
 
+        rows.root_id = root.id
         return rows
 
     # ------------------------------------------------------------------ the public calls
@@ -238,18 +241,18 @@ class TypingSession:
         """(root node, cached rows function, typed bytes) for ``text``, or None if nothing fits."""
         if not isinstance(text, str):
             raise EdgeError(f"text must be a str, got {type(text).__name__}")
-        text = clean_text(text)
-        m = _LAST_SPACE.search(text)
-        cut = m.end() if m else 0
-        tail = text[cut:]
+        # Only the window is looked at, so a keystroke costs the same at 10 k or 1 M characters.
+        # (clean_text maps one character to one, so indices agree before and after it.)
+        win = self._window_start(text)
+        text = clean_text(text[win:])
+        tail = _TAIL.search(text, max(0, len(text) - MAX_WORD_CHARS - 1)).group()
         if len(tail) > MAX_WORD_CHARS:
             return None
-        win = self._window_start(text)
         if win != self._win:  # the window moved on: start the context over
             self._win = win
             self._ctx, self._word_end, self._resume, self._word_ids = "", [], [], []
             self._nodes = self._nodes[:1]
-        root = self._sync(text[min(win, cut):cut])
+        root = self._sync(text[:len(text) - len(tail)])
         typed = self.vocab.normalize(tail).encode("utf-8")
         if tail and not typed:
             return None  # the partial word normalises to nothing (e.g. zero-width characters only)
@@ -289,6 +292,14 @@ class TypingSession:
         if typed and not hits:
             return None
         start = hits[0] if typed else None  # inside a word: continue its best completion
+        key = (rows.root_id, start.ids if start else (), threshold)
+        if key not in self._phrases:
+            if len(self._phrases) > 256:
+                self._phrases.clear()
+            self._phrases[key] = self._search_phrase(rows, start, threshold)
+        return self._phrases[key]
+
+    def _search_phrase(self, rows, start, threshold: float) -> PhraseHit | None:
         return search_phrase(self.vocab, rows, start.ids if start else (),
                              (b" " + start.text.encode("utf-8")) if start else b"",
                              start.logp if start else 0.0, self.phrase_words, beam=self.phrase_beam,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import textwrap
 
 from . import names as N
 
@@ -23,10 +24,11 @@ def _graphs_table() -> str:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "export", help="export a trained model to a verified ONNX bundle",
-        description="Export RUN_DIR (a training run with model/ and tokenizer.*, or a plain model "
-                    "directory with config.json + model.safetensors) to an ONNX bundle: the graphs, the "
-                    "tokenizer and manifest.json (sha256 of every file, model config, training metrics, "
-                    "parity figures). Parity with PyTorch is checked before anything is written.",
+        description=textwrap.fill(
+            "Export RUN_DIR (a training run with model/ and tokenizer.*, or a plain model directory with "
+            "config.json + model.safetensors) to an ONNX bundle: the graphs, the tokenizer and manifest.json "
+            "(sha256 of every file, model config, training metrics, parity figures). Parity with PyTorch "
+            "is checked before anything is written.", 88),
         epilog=_graphs_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="training run directory or model directory")
     p.add_argument("--out", required=True, metavar="BUNDLE_DIR", help="bundle directory to write (replaced atomically)")
@@ -35,8 +37,8 @@ def register(subparsers) -> None:
     p.add_argument("--eval-text", metavar="FILE",
                    help="language models with --int8: measure int8 vs fp32 (top-1 agreement, perplexity) on "
                         "this text (default: the run recipe's validation split, when fetched)")
-    p.add_argument("--eval-tokens", type=int, default=20000, metavar="N",
-                   help="tokens of that text to use (default 20000)")
+    p.add_argument("--eval-tokens", type=int, default=0, metavar="N",
+                   help="use only the first N tokens of that text (default 0: all of it)")
     p.add_argument("--seed", type=int, default=0, help="seed of the parity check's random inputs")
     p.set_defaults(func=run_export)
 

@@ -181,7 +181,7 @@ def step_latency_ms(session, steps: int = 200, warmup: int = 20) -> float:
 
 
 def int8_text_report(fp32: str | os.PathLike, int8: str | os.PathLike, ids: Sequence[int],
-                     max_tokens: int = 20000, batch: int = 16) -> dict[str, Any]:
+                     max_tokens: int | None = None, batch: int = 16) -> dict[str, Any]:
     """fp32 vs int8 ``step`` graphs on real token ids: size ratio, top-1 agreement, ppl change, latency."""
     from .parity import ort_session
 

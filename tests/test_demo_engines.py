@@ -112,3 +112,41 @@ def test_missing_and_broken_bundles_become_messages(demo_models, tmp_path):
     with pytest.raises(ModelUnavailable, match="decoder.onnx"):
         shelf["translate"].get()
     assert "not available" in shelf["suggest"].status_markdown()
+
+
+def test_the_demo_runs_without_torch(demo_models):
+    """Build the demo and use every engine in a process where importing torch fails."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("torch is blocked in this test")
+        sys.meta_path.insert(0, Block())
+        from rnnkit.demo import app
+        shelf = app.load_shelf({str(demo_models)!r})
+        problems = {{n: s.problem for n, s in shelf.slots.items() if s.problem}}
+        assert not problems, problems
+        text = list(app.generate(shelf, "English (subwords)", "the film", 0.8, 40, 0.9, 5, 1))[-1]
+        assert text.startswith("the film")
+        app.translate(shelf, "love your neighbor", 2)
+        app.sentiment(shelf, "a good film")
+        app.suggest(shelf, None, "i would like to th", 3)
+        app.build_demo({str(demo_models)!r})
+        assert "torch" not in sys.modules
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
+
+
+def test_cli_registers_demo_and_rejects_a_missing_models_dir(tmp_path):
+    from rnnkit.cli import build_parser, main
+
+    args = build_parser().parse_args(["demo", "--port", "7999", "--models", str(tmp_path)])
+    assert (args.host, args.port, args.share, args.models) == ("127.0.0.1", 7999, False, str(tmp_path))
+    assert main(["demo", "--models", str(tmp_path / "nope")]) == 2  # one clear line, no traceback

@@ -113,3 +113,14 @@ def test_check_number():
     for bad in [float("nan"), 0, 9, "x", None, 2.5]:
         with pytest.raises(InputError, match="beam"):
             check_number(bad, "beam", 1, 8, integer=True)
+
+
+def test_accepting_a_suggestion():
+    from rnnkit.demo.app import accept
+
+    assert accept("i would like to th", {"text": "thank", "kind": "completion"}) == "i would like to thank "
+    assert accept("i would like to ", {"text": "thank", "kind": "next"}) == "i would like to thank "
+    assert accept("thank you", {"text": "for the help", "kind": "phrase"}) == "thank you for the help "
+    assert accept("see you to", {"text": "tomorrow morning", "kind": "phrase"}) == "see you tomorrow morning "
+    assert accept("", {"text": "hello", "kind": "next"}) == "hello "
+    assert accept("abc", None) == "abc"

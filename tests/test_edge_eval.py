@@ -85,3 +85,12 @@ def test_eval_suggest_bad_files_are_one_line_errors(tmp_path, capsys):
     empty.write_text("  \n")
     assert main(["eval-suggest", str(tiny_bundle("lstm")), "--text", str(empty)]) == 2
     assert "empty text" in capsys.readouterr().err
+
+
+def test_spread_lines_samples_whole_lines_in_order():
+    from rnnkit.edge.cli import spread_lines
+
+    text = "".join(f"line {i:03d}\n" for i in range(100))  # 9 characters a line
+    out = spread_lines(text, 90).splitlines()
+    assert out == [f"line {i:03d}" for i in range(0, 100, 10)]
+    assert spread_lines("a\n\n  \nb\n", 0) == "a\nb\n"

@@ -57,6 +57,14 @@ def test_golden_logits_pytorch_onnx_runner(runner, model):
     for a, b in zip(nxt, ref_state):
         assert float(np.abs(a - b.numpy()).max()) <= 1e-5
     assert np.array_equal(logits.argmax(-1), ref_logits.argmax(-1).numpy())
+    # the runner adds nothing to the graph: a bare onnxruntime session gives the same bits
+    import onnxruntime as ort
+
+    bare = ort.InferenceSession(runner.path, providers=["CPUExecutionProvider"])
+    feed = {"tokens": tokens.numpy(), "h0": state[0].numpy()}
+    if len(state) == 2:
+        feed["c0"] = state[1].numpy()
+    assert np.array_equal(bare.run(["logits"], feed)[0], logits)
 
 
 def test_stateful_call_equals_pure_rollout(runner):

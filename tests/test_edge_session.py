@@ -158,7 +158,7 @@ def same(a, b) -> None:
     np.testing.assert_allclose([x.prob for x in a], [x.prob for x in b], rtol=1e-5)
 
 
-words = st.sampled_from(sorted({w for w in TRAIN_TEXT.split()}) + ["zzq", "café", "مرحبا", "שלום", "😀", "a\u200bb"])
+words = st.sampled_from(sorted(set(TRAIN_TEXT.split())) + ["zzq", "café", "مرحبا", "שלום", "😀", "a\u200bb"])
 chunks = st.one_of(words, st.text(max_size=6), st.sampled_from([" ", "  ", "\n", "\t", "\x00", "\ud800"]))
 
 
@@ -236,3 +236,17 @@ def test_open_session_checks_the_bundle(tmp_path):
     s8 = open_session(tiny_bundle("lstm", int8=True))
     assert s8.runner.path.endswith("step.int8.onnx")
     assert [x.text for x in s8.suggest("Thank you f", phrase=False)][0].startswith("f")
+
+
+def test_context_window_moves_in_steps_and_stays_consistent(parts):
+    """With a small window, typing across several window moves equals reading from scratch."""
+    inc = new_session(parts, max_context_chars=200)
+    text = (TEXT + " ") * 2
+    wins = set()
+    for i in range(150, 800):
+        out = inc.suggest(text[:i], phrase=False)
+        wins.add(inc._win)
+        if i % 97 == 0:
+            same(out, new_session(parts, max_context_chars=200).suggest(text[:i], phrase=False))
+    assert len(wins) >= 4  # it moved, in steps of max_context_chars // 4
+    assert all(w == 0 or text[w - 1].isspace() for w in wins)  # always at a word start

@@ -92,3 +92,15 @@ def test_a_graph_that_ignores_its_input_state_is_caught(tmp_path):
     report = check_parity(model, {"step": path}, batches=(2,), times=(5,), rollout_steps=0)
     with pytest.raises(AssertionError, match="max abs diff"):
         assert_parity(report)
+
+
+def test_export_time_limit_scales_with_output_magnitude():
+    from rnnkit.export.parity import parity_limit
+
+    report = {"max_abs_diff": 5e-5, "max_abs_value": 20.0}
+    assert parity_limit(report) == 1e-5  # CI: absolute
+    assert parity_limit(report, relative=True) == pytest.approx(2e-4)
+    assert parity_limit({"max_abs_value": 0.3}, relative=True) == 1e-5  # never looser than absolute
+    with pytest.raises(AssertionError):
+        assert_parity({**report, "jobs": {}})
+    assert_parity({**report, "jobs": {}}, relative=True)

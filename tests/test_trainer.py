@@ -210,3 +210,73 @@ def test_lr_schedules():
     assert plat.lr_at(100) == 0.5 and plat.state_dict()["best"] == 1.0
     with pytest.raises(ValueError, match="cosine needs max_steps"):
         LRSchedule(opt, "cosine", 1.0)
+
+
+def test_resuming_a_finished_run_takes_no_extra_step(tmp_path):
+    model = tiny_lm()
+    train(model, ToyLMTask(), cfg_for(tmp_path, max_steps=6))
+    before = params_of(model)
+    again = tiny_lm(seed=4)
+    result = train(again, ToyLMTask(), cfg_for(tmp_path, max_steps=6), resume=True)
+    assert result.steps == 6 and result.stop_reason == "max_steps"
+    assert_same_params(before, params_of(again), tol=0.0)
+
+
+def test_progress_bar_and_quiet_log_lines(tmp_path, capsys):
+    train(tiny_lm(), ToyLMTask(), cfg_for(tmp_path, "bar", max_steps=8, quiet=False))
+    err = capsys.readouterr().err
+    assert "loss=" in err and "items_s=" in err and "8/8" in err  # tqdm bar with its postfix
+    train(tiny_lm(), ToyLMTask(), cfg_for(tmp_path, "quiet", max_steps=8, quiet=True))
+    out, err = capsys.readouterr()
+    assert "step       8 | epoch   0 | loss" in out and "items/s" in out and "8/8" not in err
+
+
+def test_deferred_nonfinite_check_as_on_gpu(tmp_path, monkeypatch):
+    # On GPU the NaN check stays on the device and is read at log / checkpoint steps only.
+    from rnnkit.core import trainer as trainer_mod
+
+    class Deferred(trainer_mod._FiniteGuard):
+        def __init__(self, device, immediate):
+            super().__init__(device, immediate=False)
+
+    monkeypatch.setattr(trainer_mod, "_FiniteGuard", Deferred)
+    cfg = cfg_for(tmp_path, max_steps=40, log_every=4, checkpoint_every=6, eval_every=0)
+    with pytest.raises(NonFiniteLossError, match=r"at step 7\b"):
+        train(tiny_lm(), ToyLMTask(nan_at_step=7), cfg)
+    assert json.loads((tmp_path / "run/checkpoints/latest/state.json").read_text())["step"] == 6  # not 8
+
+
+def test_device_and_precision_choice(monkeypatch):
+    from rnnkit.core import device as dev
+
+    cpu = torch.device("cpu")
+    assert dev.resolve_device("cpu") == cpu
+    assert dev.resolve_precision("auto", cpu) == "fp32"
+    assert dev.make_grad_scaler(cpu, "bf16") is None and dev.make_grad_scaler(cpu, "fp32") is None
+    with dev.autocast(cpu, "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown precision"):
+        dev.resolve_precision("fp8", cpu)
+    with pytest.raises(ValueError, match="unknown device"):
+        dev.resolve_device("tpu:0")
+    # the CUDA branches, with CUDA faked: auto picks bf16 where supported, else fp16 (+ GradScaler)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert dev.resolve_device("auto").type == "cuda"
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert dev.resolve_precision("auto", cuda) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert dev.resolve_precision("auto", cuda) == "fp16"
+    with pytest.raises(ValueError, match="does not support bf16"):
+        dev.resolve_precision("bf16", cuda)
+
+
+def test_oneDNN_switch_is_scoped_and_training_picks_the_measured_setting(tmp_path):
+    from rnnkit.core import device as dev
+
+    torch.backends.mkldnn.enabled = not dev.MKLDNN_FOR_TRAINING
+    train(tiny_lm(), ToyLMTask(), cfg_for(tmp_path, max_steps=2))
+    assert torch.backends.mkldnn.enabled == dev.MKLDNN_FOR_TRAINING
+    with dev.mkldnn(False):
+        assert not torch.backends.mkldnn.enabled
+    assert torch.backends.mkldnn.enabled == dev.MKLDNN_FOR_TRAINING

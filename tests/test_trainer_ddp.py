@@ -24,9 +24,11 @@ def test_torchrun_two_ranks_match_one_process_on_the_full_batch(tmp_path):
                           *ARGS], capture_output=True, text=True, timeout=180)
     assert ddp.returncode == 0, ddp.stdout[-1500:] + ddp.stderr[-3000:]
     assert ddp.stdout.count("RESULT steps=20") == 2  # both ranks ran, and agree
+    assert "rank=0/2 rows=2" in ddp.stdout and "rank=1/2 rows=2" in ddp.stdout  # each took half the rows
     single = subprocess.run([sys.executable, str(TOYS), str(tmp_path / "one"), *ARGS], capture_output=True,
                             text=True, timeout=120)
     assert single.returncode == 0, single.stderr[-3000:]
+    assert "rank=0/1 rows=4" in single.stdout
 
     # Each rank trains on 2 of the 4 rows; without dropout the averaged gradient is the
     # full-batch gradient, so the weights match a single process up to summation order.

@@ -67,6 +67,7 @@ class ToyLMTask:
     def loss(self, model, batch, carry):
         x, y = batch
         device = next(model.parameters()).device
+        self.last_rows = x.shape[0]  # the DDP test checks each rank got its share only
         logits, state = model(x.to(device), carry)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1))
         self.calls += 1
@@ -103,8 +104,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     cfg = TrainConfig(run_dir=args.run_dir, device="cpu", max_steps=args.max_steps, eval_every=args.eval_every,
                       checkpoint_every=args.checkpoint_every, log_every=5, quiet=True, lr=3e-3)
-    result = train(tiny_lm(dropout=args.dropout), ToyLMTask(batch=args.batch, n_tokens=args.n_tokens), cfg, resume=args.resume)
-    print(f"RESULT steps={result.steps} best={result.best_metric:.6f} reason={result.stop_reason}", flush=True)
+    task = ToyLMTask(batch=args.batch, n_tokens=args.n_tokens)
+    result = train(tiny_lm(dropout=args.dropout), task, cfg, resume=args.resume)
+    print(f"RESULT steps={result.steps} best={result.best_metric:.6f} reason={result.stop_reason} "
+          f"rank={task.rank}/{task.world_size} rows={getattr(task, 'last_rows', 0)}", flush=True)
     return 0
 
 

@@ -1,0 +1,230 @@
+"""Per-keystroke latency of the edge runner: fp32 and int8 ONNX vs PyTorch eager vs the arithmetic floor.
+
+    python bench/edge_latency.py --run RUN_DIR          # a trained LM run (model/ + tokenizer.model)
+    python bench/edge_latency.py --synthetic            # untrained 2x512 LSTM, 8 k vocabulary
+
+Prints (and with --out writes as JSON):
+1. one step that adds one token (B=1, T=1, state carried), one thread: p50/p99 for onnxruntime
+   fp32 and int8 through ``StepRunner``, for PyTorch eager (oneDNN on and off), and the floor
+   FLOPs per step / this core's measured single-thread sgemm rate;
+2. the typing session's ``suggest`` per keystroke (int8) as the text grows 10 -> 10 000
+   characters: p50/p99 latency and tokens fed per keystroke (flat = incremental works).
+
+A figure printed here is a measurement on this machine, shared with other jobs: check the
+load average printed beside it.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One thread everywhere, fixed before numpy/torch load their BLAS.
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+DEFAULT_CORPUS = Path(os.environ.get("RNNKIT_DATA", Path.home() / ".cache" / "rnnkit")) / "corpora" / "suggest_en"
+
+
+def pct(xs) -> dict[str, float]:
+    a = np.asarray(xs) * 1e3
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "mean_ms": float(a.mean()), "n": int(a.size)}
+
+
+def sgemm_rate(n: int = 512, reps: int = 20) -> float:
+    """Single-thread float32 GEMM rate of this core, FLOP/s (numpy's BLAS, best of ``reps``)."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = a.T.copy()
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(reps))
+    return 2 * n ** 3 / best
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def step_flops(cfg: dict) -> int:
+    """FLOPs (2 x multiply-adds) of one LM step at B=1: the recurrent layers and the output head."""
+    E, H, L, V = cfg["embed_size"], cfg["hidden_size"], cfg["num_layers"], cfg["vocab_size"]
+    gates = {"lstm": 4, "gru": 3}.get(cfg["cell"], 1)
+    macs = sum(gates * H * ((E if l == 0 else H) + H) for l in range(L))
+    tied_proj = cfg.get("tie_weights", False) and H != E
+    macs += H * E if tied_proj else 0
+    macs += (E if cfg.get("tie_weights", False) else H) * V
+    return 2 * macs
+
+
+def time_runner(path: Path, tokens: np.ndarray, warmup: int = 50) -> dict:
+    from rnnkit.edge.runner import StepRunner
+
+    r = StepRunner(path, threads=1)
+    state = r.init_state(1)
+    times = []
+    for i, t in enumerate(tokens):
+        tok = np.array([[t]], dtype=np.int64)
+        t0 = time.perf_counter()
+        _, state = r.step_unchecked(tok, state)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return pct(times)
+
+
+def time_torch(model, tokens: np.ndarray, mkldnn: bool, warmup: int = 50) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    times = []
+    with torch.no_grad(), torch.backends.mkldnn.flags(enabled=mkldnn):
+        state = model.init_state(1)
+        for i, t in enumerate(tokens):
+            tok = torch.tensor([[int(t)]])
+            t0 = time.perf_counter()
+            _, state = model(tok, state)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    return pct(times)
+
+
+def session_growth(bundle: Path, text: str, lengths=(10, 100, 1000, 10_000), keystrokes: int = 200,
+                   phrase: bool = False) -> list[dict]:
+    """Per-keystroke ``suggest`` cost after the text has reached each length."""
+    from rnnkit.edge.session import open_session
+
+    s = open_session(bundle, threads=1)
+    rows = []
+    for n in lengths:
+        if n + keystrokes > len(text):
+            break
+        s.reset()
+        s.suggest(text[:n], phrase=phrase)  # reach this length (pasted)
+        times, fed, one_token = [], [], []
+        for i in range(n + 1, n + keystrokes + 1):
+            before, ctx_before = s.tokens_fed, s.context_tokens_fed
+            t0 = time.perf_counter()
+            s.suggest(text[:i], phrase=phrase)
+            dt = time.perf_counter() - t0
+            times.append(dt)
+            fed.append(s.tokens_fed - before)
+            if s.context_tokens_fed - ctx_before == 1:
+                one_token.append(dt)
+        row = {"chars": n, "suggest": pct(times), "tokens_fed_per_keystroke": float(np.mean(fed)),
+               "max_tokens_fed": int(np.max(fed))}
+        if one_token:
+            row["keystrokes_adding_one_context_token"] = pct(one_token)
+        rows.append(row)
+    return rows
+
+
+def synthetic_run(out: Path, corpus: Path) -> Path:
+    """An untrained recipe-sized LM (2 x 512 LSTM, embed 256, tied, 8 k SentencePiece) as a run dir."""
+    import sentencepiece as spm
+    import torch
+
+    from rnnkit.core import registry
+    from rnnkit.core.models import LanguageModel, LMConfig
+
+    out.mkdir(parents=True, exist_ok=True)
+    lines = (corpus / "train.txt").read_text(encoding="utf-8").splitlines()[:60_000]
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_prefix=str(out / "tokenizer"),
+                                   vocab_size=8000, model_type="unigram", byte_fallback=True, pad_id=0, unk_id=1,
+                                   bos_id=2, eos_id=3, minloglevel=2, num_threads=1)
+    torch.manual_seed(0)
+    model = LanguageModel(LMConfig(vocab_size=8000, cell="lstm", embed_size=256, hidden_size=512, num_layers=2,
+                                   dropout=0.0, tie_weights=True, pad_id=0, bos_id=2, eos_id=3, unk_id=1))
+    registry.save(model.eval(), out / "model")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", help="trained LM run directory (model/ + tokenizer.model)")
+    ap.add_argument("--synthetic", action="store_true", help="an untrained 2x512 LSTM with an 8 k vocabulary")
+    ap.add_argument("--steps", type=int, default=1000, help="timed steps per engine (default 1000)")
+    ap.add_argument("--text", default=str(DEFAULT_CORPUS / "valid.txt"), help="text typed in the growth test")
+    ap.add_argument("--keystrokes", type=int, default=200, help="keystrokes timed at each text length")
+    ap.add_argument("--out", help="write the figures as JSON here")
+    args = ap.parse_args(argv)
+    if not args.run and not args.synthetic:
+        ap.error("pass --run RUN_DIR or --synthetic")
+
+    import torch
+
+    from rnnkit.core import registry
+    from rnnkit.export.build_bundle import export_bundle
+
+    torch.set_num_threads(1)
+    scratch = Path(tempfile.mkdtemp(prefix="rnnkit-edge-bench-"))
+    run = Path(args.run) if args.run else synthetic_run(scratch / "run", DEFAULT_CORPUS)
+    model_dir = run / "model" if (run / "model").is_dir() else run
+    model = registry.load(model_dir)
+    cfg = registry.read_record(model_dir)["config"]
+    b32, b8 = scratch / "fp32", scratch / "int8"
+    export_bundle(run, b32, int8=False, log=lambda *a: None)
+    export_bundle(run, b8, int8=True, log=lambda *a: None)
+
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(4, cfg["vocab_size"], size=args.steps + 50)
+    res: dict = {"model": {k: cfg[k] for k in ("cell", "embed_size", "hidden_size", "num_layers", "vocab_size",
+                                                "tie_weights")},
+                 "run": str(run) if args.run else "synthetic (untrained)", "threads": 1,
+                 "loadavg_before": os.getloadavg()}
+    res["onnx_fp32"] = time_runner(b32 / "step.onnx", tokens)
+    res["onnx_int8"] = time_runner(b8 / "step.int8.onnx", tokens)
+    res["torch_eager_mkldnn_on"] = time_torch(model, tokens[: min(len(tokens), 550)], True)
+    res["torch_eager_mkldnn_off"] = time_torch(model, tokens[: min(len(tokens), 550)], False)
+    rate = sgemm_rate()
+    flops = step_flops(cfg)
+    res["floor"] = {"flops_per_step": flops, "sgemm_gflops_1thread": rate / 1e9, "floor_ms": flops / rate * 1e3}
+    eager = min(res["torch_eager_mkldnn_on"]["p50_ms"], res["torch_eager_mkldnn_off"]["p50_ms"])
+    res["speedup_vs_eager_p50"] = {"fp32": eager / res["onnx_fp32"]["p50_ms"],
+                                   "int8": eager / res["onnx_int8"]["p50_ms"]}
+    res["sizes_mb"] = {"fp32": (b32 / "step.onnx").stat().st_size / 1e6,
+                       "int8": (b8 / "step.int8.onnx").stat().st_size / 1e6}
+    text_path = Path(args.text)
+    if text_path.is_file():
+        text = text_path.read_text(encoding="utf-8")[:12_000]
+        res["session_int8_growth"] = session_growth(b8, text, keystrokes=args.keystrokes)
+        res["session_int8_growth_with_phrase"] = session_growth(b8, text, keystrokes=args.keystrokes, phrase=True)
+    res["loadavg_after"] = os.getloadavg()
+    report(res)
+    if args.out:
+        from rnnkit.core.atomic import atomic_write_json
+
+        atomic_write_json(args.out, res)
+    return 0
+
+
+def report(r: dict) -> None:
+    m = r["model"]
+    print(f"model: {m['num_layers']}x{m['hidden_size']} {m['cell']}, embed {m['embed_size']}, "
+          f"vocab {m['vocab_size']} ({r['run']}); one thread; load avg {r['loadavg_before'][0]:.1f}")
+    print(f"{'one step adding one token':32s}{'p50 ms':>10s}{'p99 ms':>10s}")
+    for key in ("onnx_int8", "onnx_fp32", "torch_eager_mkldnn_off", "torch_eager_mkldnn_on"):
+        print(f"{key:32s}{r[key]['p50_ms']:10.3f}{r[key]['p99_ms']:10.3f}")
+    f = r["floor"]
+    print(f"{'floor (FLOPs / sgemm rate)':32s}{f['floor_ms']:10.3f}   "
+          f"({f['flops_per_step'] / 1e6:.1f} MFLOP, {f['sgemm_gflops_1thread']:.1f} GFLOP/s)")
+    s = r["speedup_vs_eager_p50"]
+    print(f"speed-up vs best PyTorch eager (p50): fp32 {s['fp32']:.1f}x, int8 {s['int8']:.1f}x; "
+          f"sizes fp32 {r['sizes_mb']['fp32']:.1f} MB, int8 {r['sizes_mb']['int8']:.1f} MB")
+    for key, label in (("session_int8_growth", "words"), ("session_int8_growth_with_phrase", "words+phrase")):
+        for row in r.get(key, []):
+            one = row.get("keystrokes_adding_one_context_token")
+            extra = f"; keystrokes adding 1 token p50 {one['p50_ms']:.2f} p99 {one['p99_ms']:.2f}" if one else ""
+            print(f"suggest() {label:12s} at {row['chars']:6d} chars: p50 {row['suggest']['p50_ms']:.2f} ms, "
+                  f"p99 {row['suggest']['p99_ms']:.2f} ms, {row['tokens_fed_per_keystroke']:.1f} tokens "
+                  f"fed/keystroke{extra}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

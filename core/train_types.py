@@ -1,0 +1,105 @@
+"""The trainer's public types: the Task protocol, TrainConfig, TrainResult, NonFiniteLossError,
+and ``detach_state`` (truncated BPTT). ``rnnkit.core.trainer`` re-exports all of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Protocol
+
+from torch import Tensor, nn
+
+
+class Task(Protocol):
+    """What the trainer needs from a task (see docs/CONTRACTS.md).
+
+    Under DDP the trainer sets ``task.rank`` and ``task.world_size`` before the first
+    ``train_batches`` call; ``train_batches`` should then yield only this rank's share, the
+    same number of batches on every rank. Single process: rank 0, world_size 1.
+    """
+
+    name: str
+    metric: str
+    metric_mode: str
+
+    def train_batches(self, epoch: int) -> Iterable[Any]: ...
+    def loss(self, model: nn.Module, batch: Any, carry: Any) -> tuple[Tensor, int, Any]: ...
+    def evaluate(self, model: nn.Module) -> dict[str, float]: ...
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/run"
+    device: str = "auto"          # auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps
+    precision: str = "auto"       # auto | fp32 | bf16 | fp16 (fp16 = CUDA + GradScaler)
+    optimizer: str = "adamw"      # sgd | adam | adamw | rmsprop
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.0         # sgd, rmsprop
+    grad_clip: float = 1.0        # max global grad norm; 0 = off
+    schedule: str = "constant"    # constant | cosine | plateau
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.1     # cosine ends at lr * min_lr_ratio
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2     # evaluations without improvement before lr *= plateau_factor
+    max_steps: int = 0            # 0 = no step limit
+    max_epochs: int = 0           # 0 = no epoch limit
+    max_minutes: float = 0.0      # wall-clock budget of this call; 0 = none. Stops cleanly + checkpoints
+    eval_every: int = 0           # steps between evaluations; 0 = at each epoch end
+    checkpoint_every: int = 500   # steps between checkpoints; 0 = only at the end
+    early_stop_patience: int = 0  # evaluations without improvement of task.metric; 0 = off
+    seed: int = 1337
+    log_every: int = 50
+    quiet: bool = False           # log lines instead of a progress bar (for nohup logs)
+
+    def check(self) -> None:
+        if self.max_steps <= 0 and self.max_epochs <= 0 and self.max_minutes <= 0:
+            raise ValueError("set max_steps, max_epochs or max_minutes: the run needs an end")
+        for name in ("max_steps", "max_epochs", "eval_every", "checkpoint_every", "early_stop_patience",
+                     "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+
+
+@dataclass
+class TrainResult:
+    run_dir: str
+    metric: str
+    best_metric: Optional[float]
+    best_step: Optional[int]
+    steps: int
+    epochs: int                  # epoch index reached (completed epochs when the run ends at an epoch end)
+    wall_seconds: float          # over all resumed segments
+    stop_reason: str             # max_steps | max_epochs | time_budget | early_stop | paused
+    last_eval: dict = field(default_factory=dict)
+    model_dir: str = ""
+    last_model_dir: str = ""
+    checkpoint_dir: str = ""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf; the run stopped and its last checkpoint was left as it was."""
+
+    def __init__(self, step: int, value: float, checkpoint: Optional[Path]):
+        self.step, self.value, self.checkpoint = step, value, checkpoint
+        where = f"the last good checkpoint {checkpoint} is untouched" if checkpoint else "no checkpoint was written"
+        super().__init__(f"non-finite loss ({value}) at step {step}; training stopped and {where}. "
+                         "Try a lower lr, grad_clip > 0, or precision fp32.")
+
+
+def detach_state(carry: Any) -> Any:
+    """Detach every tensor in nested tuples / lists / dicts (word_language_model's repackage_hidden),
+    so backprop stops at the chunk boundary (truncated BPTT)."""
+    if isinstance(carry, Tensor):
+        return carry.detach()
+    if isinstance(carry, tuple):
+        return tuple(detach_state(c) for c in carry)
+    if isinstance(carry, list):
+        return [detach_state(c) for c in carry]
+    if isinstance(carry, dict):
+        return {k: detach_state(v) for k, v in carry.items()}
+    return carry
