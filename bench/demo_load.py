@@ -4,9 +4,10 @@
     .venv/bin/python bench/demo_load.py --url http://127.0.0.1:7860/ --clients 20 --seconds 60
     .venv/bin/python bench/demo_load.py --models DIR --json out.json
 
-Each client is a ``gradio_client.Client`` in its own thread that loops over the endpoints
-(/suggest keystrokes, /generate streamed with ``submit``, /translate, /sentiment) until the
-time is up. Reports errors (goal 0), p50/p95 latency per endpoint and the time to the first
+Each client is a thread with its own HTTP connection that loops over the endpoints
+(/suggest keystrokes, /generate streamed, /translate, /sentiment) through Gradio's HTTP API
+until the time is up; the time to the first token is when the first streamed /generate
+output arrives. Reports errors (goal 0), p50/p95 latency per endpoint and the time to the first
 streamed token of /generate (goal <= 100 ms). Only loopback URLs are accepted: this is not a
 tool for loading other people's servers.
 """
@@ -78,44 +79,77 @@ class Recorder:
             self.errors[name].append(f"{type(err).__name__}: {str(err)[:200]}")
 
 
-def client_loop(url: str, idx: int, deadline: float, rec: Recorder, gen_model: str, gen_len: int) -> None:
-    from gradio_client import Client
+class CallError(RuntimeError):
+    pass
 
-    client = Client(url, verbose=False)
+
+def call(http, url: str, api: str, data: list) -> tuple[float, float, object]:
+    """One call through Gradio's HTTP API (what "Use via API" shows for curl): POST the inputs,
+    then read the event stream. Returns (seconds to the first output, seconds to the end, output).
+
+    A raw client rather than gradio_client: gradio_client polls its message queue every 50 ms
+    and busy-waits in 1 ms steps per job, which with 20 client threads measured the client,
+    not the server.
+    """
+    t0 = time.perf_counter()
+    r = http.post(f"{url}gradio_api/call/{api}", json={"data": data})
+    r.raise_for_status()
+    event_id = r.json()["event_id"]
+    first, event, out = None, None, None
+    with http.stream("GET", f"{url}gradio_api/call/{api}/{event_id}") as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                payload = line[5:].strip()
+                if event == "error":
+                    raise CallError(payload[:200])
+                if event in ("generating", "complete"):
+                    first = first if first is not None else time.perf_counter() - t0
+                    out = json.loads(payload)
+                if event == "complete":
+                    return first, time.perf_counter() - t0, out
+    raise CallError(f"/{api}: the stream ended without a result")
+
+
+def client_loop(url: str, idx: int, deadline: float, rec: Recorder, gen_model: str, gen_len: int,
+                think: float) -> None:
+    """One user. ``think`` > 0: a random pause (mean ``think`` s) between actions and 0.15 s
+    between keystrokes, like a person; 0: back-to-back requests (a stress test)."""
+    import random
+
+    import httpx
+
+    rng = random.Random(idx)
+    pause = lambda s: time.sleep(min(s, max(0.0, deadline - time.time())))
     i = idx
-    while time.time() < deadline:
-        i += 1
-        job = i % 4
-        try:
-            if job == 0:  # typing: a few keystrokes, each one a /suggest call
-                start = (i * 3) % (len(TYPED) - 6)
-                for n in range(start + 1, start + 6):
-                    t0 = time.perf_counter()
-                    client.predict(TYPED[:n], 3, api_name="/suggest")
-                    rec.ok("/suggest", time.perf_counter() - t0)
-            elif job == 1:
-                t0 = time.perf_counter()
-                stream = client.submit(gen_model, "ROMEO:", 0.8, 40, 0.95, gen_len, i, api_name="/generate")
-                first = None
-                for _ in stream:
-                    if first is None:
-                        first = time.perf_counter() - t0
-                stream.result()
-                if first is None:
-                    raise RuntimeError("the stream yielded nothing")
-                with rec.lock:
-                    rec.ttft.append(first * 1e3)
-                rec.ok("/generate", time.perf_counter() - t0)
-            elif job == 2:
-                t0 = time.perf_counter()
-                client.predict(SENTENCES[i % len(SENTENCES)], 4, api_name="/translate")
-                rec.ok("/translate", time.perf_counter() - t0)
-            else:
-                t0 = time.perf_counter()
-                client.predict(REVIEWS[i % len(REVIEWS)], api_name="/sentiment")
-                rec.ok("/sentiment", time.perf_counter() - t0)
-        except Exception as e:  # every failure is counted, none stops the run
-            rec.fail(["/suggest", "/generate", "/translate", "/sentiment"][job], e)
+    with httpx.Client(timeout=120) as http:
+        while time.time() < deadline:
+            i += 1
+            job = i % 4
+            if think > 0:
+                pause(rng.expovariate(1.0 / think))
+            try:
+                if job == 0:  # typing: a few keystrokes, each one a /suggest call
+                    start = (i * 3) % (len(TYPED) - 6)
+                    for n in range(start + 1, start + 6):
+                        rec.ok("/suggest", call(http, url, "suggest", [TYPED[:n], 3])[1])
+                        if think > 0:
+                            pause(0.15)
+                elif job == 1:
+                    prompt = "ROMEO:" if gen_model.startswith("Shakespeare") else "The film was"
+                    first, total, out = call(http, url, "generate", [gen_model, prompt, 0.8, 40, 0.95, gen_len, i])
+                    if not out or not str(out[0]).startswith(prompt):
+                        raise CallError(f"/generate returned {str(out)[:80]!r}")
+                    with rec.lock:
+                        rec.ttft.append(first * 1e3)
+                    rec.ok("/generate", total)
+                elif job == 2:
+                    rec.ok("/translate", call(http, url, "translate", [SENTENCES[i % len(SENTENCES)], 4])[1])
+                else:
+                    rec.ok("/sentiment", call(http, url, "sentiment", [REVIEWS[i % len(REVIEWS)]])[1])
+            except Exception as e:  # every failure is counted, none stops the run
+                rec.fail(["/suggest", "/generate", "/translate", "/sentiment"][job], e)
 
 
 def summarize(rec: Recorder, seconds: float, clients: int) -> dict:
@@ -145,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--gen-model", default="English (subwords)", help="the Generate tab's model choice")
     ap.add_argument("--gen-len", type=int, default=60, help="new tokens per /generate call")
+    ap.add_argument("--think", type=float, default=0.0,
+                    help="mean pause between a user's actions in s (0: back-to-back, a stress test)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args(argv)
     if not 1 <= args.clients <= 200 or not 1 <= args.seconds <= 3600:
@@ -163,14 +199,16 @@ def main(argv: list[str] | None = None) -> int:
         wait_up(url, proc)
         rec = Recorder()
         deadline = time.time() + args.seconds
-        threads = [threading.Thread(target=client_loop, args=(url, i, deadline, rec, args.gen_model, args.gen_len),
-                                    daemon=True) for i in range(args.clients)]
+        threads = [threading.Thread(target=client_loop, daemon=True,
+                                    args=(url, i, deadline, rec, args.gen_model, args.gen_len, args.think))
+                   for i in range(args.clients)]
         t0 = time.time()
         for t in threads:
             t.start()
         for t in threads:
             t.join(args.seconds + 120)
         result = summarize(rec, round(time.time() - t0, 1), args.clients)
+        result.update(think_s=args.think, gen_len=args.gen_len, gen_model=args.gen_model, models=args.models)
     finally:
         if proc is not None:
             proc.terminate()

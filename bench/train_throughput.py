@@ -8,10 +8,12 @@ Prints, side by side in one run:
    same LSTM LM, batch, optimizer (AdamW) and grad clipping, alternated ``--rounds`` times
    (median of each) -- and the trainer's overhead in %.
 2. the trainer in fp32 vs bf16 autocast (CPU: bf16 is only faster with AMX / avx512_bf16 kernels).
-3. the bare loop with torch.backends.mkldnn on vs off, training at batch 1 and batch 32, and the
-   latency of one single-token step at batch 1 (inference). core/device.py cites these.
+3. the fused nn.LSTM alone with torch.backends.mkldnn on vs off: forward+backward at batch 1 and
+   batch 32, and one single-token step at batch 1 (inference). core/device.py cites these.
 
-Measure on a quiet machine: figures from a shared box move by 10-30 % between runs.
+Times are taken per step both as wall seconds and as process CPU seconds: with one torch
+thread (the default here) CPU seconds measure the work and hardly move when neighbours load
+a shared machine, so the overhead figure is read from them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import torch
 import torch.nn.functional as F
 
 from rnnkit.core.models import LanguageModel, LMConfig
-from rnnkit.core.plots import read_metrics
 from rnnkit.core.trainer import TrainConfig, detach_state, train
 
 

@@ -15,6 +15,7 @@ task's ``finalize``, ``results.json`` / ``samples.txt``.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -81,6 +82,22 @@ def user_data_overrides(args) -> dict:
     return out
 
 
+def command_line(args, run_dir: Path) -> str:
+    """The ``rnnkit train`` command that reproduces this call (recorded in recipe.json)."""
+    parts = ["rnnkit", "train"]
+    if args.resume:
+        parts += ["--resume", str(run_dir)]
+    else:
+        parts += ["--recipe", args.recipe] + (["--size", args.size] if args.size != "full" else [])
+        for flag, value in (("--data", args.data), ("--train", args.train_file), ("--valid", args.valid_file)):
+            parts += [flag, value] if value else []
+        parts += ["--run-dir", str(run_dir)]
+    for item in args.set:
+        parts += ["--set", item]
+    parts += (["--device", args.device] if args.device else []) + (["--threads", str(args.threads)] if args.threads else [])
+    return shlex.join(parts + (["--quiet"] if args.quiet else []))
+
+
 def _default_run_dir(name: str, size: str, user: dict) -> Path:
     suffix = "" if size == "full" else f"-{size}"
     if "data.train_file" in user:
@@ -118,17 +135,17 @@ def run_train(args) -> int:
         user = user_data_overrides(args)
         recipe = R.resolve_recipe(args.recipe, args.size, {**overrides, **user})
         run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir(args.recipe, args.size, user)
-        if (run_dir / "recipe.json").exists():
-            raise ValueError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
-                             f"or pick another --run-dir")
+        used = [n for n in ("recipe.json", "tokenizer.model", "tokenizer.json", "checkpoints") if (run_dir / n).exists()]
+        if used:
+            raise ValueError(f"{run_dir} already holds a run ({', '.join(used)}): continue it with "
+                             f"--resume {run_dir}, or pick another --run-dir")
         run_dir.mkdir(parents=True, exist_ok=True)
-        R.save_recipe(recipe, run_dir)
 
     from .trainer import TrainConfig, train
 
     model, task, tokenizer = R.build(recipe, run_dir)
-    if args.resume:
-        R.save_recipe(recipe, run_dir)  # the budget it now runs under
+    recipe["commands"] = [*recipe.get("commands", []), command_line(args, run_dir)]
+    R.save_recipe(recipe, run_dir)  # after a successful build; on resume: the budget it now runs under
     settings = {**recipe["train"], "run_dir": str(run_dir), "quiet": bool(args.quiet or recipe["train"].get("quiet"))}
     if args.device:
         settings["device"] = args.device
@@ -170,12 +187,15 @@ def run_sample(args) -> int:
     model = registry.load(run_dir / "model")
     tok = load_tokenizer(run_dir)
     ids = start_ids(tok, args.prompt)
+    if tok.unk_id >= 0 and tok.unk_id in ids[1:]:
+        print(f"note: part of the prompt is not in this model's vocabulary (read as {tok.id_to_piece(tok.unk_id)})",
+              file=sys.stderr)
     sys.stdout.write(args.prompt)
     shown, new = "", []
     for tid in generate(model, ids, args.length, temperature=args.temperature if not args.greedy else 1.0,
                         top_k=args.top_k, top_p=args.top_p, seed=args.seed, greedy=args.greedy):
         new.append(tid)
-        text = decode_continuation(tok, ids, new, args.prompt)
+        text = decode_continuation(tok, ids, new)
         if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
             continue
         sys.stdout.write(text[len(shown):] if text.startswith(shown) else "\n" + text)

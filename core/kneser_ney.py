@@ -20,8 +20,6 @@ seen falls back to the lower order whole.
 
 from __future__ import annotations
 
-import bisect
-import heapq
 import itertools
 import math
 import re
@@ -103,6 +101,9 @@ class KneserNeyTrigram:
         # Candidates for completion: the vocabulary's words, sorted for prefix ranges.
         self._words = sorted(w for w in self.vocab if w not in (EOS, UNK) and is_word(w))
         self._by_p1 = sorted(self._words, key=lambda w: (-self.p1(w), w))
+        self._by_first: dict[str, list[str]] = {}
+        for w in self._by_p1:
+            self._by_first.setdefault(w[0], []).append(w)
 
     @classmethod
     def train(cls, lines: Iterable[str]) -> "KneserNeyTrigram":
@@ -178,18 +179,15 @@ class KneserNeyTrigram:
         """The k most likely next words (starting with ``prefix``), as (word, P(word | context)).
 
         Exact: a word seen after neither context scores gamma * gamma' * P1(w), so among
-        those only the k best by the unigram can enter the top k.
+        those only the k best by the unigram can enter the top k (scanned in P1 order).
         """
         u, v = self.context(history)
         seen = set(self.l3.followers.get((u, v), {})) | set(self.l2.followers.get((v,), {}))
         cands = {w for w in seen if w.startswith(prefix) and w in self._vocab_set and is_word(w)}
-        if prefix:
-            lo = bisect.bisect_left(self._words, prefix)
-            hi = bisect.bisect_left(self._words, prefix + "\U0010ffff", lo)
-            rest = (w for w in self._words[lo:hi] if w not in cands and len(w) > len(prefix))
-            cands.update(heapq.nlargest(k, rest, key=self.p1))
-        else:
-            cands.update(itertools.islice((w for w in self._by_p1 if w not in cands), k))
+        # words in unigram order, only those with the right first character, first k that fit
+        pool = self._by_first.get(prefix[0], ()) if prefix else self._by_p1
+        rest = (w for w in pool if w.startswith(prefix) and len(w) > len(prefix) and w not in cands)
+        cands.update(itertools.islice(rest, k))
         scored = [(w, self.p3(w, u, v)) for w in cands if len(w) > len(prefix)]
         scored.sort(key=lambda x: (-x[1], x[0]))
         return scored[:k]

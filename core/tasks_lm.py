@@ -147,7 +147,7 @@ class LMTask:
             ids = start_ids(tok, prompt)
             new = list(generate(model, ids, self.sample_length, temperature=temperature, top_k=0, top_p=0.95,
                                 seed=seed + i))
-            out.append(prompt + decode_continuation(tok, ids, new, prompt))
+            out.append(prompt + decode_continuation(tok, ids, new))
         return out
 
     def finalize(self, model, run_dir: Path) -> dict:
@@ -181,14 +181,21 @@ def start_ids(tokenizer, prompt: str) -> list[int]:
     return start + (tokenizer.encode(prompt) if prompt else [])
 
 
-def decode_continuation(tokenizer, prompt_ids: list[int], new_ids: list[int], prompt: str) -> str:
-    """The text the new ids add after the prompt (decoding whole keeps sentencepiece spaces right)."""
-    body = [i for i in prompt_ids[1:] + new_ids if i != tokenizer.eos_id]
-    text = tokenizer.decode(body) if tokenizer.eos_id < 0 else _decode_lines(tokenizer, prompt_ids[1:] + new_ids)
-    return text[len(prompt):] if text.startswith(prompt) else text
+def decode_continuation(tokenizer, prompt_ids: list[int], new_ids: list[int]) -> str:
+    """The text ``new_ids`` add after the prompt (``prompt_ids`` as made by ``start_ids``).
+
+    The whole sequence is decoded and the prompt's own decoding cut off, so sentencepiece's
+    word-boundary spaces come out right; ``eos_id`` becomes a line break.
+    """
+    base = decode_lines(tokenizer, prompt_ids[1:])
+    full = decode_lines(tokenizer, prompt_ids[1:] + list(new_ids))
+    return full[len(base):] if full.startswith(base) else full
 
 
-def _decode_lines(tokenizer, ids: list[int]) -> str:
+def decode_lines(tokenizer, ids: list[int]) -> str:
+    """Decode a stream in which ``eos_id`` (if the tokenizer has one) separates lines."""
+    if tokenizer.eos_id < 0:
+        return tokenizer.decode(ids)
     lines, cur = [], []
     for i in ids:
         if i == tokenizer.eos_id:

@@ -16,7 +16,6 @@ import math
 from pathlib import Path
 from typing import Optional, Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -68,35 +68,74 @@ def _save_model(model: nn.Module, directory: Path) -> None:
         registry.save_weights(model, directory / registry.WEIGHTS_FILE)
 
 
-class _FiniteGuard:
-    """Remembers the first step whose loss was NaN / inf.
+def _backward_and_step(loss: Tensor, optimizer: torch.optim.Optimizer, scaler, params: list, clip: float) -> None:
+    """Backward, clip the global grad norm (0 = off), step, zero the grads. With fp16 the
+    GradScaler scales the loss and unscales before clipping, so the true gradients are clipped."""
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if clip > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        scaler.step(optimizer)  # skips the step when the scaled gradients overflowed
+        scaler.update()
+    else:
+        loss.backward()
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, clip)
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
 
-    On CPU it checks on the spot (a CPU ``.item()`` costs nothing) so the bad step never
-    updates the weights. On GPU it keeps the answer on the device and is read at log /
-    eval / checkpoint steps, so training never waits for a host sync each step.
+
+class _LossMeter:
+    """The item-weighted loss sum of the open log window, and the first step whose loss was
+    NaN / inf.
+
+    CPU: plain floats, checked on the spot (a CPU ``.item()`` costs ~1 us, a tiny tensor op
+    ~10-60 us), so the bad step never updates the weights. GPU: everything stays on the device
+    and is read at log / eval / checkpoint steps, so training never waits for a host sync.
     """
 
-    def __init__(self, device: torch.device, immediate: bool):
-        self.immediate = immediate
-        self.first = torch.full((), -1, dtype=torch.long, device=device)
-        self.value = torch.zeros((), device=device)
+    def __init__(self, device: torch.device, immediate: bool, loss_sum: float = 0.0, items: int = 0):
+        self.immediate, self.items = immediate, items
+        self.bad_step, self.bad_value = -1, float("nan")
+        if immediate:
+            self.sum: Any = loss_sum
+        else:
+            self.sum = torch.full((), loss_sum, device=device)
+            self.first = torch.full((), -1, dtype=torch.long, device=device)
+            self.value = torch.zeros((), device=device)
 
-    def record(self, step: int, loss: Tensor) -> bool:
-        """Note ``loss`` of step ``step`` (1-based); True when a check is due right now."""
-        bad = ~torch.isfinite(loss)
+    def add(self, step: int, loss: Tensor, n_items: int) -> bool:
+        """Count ``loss`` of step ``step`` (1-based); True when a non-finite loss must stop the run now."""
+        self.items += int(n_items)
         if self.immediate:
-            if bool(bad):
-                self.first.fill_(step)
-                self.value.copy_(loss)
+            v = loss.item()
+            if not math.isfinite(v):
+                self.bad_step, self.bad_value = step, v
                 return True
+            self.sum += v * n_items
             return False
-        new = bad & (self.first < 0)
+        lv = loss.detach().float()
+        new = ~torch.isfinite(lv) & (self.first < 0)
         self.first = torch.where(new, torch.full_like(self.first, step), self.first)
-        self.value = torch.where(new, loss, self.value)
+        self.value = torch.where(new, lv, self.value)
+        self.sum += lv * n_items
         return False
 
     def first_bad(self) -> tuple[int, float]:
+        if self.immediate:
+            return self.bad_step, self.bad_value
         return int(self.first.item()), float(self.value.item())
+
+    def window(self) -> tuple[float, int]:
+        """(loss sum, items) of the open window, as plain numbers."""
+        return float(self.sum), self.items
+
+    def mean_and_reset(self) -> float:
+        total, items = self.window()
+        self.sum = 0.0 if self.immediate else self.sum.zero_()
+        self.items = 0
+        return total / max(items, 1)
 
 
 class _Run:
@@ -114,7 +153,7 @@ class _Run:
                    "log_loss_sum": 0.0, "log_items": 0}  # the open log window, so resumed logs match
         self.carry: Any = None
         self.ckpt_step = -1
-        self.guard = _FiniteGuard(device, immediate=device.type == "cpu" and not info.enabled)
+        self.meter = _LossMeter(device, immediate=device.type == "cpu" and not info.enabled)
         self.t0 = time.perf_counter()
         self.elapsed_before = 0.0
 
@@ -160,9 +199,9 @@ class _Run:
             st["bad_evals"] += 1
         return bool(self.cfg.early_stop_patience) and st["bad_evals"] >= self.cfg.early_stop_patience
 
-    def checkpoint(self, loss_sum: Tensor, items: int) -> None:
+    def checkpoint(self) -> None:
         self.check_finite()  # never overwrite a good checkpoint with a diverged model
-        self.st["log_loss_sum"], self.st["log_items"] = float(loss_sum), items
+        self.st["log_loss_sum"], self.st["log_items"] = self.meter.window()
         if self.main:
             state = {**self.st, "elapsed": self.elapsed(), "schedule": self.schedule.state_dict(),
                      "scaler": self.scaler.state_dict() if self.scaler is not None else None}
@@ -171,7 +210,7 @@ class _Run:
         self.ckpt_step = self.st["step"]
 
     def check_finite(self) -> None:
-        step, value = self.guard.first_bad()
+        step, value = self.meter.first_bad()
         if ddp.any_rank(step >= 0, self.info, self.device):
             last = find_latest(self.ckpt_root) if self.main else None
             self.log.write({"kind": "error", "step": step, "error": f"non-finite loss {value}"})
@@ -196,11 +235,11 @@ class _Run:
         self.log.print(f"training {getattr(self.task, 'name', 'task')} on {self.device} ({self.precision}), "
                        f"{n:,} parameters" + (f", resuming at step {self.st['step']}" if resume else ""))
 
-    def finish(self, stop_reason: str, loss_sum: Tensor, items: int) -> TrainResult:
+    def finish(self, stop_reason: str) -> TrainResult:
         st = self.st
         self.check_finite()
         if self.ckpt_step != st["step"]:
-            self.checkpoint(loss_sum, items)
+            self.checkpoint()
         if st["eval_step"] != st["step"]:
             self.evaluate(scheduled=False)
         if self.main:
@@ -274,8 +313,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
         run.write_config(resume)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    loss_sum = torch.full((), float(st["log_loss_sum"]), device=device)
-    items, last_log_t = int(st["log_items"]), time.perf_counter()
+    run.meter = _LossMeter(device, run.meter.immediate, float(st["log_loss_sum"]), int(st["log_items"]))
+    last_log_t = time.perf_counter()
     rate_items = 0  # items since the last log line in this process (for items/s)
     budget_s = cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
     stop_reason = None
@@ -283,85 +322,72 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
         stop_reason = "max_steps"
     elif stop_after_steps is not None and st["step"] >= stop_after_steps:
         stop_reason = "paused"
-    while stop_reason is None:
-        if cfg.max_epochs and st["epoch"] >= cfg.max_epochs:
-            stop_reason = "max_epochs"
-            break
-        batches = iter(task.train_batches(st["epoch"]))
-        if ckpt is not None:
-            for _ in range(st["batch_in_epoch"]):  # batches of this epoch trained on before the checkpoint
-                next(batches, None)
-            set_rng_state(*ckpt.rng)  # after the skip, so a task that draws from global RNG replays the same
-            ckpt = None
-        else:
-            run.carry, st["batch_in_epoch"] = None, 0  # a new epoch starts from a fresh state
-        for batch in batches:
-            lr = schedule.apply(st["step"])
-            with amp:
-                loss, n_items, carry = task.loss(net, batch, run.carry)
-            run.carry = detach_state(carry)  # truncated BPTT: gradients stop at the chunk boundary
-            lv = loss.detach().float()
-            if run.guard.record(st["step"] + 1, lv):
-                run.check_finite()  # raises before the bad step touches the weights
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                if cfg.grad_clip > 0:
-                    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            loss_sum += lv * n_items
-            items += int(n_items)
-            rate_items += int(n_items)
-            st["step"] += 1
-            st["batch_in_epoch"] += 1
-            log.step()
-
-            step = st["step"]
-            at_log = step % cfg.log_every == 0
-            if at_log:
-                run.check_finite()
-                now = time.perf_counter()
-                log.train_line({"kind": "train", "step": step, "epoch": st["epoch"],
-                                "loss": float(loss_sum) / max(items, 1),
-                                "items_per_s": rate_items * info.world_size / max(now - last_log_t, 1e-9),
-                                "lr": lr, "elapsed": round(run.elapsed(), 3)})
-                loss_sum.zero_()
-                items, rate_items, last_log_t = 0, 0, now
-            t_pause = time.perf_counter()  # evaluation and checkpoints do not count against items/s
-            if cfg.eval_every and step % cfg.eval_every == 0:
-                run.check_finite()
-                if run.evaluate(scheduled=True):
-                    stop_reason = "early_stop"
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                run.checkpoint(loss_sum, items)
-            last_log_t += time.perf_counter() - t_pause
-            if cfg.max_steps and step >= cfg.max_steps:
-                stop_reason = stop_reason or "max_steps"
-            elif stop_after_steps is not None and step >= stop_after_steps:
-                stop_reason = stop_reason or "paused"
-            elif budget_s is not None and (at_log or not info.enabled):
-                # under DDP only at log steps: agreeing on it needs a collective
-                if ddp.any_rank(time.perf_counter() - run.t0 >= budget_s, info, device):
-                    stop_reason = stop_reason or "time_budget"
-            if stop_reason:
+    try:
+        while stop_reason is None:
+            if cfg.max_epochs and st["epoch"] >= cfg.max_epochs:
+                stop_reason = "max_epochs"
                 break
-        else:  # the epoch ran out
-            if st["batch_in_epoch"] == 0:
-                raise ValueError(f"task.train_batches({st['epoch']}) yielded no batches")
-            st["epoch"] += 1
-            st["batch_in_epoch"] = 0
-            run.carry = None
-            if not cfg.eval_every:
-                t_pause = time.perf_counter()
-                run.check_finite()
-                if run.evaluate(scheduled=True):
-                    stop_reason = "early_stop"
+            batches = iter(task.train_batches(st["epoch"]))
+            if ckpt is not None:
+                for _ in range(st["batch_in_epoch"]):  # batches of this epoch trained on before the checkpoint
+                    next(batches, None)
+                set_rng_state(*ckpt.rng)  # after the skip, so a task that draws from global RNG replays the same
+                ckpt = None
+            else:
+                run.carry, st["batch_in_epoch"] = None, 0  # a new epoch starts from a fresh state
+            for batch in batches:
+                lr = schedule.apply(st["step"])
+                with amp:
+                    loss, n_items, carry = task.loss(net, batch, run.carry)
+                run.carry = detach_state(carry)  # truncated BPTT: gradients stop at the chunk boundary
+                if run.meter.add(st["step"] + 1, loss, n_items):
+                    run.check_finite()  # raises before the bad step touches the weights
+                _backward_and_step(loss, optimizer, scaler, params, cfg.grad_clip)
+                rate_items += int(n_items)
+                st["step"] += 1
+                st["batch_in_epoch"] += 1
+                log.step()
+
+                step = st["step"]
+                at_log = step % cfg.log_every == 0
+                if at_log:
+                    run.check_finite()
+                    now = time.perf_counter()
+                    log.train_line({"kind": "train", "step": step, "epoch": st["epoch"],
+                                    "loss": run.meter.mean_and_reset(),
+                                    "items_per_s": rate_items * info.world_size / max(now - last_log_t, 1e-9),
+                                    "lr": lr, "elapsed": round(run.elapsed(), 3)})
+                    rate_items, last_log_t = 0, now
+                t_pause = time.perf_counter()  # evaluation and checkpoints do not count against items/s
+                if cfg.eval_every and step % cfg.eval_every == 0:
+                    run.check_finite()
+                    if run.evaluate(scheduled=True):
+                        stop_reason = "early_stop"
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    run.checkpoint()
                 last_log_t += time.perf_counter() - t_pause
-    return run.finish(stop_reason, loss_sum, items)
+                if cfg.max_steps and step >= cfg.max_steps:
+                    stop_reason = stop_reason or "max_steps"
+                elif stop_after_steps is not None and step >= stop_after_steps:
+                    stop_reason = stop_reason or "paused"
+                elif budget_s is not None and (at_log or not info.enabled):
+                    # under DDP only at log steps: agreeing on it needs a collective
+                    if ddp.any_rank(time.perf_counter() - run.t0 >= budget_s, info, device):
+                        stop_reason = stop_reason or "time_budget"
+                if stop_reason:
+                    break
+            else:  # the epoch ran out
+                if st["batch_in_epoch"] == 0:
+                    raise ValueError(f"task.train_batches({st['epoch']}) yielded no batches")
+                st["epoch"] += 1
+                st["batch_in_epoch"] = 0
+                run.carry = None
+                if not cfg.eval_every:
+                    t_pause = time.perf_counter()
+                    run.check_finite()
+                    if run.evaluate(scheduled=True):
+                        stop_reason = "early_stop"
+                    last_log_t += time.perf_counter() - t_pause
+        return run.finish(stop_reason)
+    finally:
+        log.close()  # also on errors: no dangling progress bar or open log file

@@ -26,11 +26,11 @@ log = logging.getLogger("rnnkit.demo")
 MAX_NEW_TOKENS = 1000
 MAX_BEAM = 8
 DEFAULT_PROMPTS = {"shakespeare": "ROMEO:", "english": "The film was"}
-STREAM_INTERVAL_S = 0.03  # ~30 screen updates a second is smooth; more only floods the socket
-
-
-class Notice(Exception):
-    """Raised by a plain function to show a non-fatal warning next to its (valid) result."""
+STREAM_INTERVAL_S = 0.05  # 20 screen updates a second look smooth; more only costs server CPU per message
+# Concurrency per endpoint on a small CPU box: the cheap, latency-bound ones (a keystroke, the
+# first generated token) get many slots so they never wait behind a long job; the ones that
+# render a figure get few, so they cannot starve the others.
+LIMITS = {"generate": 16, "suggest": 16, "sentiment": 2, "translate": 2}
 
 
 # --------------------------------------------------------------------------- plain functions
@@ -64,7 +64,7 @@ def swap_prompt(shelf: Shelf, model: str, prompt: str) -> str:
 
 
 def translate(shelf: Shelf, text: str, beam: int):
-    """English -> German: (translation, attention figure, the pieces as read)."""
+    """English -> German: (translation, attention heatmap figure)."""
     from .plots import attention_figure
 
     engine = shelf["translate"].get()
@@ -120,13 +120,14 @@ def suggest(shelf: Shelf, typing, text: str, k: int):
 def accept(text: str, suggestion: dict | None) -> str:
     """The text after tapping a suggestion: one that starts with the partial word replaces it
     (completions, and phrases that begin by completing it); others are appended."""
-    if not text or not suggestion or not suggestion.get("text"):
-        return (text or "") + (suggestion["text"] + " " if suggestion and suggestion.get("text") else "")
+    text = text or ""
+    if not suggestion or not suggestion.get("text"):
+        return text
     words = suggestion["text"]
     partial = re.search(r"\S*\Z", text).group()
     if partial and words.startswith(partial):
         return text[:len(text) - len(partial)] + words + " "
-    return text + ("" if text[-1].isspace() else " ") + words + " "
+    return text + ("" if not text or text[-1].isspace() else " ") + words + " "
 
 
 def accept_pick(i: int, text: str, found: list[dict] | None) -> str:
@@ -255,7 +256,7 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                                         warn=gr.Warning)
 
                 gen_event = go.click(_guard(run_generate), [model, prompt, temperature, top_k, top_p, length, seed],
-                                     generated, api_name="generate", concurrency_limit=6,
+                                     generated, api_name="generate", concurrency_limit=LIMITS["generate"],
                                      concurrency_id="generate", show_progress="minimal")
                 prompt.submit(_guard(run_generate), [model, prompt, temperature, top_k, top_p, length, seed],
                               generated, api_visibility="private", concurrency_id="generate")
@@ -280,8 +281,10 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                 heat = gr.Plot(show_label=False, elem_id="tr-attn", format="png")  # webp encodes slower
                 run_translate = _guard(functools.partial(translate, shelf))
                 run_translate.__name__ = "translate"
-                tr_go.click(run_translate, [src, beam], [tgt, heat], api_name="translate", concurrency_limit=2)
-                src.submit(run_translate, [src, beam], [tgt, heat], api_visibility="private")
+                tr_go.click(run_translate, [src, beam], [tgt, heat], api_name="translate",
+                            concurrency_limit=LIMITS["translate"], concurrency_id="translate")
+                src.submit(run_translate, [src, beam], [tgt, heat], api_visibility="private",
+                           concurrency_id="translate")
 
             # ---------------------------------------------------------------- Sentiment
             with gr.Tab("Sentiment", id="sentiment"):
@@ -305,8 +308,10 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                 run_sentiment = _guard(functools.partial(sentiment, shelf))
                 run_sentiment.__name__ = "sentiment"
                 outputs = [label, score, tokens, trajectory, details]
-                se_go.click(run_sentiment, review, outputs, api_name="sentiment", concurrency_limit=4)
-                review.submit(run_sentiment, review, outputs, api_visibility="private")
+                se_go.click(run_sentiment, review, outputs, api_name="sentiment",
+                            concurrency_limit=LIMITS["sentiment"], concurrency_id="sentiment")
+                review.submit(run_sentiment, review, outputs, api_visibility="private",
+                              concurrency_id="sentiment")
 
             # ---------------------------------------------------------------- Suggest
             with gr.Tab("Suggest", id="suggest"):
@@ -330,11 +335,13 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
 
                 outputs = [results, caption, typing, *picks]
                 box.input(_guard(run_suggest), [box, k, typing], outputs, api_name="suggest",
-                          trigger_mode="always_last", concurrency_limit=8, show_progress="hidden")
+                          trigger_mode="always_last", concurrency_limit=LIMITS["suggest"], concurrency_id="suggest",
+                          show_progress="hidden")
                 for i, b in enumerate(picks):
                     b.click(functools.partial(accept_pick, i), [box, results], box, api_visibility="private",
                             show_progress="hidden").then(_guard(run_suggest), [box, k, typing], outputs,
-                                                         api_visibility="private", show_progress="hidden")
+                                                         api_visibility="private", show_progress="hidden",
+                                                         concurrency_id="suggest")
         gr.Markdown("<small>Models, cards and the commands that made them: `models/*/README.md`. "
                     "Source: `demo/app.py`.</small>")
     demo.queue(default_concurrency_limit=4, max_size=128)

@@ -17,7 +17,6 @@ A "word" is a run of letters, digits, apostrophes and hyphens that starts after 
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from typing import Callable, Sequence
@@ -26,6 +25,7 @@ import numpy as np
 
 from rnnkit.core.kneser_ney import KneserNeyTrigram, tokenize
 
+from .phrase import pick_phrase
 from .session import TypingSession
 
 _TARGET = re.compile(r"(?<!\S)[\w'\u2019-]+")  # a word that starts after whitespace or at the start
@@ -108,31 +108,36 @@ def kn_eval(kn: KneserNeyTrigram, text: str, k: int = 3) -> dict[str, float]:
 
 def phrase_eval(session: TypingSession, text: str, thresholds: Sequence[float] = PHRASE_THRESHOLDS,
                 every: int = 1) -> dict[str, object]:
-    """Trigger rate and exact-match rate of Smart Compose phrases at word starts."""
+    """Trigger rate and exact-match rate of Smart Compose phrases at word starts, per threshold.
+
+    At each threshold the phrase offered is the one the session would offer (the longest whose
+    score reaches it); it is an exact match when the text goes on with exactly those words.
+    """
     session.reset()
-    scores, exact, lat = [], [], []
+    trig = np.zeros((0, len(thresholds)), dtype=bool)
+    exact = np.zeros((0, len(thresholds)), dtype=bool)
+    lat = []
     for n, (start, _) in enumerate(targets(text)):
         if n % every:
             continue
         t0 = time.perf_counter()
-        hit = session.phrase(text[:start])
+        cands = session.phrase_candidates(text[:start], give_up_below=min(thresholds))
         lat.append((time.perf_counter() - t0) * 1e3)
-        if hit is None:
-            scores.append(-math.inf)
-            exact.append(False)
-            continue
-        follow = " ".join(text[start:start + 4 * len(hit.text) + 8].split())
-        ok = follow.startswith(hit.text) and (len(follow) == len(hit.text) or not follow[len(hit.text)].isalnum())
-        scores.append(hit.score)
-        exact.append(ok)
-    s, e = np.array(scores), np.array(exact)
+        follow = " ".join(text[start:start + 200].split())
+        row_t, row_e = [], []
+        for t in thresholds:
+            hit = pick_phrase(cands, t)
+            row_t.append(hit is not None)
+            row_e.append(hit is not None and follow.startswith(hit.text) and (
+                len(follow) == len(hit.text) or not follow[len(hit.text)].isalnum()))
+        trig, exact = np.vstack([trig, row_t]), np.vstack([exact, row_e])
     rows = []
-    for t in thresholds:
-        trig = s >= t
-        rows.append({"threshold": t, "trigger_rate": float(trig.mean()) if s.size else float("nan"),
-                     "exact_match_rate": float((trig & e).mean()) if s.size else float("nan"),
-                     "precision": float(e[trig].mean()) if trig.any() else float("nan")})
-    out: dict[str, object] = {"positions": int(s.size), "thresholds": rows}
+    for j, t in enumerate(thresholds):
+        tr, ex = trig[:, j], exact[:, j]
+        rows.append({"threshold": t, "trigger_rate": float(tr.mean()) if tr.size else float("nan"),
+                     "exact_match_rate": float(ex.mean()) if ex.size else float("nan"),
+                     "precision": float(ex[tr].mean()) if tr.any() else float("nan")})
+    out: dict[str, object] = {"positions": int(trig.shape[0]), "thresholds": rows}
     if lat:
         out["latency_ms_p50"], out["latency_ms_p99"] = (float(x) for x in np.percentile(lat, [50, 99]))
     return out

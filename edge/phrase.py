@@ -16,6 +16,7 @@ log-probability is ``GIVE_UP_MARGIN`` below the threshold.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,16 +38,19 @@ class PhraseHit:
 
 def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, ...] = (),
                   start_surface: bytes = b"", start_logp: float = 0.0, max_words: int = 3,
-                  min_words: int = 2, beam: int = 4, threshold: float = -1.0,
-                  max_pieces: int | None = None) -> PhraseHit | None:
-    """Best phrase continuing ``start_ids`` (pieces after the context), or None below threshold.
+                  min_words: int = 2, beam: int = 4, give_up_below: float = -math.inf,
+                  max_pieces: int | None = None) -> dict[int, PhraseHit]:
+    """The best finished phrase of each length (in words) continuing ``start_ids``.
 
-    ``start_surface`` is the bytes those pieces spell (a completed word, ``b" word"``) and
-    ``start_logp`` their log-probability including its word boundary; with no start the
-    phrase begins with the next word.
+    ``start_ids`` are pieces after the context that spell ``start_surface`` (a completed
+    word, ``b" word"``) with log-probability ``start_logp`` (its word boundary included);
+    with no start the phrase begins with the next word. ``give_up_below``: the threshold
+    the caller will apply (see ``GIVE_UP_MARGIN``).
     """
     max_pieces = max_pieces or 2 * max_words + 1
     n0 = start_surface.count(b" ")
+    any_piece, cont = np.flatnonzero(~vocab.special), np.flatnonzero(vocab.word_cont)
+    after_word = np.flatnonzero(vocab.ends_word & ~vocab.special)
     # (ids, surface, logp, words so far); a started word counts once it has a piece.
     beam_hyps = [(tuple(start_ids), start_surface, start_logp, n0)]
     best: dict[int, PhraseHit] = {}
@@ -64,13 +68,11 @@ def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, .
             if depth == max_pieces:
                 continue
             if not extended and start_ids:
-                allowed = np.flatnonzero(vocab.starts_space)  # the completed word must end here
+                allowed = after_word  # the completed word ends here: a space or punctuation follows
             elif words >= max_words:
-                allowed = np.flatnonzero(vocab.word_cont)     # only finish the last word
+                allowed = cont        # only finish the last word
             else:
-                allowed = np.flatnonzero(~vocab.special)
-            if not allowed.size:
-                continue
+                allowed = any_piece
             top = allowed[np.argpartition(-row.lp[allowed], min(beam, allowed.size) - 1)[:beam]]
             for t in top:
                 t = int(t)
@@ -84,8 +86,13 @@ def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, .
         # later tokens could raise the mean, but a phrase this unsure at its start is rarely
         # worth showing, and each depth costs one model call).
         n = len(beam_hyps[0][0])
-        if n >= 2 and beam_hyps[0][2] / n < threshold - GIVE_UP_MARGIN:
+        if n >= 2 and beam_hyps[0][2] / n < give_up_below - GIVE_UP_MARGIN:
             break
+    return best
+
+
+def pick_phrase(best: dict[int, PhraseHit], threshold: float) -> PhraseHit | None:
+    """The longest phrase whose score reaches ``threshold`` (the best-scored among equals)."""
     offered = [h for h in best.values() if h.score >= threshold]
     return max(offered, key=lambda h: (h.words, h.score)) if offered else None
 

@@ -41,9 +41,9 @@ class Dist:
 
     __slots__ = ("lp", "_end")
 
-    def __init__(self, lp: np.ndarray):
+    def __init__(self, lp: np.ndarray, end: float | None = None):
         self.lp = lp
-        self._end: float | None = None
+        self._end = end
 
     def end(self, vocab: SentencePieceVocab) -> float:
         if self._end is None:
@@ -56,6 +56,12 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     x = np.asarray(logits, dtype=np.float32)
     x = x - x.max(axis=-1, keepdims=True)
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def batch_logsumexp(x: np.ndarray) -> np.ndarray:
+    """Over the last axis: (B, N) -> (B,) float64."""
+    m = x.max(axis=-1, keepdims=True)
+    return (m[:, 0] + np.log(np.exp(x - m).sum(axis=-1, dtype=np.float64)))
 
 
 def logsumexp(x: np.ndarray) -> float:
@@ -104,10 +110,11 @@ def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3
         top = top[np.isfinite(lp_all[top])]
         if top.size == 0:
             break
-        if len(found) >= k:
+        if len(found) >= k:  # a partial word bounds its extensions: drop those that cannot make the top k
             kth = sorted((h[0] for h in found.values()), reverse=True)[k - 1]
-            if kth >= lp_all[top[0]]:
-                break  # nothing left in the beam can beat the k words already found
+            top = top[lp_all[top] > kth]
+            if top.size == 0:
+                break
         frontier = [(frontier[par_all[t]][0] + (int(ids_all[t]),),
                      frontier[par_all[t]][1] + vocab.surface[ids_all[t]], float(lp_all[t])) for t in top]
     hits = []

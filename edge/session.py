@@ -29,10 +29,10 @@ from typing import Sequence
 
 import numpy as np
 
-from .phrase import PhraseHit, search_phrase
+from .phrase import PhraseHit, pick_phrase, search_phrase
 from .pieces import SentencePieceVocab, clean_text
 from .runner import EdgeError, StepRunner
-from .search import Dist, log_softmax, search_words
+from .search import Dist, batch_logsumexp, log_softmax, search_words
 
 KINDS = ("completion", "next", "phrase")
 MAX_K = 20
@@ -131,7 +131,7 @@ class TypingSession:
             row = Dist(np.full(self.runner.vocab_size, -math.log(self.runner.vocab_size), np.float32))  # uniform
         self._nodes: list[_Node] = [_Node(next(self._ids), state, row)]
         self._cache: OrderedDict = OrderedDict()
-        self._phrases: dict = {}  # (root, start ids, threshold) -> PhraseHit | None
+        self._phrases: dict = {}  # (root, start ids, give-up bar) -> {words: PhraseHit}
 
     def _feed(self, ids: Sequence[int], state: tuple) -> tuple[np.ndarray, tuple]:
         tok = np.asarray(ids, dtype=np.int64)[None, :]
@@ -224,9 +224,10 @@ class TypingSession:
                 self.graph_calls += 1
                 logits, nxt = self.runner.step_unchecked(tok, state)
                 lp = log_softmax(logits[:, -1])
+                ends = batch_logsumexp(lp[:, self.vocab.ends_word])  # P(word ends) for the batch at once
                 for b, j in enumerate(todo):
                     st = tuple(s[:, b:b + 1] for s in nxt)
-                    d = Dist(lp[b])
+                    d = Dist(lp[b], float(ends[b]))
                     self._cache[(root.id, ids_list[j])] = (st, d)
                     out[j] = d
                 while len(self._cache) > self.cache_size:
@@ -280,30 +281,33 @@ class TypingSession:
         return out
 
     def phrase(self, text: str, threshold: float = -math.inf) -> PhraseHit | None:
-        """The Smart Compose phrase for ``text`` scored against ``threshold`` (default: always)."""
+        """The Smart Compose phrase for ``text`` if one reaches ``threshold`` (default: any)."""
+        return pick_phrase(self.phrase_candidates(text, threshold), threshold)
+
+    def phrase_candidates(self, text: str, give_up_below: float = -math.inf) -> dict[int, PhraseHit]:
+        """The best phrase of each length for ``text`` ({} if none), before any threshold."""
         prep = self._prepare(text)
         if prep is None:
-            return None
+            return {}
         _, rows, typed = prep
         hits = search_words(self.vocab, rows, b" " + typed, 1, self.beam, self.max_pieces) if typed else []
-        return self._phrase(rows, typed, hits, threshold)
+        return self._phrase_candidates(rows, typed, hits, give_up_below)
 
     def _phrase(self, rows, typed: bytes, hits, threshold: float) -> PhraseHit | None:
+        return pick_phrase(self._phrase_candidates(rows, typed, hits, threshold), threshold)
+
+    def _phrase_candidates(self, rows, typed: bytes, hits, give_up_below: float) -> dict[int, PhraseHit]:
         if typed and not hits:
-            return None
+            return {}
         start = hits[0] if typed else None  # inside a word: continue its best completion
-        key = (rows.root_id, start.ids if start else (), threshold)
+        key = (rows.root_id, start.ids if start else (), give_up_below)
         if key not in self._phrases:
             if len(self._phrases) > 256:
                 self._phrases.clear()
-            self._phrases[key] = self._search_phrase(rows, start, threshold)
+            self._phrases[key] = search_phrase(
+                self.vocab, rows, start.ids if start else (), (b" " + start.text.encode("utf-8")) if start else b"",
+                start.logp if start else 0.0, self.phrase_words, beam=self.phrase_beam, give_up_below=give_up_below)
         return self._phrases[key]
-
-    def _search_phrase(self, rows, start, threshold: float) -> PhraseHit | None:
-        return search_phrase(self.vocab, rows, start.ids if start else (),
-                             (b" " + start.text.encode("utf-8")) if start else b"",
-                             start.logp if start else 0.0, self.phrase_words, beam=self.phrase_beam,
-                             threshold=threshold)
 
 
 def open_session(bundle_dir, precision: str | None = None, threads: int = 1, **session_kw) -> TypingSession:

@@ -66,8 +66,18 @@ def test_empty_prompt_shows_a_friendly_error(page):
     page.locator("#gen-go").click()
     expect(page.get_by_text("type some text first").first).to_be_visible()
     shot(page, "generate-error")
-    page.locator("#gen-prompt textarea").fill("ROMEO:")
     page.locator(".toast-close").first.click()  # dismiss the toast
+
+
+def test_unknown_characters_give_a_warning_not_an_error(page):
+    page.get_by_role("tab", name="Generate").click()
+    page.get_by_label("Shakespeare (characters)").check()
+    page.locator("#gen-prompt textarea").fill("ROMEO: \u2603")
+    page.locator("#gen-go").click()
+    expect(page.get_by_text("unknown to this model").first).to_be_visible()
+    expect(page.locator("#gen-out textarea")).to_have_value(re.compile("^ROMEO: \u2603.{5,}", re.S))
+    page.locator(".toast-close").first.click()
+    page.locator("#gen-prompt textarea").fill("ROMEO:")
 
 
 def test_translate_tab_shows_translation_and_heatmap(page):

@@ -60,7 +60,9 @@ def test_golden_logits_pytorch_onnx_runner(runner, model):
     # the runner adds nothing to the graph: a bare onnxruntime session gives the same bits
     import onnxruntime as ort
 
-    bare = ort.InferenceSession(runner.path, providers=["CPUExecutionProvider"])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    bare = ort.InferenceSession(runner.path, so, providers=["CPUExecutionProvider"])
     feed = {"tokens": tokens.numpy(), "h0": state[0].numpy()}
     if len(state) == 2:
         feed["c0"] = state[1].numpy()

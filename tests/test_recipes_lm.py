@@ -222,3 +222,47 @@ def test_next_word_accuracy_with_a_scripted_model():
     assert acc["top3"] == pytest.approx(1.0)
     assert acc["top1"] == pytest.approx(5 / 6, abs=0.02)
     assert acc["n"] > 100
+
+
+# --------------------------------------------------------------------------- RESULTS.md
+def test_make_results_reports_figures_against_bars(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("make_results", Path(__file__).parents[1] / "docs" / "make_results.py")
+    mr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mr)
+    run = tmp_path / "runs" / "ptb-lm"
+    run.mkdir(parents=True)
+    recipe = R.resolve_recipe("ptb-lm", "full", {"max_minutes": 60})
+    recipe["commands"] = ["rnnkit train --recipe ptb-lm --set max_minutes=60"]
+    (run / "recipe.json").write_text(json.dumps(recipe))
+    (run / "metrics.jsonl").write_text(
+        json.dumps({"kind": "train", "step": 50, "loss": 6.0, "items_per_s": 900.0, "elapsed": 60.0}) + "\n"
+        + json.dumps({"kind": "eval", "step": 50, "val_loss": 5.0, "elapsed": 70.0}) + "\n")
+    (run / "results.json").write_text(json.dumps({"kind": "final", "test_ppl": 120.5, "val_ppl": 125.0}))
+    (run / "samples.txt").write_text("the company said <unk>\n")
+    out = tmp_path / "docs" / "RESULTS.md"
+    assert mr.main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--no-baselines"]) == 0
+    text = out.read_text()
+    assert "| ptb-lm | test perplexity | 120.5 | <= 114 | MISSES bar <= 114 |" in text
+    assert "rnnkit train --recipe ptb-lm --set max_minutes=60" in text
+    assert "the company said" in text
+    (run / "results.json").write_text(json.dumps({"kind": "final", "test_ppl": 99.0}))
+    mr.main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--no-baselines"])
+    assert "meets bar <= 114" in out.read_text()
+
+
+def test_decode_continuation_cuts_the_prompt_and_maps_eos_to_newline():
+    from rnnkit.core.tasks_lm import decode_continuation, start_ids
+    from rnnkit.core.tokenizers import CharTokenizer, WordTokenizer
+
+    ch = CharTokenizer.train(["ab c\n"])
+    ids = start_ids(ch, "ab")
+    assert ch.decode(ids) == "\nab"
+    assert decode_continuation(ch, ids, ch.encode(" c\na")) == " c\na"
+    w = WordTokenizer.train(["the cat sat", "a dog"])
+    ids = start_ids(w, "the cat")
+    assert ids[0] == w.eos_id
+    new = w.encode("sat") + [w.eos_id] + w.encode("a dog")
+    assert decode_continuation(w, ids, new) == " sat\na dog"

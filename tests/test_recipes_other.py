@@ -345,3 +345,42 @@ def test_user_series_csv(tmp_path):
     bad.write_text("month,value\nm1,5\nm2,abc\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad.csv:3: column 'value' must be a number"):
         R.build(_resolve("timeseries", tmp_path, train_file=bad), tmp_path / "run2")
+
+
+# --------------------------------------------------------------------------- translation on a toy
+def test_translation_task_learns_a_toy_mapping_and_finalizes(tmp_path):
+    import json
+    import random
+
+    from rnnkit.core.seq2seq import Seq2Seq, Seq2SeqConfig
+    from rnnkit.core.tasks_seq2seq import TranslationTask, corpus_scores
+    from rnnkit.core.tokenizers import WordTokenizer
+    from rnnkit.core.trainer import TrainConfig, train
+
+    rng = random.Random(0)
+    words = "zero one two three four five six seven".split()
+
+    def pair():
+        s = [rng.choice(words) for _ in range(rng.randint(2, 5))]
+        return " ".join(s), " ".join(s).upper()  # "translate" = upper-case each word
+
+    train_pairs, test_pairs = [pair() for _ in range(400)], [pair() for _ in range(30)]
+    tok = WordTokenizer.train([s for s, t in train_pairs] + [t for s, t in train_pairs])
+    task = TranslationTask(tok, tok, train_pairs, test_pairs[:10], test_pairs, max_len=8, batch_size=32,
+                           bos_id=tok.bos_id, eos_id=tok.eos_id, val_bleu_sentences=10, beam=3)
+    model = Seq2Seq(Seq2SeqConfig(src_vocab_size=tok.vocab_size, tgt_vocab_size=tok.vocab_size, embed_size=24,
+                                  hidden_size=48, dropout=0.0, shared_vocab=True, pad_id=tok.pad_id,
+                                  bos_id=tok.bos_id, eos_id=tok.eos_id, unk_id=tok.unk_id))
+    cfg = TrainConfig(run_dir=str(tmp_path), optimizer="adam", lr=0.01, max_epochs=20, checkpoint_every=0,
+                      eval_every=10_000, log_every=100, quiet=True, seed=0)
+    train(model, task, cfg)
+    rec = task.finalize(model, tmp_path)
+    assert rec["test_bleu"] > 80 and rec["test_sentences"] == 30
+    assert corpus_scores(["a b c d"], ["a b c d"])["bleu"] == pytest.approx(100.0)
+    lines = (tmp_path / "test_translations.tsv").read_text().splitlines()
+    assert len(lines) == 30 and lines[0].split("\t")[:2] == list(test_pairs[0])
+    assert json.loads((tmp_path / "results.json").read_text())["kind"] == "final"
+    assert (tmp_path / "samples.txt").read_text().count("HYP: ") == 10
+    # beam 1 (greedy) and beam 3 agree on an easy, well-learnt mapping
+    srcs = [s for s, _ in test_pairs[:5]]
+    assert task.translate(model, srcs, beam=1) == task.translate(model, srcs, beam=3)

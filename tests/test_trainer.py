@@ -235,11 +235,11 @@ def test_deferred_nonfinite_check_as_on_gpu(tmp_path, monkeypatch):
     # On GPU the NaN check stays on the device and is read at log / checkpoint steps only.
     from rnnkit.core import trainer as trainer_mod
 
-    class Deferred(trainer_mod._FiniteGuard):
-        def __init__(self, device, immediate):
-            super().__init__(device, immediate=False)
+    class Deferred(trainer_mod._LossMeter):
+        def __init__(self, device, immediate, *a):
+            super().__init__(device, False, *a)
 
-    monkeypatch.setattr(trainer_mod, "_FiniteGuard", Deferred)
+    monkeypatch.setattr(trainer_mod, "_LossMeter", Deferred)
     cfg = cfg_for(tmp_path, max_steps=40, log_every=4, checkpoint_every=6, eval_every=0)
     with pytest.raises(NonFiniteLossError, match=r"at step 7\b"):
         train(tiny_lm(), ToyLMTask(nan_at_step=7), cfg)

@@ -103,6 +103,24 @@ def test_swap_without_renameat2_and_recovery_mid_swap(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["latest"]  # stale tmp cleaned up
 
 
+def test_a_write_that_dies_midway_leaves_latest_as_it_was(tmp_path, monkeypatch):
+    model = tiny_lm()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    save_checkpoint(tmp_path, model, opt, {"step": 1})
+    before = {p.name: p.read_bytes() for p in (tmp_path / "latest").iterdir()}
+
+    def dies(path, obj):
+        raise OSError("disk full")  # state.json, the last file, never gets written
+
+    monkeypatch.setattr(ck, "atomic_write_json", dies)
+    with torch.no_grad():
+        model.head.bias.add_(1.0)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path, model, opt, {"step": 2})
+    assert {p.name: p.read_bytes() for p in (tmp_path / "latest").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest"]
+
+
 def test_incomplete_directory_is_never_used(tmp_path):
     model = tiny_lm()
     save_checkpoint(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1), {"step": 1})

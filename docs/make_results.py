@@ -1,0 +1,226 @@
+"""Write docs/RESULTS.md from the run directories that `rnnkit train` left in runs/.
+
+    .venv/bin/python docs/make_results.py [--runs runs] [--out docs/RESULTS.md] [--no-baselines]
+
+Reads each run's recipe.json (what was trained, the command), config.json (hardware),
+metrics.jsonl (curves, wall time, the final line) and results.json / samples.txt (the best
+model on valid and test, samples). Copies loss.png to docs/results/<run>-loss.png. For
+suggest-en it also scores the Kneser-Ney trigram baseline (core/kneser_ney.py) on the same
+train / test split, with the same next-word positions, and the LSTM's perplexity per word.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from rnnkit.core.atomic import atomic_write_bytes, atomic_write_text
+
+# recipe -> [(result keys to try, label, bar op, bar, anchor text)]
+ANCHORS: dict[str, list[tuple[tuple[str, ...], str, str | None, float | None, str]]] = {
+    "char-shakespeare": [
+        (("val_loss",), "validation nats/char", "<=", 1.55, "bar 1.55 (issue); char-rnn LSTMs on tiny-shakespeare ~1.4-1.5"),
+        (("test_loss",), "test nats/char", None, None, "held-out plays"),
+    ],
+    "ptb-lm": [
+        (("test_ppl",), "test perplexity", "<=", 114.0, "Zaremba et al. 2014: small 114, medium 82.7"),
+        (("val_ppl",), "validation perplexity", None, None, "Zaremba small: valid 120.7"),
+    ],
+    "suggest-en": [
+        (("test_ppl",), "test perplexity per piece (8k unigram)", None, None, "-"),
+        (("test_word_ppl",), "test perplexity per word", None, None, "see the Kneser-Ney row"),
+        (("test_next_top1",), "next-word top-1", None, None, "see the Kneser-Ney row"),
+        (("test_next_top3",), "next-word top-3", None, None, "see the Kneser-Ney row"),
+    ],
+    "sentiment-mr": [
+        (("test_acc", "val_acc"), "polarity accuracy (%)", ">=", 77.0, "Kim 2014 CNN 81.5; BiLSTMs ~77-79"),
+        (("test_mae", "val_mae"), "score MAE", None, None, "-"),
+    ],
+    "ner-conll": [
+        (("test_f1", "val_f1"), "entity F1 (test)", ">=", 80.0, "BiLSTM-CRF + pretrained vectors 90.9"),
+    ],
+    "translate-en-de": [
+        (("test_bleu", "bleu"), "sacreBLEU (test)", None, None, "-"),
+        (("test_chrf", "chrf"), "chrF (test)", None, None, "-"),
+    ],
+}
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    out = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass  # a line torn by a crash
+    return out
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def command_of(recipe: dict) -> str:
+    """The command that made the run (recorded, else rebuilt from the recipe's overrides)."""
+    if recipe.get("commands"):
+        return " && ".join(recipe["commands"])
+    parts = ["rnnkit", "train", "--recipe", recipe["name"]]
+    if recipe.get("size", "full") != "full":
+        parts += ["--size", recipe["size"]]
+    for key, value in recipe.get("overrides", {}).items():
+        if key.startswith("data.") and key.endswith("_file"):
+            parts += [f"--{key[5:-5]}", str(value)]
+        else:
+            parts += ["--set", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    return " ".join(parts + ["--threads", "1", "--quiet"])
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}"
+    return str(value)
+
+
+def pick(results: dict, keys: tuple[str, ...]):
+    for k in keys:
+        if k in results and isinstance(results[k], (int, float)):
+            return k, results[k]
+    return None, None
+
+
+def verdict(value, op, bar) -> str:
+    if op is None or value is None:
+        return ""
+    ok = value <= bar if op == "<=" else value >= bar
+    return f"{'meets' if ok else 'MISSES'} bar {op} {bar:g}"
+
+
+# --------------------------------------------------------------------------- suggest-en baseline
+def suggest_baselines(run: Path) -> dict:
+    """Kneser-Ney trigram on the same split + the LSTM's per-word perplexity on test."""
+    from rnnkit.core.data import load_lines
+    from rnnkit.core.kneser_ney import KneserNeyTrigram, tokenize
+
+    train, test = load_lines("suggest_en", "train"), load_lines("suggest_en", "test")
+    kn = KneserNeyTrigram.train(train)
+    ppl = kn.perplexity(test)
+    hits1 = hits3 = n = 0
+    for line in test:
+        toks = tokenize(line)
+        for i, t in enumerate(toks):
+            if not t[0].isalpha():
+                continue
+            top = [w for w, _ in kn.top_next(toks[:i], 3)]
+            n += 1
+            hits1 += bool(top) and top[0] == t
+            hits3 += t in top
+    out = {"kn_test_word_ppl": ppl["perplexity"], "kn_test_oov": ppl["oov"], "kn_test_tokens": ppl["tokens"],
+           "kn_next_top1": hits1 / n, "kn_next_top3": hits3 / n, "kn_next_n": n}
+    # The LSTM's nats over the same test text, per Kneser-Ney token (words, punctuation, </s>).
+    import torch
+
+    from rnnkit.core import registry
+    from rnnkit.core.lm_data import encode_stream
+    from rnnkit.core.tasks_lm import LMTask
+    from rnnkit.core.tokenizers import load_tokenizer
+
+    torch.set_num_threads(1)
+    tok = load_tokenizer(run)
+    stream = encode_stream(tok, "sentencepiece", test)
+    model = registry.load(run / "model")
+    nats = LMTask(stream, stream).stream_loss(model, stream) * (stream.numel() - 1)
+    out["test_word_ppl"] = math.exp(nats / ppl["tokens"])
+    return out
+
+
+# --------------------------------------------------------------------------- report
+def run_section(run: Path, docs: Path, baselines: bool) -> tuple[list[str], list[str]]:
+    """(summary rows, section lines) for one run directory."""
+    recipe = read_json(run / "recipe.json")
+    config = read_json(run / "config.json")
+    recs = read_jsonl(run / "metrics.jsonl")
+    results = read_json(run / "results.json") or next((r for r in reversed(recs) if r.get("kind") == "final"), {})
+    if not results:
+        evals = [r for r in recs if r.get("kind") == "eval"]
+        results = evals[-1] if evals else {}
+    name = recipe.get("name", run.name)
+    if name == "suggest-en" and baselines and (run / "model").is_dir():
+        try:
+            results = {**results, **suggest_baselines(run)}
+        except Exception as e:  # a missing corpus must not stop the report
+            print(f"{run}: baseline skipped: {e}", file=sys.stderr)
+    train_lines = [r for r in recs if r.get("kind") == "train"]
+    elapsed = max((r.get("elapsed", 0) for r in recs if isinstance(r.get("elapsed"), (int, float))), default=0)
+    steps = train_lines[-1]["step"] if train_lines else 0
+    rate = sum(r["items_per_s"] for r in train_lines) / len(train_lines) if train_lines else 0
+    hw = config.get("hardware", {})
+    params = results.get("params") or ""
+
+    rows, lines = [], [f"## {run.name}", ""]
+    lines += [f"`{command_of(recipe)}`", "",
+              f"- recipe: `{name}` ({recipe.get('size', '?')}); {recipe.get('description', '')}",
+              f"- model: `{json.dumps(recipe.get('model', {}))}`" + (f", {params:,} parameters" if params else ""),
+              f"- trained {steps} steps in {elapsed / 60:.1f} min ({rate:,.0f} items/s mean) on "
+              f"{hw.get('device', '?')} {hw.get('precision', '')}, {hw.get('threads', '?')} thread(s), "
+              f"torch {hw.get('torch', '?')}; 2 shared CPU cores (other jobs running)", ""]
+    lines += ["| metric | value | anchor / bar | |", "|---|---|---|---|"]
+    for keys, label, op, bar, anchor in ANCHORS.get(name, []):
+        key, value = pick(results, keys)
+        lines.append(f"| {label} | {fmt(value) if key else 'n/a'} | {anchor} | {verdict(value, op, bar)} |")
+        if op is not None:
+            rows.append(f"| {run.name} | {label} | {fmt(value) if key else 'n/a'} | {op} {bar:g} | "
+                        f"{verdict(value, op, bar) or 'not run'} | {elapsed / 60:.0f} min |")
+    if name == "suggest-en" and "kn_next_top1" in results:
+        lines.append(f"| Kneser-Ney trigram (same train/test): per-word ppl / top-1 / top-3 | "
+                     f"{results['kn_test_word_ppl']:.1f} / {results['kn_next_top1']:.3f} / "
+                     f"{results['kn_next_top3']:.3f} | {results['kn_next_n']} word positions, "
+                     f"{results['kn_test_oov']} OOV tokens (mapped to <unk>: favours KN) | |")
+    other = {k: v for k, v in results.items() if isinstance(v, (int, float)) and k not in ("step", "epoch")}
+    lines += ["", "<details><summary>all final figures</summary>", "", "```",
+              json.dumps(other, indent=1, sort_keys=True), "```", "</details>", ""]
+    if (run / "loss.png").is_file():
+        target = docs / "results" / f"{run.name}-loss.png"
+        atomic_write_bytes(target, (run / "loss.png").read_bytes())
+        lines += [f"![loss curve of {run.name}](results/{target.name})", ""]
+    samples = (run / "samples.txt").read_text(encoding="utf-8") if (run / "samples.txt").is_file() else ""
+    if samples.strip():
+        lines += ["Samples (best model, temperature 0.8, top-p 0.95, seeds 0-2):", "", "```",
+                  samples.strip()[:2500], "```", ""]
+    return rows, lines
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", default="runs")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "RESULTS.md"))
+    ap.add_argument("--no-baselines", action="store_true", help="skip the Kneser-Ney baseline (slow-ish)")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    runs = sorted(p for p in Path(args.runs).iterdir() if (p / "recipe.json").is_file() and
+                  read_json(p / "recipe.json").get("size") == "full") if Path(args.runs).is_dir() else []
+    summary = ["| run | metric | value | bar | verdict | train time |", "|---|---|---|---|---|---|"]
+    body: list[str] = []
+    for run in runs:
+        rows, lines = run_section(run, out.parent, not args.no_baselines)
+        summary += rows
+        body += lines
+    head = ["# rnnkit results", "",
+            "Produced by `docs/make_results.py` from the full-size runs' `metrics.jsonl` / `results.json`.",
+            "Hardware: 2 CPU cores shared with other jobs (no GPU); each run used one thread. "
+            "`results.json` scores the best checkpoint (by validation loss) on valid and test.", "",
+            "Next-word top-1/top-3 (suggest-en): at evenly spaced held-out positions where a new word starts, "
+            "the model's 3 most likely word-initial pieces, each extended greedily to a whole word, "
+            "against the true next word (exact, case-sensitive). See `core/next_word.py`.", ""]
+    atomic_write_text(out, "\n".join(head + summary + [""] + body) + "\n")
+    print(f"wrote {out} ({len(runs)} runs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
