@@ -152,6 +152,15 @@ def client_loop(url: str, idx: int, deadline: float, rec: Recorder, gen_model: s
                 rec.fail(["/suggest", "/generate", "/translate", "/sentiment"][job], e)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc), 0 if unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def summarize(rec: Recorder, seconds: float, clients: int) -> dict:
     out = {"clients": clients, "seconds": seconds, "endpoints": {}, "errors": sum(map(len, rec.errors.values())),
            # the machine is shared: the load average says how much CPU the figures had
@@ -203,12 +212,15 @@ def main(argv: list[str] | None = None) -> int:
                                     args=(url, i, deadline, rec, args.gen_model, args.gen_len, args.think))
                    for i in range(args.clients)]
         t0 = time.time()
+        cpu0 = cpu_seconds(proc.pid) if proc is not None else 0.0
         for t in threads:
             t.start()
         for t in threads:
             t.join(args.seconds + 120)
         result = summarize(rec, round(time.time() - t0, 1), args.clients)
         result.update(think_s=args.think, gen_len=args.gen_len, gen_model=args.gen_model, models=args.models)
+        if proc is not None:  # how much CPU the server actually got on this (shared) machine
+            result["server_cpu_cores_used"] = round((cpu_seconds(proc.pid) - cpu0) / result["seconds"], 2)
     finally:
         if proc is not None:
             proc.terminate()

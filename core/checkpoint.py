@@ -8,6 +8,8 @@ Layout of ``<run>/checkpoints/latest/``::
     state.json          everything else: step, epoch, batch index, best metric, scheduler,
                         grad scaler, optimizer param groups, RNG numbers, carry structure.
                         Written last: a directory without it is incomplete.
+    rank<r>.safetensors, rank<r>.json   DDP only: rank r's own carry and RNG states (rank 0's
+                        are the main ones), written into the same temporary directory first.
 
 Crash safety: a new checkpoint is written in full into ``checkpoints/.tmp-XXXX/`` (each
 file fsynced), then swapped with ``latest`` in one step (Linux ``renameat2(RENAME_EXCHANGE)``)
@@ -169,19 +171,49 @@ def find_latest(root: str | Path) -> Optional[Path]:
 
 
 # --------------------------------------------------------------------------- save / load
+def shared_tmp_dir(root: str | Path, step: int) -> Path:
+    """The temporary directory every DDP rank writes into for the checkpoint of ``step``;
+    rank 0 creates it with ``prepare_tmp_dir`` before the others write."""
+    return Path(root) / f"{TMP_PREFIX}step{step}"
+
+
+def _remove_stale(root: Path) -> None:
+    for stale in root.glob(TMP_PREFIX + "*"):  # left by a run killed while writing
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def prepare_tmp_dir(tmp: Path) -> Path:
+    _remove_stale(tmp.parent)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def save_rank_state(tmp: Path, rank: int, carry: Any) -> None:
+    """DDP rank ``rank`` (> 0): its carry and RNG states, into the shared temporary directory."""
+    from safetensors.torch import save_file
+
+    tensors: dict[str, Tensor] = {}
+    rng_meta, rng_tensors = get_rng_state()
+    tensors.update(rng_tensors)
+    spec = pack_carry(carry, tensors)
+    atomic_write(tmp / f"rank{rank}.safetensors", lambda p: save_file(tensors, p))
+    atomic_write_json(tmp / f"rank{rank}.json", {"carry": spec, "rng": rng_meta})
+
+
 def save_checkpoint(root: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict,
-                    carry: Any = None) -> Path:
+                    carry: Any = None, tmp: Optional[Path] = None) -> Path:
     """Write a checkpoint and make it ``root/latest``. ``state`` must be JSON-able.
 
     RNG states are captured here, so call this at the exact point a resume should continue from.
+    ``tmp``: a directory from ``prepare_tmp_dir`` that other DDP ranks already wrote into.
     """
     from safetensors.torch import save_file, save_model
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(TMP_PREFIX + "*"):  # left by a run killed while writing
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=root))
+    if tmp is None:
+        _remove_stale(root)
+        tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=root))
     try:
         tensors: dict[str, Tensor] = {}
         rng_meta, rng_tensors = get_rng_state()
@@ -204,8 +236,10 @@ def save_checkpoint(root: str | Path, model: nn.Module, optimizer: torch.optim.O
 
 
 def load_checkpoint(root: str | Path, model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None,
-                    device: torch.device | str = "cpu") -> Checkpoint:
-    """Fill ``model`` (and ``optimizer``) from ``root/latest``; returns the rest for the trainer."""
+                    device: torch.device | str = "cpu", rank: int = 0) -> Checkpoint:
+    """Fill ``model`` (and ``optimizer``) from ``root/latest``; returns the rest for the trainer.
+
+    ``rank`` > 0 (DDP): carry and RNG come from that rank's own files when present."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file, load_model
 
@@ -226,6 +260,11 @@ def load_checkpoint(root: str | Path, model: nn.Module, optimizer: Optional[torc
         raise CheckpointError(f"checkpoint format {state.get('format_version')} != {FORMAT_VERSION}")
     if optimizer is not None:
         _unpack_optimizer(optimizer, state["optimizer"], tensors)
-    carry = unpack_carry(state["carry"], tensors, device)
+    carry_spec, rng_meta = state["carry"], state["rng"]
+    if rank > 0 and (path / f"rank{rank}.json").is_file():
+        own = json.loads((path / f"rank{rank}.json").read_text(encoding="utf-8"))
+        tensors = load_file(str(path / f"rank{rank}.safetensors"), device="cpu")
+        carry_spec, rng_meta = own["carry"], own["rng"]
+    carry = unpack_carry(carry_spec, tensors, device)
     rng_tensors = {k: v for k, v in tensors.items() if k.startswith("rng.")}
-    return Checkpoint(path=path, state=state, carry=carry, rng=(state["rng"], rng_tensors))
+    return Checkpoint(path=path, state=state, carry=carry, rng=(rng_meta, rng_tensors))

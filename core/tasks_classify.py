@@ -349,6 +349,13 @@ class ColorsInverseTask:
 
 
 # --------------------------------------------------------------------------- recipe builders
+def seeded_model(recipe, cls, cfg):
+    """Build the model with its weights drawn from the recipe's seed (the trainer seeds only
+    after the model exists), so two runs of one recipe start from the same weights."""
+    torch.manual_seed(int(recipe["train"].get("seed", 1337)))
+    return cls(cfg)
+
+
 def model_fields(recipe) -> dict:
     """The recipe's model section without ``kind`` (the builder fills vocabulary-dependent fields)."""
     return {k: v for k, v in recipe["model"].items() if k != "kind"}
@@ -413,7 +420,7 @@ def build_sentiment(recipe, run_dir):
     task = SentimentTask(tok, train_s, split(valid), split(test) if test else None,
                          batch_size=int(data.get("batch_size", 32)), max_len=int(data.get("max_len", 80)),
                          score_weight=float(data.get("score_weight", 1.0)), seed=seed)
-    return SequenceClassifier(cfg), task, tok
+    return seeded_model(recipe, SequenceClassifier, cfg), task, tok
 
 
 def read_color_file(path) -> list[tuple[str, tuple[float, float, float]]]:
@@ -448,4 +455,4 @@ def build_colors(recipe, run_dir):
     cfg = ClassifierConfig(**{**model_fields(recipe), "vocab_size": tok.vocab_size, "pad_id": max(tok.pad_id, 0),
                               "unk_id": tok.unk_id, "num_classes": 0, "num_targets": 3, "bounded": False})
     task = ColorsTask(tok, rows, steps_per_epoch=int(data.get("steps_per_epoch", 50)))
-    return SequenceClassifier(cfg), task, tok
+    return seeded_model(recipe, SequenceClassifier, cfg), task, tok

@@ -188,7 +188,7 @@ def build(recipe, run_dir):
     from .lm_data import train_tokenizer
     from .recipes import load_or_train_tokenizer
     from .seq2seq import Seq2Seq, Seq2SeqConfig
-    from .tasks_classify import model_fields, seeded_holdout, seeded_subset
+    from .tasks_classify import model_fields, seeded_holdout, seeded_model, seeded_subset
 
     data, tok_spec, run_dir = recipe["data"], dict(recipe["tokenizer"]), Path(run_dir)
     seed = int(recipe["train"].get("seed", 1337))
@@ -226,4 +226,4 @@ def build(recipe, run_dir):
                            beam=int(data.get("beam", 4)), length_penalty=float(data.get("length_penalty", 0.6)),
                            decode_max_len=int(data.get("decode_max_len", 200)),
                            eval_max_len=int(data.get("eval_max_len", 0) or 0))
-    return Seq2Seq(cfg), task, (src_tok if joint else (src_tok, tgt_tok))
+    return seeded_model(recipe, Seq2Seq, cfg), task, (src_tok if joint else (src_tok, tgt_tok))

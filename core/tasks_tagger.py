@@ -270,7 +270,7 @@ def build(recipe, run_dir):
     """
     from .data.readers import read_conll
     from .models import Tagger, TaggerConfig
-    from .tasks_classify import model_fields, seeded_holdout, seeded_subset
+    from .tasks_classify import model_fields, seeded_holdout, seeded_model, seeded_subset
 
     data, run_dir = recipe["data"], Path(run_dir)
     seed = int(recipe["train"].get("seed", 1337))
@@ -298,4 +298,4 @@ def build(recipe, run_dir):
                           "char_vocab_size": len(vocab.chars) if use_chars else 0, "pad_id": 0, "unk_id": 1})
     task = TaggerTask(vocab, train, valid, test, batch_size=int(data.get("batch_size", 32)),
                       unk_replace=float(data.get("unk_replace", 0.5)), seed=seed)
-    return Tagger(cfg), task, vocab
+    return seeded_model(recipe, Tagger, cfg), task, vocab

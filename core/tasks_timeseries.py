@@ -306,7 +306,7 @@ def build(recipe, run_dir):
     SARIMAX settings; with --train my.csv the user's series uses data.user_series instead.
     """
     from .models import Forecaster, ForecasterConfig
-    from .tasks_classify import model_fields
+    from .tasks_classify import model_fields, seeded_model
 
     data = recipe["data"]
     if data.get("train_file"):
@@ -336,4 +336,4 @@ def build(recipe, run_dir):
     task = TimeseriesTask(series, window=int(data.get("window", 48)), batch_size=int(data.get("batch_size", 16)),
                           batches_per_epoch=int(data.get("batches_per_epoch", 20)),
                           seed=int(recipe["train"].get("seed", 1337)), sarimax=bool(data.get("sarimax", True)))
-    return Forecaster(ForecasterConfig(**fields)), task, None
+    return seeded_model(recipe, Forecaster, ForecasterConfig(**fields)), task, None

@@ -30,7 +30,8 @@ from torch import Tensor, nn
 from . import device as devices
 from . import distributed as ddp
 from .atomic import atomic_write_json
-from .checkpoint import find_latest, load_checkpoint, save_checkpoint
+from .checkpoint import (find_latest, load_checkpoint, prepare_tmp_dir, save_checkpoint, save_rank_state,
+                         shared_tmp_dir)
 from .rng import preserved_rng, seed_everything, set_rng_state
 from .run_log import RunLog
 from .schedules import LRSchedule, build_optimizer
@@ -202,10 +203,20 @@ class _Run:
     def checkpoint(self) -> None:
         self.check_finite()  # never overwrite a good checkpoint with a diverged model
         self.st["log_loss_sum"], self.st["log_items"] = self.meter.window()
+        tmp = None
+        if self.info.enabled:  # every rank's own carry and RNG go into the same directory first
+            tmp = shared_tmp_dir(self.ckpt_root, self.st["step"])
+            if self.main:
+                prepare_tmp_dir(tmp)
+            ddp.barrier(self.info)
+            if not self.main:
+                save_rank_state(tmp, self.info.rank, self.carry)
+            ddp.barrier(self.info)
         if self.main:
             state = {**self.st, "elapsed": self.elapsed(), "schedule": self.schedule.state_dict(),
-                     "scaler": self.scaler.state_dict() if self.scaler is not None else None}
-            save_checkpoint(self.ckpt_root, self.model, self.optimizer, state, self.carry)
+                     "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                     "world_size": self.info.world_size}
+            save_checkpoint(self.ckpt_root, self.model, self.optimizer, state, self.carry, tmp)
         ddp.barrier(self.info)
         self.ckpt_step = self.st["step"]
 
@@ -238,10 +249,10 @@ class _Run:
     def finish(self, stop_reason: str) -> TrainResult:
         st = self.st
         self.check_finite()
+        if st["eval_step"] != st["step"]:  # before the checkpoint, so it records this best metric
+            self.evaluate(scheduled=False)
         if self.ckpt_step != st["step"]:
             self.checkpoint()
-        if st["eval_step"] != st["step"]:
-            self.evaluate(scheduled=False)
         if self.main:
             _save_model(self.model, self.run_dir / "model_last")
             if not (self.run_dir / "model").exists():  # never evaluated to a finite metric
@@ -300,7 +311,10 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
     st = run.st
     ckpt = None
     if resume:
-        ckpt = load_checkpoint(run.ckpt_root, model, optimizer, device)
+        ckpt = load_checkpoint(run.ckpt_root, model, optimizer, device, rank=0)
+        if ckpt.state.get("world_size", 1) != info.world_size:
+            raise ValueError(f"the checkpoint was written by {ckpt.state.get('world_size', 1)} process(es), this run "
+                             f"has {info.world_size}: resume with the same torchrun --nproc_per_node")
         st.update({k: ckpt.state[k] for k in st})
         schedule.load_state_dict(ckpt.state["schedule"])
         if scaler is not None and ckpt.state.get("scaler"):

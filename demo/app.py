@@ -164,8 +164,7 @@ CSS = """
 .gradio-container {max-width: 1180px !important; margin: auto;}
 #title h1 {margin-bottom: 0;}
 .model-status {font-size: 0.9em; opacity: 0.85;}
-.picks {min-height: 52px;}
-.picks {gap: 10px !important;}
+.picks {min-height: 52px; gap: 10px !important;}
 .picks button {font-size: 1.1em !important; border-radius: 999px !important; white-space: pre;
                padding: 6px 18px !important;}
 .tokens {line-height: 2.1; font-size: 1.05em; padding: 4px 2px;}
@@ -177,10 +176,10 @@ def _theme():
     import gradio as gr
 
     # System fonts: the default theme's Google fonts cannot load on an offline machine.
-    font, mono = gr.themes.Font, gr.themes.Font
+    font = gr.themes.Font
     return gr.themes.Soft(primary_hue="indigo", neutral_hue="slate",
                           font=[font("system-ui"), font("Segoe UI"), font("Roboto"), font("sans-serif")],
-                          font_mono=[mono("ui-monospace"), mono("Menlo"), mono("monospace")])
+                          font_mono=[font("ui-monospace"), font("Menlo"), font("monospace")])
 
 
 def launch_options() -> dict[str, Any]:
@@ -237,7 +236,8 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                     with gr.Column(scale=2):
                         model = gr.Radio([shelf[g].label for g in GENERATORS], value=shelf[GENERATORS[0]].label,
                                          label="Model")
-                        prompt = gr.Textbox(DEFAULT_PROMPTS[GENERATORS[0]], label="Prompt", lines=3, max_length=MAX_PROMPT_CHARS,
+                        prompt = gr.Textbox(DEFAULT_PROMPTS[GENERATORS[0]], label="Prompt", lines=3,
+                                            max_length=MAX_PROMPT_CHARS,
                                             elem_id="gen-prompt")
                         with gr.Row():
                             go = gr.Button("Generate", variant="primary", elem_id="gen-go")

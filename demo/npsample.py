@@ -47,11 +47,23 @@ def filter_logits(logits: np.ndarray, temperature: float = 1.0, top_k: int = 0, 
 
 def sample_next(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
                 top_k: int = 0, top_p: float = 1.0) -> int:
-    """One token id from logits (V,)."""
-    probs = np.exp(log_softmax(filter_logits(logits, temperature, top_k, top_p)))
+    """One token id from logits (V,): the same distribution as ``filter_logits``, drawn with one
+    uniform number (reproducible for a seeded ``rng``).
+
+    With top-k the work happens on the k candidates only (O(V) to find them, then O(k log k)):
+    filtering all V logits cost more than the model's own step for an 8k vocabulary.
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    V = x.shape[-1]
+    keep = None
+    if 0 < top_k < V:
+        kth = np.partition(x, V - top_k)[V - top_k]
+        keep = np.flatnonzero(x >= kth)  # ascending ids, ties at the k-th value kept as filter_logits does
+        x = x[keep]
+    probs = np.exp(log_softmax(filter_logits(x, temperature, 0, top_p)))
     cdf = np.cumsum(probs)
-    # searchsorted on the CDF: one uniform draw per token, reproducible for a given seed.
-    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
+    j = int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
+    return int(keep[j]) if keep is not None else j
 
 
 # --------------------------------------------------------------------------- beam search

@@ -12,7 +12,7 @@ import unicodedata
 # request cannot hold a worker for seconds.
 MAX_PROMPT_CHARS = 2000
 MAX_SENTENCE_CHARS = 1000
-MAX_REVIEW_CHARS = 2000
+MAX_REVIEW_CHARS = 1000  # the model was trained on single sentences
 MAX_TYPING_CHARS = 10_000
 
 

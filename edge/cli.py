@@ -12,6 +12,7 @@ Torch-free: works on a device with only numpy, onnxruntime and sentencepiece.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
@@ -25,8 +26,9 @@ def _add_session_args(p: argparse.ArgumentParser) -> None:
                    help="graph to run (default: the bundle's own, int8 if it was exported with --int8)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
     p.add_argument("--phrase-words", type=int, default=3, help="longest Smart Compose phrase, in words (0: off)")
-    p.add_argument("--phrase-threshold", type=float, default=-1.0,
-                   help="offer a phrase only if its mean log-prob per token is at least this (default -1.0)")
+    p.add_argument("--phrase-threshold", type=float, default=-0.5,
+                   help="offer a phrase only if its mean log-prob per token is at least this (default -0.5: "
+                        "rare but more often right; see eval-suggest's trigger/exact-match table)")
 
 
 def _open(args):
@@ -90,16 +92,22 @@ def answer(session, line: str) -> dict:
     return {"suggestions": [s.as_dict() for s in sugg], "ms": round(ms, 3)}
 
 
+def _lines_in():
+    """stdin lines, undecodable bytes replaced rather than ending the loop with a traceback."""
+    raw = getattr(sys.stdin, "buffer", None)
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace") if raw is not None else sys.stdin
+
+
 def cmd_suggest(args) -> int:
     session = _open(args)
     if args.json:
-        for line in sys.stdin:
+        for line in _lines_in():
             if line.strip():
-                print(json.dumps(answer(session, line), ensure_ascii=False), flush=True)
+                print(json.dumps(answer(session, line)), flush=True)  # ASCII-escaped: safe on any stdout
         return 0
     if sys.stdin.isatty() and sys.stdout.isatty():
         return _interactive(session, args.k)
-    for line in sys.stdin:  # line mode: the suggestions for each line as typed so far
+    for line in _lines_in():  # line mode: the suggestions for each line as typed so far
         text = line.rstrip("\n")
         sugg = session.suggest(text, args.k)
         print(f"{text!r}: " + ("  ".join(_fmt(s) for s in sugg) or "(none)"), flush=True)
@@ -136,7 +144,8 @@ def _interactive(session, k: int) -> int:
                 text = text[:-1]
             elif ch == "\t" and sugg:
                 # a completion replaces the partial word; a next word is appended
-                cut = len(text) if sugg[0].kind == "next" else len(text) - len(text.split()[-1])
+                at_boundary = not text or text[-1].isspace()
+                cut = len(text) if at_boundary else len(text) - len(text.split()[-1])
                 text = text[:cut] + sugg[0].text + " "
             elif ch in ("\r", "\n"):
                 text += "\n"
@@ -201,13 +210,14 @@ def _print_report(r: dict) -> None:
             ("completion top-3 after 2 chars", "completion_2_top3"),
             ("completion top-3 after 3 chars", "completion_3_top3"),
             ("keystroke savings", "keystroke_savings"),
-            ("latency p50 (ms/keystroke)", "latency_ms_p50"), ("latency p99 (ms/keystroke)", "latency_ms_p99")]
+            ("latency p50 (ms/keystroke)", "latency_ms_p50"), ("latency p99 (ms/keystroke)", "latency_ms_p99"),
+            ("cpu time p50 (ms/keystroke)", "cpu_ms_p50"), ("cpu time p99 (ms/keystroke)", "cpu_ms_p99")]
     kn = r.get("kneser_ney", {})
     print(f"{r['chars']} characters, {r['lstm']['words']} scored words, {r['lstm']['keystrokes']} keystrokes")
     print(f"{'':34s}{'LSTM':>10s}{'KN-3':>10s}")
     for label, key in rows:
         a, b = r["lstm"].get(key, math.nan), kn.get(key, math.nan)
-        pct = "latency" not in key
+        pct = "ms_" not in key
         fa = f"{100 * a:9.1f}%" if pct else f"{a:10.3f}"
         fb = ("" if not kn else (f"{100 * b:9.1f}%" if pct else f"{b:10.3f}"))
         print(f"{label:34s}{fa}{fb}")

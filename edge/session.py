@@ -86,7 +86,7 @@ class TypingSession:
     """
 
     def __init__(self, runner: StepRunner, vocab: SentencePieceVocab, *, start_ids: Sequence[int] | None = None,
-                 beam: int = 8, max_pieces: int = 4, phrase_words: int = 3, phrase_threshold: float = -1.0,
+                 beam: int = 8, max_pieces: int = 4, phrase_words: int = 3, phrase_threshold: float = -0.5,
                  phrase_beam: int = 4, max_context_chars: int = 20_000, cache_size: int = 512,
                  rows_kept: int = 64):
         if vocab.vocab_size != runner.vocab_size:

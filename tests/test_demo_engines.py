@@ -191,3 +191,20 @@ def test_nothing_typed_crashes_a_handler(shelf):
                 assert str(e)  # a message for the user
 
     check()
+
+
+def test_long_reviews_sample_the_running_score_exactly(demo_models):
+    from rnnkit.demo.engines import SentimentScorer
+
+    scorer = SentimentScorer(demo_models / "sentiment-mr")
+    text = "a dull film with a moving story and a good end " * 3
+    full = scorer.analyse(text, max_points=10_000)     # every prefix, the running graph
+    sampled = scorer.analyse(text, max_points=8)      # ~8 prefixes through the classify graph
+    T = len(full.running)
+    stride = -(-T // 8)
+    ends = list(range(stride, T, stride)) + [T]
+    assert T > 8 and len(sampled.running) == T
+    for end in ends:  # at the sampled positions the values are the exact ones
+        assert sampled.running[end - 1] == pytest.approx(full.running[end - 1], abs=1e-5)
+    assert sampled.running[0] == pytest.approx(full.running[stride - 1], abs=1e-5)  # filled from its stretch
+    assert sampled.score == pytest.approx(full.score, abs=1e-6)

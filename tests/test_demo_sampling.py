@@ -124,3 +124,15 @@ def test_accepting_a_suggestion():
     assert accept("see you to", {"text": "tomorrow morning", "kind": "phrase"}) == "see you tomorrow morning "
     assert accept("", {"text": "hello", "kind": "next"}) == "hello "
     assert accept("abc", None) == "abc"
+
+
+def test_sample_next_draws_from_the_filtered_distribution():
+    """The top-k shortcut must give exactly filter_logits' distribution."""
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=50) * 2
+    for temperature, top_k, top_p in [(0.7, 5, 1.0), (1.0, 8, 0.6), (1.5, 0, 0.5)]:
+        want = np.exp(log_softmax(filter_logits(logits, temperature, top_k, top_p)))
+        draws = [sample_next(logits, rng, temperature, top_k, top_p) for _ in range(6000)]
+        got = np.bincount(draws, minlength=50) / len(draws)
+        assert set(np.flatnonzero(got)) <= set(np.flatnonzero(want)), (temperature, top_k, top_p)
+        assert np.abs(got - want).max() < 0.03, (temperature, top_k, top_p, np.abs(got - want).max())

@@ -94,3 +94,20 @@ def test_spread_lines_samples_whole_lines_in_order():
     out = spread_lines(text, 90).splitlines()
     assert out == [f"line {i:03d}" for i in range(0, 100, 10)]
     assert spread_lines("a\n\n  \nb\n", 0) == "a\nb\n"
+
+
+def test_json_mode_survives_bad_bytes_and_huge_lines():
+    """Invalid UTF-8, a 1 MB line, deep nesting: each gets an answer and the loop goes on."""
+    import subprocess
+    import sys
+
+    lines = [b'{"text": "caf\xff\xfe"}', b'{"text": "' + b"a " * 500_000 + b'"}', b"[" * 100_000,
+             b'{"text": "\\ud800 lone"}', b'{"text": "Thank you f", "k": 1}']
+    r = subprocess.run([sys.executable, "-m", "rnnkit.cli", "suggest", str(tiny_bundle("lstm")), "--json"],
+                       input=b"\n".join(lines) + b"\n", capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    answers = [json.loads(x) for x in r.stdout.decode("ascii").splitlines()]
+    assert len(answers) == len(lines)
+    assert "suggestions" in answers[0] and "suggestions" in answers[1] and "suggestions" in answers[3]
+    assert "error" in answers[2]
+    assert answers[4]["suggestions"][0]["text"].startswith("f")

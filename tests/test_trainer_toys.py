@@ -100,12 +100,16 @@ def main(argv=None) -> int:
     p.add_argument("--n-tokens", type=int, default=1200)
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--pause-at", type=int, default=0, help="stop there, then resume in this process")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     cfg = TrainConfig(run_dir=args.run_dir, device="cpu", max_steps=args.max_steps, eval_every=args.eval_every,
                       checkpoint_every=args.checkpoint_every, log_every=5, quiet=True, lr=3e-3)
     task = ToyLMTask(batch=args.batch, n_tokens=args.n_tokens)
-    result = train(tiny_lm(dropout=args.dropout), task, cfg, resume=args.resume)
+    if args.pause_at:
+        train(tiny_lm(dropout=args.dropout), task, cfg, resume=args.resume, stop_after_steps=args.pause_at)
+        task, args.resume = ToyLMTask(batch=args.batch, n_tokens=args.n_tokens), True
+    result = train(tiny_lm(seed=7 if args.resume else 0, dropout=args.dropout), task, cfg, resume=args.resume)
     print(f"RESULT steps={result.steps} best={result.best_metric:.6f} reason={result.stop_reason} "
           f"rank={task.rank}/{task.world_size} rows={getattr(task, 'last_rows', 0)}", flush=True)
     return 0
