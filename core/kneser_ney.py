@@ -101,6 +101,7 @@ class KneserNeyTrigram:
         # Candidates for completion: the vocabulary's words, sorted for prefix ranges.
         self._words = sorted(w for w in self.vocab if w not in (EOS, UNK) and is_word(w))
         self._by_p1 = sorted(self._words, key=lambda w: (-self.p1(w), w))
+        self._top_cache: dict[tuple, list[tuple[str, float]]] = {}
         self._by_first: dict[str, list[str]] = {}
         for w in self._by_p1:
             self._by_first.setdefault(w[0], []).append(w)
@@ -182,6 +183,11 @@ class KneserNeyTrigram:
         those only the k best by the unigram can enter the top k (scanned in P1 order).
         """
         u, v = self.context(history)
+        key = (u, v, prefix, k)
+        if key in self._top_cache:  # frequent contexts (a line start, "of the") recur constantly
+            return list(self._top_cache[key])
+        if len(self._top_cache) > 50_000:
+            self._top_cache.clear()
         seen = set(self.l3.followers.get((u, v), {})) | set(self.l2.followers.get((v,), {}))
         cands = {w for w in seen if w.startswith(prefix) and w in self._vocab_set and is_word(w)}
         # words in unigram order, only those with the right first character, first k that fit
@@ -190,4 +196,5 @@ class KneserNeyTrigram:
         cands.update(itertools.islice(rest, k))
         scored = [(w, self.p3(w, u, v)) for w in cands if len(w) > len(prefix)]
         scored.sort(key=lambda x: (-x[1], x[0]))
+        self._top_cache[key] = scored[:k]
         return scored[:k]

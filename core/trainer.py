@@ -311,7 +311,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
     st = run.st
     ckpt = None
     if resume:
-        ckpt = load_checkpoint(run.ckpt_root, model, optimizer, device, rank=0)
+        ckpt = load_checkpoint(run.ckpt_root, model, optimizer, device, rank=info.rank)
         if ckpt.state.get("world_size", 1) != info.world_size:
             raise ValueError(f"the checkpoint was written by {ckpt.state.get('world_size', 1)} process(es), this run "
                              f"has {info.world_size}: resume with the same torchrun --nproc_per_node")

@@ -17,9 +17,12 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from .shelf import GENERATORS, ModelUnavailable, Shelf, load_shelf
 from .validation import (MAX_PROMPT_CHARS, MAX_REVIEW_CHARS, MAX_SENTENCE_CHARS, MAX_TYPING_CHARS,
                          InputError, check_number, check_text)
+from .visuals import attention_html, running_table, tokens_html
 
 log = logging.getLogger("rnnkit.demo")
 
@@ -27,6 +30,8 @@ MAX_NEW_TOKENS = 1000
 MAX_BEAM = 8
 DEFAULT_PROMPTS = {"shakespeare": "ROMEO:", "english": "The film was"}
 STREAM_INTERVAL_S = 0.05  # 20 screen updates a second look smooth; more only costs server CPU per message
+# Every event has an api_name; only the four tabs' main ones are public, the rest (Enter key,
+# Stop, tapping a suggestion) are api_visibility="private".
 # Concurrency per endpoint on a small CPU box: the cheap, latency-bound ones (a keystroke, the
 # first generated token) get many slots so they never wait behind a long job; the ones that
 # render a figure get few, so they cannot starve the others.
@@ -64,14 +69,14 @@ def swap_prompt(shelf: Shelf, model: str, prompt: str) -> str:
 
 
 def translate(shelf: Shelf, text: str, beam: int):
-    """English -> German: (translation, attention heatmap figure)."""
-    from .plots import attention_figure
-
+    """English -> German: (translation, attention heatmap HTML, attention as JSON)."""
     engine = shelf["translate"].get()
     text = check_text(text, "sentence", MAX_SENTENCE_CHARS)
     beam = check_number(beam, "beam width", 1, MAX_BEAM, integer=True)
     out = engine.translate(text, beam)
-    return out.text, attention_figure(out.attention, out.src_pieces, out.tgt_pieces)
+    data = {"source": out.src_pieces, "target": out.tgt_pieces,
+            "attention": np.round(out.attention, 4).tolist(), "logprob": round(out.logprob, 4)}
+    return out.text, attention_html(out.attention, out.src_pieces, out.tgt_pieces), data
 
 
 def polarity(positive: float) -> dict[str, float]:
@@ -79,23 +84,8 @@ def polarity(positive: float) -> dict[str, float]:
     return {"positive": round(positive, 4), "negative": round(1.0 - positive, 4)}
 
 
-def score_colour(score: float) -> str:
-    """Background for a token: red at -1, white at 0, green at +1."""
-    a = min(abs(score), 1.0) * 0.55
-    return f"rgba(22, 163, 74, {a:.2f})" if score >= 0 else f"rgba(220, 38, 38, {a:.2f})"
-
-
-def tokens_html(pieces: list[str], running: list[float]) -> str:
-    """The review as read, each token coloured by the score after it (hover shows the number)."""
-    spans = "".join(f"<span class='tok' style='background:{score_colour(s)}' title='{s:+.2f}'>"
-                    f"{html.escape(p).replace(' ', '&nbsp;')}</span>" for p, s in zip(pieces, running))
-    return f"<div class='tokens'>{spans}</div>"
-
-
 def sentiment(shelf: Shelf, text: str):
-    """(polarity with confidence, score line, coloured tokens, running-score figure, data as JSON)."""
-    from .plots import running_score_figure
-
+    """(polarity with confidence, score line, coloured tokens, running-score table, data as JSON)."""
     engine = shelf["sentiment"].get()
     text = check_text(text, "review", MAX_REVIEW_CHARS)
     r = engine.analyse(text)
@@ -104,7 +94,7 @@ def sentiment(shelf: Shelf, text: str):
     data = {"score": round(r.score, 4), "positive": round(r.positive, 4),
             "tokens": r.pieces, "running": [round(x, 4) for x in r.running]}
     return (polarity(r.positive), score_md, tokens_html(r.pieces, r.running),
-            running_score_figure(r.pieces, r.running), data)
+            running_table(r.pieces, r.running), data)
 
 
 def suggest(shelf: Shelf, typing, text: str, k: int):
@@ -166,9 +156,18 @@ CSS = """
 .model-status {font-size: 0.9em; opacity: 0.85;}
 .picks {min-height: 52px; gap: 10px !important;}
 .picks button {font-size: 1.1em !important; border-radius: 999px !important; white-space: pre;
-               padding: 6px 18px !important;}
+               padding: 6px 18px !important; width: auto !important; min-width: max-content !important;
+               flex: 0 0 auto !important;}
 .tokens {line-height: 2.1; font-size: 1.05em; padding: 4px 2px;}
 .tokens .tok {padding: 3px 1px; border-radius: 4px; white-space: pre;}
+.attn {overflow-x: auto; padding: 6px 0;}
+.attn-caption {font-size: 0.85em; opacity: 0.75; margin-bottom: 6px;}
+.attn table {border-collapse: collapse; width: auto; font-size: 12px; margin: 0;}
+.attn td {width: 24px; min-width: 24px; height: 22px; padding: 0; border: 1px solid rgba(148,163,184,0.25);}
+.attn th {font-weight: 500; padding: 1px 6px; background: none; border: none;}
+.attn th.tgt {text-align: right; white-space: nowrap;}
+.attn th.src {vertical-align: bottom; height: 80px; padding: 2px 0;}
+.attn th.src span {writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap;}
 """
 
 
@@ -259,10 +258,11 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                                      generated, api_name="generate", concurrency_limit=LIMITS["generate"],
                                      concurrency_id="generate", show_progress="minimal")
                 prompt.submit(_guard(run_generate), [model, prompt, temperature, top_k, top_p, length, seed],
-                              generated, api_visibility="private", concurrency_id="generate")
-                stop.click(None, None, None, cancels=[gen_event], api_visibility="private")
+                              generated, api_name="generate_on_enter", api_visibility="private",
+                              concurrency_id="generate")
+                stop.click(None, None, None, cancels=[gen_event], api_name="stop", api_visibility="private")
                 model.change(functools.partial(swap_prompt, shelf), [model, prompt], prompt,
-                             api_visibility="private", show_progress="hidden")
+                             api_name="swap_prompt", api_visibility="private", show_progress="hidden")
 
             # ---------------------------------------------------------------- Translate
             with gr.Tab("Translate", id="translate"):
@@ -278,13 +278,14 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                                      ["The Lord is my shepherd; I shall not want."]], [src])
                     with gr.Column():
                         tgt = gr.Textbox(label="German", lines=3, elem_id="tr-out", buttons=["copy"])
-                heat = gr.Plot(show_label=False, elem_id="tr-attn", format="png")  # webp encodes slower
+                heat = gr.HTML(elem_id="tr-attn", label="attention")
+                attention = gr.JSON(visible=False, label="attention data")
                 run_translate = _guard(functools.partial(translate, shelf))
                 run_translate.__name__ = "translate"
-                tr_go.click(run_translate, [src, beam], [tgt, heat], api_name="translate",
+                tr_go.click(run_translate, [src, beam], [tgt, heat, attention], api_name="translate",
                             concurrency_limit=LIMITS["translate"], concurrency_id="translate")
-                src.submit(run_translate, [src, beam], [tgt, heat], api_visibility="private",
-                           concurrency_id="translate")
+                src.submit(run_translate, [src, beam], [tgt, heat, attention], api_name="translate_on_enter",
+                           api_visibility="private", concurrency_id="translate")
 
             # ---------------------------------------------------------------- Sentiment
             with gr.Tab("Sentiment", id="sentiment"):
@@ -303,14 +304,16 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                         score = gr.Markdown(elem_id="se-score", label="score")
                 gr.Markdown("**The score after each token** (red −1 … green +1; hover a token for its value)")
                 tokens = gr.HTML(elem_id="se-tokens", label="tokens")
-                trajectory = gr.Plot(show_label=False, elem_id="se-plot", format="png")
+                trajectory = gr.LinePlot(x="position", y="score", y_lim=[-1, 1], tooltip=["position", "token", "score"],
+                                         x_title="token", y_title="score so far", height=260,
+                                         label="How the score turns, token by token", elem_id="se-plot")
                 details = gr.JSON(visible=False, label="details")
                 run_sentiment = _guard(functools.partial(sentiment, shelf))
                 run_sentiment.__name__ = "sentiment"
                 outputs = [label, score, tokens, trajectory, details]
                 se_go.click(run_sentiment, review, outputs, api_name="sentiment",
                             concurrency_limit=LIMITS["sentiment"], concurrency_id="sentiment")
-                review.submit(run_sentiment, review, outputs, api_visibility="private",
+                review.submit(run_sentiment, review, outputs, api_name="sentiment_on_enter", api_visibility="private",
                               concurrency_id="sentiment")
 
             # ---------------------------------------------------------------- Suggest
@@ -321,7 +324,7 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                 with gr.Row():
                     box = gr.Textbox(label="Type here — suggestions update on every keystroke", lines=4, scale=4,
                                      placeholder="I would like to", max_length=MAX_TYPING_CHARS, elem_id="su-in")
-                    k = gr.Slider(1, 5, value=3, step=1, label="How many words", scale=1)
+                    k = gr.Slider(1, 5, value=3, step=1, label="Suggestions", scale=1)
                 with gr.Row(elem_classes="picks"):
                     picks = [gr.Button(visible=False, elem_id=f"su-pick{i}", scale=0, min_width=90) for i in range(6)]
                 caption = gr.Markdown("Start typing: suggestions appear here.", elem_id="su-latency", label="latency")
@@ -338,10 +341,10 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                           trigger_mode="always_last", concurrency_limit=LIMITS["suggest"], concurrency_id="suggest",
                           show_progress="hidden")
                 for i, b in enumerate(picks):
-                    b.click(functools.partial(accept_pick, i), [box, results], box, api_visibility="private",
-                            show_progress="hidden").then(_guard(run_suggest), [box, k, typing], outputs,
-                                                         api_visibility="private", show_progress="hidden",
-                                                         concurrency_id="suggest")
+                    tap = b.click(functools.partial(accept_pick, i), [box, results], box, show_progress="hidden",
+                                  api_name=f"accept_suggestion_{i}", api_visibility="private")
+                    tap.then(_guard(run_suggest), [box, k, typing], outputs, show_progress="hidden",
+                             api_name=f"suggest_after_accept_{i}", api_visibility="private", concurrency_id="suggest")
         gr.Markdown("<small>Models, cards and the commands that made them: `models/*/README.md`. "
                     "Source: `demo/app.py`.</small>")
     demo.queue(default_concurrency_limit=4, max_size=128)

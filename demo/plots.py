@@ -35,8 +35,8 @@ def attention_figure(attn: np.ndarray, src: Sequence[str], tgt: Sequence[str]) -
     assert (T, S) == (len(tgt), len(src)), (attn.shape, len(tgt), len(src))
     xs, ys = range(0, S, max(1, -(-S // 50))), range(0, T, max(1, -(-T // 40)))  # labels stay legible
     xl, yl = [_short(src[i]) for i in xs], [_short(tgt[i]) for i in ys]
-    left = 0.5 + 0.075 * max(map(len, yl), default=1)
-    bottom = 0.55 + 0.065 * max(map(len, xl), default=1)
+    left = 0.75 + 0.075 * max(map(len, yl), default=1)
+    bottom = 0.8 + 0.065 * max(map(len, xl), default=1)
     fig = Figure(figsize=(min(max(left + 0.8 + 0.32 * S, 6.0), 13), min(max(bottom + 0.6 + 0.3 * T, 3.5), 11)),
                  dpi=90)
     _margins(fig, left, bottom, 0.3, 0.45)
@@ -46,8 +46,9 @@ def attention_figure(attn: np.ndarray, src: Sequence[str], tgt: Sequence[str]) -
     ax.set_xticks(list(xs), xl, rotation=60, ha="right", rotation_mode="anchor", fontsize=9)
     ax.set_yticks(list(ys), yl, fontsize=9)
     ax.tick_params(length=0)
-    ax.set_title("Attention: the English tokens (columns) each German token (rows) looked at; darker = more",
-                 fontsize=10, color=INK, loc="left")
+    ax.set_title("Attention (darker = more)", fontsize=10, color=INK, loc="left")
+    ax.set_xlabel("English (source)", color=INK, fontsize=9)
+    ax.set_ylabel("German (output)", color=INK, fontsize=9)
     return fig
 
 

@@ -6,6 +6,7 @@ The bundle and its onnxruntime session load once; each user gets a light typing 
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ class Typing:
 
     session: Any
     latencies: list[float] = field(default_factory=list)
+    # A typing session caches states and is not thread-safe; one browser can have two events in
+    # flight (a keystroke and a tapped suggestion), so they take turns.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def summary(self) -> str:
         lat = self.latencies[-200:]  # the recent keystrokes, not the whole history
@@ -57,8 +61,9 @@ class Suggester:
 
     def suggest(self, typing: Typing, text: str, k: int = 3) -> list[dict[str, Any]]:
         """Suggestions for ``text`` as dicts {"text", "kind", "prob"}; records the keystroke's latency."""
-        t0 = time.perf_counter()
-        results = typing.session.suggest(text, k)
-        typing.latencies.append((time.perf_counter() - t0) * 1e3)
-        del typing.latencies[:-1000]
+        with typing.lock:
+            t0 = time.perf_counter()
+            results = typing.session.suggest(text, k)
+            typing.latencies.append((time.perf_counter() - t0) * 1e3)
+            del typing.latencies[:-1000]
         return [{"text": r.text, "kind": r.kind, "prob": round(float(r.prob), 4)} for r in results]

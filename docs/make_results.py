@@ -37,14 +37,23 @@ ANCHORS: dict[str, list[tuple[tuple[str, ...], str, str | None, float | None, st
     ],
     "sentiment-mr": [
         (("test_acc", "val_acc"), "polarity accuracy (%)", ">=", 77.0, "Kim 2014 CNN 81.5; BiLSTMs ~77-79"),
-        (("test_mae", "val_mae"), "score MAE", None, None, "-"),
+        (("test_score_mae", "val_score_mae"), "score MAE (score in [-1, 1])", None, None, "-"),
     ],
     "ner-conll": [
         (("test_f1", "val_f1"), "entity F1 (test)", ">=", 80.0, "BiLSTM-CRF + pretrained vectors 90.9"),
     ],
     "translate-en-de": [
-        (("test_bleu", "bleu"), "sacreBLEU (test)", None, None, "-"),
-        (("test_chrf", "chrf"), "chrF (test)", None, None, "-"),
+        (("test_bleu", "val_bleu"), "sacreBLEU (test)", None, None, "-"),
+        (("test_chrf", "val_chrf"), "chrF (test)", None, None, "-"),
+    ],
+    "timeseries": [
+        (("test_rel_rmse",), "RNN RMSE / seasonal-naive RMSE (geo. mean, test)", "<=", 1.0,
+         "< 1 beats seasonal-naive"),
+        (("test_airline_rnn_1step_mape",), "airline 1-step MAPE % (test)", None, None, "see all figures: snaive, SARIMAX"),
+        (("test_co2_rnn_1step_mape",), "co2 1-step MAPE % (test)", None, None, "see all figures: snaive, SARIMAX"),
+    ],
+    "colors": [
+        (("val_mse",), "MSE (RGB units^2)", "<=", 1.0, "test bar MSE < 1"),
     ],
 }
 
@@ -146,9 +155,10 @@ def run_section(run: Path, docs: Path, baselines: bool) -> tuple[list[str], list
     config = read_json(run / "config.json")
     recs = read_jsonl(run / "metrics.jsonl")
     results = read_json(run / "results.json") or next((r for r in reversed(recs) if r.get("kind") == "final"), {})
-    if not results:
-        evals = [r for r in recs if r.get("kind") == "eval"]
-        results = evals[-1] if evals else {}
+    finished = bool(results)
+    if not results:  # still training (or stopped without finalize): the best validation eval so far
+        evals = [r for r in recs if r.get("kind") == "eval" and isinstance(r.get("val_loss"), (int, float))]
+        results = min(evals, key=lambda r: r["val_loss"]) if evals else {}
     name = recipe.get("name", run.name)
     if name == "suggest-en" and baselines and (run / "model").is_dir():
         try:
@@ -162,7 +172,8 @@ def run_section(run: Path, docs: Path, baselines: bool) -> tuple[list[str], list
     hw = config.get("hardware", {})
     params = results.get("params") or ""
 
-    rows, lines = [], [f"## {run.name}", ""]
+    status = "" if finished else " (IN PROGRESS: best validation eval so far, no test figures yet)"
+    rows, lines = [], [f"## {run.name}{status}", ""]
     lines += [f"`{command_of(recipe)}`", "",
               f"- recipe: `{name}` ({recipe.get('size', '?')}); {recipe.get('description', '')}",
               f"- model: `{json.dumps(recipe.get('model', {}))}`" + (f", {params:,} parameters" if params else ""),
@@ -175,7 +186,8 @@ def run_section(run: Path, docs: Path, baselines: bool) -> tuple[list[str], list
         lines.append(f"| {label} | {fmt(value) if key else 'n/a'} | {anchor} | {verdict(value, op, bar)} |")
         if op is not None:
             rows.append(f"| {run.name} | {label} | {fmt(value) if key else 'n/a'} | {op} {bar:g} | "
-                        f"{verdict(value, op, bar) or 'not run'} | {elapsed / 60:.0f} min |")
+                        f"{verdict(value, op, bar) or 'not run'}{'' if finished else ' (in progress)'} | "
+                        f"{elapsed / 60:.0f} min |")
     if name == "suggest-en" and "kn_next_top1" in results:
         lines.append(f"| Kneser-Ney trigram (same train/test): per-word ppl / top-1 / top-3 | "
                      f"{results['kn_test_word_ppl']:.1f} / {results['kn_next_top1']:.3f} / "

@@ -20,8 +20,12 @@ import sys
 import time
 
 
+DEFAULT_BUNDLE = "models/suggest-en"  # the int8 suggestion bundle that ships with rnnkit
+
+
 def _add_session_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("bundle", help="bundle directory (rnnkit export ... --out BUNDLE), e.g. models/suggest-en")
+    p.add_argument("bundle", nargs="?", default=DEFAULT_BUNDLE,
+                   help=f"bundle directory (rnnkit export RUN --out BUNDLE --int8); default {DEFAULT_BUNDLE}")
     p.add_argument("--precision", choices=("fp32", "int8"), default=None,
                    help="graph to run (default: the bundle's own, int8 if it was exported with --int8)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
@@ -31,10 +35,21 @@ def _add_session_args(p: argparse.ArgumentParser) -> None:
                         "rare but more often right; see eval-suggest's trigger/exact-match table)")
 
 
+def resolve_bundle(path: str) -> str:
+    """The default bundle is found from any directory (beside the installed rnnkit package)."""
+    if path == DEFAULT_BUNDLE and not os.path.isdir(path):
+        import rnnkit
+
+        shipped = os.path.join(os.path.dirname(os.path.abspath(rnnkit.__file__)), DEFAULT_BUNDLE)
+        if os.path.isdir(shipped):
+            return shipped
+    return path
+
+
 def _open(args):
     from .session import open_session
 
-    return open_session(args.bundle, precision=args.precision, threads=args.threads,
+    return open_session(resolve_bundle(args.bundle), precision=args.precision, threads=args.threads,
                         phrase_words=args.phrase_words, phrase_threshold=args.phrase_threshold)
 
 
@@ -126,9 +141,9 @@ def _interactive(session, k: int) -> int:
     fd = sys.stdin.fileno()
     old = termios.tcgetattr(fd)
     text = ""
-    print("type; Tab accepts the first suggestion, Ctrl-D or Ctrl-C quits\n")
     try:
-        tty.setcbreak(fd)
+        tty.setcbreak(fd)  # keys arrive one by one, unechoed; then the prompt says we are ready
+        print("type; Tab accepts the first suggestion, Ctrl-D or Ctrl-C quits\n")
         while True:
             t0 = time.perf_counter()
             sugg = session.suggest(text, k)

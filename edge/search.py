@@ -58,10 +58,19 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
-def batch_logsumexp(x: np.ndarray) -> np.ndarray:
-    """Over the last axis: (B, N) -> (B,) float64."""
-    m = x.max(axis=-1, keepdims=True)
-    return (m[:, 0] + np.log(np.exp(x - m).sum(axis=-1, dtype=np.float64)))
+def log_softmax_end(logits: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log-probs (B, V) float32 and log P(next piece ends a word) (B,), from one exp pass.
+
+    ``ends`` is the (V,) float32 0/1 mask of word-ending pieces; a matrix-vector product sums
+    their probabilities (boolean-indexing a (B, V) array is several times slower).
+    """
+    x = np.asarray(logits, dtype=np.float32)
+    x = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(x)
+    log_z = np.log(e.sum(axis=-1, keepdims=True))
+    with np.errstate(divide="ignore"):
+        end = np.log((e @ ends).astype(np.float64)) - log_z[:, 0]
+    return x - log_z, end
 
 
 def logsumexp(x: np.ndarray) -> float:

@@ -32,7 +32,7 @@ import numpy as np
 from .phrase import PhraseHit, pick_phrase, search_phrase
 from .pieces import SentencePieceVocab, clean_text
 from .runner import EdgeError, StepRunner
-from .search import Dist, batch_logsumexp, log_softmax, search_words
+from .search import Dist, log_softmax_end, search_words
 
 KINDS = ("completion", "next", "phrase")
 MAX_K = 20
@@ -45,8 +45,8 @@ _SPACE = re.compile(r"\s")
 @dataclass(frozen=True)
 class Suggestion:
     text: str
-    prob: float
-    kind: str  # completion | next | phrase
+    prob: float  # P(text, then a word boundary | the whole words before it); not renormalised over the typed prefix
+    kind: str    # completion | next | phrase
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -126,12 +126,16 @@ class TypingSession:
         state = self.runner.init_state(1)
         if self.start_ids:
             logits, state = self._feed(self.start_ids, state)
-            row = Dist(log_softmax(logits[0, -1]))
+            row = self._dist(logits[0, -1])
         else:
             row = Dist(np.full(self.runner.vocab_size, -math.log(self.runner.vocab_size), np.float32))  # uniform
         self._nodes: list[_Node] = [_Node(next(self._ids), state, row)]
         self._cache: OrderedDict = OrderedDict()
         self._phrases: dict = {}  # (root, start ids, give-up bar) -> {words: PhraseHit}
+
+    def _dist(self, logits: np.ndarray) -> Dist:
+        lp, end = log_softmax_end(logits[None, :], self.vocab.ends_word_f32)
+        return Dist(lp[0], float(end[0]))
 
     def _feed(self, ids: Sequence[int], state: tuple) -> tuple[np.ndarray, tuple]:
         tok = np.asarray(ids, dtype=np.int64)[None, :]
@@ -168,7 +172,7 @@ class TypingSession:
             prev = self._nodes[-1]
             if ids:
                 logits, state = self._feed(ids, prev.state)
-                node = _Node(next(self._ids), state, Dist(log_softmax(logits[0, -1])))
+                node = _Node(next(self._ids), state, self._dist(logits[0, -1]))
             else:  # a word the normaliser erases (e.g. a lone zero-width char) changes nothing
                 node = _Node(next(self._ids), prev.state, self._row(len(self._nodes) - 1))
             self._nodes.append(node)
@@ -192,7 +196,7 @@ class TypingSession:
                 node.row = self._row(i - 1) if i > 0 else node.row
             else:
                 logits, _ = self._feed(self._word_ids[i - 1], self._nodes[i - 1].state)
-                node.row = Dist(log_softmax(logits[0, -1]))
+                node.row = self._dist(logits[0, -1])
         return node.row
 
     # ------------------------------------------------------------------ search rows (cached)
@@ -223,8 +227,7 @@ class TypingSession:
                 self.tokens_fed += len(todo)
                 self.graph_calls += 1
                 logits, nxt = self.runner.step_unchecked(tok, state)
-                lp = log_softmax(logits[:, -1])
-                ends = batch_logsumexp(lp[:, self.vocab.ends_word])  # P(word ends) for the batch at once
+                lp, ends = log_softmax_end(logits[:, -1], self.vocab.ends_word_f32)
                 for b, j in enumerate(todo):
                     st = tuple(s[:, b:b + 1] for s in nxt)
                     d = Dist(lp[b], float(ends[b]))

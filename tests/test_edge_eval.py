@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import sys
 
 import pytest
 
@@ -111,3 +112,61 @@ def test_json_mode_survives_bad_bytes_and_huge_lines():
     assert "suggestions" in answers[0] and "suggestions" in answers[1] and "suggestions" in answers[3]
     assert "error" in answers[2]
     assert answers[4]["suggestions"][0]["text"].startswith("f")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_interactive_terminal_updates_as_you_type():
+    """Drive `rnnkit suggest BUNDLE` through a pseudo-terminal: type, Tab accepts, Ctrl-D quits."""
+    import os
+    import pty
+    import select
+    import time
+
+    bundle = str(tiny_bundle("lstm"))
+    first = open_session(bundle).suggest("Thank you f")[0].text
+    pid, fd = pty.fork()
+    if pid == 0:  # the child becomes the CLI on the terminal's slave side
+        os.execv(sys.executable, [sys.executable, "-m", "rnnkit.cli", "suggest", bundle])
+    out = b""
+
+    def read(seconds: float) -> None:
+        nonlocal out
+        end = time.time() + seconds
+        while time.time() < end:
+            if select.select([fd], [], [], 0.05)[0]:
+                try:
+                    out += os.read(fd, 65536)
+                except OSError:
+                    return
+
+    try:
+        start = time.time()
+        while b"Tab accepts" not in out and time.time() - start < 60:  # wait for cbreak mode and the prompt
+            read(0.1)
+        read(0.3)
+        for ch in "Thank you f":
+            os.write(fd, ch.encode())
+            read(0.05)
+        read(1.0)
+        os.write(fd, b"\t")
+        read(1.0)
+        os.write(fd, b"\x04")
+        read(1.0)
+    finally:
+        _, status = os.waitpid(pid, 0)
+    read(0.3)  # whatever a slow start left in the terminal
+    screen = out.decode("utf-8", "replace")
+    assert os.WEXITSTATUS(status) == 0, screen[-2000:]
+    assert "> Thank you f" in screen and first in screen   # suggestions drawn while typing
+    assert f"> Thank you {first} " in screen               # Tab put the completion in place
+
+
+def test_default_bundle_is_found_beside_the_package(tmp_path, monkeypatch):
+    import os
+
+    from rnnkit.edge.cli import DEFAULT_BUNDLE, resolve_bundle
+
+    monkeypatch.chdir(tmp_path)  # not the repository root
+    assert resolve_bundle("some/other") == "some/other"
+    found = resolve_bundle(DEFAULT_BUNDLE)
+    assert found == DEFAULT_BUNDLE or (os.path.isabs(found) and found.endswith(DEFAULT_BUNDLE) and os.path.isdir(found))

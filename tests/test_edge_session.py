@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import numpy as np
@@ -110,6 +111,15 @@ def test_phrase_is_offered_only_above_its_threshold(parts):
     assert math.isclose(hit.score, hit.logp / hit.tokens)
 
 
+def test_pick_phrase_offers_the_longest_confident_one():
+    from rnnkit.edge.phrase import PhraseHit, pick_phrase
+
+    best = {2: PhraseHit("for the", -1.2, -0.4, 2, 3), 3: PhraseHit("for the park", -3.0, -0.75, 3, 4)}
+    assert pick_phrase(best, -0.5).text == "for the"        # the 3-word one is below the bar
+    assert pick_phrase(best, -1.0).text == "for the park"   # both pass: the longer wins
+    assert pick_phrase(best, -0.1) is None and pick_phrase({}, -9) is None
+
+
 # ---------------------------------------------------------------------------- incremental state
 TEXT = " ".join(TRAIN_TEXT.split())
 
@@ -158,11 +168,13 @@ def same(a, b) -> None:
     np.testing.assert_allclose([x.prob for x in a], [x.prob for x in b], rtol=1e-5)
 
 
-words = st.sampled_from(sorted(set(TRAIN_TEXT.split())) + ["zzq", "café", "مرحبا", "שלום", "😀", "a\u200bb"])
+FUZZ_EXAMPLES = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "40"))  # e.g. 400 for a longer local run
+ODD_WORDS = ["zzq", "café", "مرحبا", "שלום", "😀", "a\u200bb"]
+words = st.sampled_from(sorted(set(TRAIN_TEXT.split())) + ODD_WORDS)
 chunks = st.one_of(words, st.text(max_size=6), st.sampled_from([" ", "  ", "\n", "\t", "\x00", "\ud800"]))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pieces=st.lists(chunks, max_size=12),
        edits=st.lists(st.tuples(st.sampled_from(["append", "delete", "insert", "cut"]),
                                 st.integers(0, 1000), chunks), max_size=10))
@@ -188,9 +200,11 @@ def test_incremental_equals_from_scratch(parts, pieces, edits):
 
 
 # ---------------------------------------------------------------------------- bad input
-@pytest.mark.parametrize("text", ["", "   ", "\n\n", "\x00\x01\x07 hello\x1b[2J", "😀😀 ", "I ❤️ th",
-                                  "مرحبا بالعالم ", "שלום עולם", "\ud800\udc00 lone \udfff", "zzzqqxv",
-                                  "x" * 5000, "\u200b\u200b", "Thank you f\u0301"])
+STRANGE = ["", "   ", "\n\n", "\x00\x01\x07 hello\x1b[2J", "😀😀 ", "I ❤️ th", "مرحبا بالعالم ", "שלום עולם",
+           "\ud800\udc00 lone \udfff", "zzzqqxv", "x" * 5000, "\u200b\u200b", "Thank you f\u0301"]
+
+
+@pytest.mark.parametrize("text", STRANGE)
 def test_strange_text_never_crashes(session, text):
     out = session.suggest(text)
     assert isinstance(out, list)

@@ -14,31 +14,48 @@ TOYS = Path(__file__).with_name("test_trainer_toys.py")
 ARGS = ["--max-steps", "20", "--dropout", "0", "--eval-every", "10"]
 
 
+def torchrun(*args, timeout=180):
+    exe = Path(sys.executable).with_name("torchrun")
+    exe = str(exe) if exe.exists() else shutil.which("torchrun")
+    assert exe, "torchrun not found next to the interpreter"
+    done = subprocess.run([exe, "--standalone", "--nproc_per_node=2", str(TOYS), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-1500:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def max_diff(dir_a, dir_b):
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(dir_a / "model.safetensors")), load_file(str(dir_b / "model.safetensors"))
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
 @pytest.mark.slow
 def test_torchrun_two_ranks_match_one_process_on_the_full_batch(tmp_path):
-    torchrun = Path(sys.executable).with_name("torchrun")
-    if not torchrun.exists():
-        torchrun = shutil.which("torchrun")
-    assert torchrun, "torchrun not found next to the interpreter"
-    ddp = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", str(TOYS), str(tmp_path / "ddp"),
-                          *ARGS], capture_output=True, text=True, timeout=180)
-    assert ddp.returncode == 0, ddp.stdout[-1500:] + ddp.stderr[-3000:]
-    assert ddp.stdout.count("RESULT steps=20") == 2  # both ranks ran, and agree
-    assert "rank=0/2 rows=2" in ddp.stdout and "rank=1/2 rows=2" in ddp.stdout  # each took half the rows
+    out = torchrun(tmp_path / "ddp", *ARGS)
+    assert out.count("RESULT steps=20") == 2  # both ranks ran, and agree
+    assert "rank=0/2 rows=2" in out and "rank=1/2 rows=2" in out  # each took half the rows
     single = subprocess.run([sys.executable, str(TOYS), str(tmp_path / "one"), *ARGS], capture_output=True,
                             text=True, timeout=120)
     assert single.returncode == 0, single.stderr[-3000:]
     assert "rank=0/1 rows=4" in single.stdout
-
-    # Each rank trains on 2 of the 4 rows; without dropout the averaged gradient is the
-    # full-batch gradient, so the weights match a single process up to summation order.
-    from safetensors.torch import load_file
-
-    a = load_file(str(tmp_path / "ddp/model_last/model.safetensors"))
-    b = load_file(str(tmp_path / "one/model_last/model.safetensors"))
-    for k in a:
-        assert (a[k] - b[k]).abs().max().item() < 1e-5, k
+    # Without dropout the averaged gradient of the two half batches is the full-batch
+    # gradient, so the weights match a single process up to summation order.
+    assert max_diff(tmp_path / "ddp/model_last", tmp_path / "one/model_last") < 1e-5
     # only rank 0 wrote the log: each step once; world size recorded
     records = [json.loads(x) for x in (tmp_path / "ddp/metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "train"] == [5, 10, 15, 20]
     assert json.loads((tmp_path / "ddp/config.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.slow
+def test_torchrun_pause_and_resume_equals_straight(tmp_path):
+    # With dropout each rank has its own RNG stream and its own carried LSTM state; both are
+    # checkpointed per rank (rank1.*), so pausing at step 7 and resuming changes nothing.
+    args = ["--max-steps", "20", "--eval-every", "10", "--dropout", "0.3"]
+    torchrun(tmp_path / "straight", *args)
+    torchrun(tmp_path / "paused", *args, "--pause-at", "7")
+    assert max_diff(tmp_path / "straight/model_last", tmp_path / "paused/model_last") <= 1e-7
+    assert (tmp_path / "paused/checkpoints/latest/rank1.safetensors").is_file()
