@@ -42,8 +42,9 @@ LATEST, PREV, TMP_PREFIX = "latest", ".prev", ".tmp-"
 MODEL_FILE, TENSORS_FILE, STATE_FILE = "model.safetensors", "state.safetensors", "state.json"
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete or does not fit the model / optimizer."""
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete or does not fit the model / optimizer (a ValueError, so
+    the CLI prints it as one line)."""
 
 
 @dataclass

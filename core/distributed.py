@@ -7,6 +7,7 @@ this process is; only rank 0 (``is_main``) logs and writes the run directory.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -19,7 +20,6 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    owns_group: bool = False  # this call started the process group, so it ends it
 
     @property
     def enabled(self) -> bool:
@@ -38,8 +38,7 @@ def setup_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
     """Join the process group when launched by torchrun; returns (info, this rank's device)."""
     if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) <= 1:
         return DistInfo(), device
-    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]),
-                    owns_group=not dist.is_initialized())
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
@@ -47,6 +46,9 @@ def setup_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
         raise ValueError(f"distributed training supports cuda (nccl) and cpu (gloo), not {device.type}")
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        # Kept for the life of the process: a second train() in the same process reuses it.
+        # (Destroying and re-creating it under torchrun re-reads stale rendezvous keys and can hang.)
+        atexit.register(teardown)
     return info, device
 
 
@@ -86,6 +88,6 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def teardown(info: DistInfo) -> None:
-    if info.owns_group and dist.is_initialized():
+def teardown() -> None:
+    if dist.is_initialized():
         dist.destroy_process_group()

@@ -263,7 +263,6 @@ class _Run:
                            f"{st['best_metric']} (step {st['best_step']}), {self.elapsed():.1f}s")
         self.log.close()
         ddp.barrier(self.info)
-        ddp.teardown(self.info)
         return TrainResult(run_dir=str(self.run_dir), metric=self.task.metric, best_metric=st["best_metric"],
                            best_step=st["best_step"], steps=st["step"], epochs=st["epoch"],
                            wall_seconds=self.elapsed(), stop_reason=stop_reason, last_eval=st["last_eval"],

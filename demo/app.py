@@ -2,8 +2,8 @@
 
     python -m rnnkit.demo.app            # or: rnnkit demo [--host 127.0.0.1] [--port 7860] [--share]
 
-The top half is plain functions (validation, inference calls, figures: no gradio); the
-bottom half only wires them into ``gr.Blocks``. ``build_demo(models_dir)`` is importable
+The top half is plain functions (validation, inference calls, HTML/data for the visuals: no
+gradio); the bottom half only wires them into ``gr.Blocks``. ``build_demo(models_dir)`` is importable
 (tests launch it on a free port); ``launch()`` runs only under ``__main__``.
 """
 
@@ -257,10 +257,11 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                 gen_event = go.click(_guard(run_generate), [model, prompt, temperature, top_k, top_p, length, seed],
                                      generated, api_name="generate", concurrency_limit=LIMITS["generate"],
                                      concurrency_id="generate", show_progress="minimal")
-                prompt.submit(_guard(run_generate), [model, prompt, temperature, top_k, top_p, length, seed],
+                enter_event = prompt.submit(_guard(run_generate), [model, prompt, temperature, top_k, top_p, length, seed],
                               generated, api_name="generate_on_enter", api_visibility="private",
                               concurrency_id="generate")
-                stop.click(None, None, None, cancels=[gen_event], api_name="stop", api_visibility="private")
+                stop.click(None, None, None, cancels=[gen_event, enter_event], api_name="stop",
+                           api_visibility="private")
                 model.change(functools.partial(swap_prompt, shelf), [model, prompt], prompt,
                              api_name="swap_prompt", api_visibility="private", show_progress="hidden")
 
@@ -304,12 +305,16 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                         score = gr.Markdown(elem_id="se-score", label="score")
                 gr.Markdown("**The score after each token** (red −1 … green +1; hover a token for its value)")
                 tokens = gr.HTML(elem_id="se-tokens", label="tokens")
-                trajectory = gr.LinePlot(x="position", y="score", y_lim=[-1, 1], tooltip=["position", "token", "score"],
-                                         x_title="token", y_title="score so far", height=260,
+                trajectory = gr.LinePlot(x="token", y="score", y_lim=[-1, 1], tooltip=["token", "score"],
+                                         x_title="", y_title="score so far", x_label_angle=-50, height=320,
                                          label="How the score turns, token by token", elem_id="se-plot")
                 details = gr.JSON(visible=False, label="details")
-                run_sentiment = _guard(functools.partial(sentiment, shelf))
-                run_sentiment.__name__ = "sentiment"
+                def run_sentiment(text):
+                    *head, table, data = sentiment(shelf, text)
+                    # the tokens in reading order (a nominal axis would sort them alphabetically)
+                    return *head, gr.LinePlot(table, sort=list(table["token"])), data
+
+                run_sentiment = _guard(run_sentiment)
                 outputs = [label, score, tokens, trajectory, details]
                 se_go.click(run_sentiment, review, outputs, api_name="sentiment",
                             concurrency_limit=LIMITS["sentiment"], concurrency_id="sentiment")

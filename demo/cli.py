@@ -16,7 +16,10 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from .app import launch
 
-    launch(args.models, host=args.host, port=args.port, share=args.share)
+    try:
+        launch(args.models, host=args.host, port=args.port, share=args.share)
+    except OSError as e:  # the port is taken, or the host is not an address of this machine
+        raise ValueError(f"cannot serve on {args.host}:{args.port} ({e}); try another --port") from None
     return 0
 
 

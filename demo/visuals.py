@@ -52,9 +52,10 @@ def tokens_html(pieces: Sequence[str], running: Sequence[float]) -> str:
 
 
 def running_table(pieces: Sequence[str], running: Sequence[float]):
-    """The running score as a table for ``gr.LinePlot``: position (1..T), score, token."""
+    """The running score as a table for ``gr.LinePlot``: token ("3 dull": position and text, unique
+    so that a repeated word keeps its own point), score, position (1..T)."""
     import pandas as pd  # a gradio dependency; only the wiring needs it
 
     assert len(pieces) == len(running), (len(pieces), len(running))
-    return pd.DataFrame({"position": np.arange(1, len(pieces) + 1), "score": np.round(running, 4),
-                         "token": [p.strip() or "␣" for p in pieces]})
+    labels = [f"{i} {_short(p, 12)}" for i, p in enumerate(pieces, 1)]
+    return pd.DataFrame({"token": labels, "score": np.round(running, 4), "position": np.arange(1, len(pieces) + 1)})

@@ -19,7 +19,7 @@ from typing import Any
 from rnnkit.core import registry
 
 from . import names as N
-from .bundle import find_tokenizer, read_metrics, sha256_file, write_bundle
+from .bundle import find_tokenizer, read_metrics, run_task, sha256_file, write_bundle
 from .onnx_export import OPSET, export_model
 from .parity import TOLERANCE, assert_parity, check_parity, ort_session, parity_limit
 from .quantize import compare_random, int8_text_report, quantize_graph, size_ratio
@@ -54,7 +54,7 @@ def validation_ids(run_dir: Path, tokenizer_path: Path | None, text_file: str | 
                    log=print) -> tuple[list[int], str] | None:
     """Real token ids to measure int8 on: ``text_file``'s lines, else the run recipe's validation
     split (``recipe.json`` -> data), encoded exactly as the LM task encodes it. None if unavailable."""
-    if tokenizer_path is None:
+    if tokenizer_path is None or tokenizer_path.name in N.VOCAB_FILES:
         if text_file is not None:
             raise ValueError(f"--eval-text needs the run's tokenizer; none found in {run_dir}")
         return None
@@ -122,7 +122,7 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
             "format_version": N.FORMAT_VERSION, "kind": kind, "rnnkit_version": __version__,
             "precision": "fp32", "graphs": graphs, "fp32_graphs": dict(graphs),
             "graph_docs": {job: N.GRAPHS[kind][job] for job in graphs},
-            "model": record, "metrics": read_metrics(run_dir),
+            "model": record, "metrics": read_metrics(run_dir), "task": run_task(run_dir) or None,
             "tokenizer": {"file": tok.name, "sha256": tok_sha} if tok else None,
             "parity": {"limit": parity_limit(report, TOLERANCE, relative=True),
                        "max_abs_diff": report["max_abs_diff"], "max_abs_value": report["max_abs_value"],

@@ -3,12 +3,14 @@
 A bundle is a directory (torch-free to read; onnxruntime only when a session is asked for)::
 
     step.onnx [step.int8.onnx ...]   one graph per job (names.GRAPHS[kind])
-    tokenizer.model | tokenizer.json copied from the run directory (absent for forecasters)
+    tokenizer.model | tokenizer.json copied from the run directory (tagger_vocab.json for taggers;
+                                     absent for forecasters)
     manifest.json                    {"format_version", "kind", "rnnkit_version",
                                       "files": {name: sha256}, "sizes": {name: bytes},
                                       "graphs": {job: file}, "fp32_graphs": {job: file},
                                       "precision", "model": config.json record,
-                                      "metrics": {"last", "best"}, "parity", "int8", ...}
+                                      "metrics": {"last", "best"}, "task": the run's task record
+                                      (e.g. a forecaster's normalisation), "parity", "int8", ...}
 
 ``graphs`` are the files a runner should load (the int8 ones when the bundle was exported
 with ``--int8``); ``fp32_graphs`` always point at the fp32 reference graphs.
@@ -44,12 +46,14 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def find_tokenizer(directory: str | os.PathLike) -> Path | None:
     """The tokenizer file of a run or bundle directory: tokenizer.model, tokenizer.json, else
-    any other ``tokenizer.*`` file (None if there is none)."""
+    any other ``tokenizer.*`` file, else a model's own vocabulary file (``names.VOCAB_FILES``);
+    None if there is none."""
     directory = Path(directory)
     for name in names.TOKENIZER_FILES:
         if (directory / name).is_file():
             return directory / name
     others = sorted(p for p in directory.glob("tokenizer.*") if p.is_file())
+    others += [directory / n for n in names.VOCAB_FILES if (directory / n).is_file()]
     return others[0] if others else None
 
 
@@ -75,7 +79,7 @@ def read_metrics(run_dir: str | os.PathLike, metric: str | None = None, mode: st
     if not records:
         return {}
     if metric is None:
-        task = _run_task(run_dir)
+        task = run_task(run_dir)
         metric, mode = task.get("metric", "val_loss"), task.get("metric_mode", mode)
     scored = [r for r in records if isinstance(r.get(metric), (int, float))]
     out: dict[str, Any] = {"last": records[-1], "metric": metric}
@@ -84,7 +88,8 @@ def read_metrics(run_dir: str | os.PathLike, metric: str | None = None, mode: st
     return out
 
 
-def _run_task(run_dir: Path) -> dict[str, Any]:
+def run_task(run_dir: Path) -> dict[str, Any]:
+    """The ``task`` record of a run's config.json (metric, normalisation, ...), {} if none."""
     try:
         cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
@@ -264,5 +269,5 @@ def open_bundle(directory: str | os.PathLike) -> Bundle:
     lacking = sorted(set(expected) - set(graphs))
     if lacking:
         raise BundleError(f"{directory / names.MANIFEST}: a {manifest['kind']} bundle needs graph(s) {lacking}")
-    tok = next((directory / n for n in files if n.startswith("tokenizer.")), None)
+    tok = next((directory / n for n in files if n.startswith("tokenizer.") or n in names.VOCAB_FILES), None)
     return Bundle(directory, manifest, graphs, fp32, tok)

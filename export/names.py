@@ -152,3 +152,6 @@ REQUIRED_META = (
 # ----------------------------------------------------------------------------- bundle files
 MANIFEST = "manifest.json"
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")
+# Models without a Tokenizer carry their own vocabulary file instead (the tagger: words, chars,
+# tags); it is copied and hashed the same way and stands in for the tokenizer in the metadata.
+VOCAB_FILES = ("tagger_vocab.json",)

@@ -43,6 +43,15 @@ def test_every_endpoint_is_named(client):
     assert {"/generate", "/translate", "/sentiment", "/suggest"} <= names
 
 
+def test_stop_cancels_both_ways_of_starting_a_generation(demo_models):
+    from rnnkit.demo.app import build_demo
+
+    deps = build_demo(demo_models).config["dependencies"]
+    ids = {d["api_name"]: d["id"] for d in deps}
+    cancelled = {i for d in deps for i in d.get("cancels") or []}
+    assert {ids["generate"], ids["generate_on_enter"]} <= cancelled
+
+
 def test_generate_streams(client):
     job = client.submit(SHAKESPEARE, "ROMEO:", 0.8, 40, 0.95, 200, 3, api_name="/generate")
     updates = list(job)
@@ -58,9 +67,14 @@ def test_generate_streams(client):
 
 
 def test_translate_returns_text_and_heatmap(client):
-    text, plot = client.predict("in the beginning god created the earth", 3, api_name="/translate")
-    assert isinstance(text, str)
-    assert plot and plot.get("type") == "matplotlib" and plot.get("plot", "").startswith("data:image")
+    text, heatmap, data = client.predict("in the beginning god created the earth", 3, api_name="/translate")
+    attn = data["attention"]
+    assert len(attn) == len(data["target"]) and all(len(row) == len(data["source"]) for row in attn)
+    assert all(abs(sum(row) - 1.0) < 1e-3 for row in attn)  # each output token's attention sums to 1
+    assert "".join(data["source"]).strip() == "in the beginning god created the earth"
+    assert isinstance(text, str)  # its exact value is checked against PyTorch in test_demo_engines
+    assert heatmap.count("<tr>") == len(data["target"]) + 1  # header row + one row per output token
+    assert heatmap.count("<td") == len(data["target"]) * len(data["source"])
 
 
 def test_sentiment_returns_score_polarity_and_running_score(client):
@@ -75,7 +89,9 @@ def test_sentiment_returns_score_polarity_and_running_score(client):
     assert len(data["running"]) == len(data["tokens"]) and all(-1 <= x <= 1 for x in data["running"])
     assert abs(data["running"][-1] - data["score"]) < 1e-3  # the whole text is the last prefix
     assert tokens.count("class='tok'") == len(data["tokens"])
-    assert plot.get("type") == "matplotlib"
+    plot = plot.get("value", plot)  # the line plot comes as an update (it carries the token order)
+    assert plot["columns"] == ["token", "score", "position"]
+    assert [row[1] for row in plot["data"]] == data["running"]
 
 
 def test_suggest_returns_suggestions_and_latency(client):

@@ -238,3 +238,23 @@ def test_verify_catches_metadata_that_disagrees_with_the_manifest(run_dir, tmp_p
     write_bundle(out, {"step.onnx": work / "step.onnx", "tokenizer.json": work / "tokenizer.json"}, manifest)
     with pytest.raises(BundleError, match="tokenizer_sha256"):
         verify_bundle(out)
+
+
+def test_tagger_bundle_carries_its_vocabulary_and_forecaster_its_task(tmp_path):
+    from rnnkit.export.bundle import sha256_file
+
+    run = tmp_path / "ner"
+    save(model("tagger-chars"), run / "model")
+    (run / "tagger_vocab.json").write_text(json.dumps({"words": ["<pad>", "<unk>"], "tags": ["O"]}))
+    rnnkit_main(["export", str(run), "--out", str(tmp_path / "b1")])
+    b = open_bundle(tmp_path / "b1")
+    assert b.tokenizer_path.name == "tagger_vocab.json"
+    assert b.metadata("tag")["tokenizer_sha256"] == sha256_file(run / "tagger_vocab.json")
+
+    run = tmp_path / "ts"
+    save(model("forecaster"), run / "model")
+    task = {"metric": "val_rel_rmse", "series": {"airline": {"mu": 0.13, "sd": 0.06}}}
+    (run / "config.json").write_text(json.dumps({"task": task}))
+    rnnkit_main(["export", str(run), "--out", str(tmp_path / "b2")])
+    b = open_bundle(tmp_path / "b2")
+    assert b.manifest["task"] == task and b.tokenizer_path is None
