@@ -56,10 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError) as e:
-        # User errors get one clear line, not a traceback.
-        print(f"rnnkit {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:
+        # User errors get one clear line, not a traceback; bugs keep their traceback.
+        if isinstance(e, (ValueError, FileNotFoundError)) or getattr(e, "user_facing", False):
+            print(f"rnnkit {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

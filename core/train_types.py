@@ -84,6 +84,8 @@ class TrainResult:
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf; the run stopped and its last checkpoint was left as it was."""
 
+    user_facing = True  # the CLI prints the message as one line, not a traceback
+
     def __init__(self, step: int, value: float, checkpoint: Optional[Path]):
         self.step, self.value, self.checkpoint = step, value, checkpoint
         where = f"the last good checkpoint {checkpoint} is untouched" if checkpoint else "no checkpoint was written"

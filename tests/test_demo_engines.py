@@ -156,6 +156,19 @@ def test_cli_registers_demo_and_rejects_a_missing_models_dir(tmp_path):
     assert main(["demo", "--models", str(tmp_path / "nope")]) == 2  # one clear line, no traceback
 
 
+def test_cli_reports_a_busy_port(demo_models, capsys):
+    import socket
+
+    from rnnkit.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["demo", "--models", str(demo_models), "--port", str(port)]) == 2
+    assert f"cannot serve on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def shelf(demo_models):
     from rnnkit.demo.shelf import load_shelf
