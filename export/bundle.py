@@ -58,11 +58,14 @@ def find_tokenizer(directory: str | os.PathLike) -> Path | None:
 
 
 # ----------------------------------------------------------------------------- metrics
-def read_metrics(run_dir: str | os.PathLike, metric: str | None = None, mode: str = "min") -> dict[str, Any]:
-    """``{"last": {...}, "best": {...}, "metric": name}`` from ``run_dir/metrics.jsonl`` ({} if absent).
+def read_metrics(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """``{"metric", "best", "last"[, "final"]}`` from ``run_dir/metrics.jsonl`` ({} if absent).
 
-    ``metric``/``mode`` default to the task's (``config.json`` -> task.metric / metric_mode),
-    else ``val_loss`` / min. Unparseable lines are skipped, not fatal: metrics are informative.
+    ``best`` is the evaluation of the saved model (the trainer saves ``model/`` at each new best):
+    the best value of ``metric``, the task's metric when it names a logged key, else ``val_loss``;
+    lower is better for losses and errors (``task.metric_mode`` overrides). Not the checkpoint's
+    ``best_step``: a checkpoint can lag behind ``model/``.
+    Unparseable lines are skipped, not fatal: metrics are informative.
     """
     run_dir = Path(run_dir)
     path = run_dir / "metrics.jsonl"
@@ -76,25 +79,37 @@ def read_metrics(run_dir: str | os.PathLike, metric: str | None = None, mode: st
             continue
         if isinstance(rec, dict):
             records.append(rec)
-    if not records:
+    evals = [r for r in records if r.get("kind") == "eval"] or [r for r in records if "kind" not in r]
+    if not evals:
         return {}
-    if metric is None:
-        task = run_task(run_dir)
-        metric, mode = task.get("metric", "val_loss"), task.get("metric_mode", mode)
-    scored = [r for r in records if isinstance(r.get(metric), (int, float))]
-    out: dict[str, Any] = {"last": records[-1], "metric": metric}
+    task = run_task(run_dir)
+    metric = task.get("metric") if any(task.get("metric") in r for r in evals) else "val_loss"
+    out: dict[str, Any] = {"metric": metric, "last": evals[-1]}
+    scored = [r for r in evals if isinstance(r.get(metric), (int, float))]
     if scored:
+        mode = task.get("metric_mode") or ("min" if any(k in metric for k in _LOWER_IS_BETTER) else "max")
+        # the first of equal values: the trainer saves on strict improvement only
         out["best"] = (min if mode == "min" else max)(scored, key=lambda r: r[metric])
+    final = [r for r in records if r.get("kind") == "final"]
+    if final:
+        out["final"] = final[-1]
     return out
+
+
+_LOWER_IS_BETTER = ("loss", "ppl", "bits", "rmse", "mae", "mse", "err")
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def run_task(run_dir: Path) -> dict[str, Any]:
     """The ``task`` record of a run's config.json (metric, normalisation, ...), {} if none."""
-    try:
-        cfg = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    task = cfg.get("task") if isinstance(cfg, dict) else None
+    task = _json(Path(run_dir) / "config.json").get("task")
     return task if isinstance(task, dict) else {}
 
 

@@ -10,7 +10,6 @@ Figures are max abs differences over every output; fp32 should stay <= 1e-5.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -173,6 +172,3 @@ def assert_parity(report: dict[str, Any], tol: float = TOLERANCE, relative: bool
         raise AssertionError(f"ONNX vs PyTorch max abs diff {report['max_abs_diff']:.3e} > {limit:.3e}:\n"
                              + format_report(report))
 
-
-def graphs_in(directory: str | os.PathLike, jobs: Iterable[str]) -> dict[str, Path]:
-    return {job: Path(directory) / N.graph_file(job) for job in jobs}

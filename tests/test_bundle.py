@@ -119,11 +119,23 @@ def test_manifest_must_not_name_files_it_lacks(tmp_path):
 
 
 def test_read_metrics_last_and_best(tmp_path):
-    lines = [{"step": 1, "val_acc": 0.5}, {"step": 2, "val_acc": 0.8}, {"step": 3, "val_acc": 0.7}]
+    lines = [{"kind": "train", "step": 1, "loss": 9.0}, {"kind": "eval", "step": 1, "val_acc": 0.5},
+             {"kind": "eval", "step": 2, "val_acc": 0.8}, {"kind": "eval", "step": 3, "val_acc": 0.7},
+             {"kind": "final", "test_acc": 0.75}]
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
-    (tmp_path / "config.json").write_text(json.dumps({"task": {"metric": "val_acc", "metric_mode": "max"}}))
+    (tmp_path / "config.json").write_text(json.dumps({"task": {"metric": "val_acc"}}))
     m = read_metrics(tmp_path)
-    assert m["last"]["step"] == 3 and m["best"]["step"] == 2 and m["metric"] == "val_acc"
+    # accuracy: higher is better, even without a metric_mode
+    assert m["metric"] == "val_acc" and m["last"]["step"] == 3 and m["best"]["step"] == 2
+    assert m["final"]["test_acc"] == 0.75
+    (tmp_path / "config.json").write_text(json.dumps({"task": {"metric": "val_acc", "metric_mode": "min"}}))
+    assert read_metrics(tmp_path)["best"]["step"] == 1  # an explicit mode wins over the name
+    # a descriptive task metric falls back to val_loss, lower is better
+    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps({"kind": "eval", "step": s, "val_loss": v})
+                                                      for s, v in [(1, 3.0), (2, 2.5), (3, 2.7)]))
+    (tmp_path / "config.json").write_text(json.dumps({"task": {"metric": "nats per token (val_loss)"}}))
+    m = read_metrics(tmp_path)
+    assert m["metric"] == "val_loss" and m["best"]["step"] == 2
     assert read_metrics(tmp_path / "nothing") == {}
 
 
