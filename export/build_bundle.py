@@ -83,7 +83,7 @@ def validation_ids(run_dir: Path, tokenizer_path: Path | None, text_file: str | 
 
 def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: bool = False,
                   int8_head: str = "fp32", seed: int = 0, eval_text: str | os.PathLike | None = None,
-                  eval_tokens: int = 0, log=print) -> dict[str, Any]:
+                  eval_tokens: int = 0, eval_task: bool = False, log=print) -> dict[str, Any]:
     """Export ``run_dir`` to a bundle at ``out_dir``; returns the manifest written.
 
     ``int8_head``: "fp32" keeps the layer producing ``logits`` in fp32 (measured on a 2x512 LSTM,
@@ -91,6 +91,8 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
 
     With ``int8`` on a language model, top-1 agreement and perplexity of int8 vs fp32 are
     measured on ``eval_text`` (or the recipe's validation split) and recorded in the manifest.
+    With ``int8`` and ``eval_task`` (classifier, tagger, forecaster, seq2seq), the recipe task's own
+    validation metrics of PyTorch, fp32 and int8 graphs are recorded (``manifest["int8"]["task"]``).
     """
     import torch
 
@@ -144,6 +146,8 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
                 log(f"int8 on {source} ({rep['tokens']} tokens): top-1 agreement {rep['top1_agreement']:.2%}, "
                     f"ppl {rep['fp32_ppl']:.2f} -> {rep['int8_ppl']:.2f} ({rep['ppl_change']:+.2%}), "
                     f"step {rep['fp32_step_ms']:.2f} -> {rep['int8_step_ms']:.2f} ms")
+            if eval_task:
+                manifest["int8"]["task"] = _task_eval(run_dir, model, fp32, Path(scratch), graphs, log)
         if tok:
             files[tok.name] = tok
         write_bundle(out_dir, files, manifest)
@@ -166,3 +170,16 @@ def _quantize_all(fp32: dict[str, Path], scratch: Path, files: dict[str, Path], 
         log(f"int8 {job}: {src.stat().st_size / 1e6:.2f} MB -> {dst.stat().st_size / 1e6:.2f} MB "
             f"(random-input max abs diff {smoke['max_abs_diff']:.2e})")
     return figures
+
+
+def _task_eval(run_dir: Path, model, fp32: dict[str, Path], scratch: Path, graphs: dict[str, str], log):
+    """The recipe's validation metrics for PyTorch, fp32 and int8 graphs (None if not applicable)."""
+    from .ort_model import TASK_KINDS, task_metrics
+
+    if model.kind not in TASK_KINDS or not (run_dir / "recipe.json").is_file():
+        log(f"note: --eval-task needs a {'/'.join(TASK_KINDS)} run with recipe.json; skipped")
+        return None
+    res = task_metrics(run_dir, {"fp32": fp32, "int8": {j: scratch / f for j, f in graphs.items()}}, model)
+    k = res["metric"]
+    log(f"task {k}: torch {res['torch'][k]:.4f}, fp32 graph {res['fp32'][k]:.4f}, int8 graph {res['int8'][k]:.4f}")
+    return res

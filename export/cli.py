@@ -43,6 +43,9 @@ def register(subparsers) -> None:
                         "this text (default: the run recipe's validation split, when fetched)")
     p.add_argument("--eval-tokens", type=int, default=0, metavar="N",
                    help="use only the first N tokens of that text (default 0: all of it)")
+    p.add_argument("--eval-task", action="store_true",
+                   help="with --int8 (classifier, tagger, forecaster, seq2seq runs): rebuild the recipe's task and record "
+                        "its validation metrics for PyTorch, fp32 and int8 graphs")
     p.add_argument("--seed", type=int, default=0, help="seed of the parity check's random inputs")
     p.set_defaults(func=run_export)
 
@@ -64,7 +67,7 @@ def run_export(args) -> int:
     torch.set_num_threads(1)  # small graphs; the machine is shared
     try:
         export_bundle(args.run_dir, args.out, int8=args.int8, int8_head=args.int8_head, seed=args.seed,
-                      eval_text=args.eval_text, eval_tokens=args.eval_tokens)
+                      eval_text=args.eval_text, eval_tokens=args.eval_tokens, eval_task=args.eval_task)
     except FileExistsError as e:
         raise ValueError(str(e)) from None
     except AssertionError as e:  # parity failed: an exporter bug, reported without a traceback

@@ -128,6 +128,7 @@ def test_series_validation_messages():
         Series("nan", np.array([1.0, np.nan] * 40), 4, 4, 4)
 
 
+@pytest.mark.slow  # a seasonal SARIMAX fit takes ~10 s on a busy core
 def test_sarimax_baseline_beats_naive_on_a_trend():
     y = _seasonal_series(n=96)
     s = Series("s", y, 12, 12, 12, log=False, order=(0, 1, 1), seasonal_order=(0, 1, 1, 12))

@@ -1,0 +1,147 @@
+"""Exported graphs behind the PyTorch model's call signature, so a task's ``evaluate()`` scores them.
+
+``OrtModel(kind, {job: path}, config)`` answers ``model(tokens, lengths[, chars])`` (classifier,
+tagger) or ``model(x, state)`` (lm, forecaster) with onnxruntime, so the recipe's own metric
+(accuracy, entity F1, RMSE, BLEU...) can be compared between PyTorch, fp32 ONNX and int8 ONNX
+(``task_metrics``). ``OrtSeq2Seq`` does the same for seq2seq (encode, decode_step, greedy, beam
+search). One-to-many is not covered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import names as N
+from .parity import ort_session
+
+KINDS = ("lm", "classifier", "tagger", "forecaster")  # OrtModel; seq2seq: OrtSeq2Seq
+TASK_KINDS = ("classifier", "tagger", "forecaster", "seq2seq")
+
+
+class OrtModel(nn.Module):
+    """A stand-in for an rnnkit model whose forward runs exported graphs (CPU, one thread)."""
+
+    def __init__(self, kind: str, graphs: dict[str, str | os.PathLike], config: Any):
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"OrtModel covers {', '.join(KINDS)}, not {kind!r}")
+        self.kind, self.config = kind, config
+        self.job = {"lm": N.JOB_STEP, "forecaster": N.JOB_STEP, "classifier": N.JOB_CLASSIFY,
+                    "tagger": N.JOB_TAG}[kind]
+        self.session = ort_session(graphs[self.job])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        # Tasks find the device through parameters(); one dummy keeps them working.
+        self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)
+
+    def _run(self, feeds: dict[str, Tensor]) -> dict[str, Tensor]:
+        arrays = {k: np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in feeds.items() if k in self.inputs}
+        return {k: torch.from_numpy(v) for k, v in zip(self.outputs, self.session.run(None, arrays))}
+
+    def _state(self, batch: int, state) -> dict[str, Tensor]:
+        names = [n for n in self.inputs if n in N.STATE_IN]
+        if state is None:
+            shapes = {i.name: i.shape for i in self.session.get_inputs()}
+            return {n: torch.zeros(shapes[n][0], batch, shapes[n][2]) for n in names}
+        return dict(zip(names, state))
+
+    def forward(self, x: Tensor, *args, **kwargs):
+        if self.kind in ("lm", "forecaster"):
+            state = args[0] if args else kwargs.get("state")
+            key = N.TOKENS if self.kind == "lm" else N.FEATURES
+            out = self._run({key: x.long() if self.kind == "lm" else x.float(), **self._state(x.shape[0], state)})
+            head = N.LOGITS if self.kind == "lm" else N.PREDICTIONS
+            return out[head], tuple(out[n] for n in N.STATE_OUT if n in out)
+        lengths = args[0] if args else kwargs.get("lengths")
+        if lengths is None:
+            lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long)
+        feeds = {N.TOKENS: x.long(), N.LENGTHS: lengths.long()}
+        if self.kind == "tagger":
+            chars = args[1] if len(args) > 1 else kwargs.get("chars")
+            if chars is not None:
+                feeds[N.CHARS] = chars.long()
+            return self._run(feeds)[N.LOGITS], ()
+        return self._run(feeds), ()
+
+
+class OrtSeq2Seq(nn.Module):
+    """``encode`` / ``decode_step`` / ``forward`` / ``greedy`` of ``Seq2Seq`` on the encoder and decoder graphs."""
+
+    kind = "seq2seq"
+
+    def __init__(self, graphs: dict[str, str | os.PathLike], config: Any):
+        super().__init__()
+        self.config = config
+        self.enc, self.dec = ort_session(graphs[N.JOB_ENCODER]), ort_session(graphs[N.JOB_DECODER])
+        self.state_in = [i.name for i in self.dec.get_inputs() if i.name in N.ALL_STATE_IN]
+        self.one_step = self.dec.get_inputs()[0].shape[1] == 1  # bahdanau / input feeding: T fixed to 1
+        self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)
+
+    @staticmethod
+    def _run(sess, feeds: dict[str, Tensor]) -> dict[str, Tensor]:
+        names = [o.name for o in sess.get_outputs()]
+        arrays = {k: np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in feeds.items()}
+        return {k: torch.from_numpy(v) for k, v in zip(names, sess.run(None, arrays))}
+
+    def encode(self, src: Tensor, src_len: Tensor):
+        out = self._run(self.enc, {N.SRC: src.long(), N.SRC_LEN: src_len.long()})
+        return out[N.MEMORY], out[N.SRC_MASK], tuple(out[n] for n in self.state_in)
+
+    def decode_step(self, prev: Tensor, state, memory: Tensor, src_mask: Tensor):
+        steps = [prev[:, t:t + 1] for t in range(prev.shape[1])] if self.one_step else [prev]
+        logits, attn = [], []
+        for p in steps:
+            out = self._run(self.dec, {N.PREV: p.long(), **dict(zip(self.state_in, state)),
+                                       N.MEMORY: memory, N.SRC_MASK: src_mask})
+            state = tuple(out["next_" + n] for n in self.state_in)
+            logits.append(out[N.LOGITS])
+            attn.append(out[N.ATTN])
+        return torch.cat(logits, 1), state, torch.cat(attn, 1)
+
+    def forward(self, src: Tensor, src_len: Tensor, tgt_in: Tensor):
+        memory, src_mask, state = self.encode(src, src_len)
+        logits, state, _ = self.decode_step(tgt_in, state, memory, src_mask)
+        return logits, state
+
+    def greedy(self, src: Tensor, src_len: Tensor, max_len: int = 100):
+        from rnnkit.core.seq2seq_search import greedy_search
+
+        with torch.no_grad():
+            return greedy_search(self, src, src_len, max_len)
+
+    def beam_search(self, src: Tensor, src_len: Tensor, beam: int = 4, max_len: int = 100,
+                    length_penalty: float = 0.0):
+        from rnnkit.core.seq2seq_search import beam_search
+
+        with torch.no_grad():
+            return beam_search(self, src, src_len, beam, max_len, length_penalty)
+
+
+def ort_model(kind: str, graphs: dict[str, str | os.PathLike], config: Any) -> nn.Module:
+    """The stand-in for a model of ``kind`` (see ``OrtModel`` / ``OrtSeq2Seq``)."""
+    return OrtSeq2Seq(graphs, config) if kind == "seq2seq" else OrtModel(kind, graphs, config)
+
+
+def task_metrics(run_dir: str | os.PathLike, graphs: dict[str, dict[str, Path]], model: nn.Module) -> dict[str, Any]:
+    """The recipe task's metrics of ``model`` (PyTorch) and of each ``{label: {job: path}}`` graph set.
+
+    Rebuilds the task from ``run_dir/recipe.json`` (data, and the tokenizer saved in the run).
+    Returns ``{"metric": name, "torch": {...}, label: {...}, ...}``.
+    """
+    from rnnkit.core import recipes
+
+    run_dir = Path(run_dir)
+    recipe = json.loads((run_dir / "recipe.json").read_text(encoding="utf-8"))
+    torch.manual_seed(0)
+    _, task, _ = recipes.build(recipe, run_dir)
+    out: dict[str, Any] = {"metric": task.metric, "torch": task.evaluate(model)}
+    for label, paths in graphs.items():
+        out[label] = task.evaluate(ort_model(model.kind, paths, model.config))
+    return out
