@@ -80,10 +80,11 @@ def _tokenizer(bundle: Bundle):
     return load_tokenizer(bundle.path)
 
 
-# The figures worth a glance, most telling first; the final (test) record wins over any eval.
+# The figures worth a glance, most telling first (a bundle's metrics come from its run's metrics.jsonl).
 HEADLINE_METRICS = {"test_acc": "test accuracy {:.1f}%", "test_bleu": "test BLEU {:.1f}", "test_chrf": "chrF {:.1f}",
-                    "test_ppl": "test perplexity {:.1f}", "test_bits": "test {:.3f} bits/token",
-                    "val_acc": "valid accuracy {:.1f}%", "val_ppl": "valid perplexity {:.1f}"}
+                    "test_ppl": "test perplexity {:.1f}", "test_bits": "test {:.2f} bits/token",
+                    "val_acc": "valid accuracy {:.1f}%", "val_ppl": "valid perplexity {:.2f}",
+                    "val_bits": "valid {:.2f} bits/token"}
 
 
 def describe(bundle: Bundle) -> str:
@@ -95,11 +96,11 @@ def describe(bundle: Bundle) -> str:
     text = f"{cell} {layers}×{hidden}, {bundle.precision}, {size_mb:.1f} MB"
     metrics = bundle.manifest.get("metrics") or {}
     last = metrics.get("last") or {}
-    # Only a "final" record is trusted: "best" is picked by a min/max mode the run may not record.
-    if last.get("kind") == "final":
-        shown = [f.format(last[k]) for k, f in HEADLINE_METRICS.items() if isinstance(last.get(k), (int, float))][:2]
-        text += "".join(f", {x}" for x in shown)
-    return text
+    # The final (test) record if there is one, else the last evaluation; never "best", which is
+    # picked by a min/max mode that a run may not record (an accuracy "best" can be the worst).
+    record = metrics.get("final") or (last if last.get("kind") in ("final", "eval") else {})
+    shown = [f.format(record[k]) for k, f in HEADLINE_METRICS.items() if isinstance(record.get(k), (int, float))]
+    return text + "".join(f", {x}" for x in shown[:2])
 
 
 def piece_text(tok, i: int) -> str:
@@ -288,7 +289,7 @@ class Translator:
             return (out[names.LOGITS][:, -1], tuple(out[n] for n in self.decoder.state_out),
                     attn[:, -1] if attn is not None else None)
 
-        max_len = max_len or min(2 * len(src) + 10, 256)
+        max_len = max_len or min(3 * len(src) + 20, 200)  # German runs longer in pieces than English
         best = beam_search(step, state, self.bos_id, self.eos_id, self.pad_id, K, max_len, length_penalty)
         words = [t for t in best.tokens if t != self.eos_id]
         return Translation(self.tok.decode(words), [piece_text(self.tok, i) for i in src],

@@ -190,6 +190,7 @@ def run_section(run: Path, docs: Path, baselines: bool) -> tuple[list[str], list
     status = "" if finished else " (IN PROGRESS: best validation eval so far, no test figures yet)"
     rows, lines = [], [f"## {run.name}{status}", ""]
     lines += [f"`{command_of(recipe)}`", "",
+              *([f"- note: {recipe['notes']}"] if recipe.get("notes") else []),
               f"- recipe: `{name}` ({recipe.get('size', '?')}); {recipe.get('description', '')}",
               f"- model: `{json.dumps(recipe.get('model', {}))}`" + (f", {params:,} parameters" if params else ""),
               f"- trained {steps} steps in {elapsed / 60:.1f} min ({rate:,.0f} items/s mean) on "

@@ -56,7 +56,7 @@ def test_generate_tab_streams_text(page):
     page.get_by_label("Shakespeare (characters)").check()
     page.locator("#gen-prompt textarea").fill("ROMEO:")
     page.locator("#gen-go").click()
-    expect(page.locator("#gen-out textarea")).to_have_value(re.compile(r"^ROMEO:.{20,}", re.S), timeout=TIMEOUT_MS)
+    expect(page.locator("#gen-out textarea")).to_have_value(re.compile(r"^ROMEO:.{150,}", re.S), timeout=TIMEOUT_MS)
     shot(page, "generate")
 
 
