@@ -58,6 +58,9 @@ ANCHORS: dict[str, list[tuple[tuple[str, ...], str, str | None, float | None, st
 }
 
 
+HARDWARE_NOTE = "2 shared CPU cores (other jobs running)"  # --hardware-note on another machine
+
+
 def read_jsonl(path: Path) -> list[dict]:
     out = []
     if path.is_file():
@@ -164,7 +167,8 @@ def suggest_baselines(run: Path) -> dict:
 
 
 # --------------------------------------------------------------------------- report
-def run_section(run: Path, docs: Path, baselines: bool) -> tuple[list[str], list[str]]:
+def run_section(run: Path, docs: Path, baselines: bool, hardware_note: str = HARDWARE_NOTE
+                ) -> tuple[list[str], list[str]]:
     """(summary rows, section lines) for one run directory."""
     recipe = read_json(run / "recipe.json")
     config = read_json(run / "config.json")
@@ -195,7 +199,7 @@ def run_section(run: Path, docs: Path, baselines: bool) -> tuple[list[str], list
               f"- model: `{json.dumps(recipe.get('model', {}))}`" + (f", {params:,} parameters" if params else ""),
               f"- trained {steps} steps in {elapsed / 60:.1f} min ({rate:,.0f} items/s mean) on "
               f"{hw.get('device', '?')} {hw.get('precision', '')}, {hw.get('threads', '?')} thread(s), "
-              f"torch {hw.get('torch', '?')}; 2 shared CPU cores (other jobs running)", ""]
+              f"torch {hw.get('torch', '?')}; {hardware_note}", ""]
     lines += ["| metric | value | anchor / bar | |", "|---|---|---|---|"]
     for keys, label, op, bar, anchor in ANCHORS.get(name, []):
         key, value = pick(results, keys)
@@ -228,6 +232,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default="runs")
     ap.add_argument("--out", default=str(Path(__file__).parent / "RESULTS.md"))
     ap.add_argument("--no-baselines", action="store_true", help="skip the Kneser-Ney baseline (slow-ish)")
+    ap.add_argument("--hardware-note", default=HARDWARE_NOTE, help="where the runs ran (goes into every section)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     runs = sorted(p for p in Path(args.runs).iterdir() if (p / "recipe.json").is_file() and
@@ -235,12 +240,12 @@ def main(argv=None) -> int:
     summary = ["| run | metric | value | bar | verdict | train time |", "|---|---|---|---|---|---|"]
     body: list[str] = []
     for run in runs:
-        rows, lines = run_section(run, out.parent, not args.no_baselines)
+        rows, lines = run_section(run, out.parent, not args.no_baselines, args.hardware_note)
         summary += rows
         body += lines
     head = ["# rnnkit results", "",
             "Produced by `docs/make_results.py` from the full-size runs' `metrics.jsonl` / `results.json`.",
-            "Hardware: 2 CPU cores shared with other jobs (no GPU); each run used one thread. "
+            f"Hardware: {args.hardware_note}; no GPU. "
             "`results.json` scores the best checkpoint (by validation loss) on valid and test.", "",
             "Next-word top-1/top-3 (suggest-en): at evenly spaced held-out positions where a new word starts, "
             "the model's 3 most likely word-initial pieces, each extended greedily to a whole word, "

@@ -111,3 +111,28 @@ def test_list_shows_the_lm_recipes(capsys):
     out = capsys.readouterr().out
     for name in ("char-shakespeare", "ptb-lm", "suggest-en"):
         assert name in out
+
+
+def test_data_folder_and_holdout(tmp_path, my_text):
+    import argparse
+
+    from rnnkit.core.cli_train import user_data_overrides
+    from rnnkit.core.lm_data import load_splits
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "train.txt").write_text("a\n" * 10)
+    (folder / "valid.txt").write_text("b\n")
+    ns = argparse.Namespace(data=str(folder), train_file=None, valid_file=None)
+    got = user_data_overrides(ns)
+    assert set(got) == {"data.train_file", "data.valid_file"}
+    with pytest.raises(ValueError, match="not both"):
+        user_data_overrides(argparse.Namespace(data=str(folder), train_file=str(my_text), valid_file=None))
+    # no valid file: the LAST 5 % of lines (at least one) are held out, nothing overlaps
+    lines = [f"line {i}" for i in range(40)]
+    (tmp_path / "t.txt").write_text("\n".join(lines) + "\n")
+    splits = load_splits({"train_file": str(tmp_path / "t.txt")})
+    assert splits["train"] == lines[:38] and splits["valid"] == lines[38:] and "test" not in splits
+    (tmp_path / "one.txt").write_text("only one line\n")
+    with pytest.raises(ValueError, match="at least 2 lines"):
+        load_splits({"train_file": str(tmp_path / "one.txt")})
