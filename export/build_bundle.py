@@ -83,7 +83,8 @@ def validation_ids(run_dir: Path, tokenizer_path: Path | None, text_file: str | 
 
 def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: bool = False,
                   int8_head: str = "fp32", seed: int = 0, eval_text: str | os.PathLike | None = None,
-                  eval_tokens: int = 0, eval_task: bool = False, log=print) -> dict[str, Any]:
+                  eval_tokens: int = 0, eval_task: bool = False, int8_only: bool = False,
+                  log=print) -> dict[str, Any]:
     """Export ``run_dir`` to a bundle at ``out_dir``; returns the manifest written.
 
     ``int8_head``: "fp32" keeps the layer producing ``logits`` in fp32 (measured on a 2x512 LSTM,
@@ -93,11 +94,15 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
     measured on ``eval_text`` (or the recipe's validation split) and recorded in the manifest.
     With ``int8`` and ``eval_task`` (classifier, tagger, forecaster, seq2seq), the recipe task's own
     validation metrics of PyTorch, fp32 and int8 graphs are recorded (``manifest["int8"]["task"]``).
+    ``int8_only`` leaves the fp32 graphs out of the bundle (the shipped models, to stay small); the
+    parity and int8 figures measured against them stay in the manifest.
     """
     import torch
 
     from rnnkit import __version__
 
+    if int8_only and not int8:
+        raise ValueError("--int8-only needs --int8")
     if int8_head not in ("fp32", "int8"):
         raise ValueError(f"int8_head must be fp32 or int8, got {int8_head!r}")
     torch.manual_seed(seed)
@@ -148,6 +153,10 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
                     f"step {rep['fp32_step_ms']:.2f} -> {rep['int8_step_ms']:.2f} ms")
             if eval_task:
                 manifest["int8"]["task"] = _task_eval(run_dir, model, fp32, Path(scratch), graphs, log)
+            if int8_only:
+                for job, p in fp32.items():
+                    files.pop(p.name, None)
+                manifest["fp32_graphs"] = {}
         if tok:
             files[tok.name] = tok
         write_bundle(out_dir, files, manifest)

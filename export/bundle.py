@@ -201,6 +201,8 @@ class Bundle:
     def graph_path(self, job: str, precision: str | None = None) -> Path:
         """The file of ``job``; ``precision="fp32"`` picks the fp32 reference graph."""
         table = self.fp32_graphs if precision == "fp32" else self.graphs
+        if precision == "fp32" and not table and self.graphs:
+            raise BundleError(f"{self.path}: this bundle ships only {self.precision} graphs (exported with --int8-only)")
         if job not in table:
             raise BundleError(f"{self.path}: no {job!r} graph; this {self.kind} bundle has: {', '.join(table)}")
         return table[job]
@@ -280,7 +282,8 @@ def open_bundle(directory: str | os.PathLike) -> Bundle:
         return {job: directory / file for job, file in graphs.items()}
 
     graphs = table("graphs")
-    fp32 = table("fp32_graphs") or dict(graphs)
+    # An int8-only bundle (export --int8-only, for shipping small) has an empty fp32 table.
+    fp32 = table("fp32_graphs") if "fp32_graphs" in manifest else dict(graphs)
     lacking = sorted(set(expected) - set(graphs))
     if lacking:
         raise BundleError(f"{directory / names.MANIFEST}: a {manifest['kind']} bundle needs graph(s) {lacking}")

@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, metavar="BUNDLE_DIR", help="bundle directory to write (replaced atomically)")
     p.add_argument("--int8", action="store_true",
                    help="also write int8 graphs (onnxruntime dynamic quantisation) and make them the default")
+    p.add_argument("--int8-only", action="store_true",
+                   help="with --int8: leave the fp32 graphs out of the bundle (what models/ ships, to stay small)")
     p.add_argument("--int8-head", choices=("fp32", "int8"), default="fp32",
                    help="with --int8: keep the output layer (logits) in fp32 (default; measured on a 2x512 "
                         "LSTM with 8k vocabulary: 99.3%% top-1 agreement, 14 MB) or quantise it too "
@@ -66,7 +68,7 @@ def run_export(args) -> int:
 
     torch.set_num_threads(1)  # small graphs; the machine is shared
     try:
-        export_bundle(args.run_dir, args.out, int8=args.int8, int8_head=args.int8_head, seed=args.seed,
+        export_bundle(args.run_dir, args.out, int8=args.int8, int8_head=args.int8_head, int8_only=args.int8_only, seed=args.seed,
                       eval_text=args.eval_text, eval_tokens=args.eval_tokens, eval_task=args.eval_task)
     except FileExistsError as e:
         raise ValueError(str(e)) from None

@@ -257,3 +257,17 @@ def test_tagger_bundle_carries_its_vocabulary_and_forecaster_its_task(tmp_path):
     rnnkit_main(["export", str(run), "--out", str(tmp_path / "b2")])
     b = open_bundle(tmp_path / "b2")
     assert b.manifest["task"] == task and b.tokenizer_path is None
+
+
+def test_cli_export_int8_only_ships_no_fp32_graph(run_dir, tmp_path, capsys):
+    out = tmp_path / "bundle"
+    assert rnnkit_main(["export", str(run_dir), "--out", str(out), "--int8-only"]) == 2  # needs --int8
+    assert "needs --int8" in capsys.readouterr().err
+    assert rnnkit_main(["export", str(run_dir), "--out", str(out), "--int8", "--int8-only"]) == 0
+    b = open_bundle(out)
+    assert sorted(p.name for p in out.glob("*.onnx")) == ["step.int8.onnx"]
+    assert b.precision == "int8" and b.fp32_graphs == {}
+    assert b.manifest["parity"]["max_abs_diff"] <= 1e-5  # measured against fp32 before it was dropped
+    with pytest.raises(BundleError, match="only int8"):
+        b.graph_path("step", "fp32")
+    assert rnnkit_main(["verify", str(out)]) == 0
