@@ -1,0 +1,101 @@
+"""Write models/<recipe>/MODEL_CARD.md for the shipped bundles from their manifests and runs.
+
+    python docs/make_model_cards.py            # after exporting the runs into models/
+
+The figures come from each bundle's manifest.json (training metrics, parity, int8 checks) and
+the run's recipe.json / results.json; nothing is typed by hand except the commands below.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# recipe -> (run dir, the commands that reproduce the bundle)
+SHIPPED = {
+    "char-shakespeare": ("runs/char-shakespeare", [
+        "rnnkit data fetch",
+        "rnnkit train --recipe char-shakespeare --run-dir runs/char-shakespeare --threads 1 --quiet "
+        "--set precision=bf16 --set max_minutes=50",
+        "rnnkit export runs/char-shakespeare --out models/char-shakespeare --int8 --int8-only"]),
+    "suggest-en": ("runs/suggest-en", [
+        "rnnkit data fetch",
+        "rnnkit train --recipe suggest-en --run-dir runs/suggest-en --threads 1 --quiet "
+        "--set precision=bf16 --set max_minutes=95",
+        "rnnkit export runs/suggest-en --out models/suggest-en --int8 --int8-only"]),
+    "sentiment-mr": ("runs/sentiment-mr", [
+        "rnnkit data fetch",
+        "rnnkit train --recipe sentiment-mr --run-dir runs/sentiment-mr --threads 1 --quiet",
+        "rnnkit export runs/sentiment-mr --out models/sentiment-mr --int8 --int8-only --eval-task"]),
+    "translate-en-de": ("runs/translate-en-de-long", [
+        "rnnkit data fetch",
+        "rnnkit train --recipe translate-en-de --run-dir runs/translate-en-de --threads 1 --quiet "
+        "--set train.max_minutes=36",
+        "cp -a runs/translate-en-de runs/translate-en-de-long && rnnkit train --resume runs/translate-en-de-long "
+        "--set train.max_steps=4400 --set train.lr=0.001 --set train.max_minutes=35 --threads 1 --quiet",
+        "rnnkit export runs/translate-en-de-long --out models/translate-en-de --int8 --int8-only --eval-task"]),
+}
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def card(name: str, run_dir: Path, commands: list[str]) -> str:
+    bundle = ROOT / "models" / name
+    m = json.loads((bundle / "manifest.json").read_text())
+    recipe = json.loads((run_dir / "recipe.json").read_text()) if (run_dir / "recipe.json").exists() else {}
+    results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
+    final = m.get("metrics", {}).get("final") or {}
+    cfg = m["model"]["config"]
+    size = sum(p.stat().st_size for p in bundle.iterdir() if p.is_file())
+    lines = [f"# {name}", "", recipe.get("description", ""), "",
+             "| | |", "|---|---|",
+             f"| model | `{m['kind']}`: {cfg.get('cell')} {cfg.get('num_layers')}×{cfg.get('hidden_size')}"
+             f"{' bidirectional' if cfg.get('bidirectional') else ''}, {final.get('params', '?'):,} parameters |"
+             if isinstance(final.get('params'), int) else f"| model | `{m['kind']}` |",
+             f"| data | corpus `{recipe.get('data', {}).get('corpus', '?')}` (see docs/CONTRACTS.md, Corpora) |",
+             f"| graphs | {', '.join(f'`{f}`' for f in m['graphs'].values())} ({m['precision']}) |",
+             f"| bundle size | {size / 1e6:.1f} MB |",
+             f"| parity, fp32 ONNX vs PyTorch | max abs diff {m['parity']['max_abs_diff']:.1e} |"]
+    metrics = {k: v for k, v in final.items() if k not in ("kind", "params") and isinstance(v, (int, float))}
+    lines += ["", "## Metrics (best checkpoint by validation; fp32 PyTorch)", "",
+              "| metric | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in sorted(metrics.items())]
+    int8 = m.get("int8", {})
+    text = (int8.get("step") or {}).get("text")
+    if text:
+        lines += ["", f"int8 vs fp32 on {text['source']} ({text['tokens']:,} tokens): top-1 agreement "
+                      f"{text['top1_agreement']:.2%}, perplexity {text['fp32_ppl']:.2f} → {text['int8_ppl']:.2f} "
+                      f"({text['ppl_change']:+.2%})."]
+    task = int8.get("task")
+    if task:
+        key = next(iter(task["fp32"]))
+        lines += ["", "Recipe metrics of the graphs: " + ", ".join(
+            f"{k} torch {task['torch'][k]:.4g} / fp32 {task['fp32'][k]:.4g} / int8 {task['int8'][k]:.4g}"
+            for k in task["fp32"] if k.startswith("val_"))]
+    samples = results.get("samples")
+    if isinstance(samples, list) and samples:
+        lines += ["", "## Samples", ""] + [f"- `{json.dumps(s, ensure_ascii=False)[:300]}`" for s in samples[:5]]
+    elif (run_dir / "samples.txt").exists():
+        lines += ["", "## Samples", "", "```", (run_dir / "samples.txt").read_text()[:1200].rstrip(), "```"]
+    lines += ["", "## Reproduce", "", "```bash"] + commands + ["```", "",
+              "Trained on a shared 2-core CPU machine (no GPU); see docs/RESULTS.md for every recipe.", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    for name, (run, commands) in SHIPPED.items():
+        run_dir, bundle = ROOT / run, ROOT / "models" / name
+        if not (bundle / "manifest.json").exists():
+            print(f"skip {name}: no bundle in models/", file=sys.stderr)
+            continue
+        (bundle / "MODEL_CARD.md").write_text(card(name, run_dir, commands), encoding="utf-8")
+        print(f"wrote {bundle / 'MODEL_CARD.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
