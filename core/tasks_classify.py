@@ -381,6 +381,20 @@ def seeded_subset(rows: list, n: int, seed: int) -> list:
     return [rows[i] for i in keep]
 
 
+def user_or_corpus_splits(data: dict, read, load, holdout: float, seed: int) -> tuple[list, list, list | None]:
+    """(train, valid, test) rows: the user's ``train_file`` [``valid_file`` ``test_file``] read with
+    ``read(path)`` (a seeded ``holdout`` fraction of train when no valid file), else the fetched
+    corpus through ``load(split)``."""
+    if not data.get("train_file"):
+        return load("train"), load("valid"), load("test")
+    train = read(data["train_file"])
+    if data.get("valid_file"):
+        valid = read(data["valid_file"])
+    else:
+        train, valid = seeded_holdout(train, holdout, seed)
+    return train, valid, (read(data["test_file"]) if data.get("test_file") else None)
+
+
 def clean_mr_text(text: str) -> str:
     """VADER's MR sentences keep HTML entities and '' for double quotes."""
     import html
@@ -397,17 +411,10 @@ def build_sentiment(recipe, run_dir):
 
     data = recipe["data"]
     seed = int(recipe["train"].get("seed", 1337))
-    if data.get("train_file"):
-        train = read_tsv(data["train_file"], columns=("score", "text"))
-        if data.get("valid_file"):
-            valid = read_tsv(data["valid_file"], columns=("score", "text"))
-        else:
-            train, valid = seeded_holdout(train, 0.1, seed)
-        test = read_tsv(data["test_file"], columns=("score", "text")) if data.get("test_file") else None
-    else:
-        from .data.loaders import load_sentiment
+    from .data.loaders import load_sentiment
 
-        train, valid, test = (load_sentiment(s) for s in ("train", "valid", "test"))
+    train, valid, test = user_or_corpus_splits(
+        data, lambda path: read_tsv(path, columns=("score", "text")), load_sentiment, 0.1, seed)
     train = seeded_subset(train, int(data.get("max_train_rows", 0) or 0), seed)
 
     def split(rows):

@@ -188,21 +188,13 @@ def build(recipe, run_dir):
     from .lm_data import train_tokenizer
     from .recipes import load_or_train_tokenizer
     from .seq2seq import Seq2Seq, Seq2SeqConfig
-    from .tasks_classify import model_fields, seeded_holdout, seeded_model, seeded_subset
+    from .tasks_classify import model_fields, seeded_model, seeded_subset, user_or_corpus_splits
 
     data, tok_spec, run_dir = recipe["data"], dict(recipe["tokenizer"]), Path(run_dir)
     seed = int(recipe["train"].get("seed", 1337))
-    if data.get("train_file"):
-        train = read_parallel_tsv(data["train_file"])
-        if data.get("valid_file"):
-            valid = read_parallel_tsv(data["valid_file"])
-        else:
-            train, valid = seeded_holdout(train, 0.05, seed)
-        test = read_parallel_tsv(data["test_file"]) if data.get("test_file") else None
-    else:
-        from .data.loaders import load_parallel
+    from .data.loaders import load_parallel
 
-        train, valid, test = (load_parallel(s) for s in ("train", "valid", "test"))
+    train, valid, test = user_or_corpus_splits(data, read_parallel_tsv, load_parallel, 0.05, seed)
     train = seeded_subset(train, int(data.get("max_train_pairs", 0) or 0), seed)
     ev = int(data.get("max_eval_pairs", 0) or 0)
     valid, test = seeded_subset(valid, ev, seed), (seeded_subset(test, ev, seed) if test else test)

@@ -270,21 +270,13 @@ def build(recipe, run_dir):
     """
     from .data.readers import read_conll
     from .models import Tagger, TaggerConfig
-    from .tasks_classify import model_fields, seeded_holdout, seeded_model, seeded_subset
+    from .tasks_classify import model_fields, seeded_model, seeded_subset, user_or_corpus_splits
 
     data, run_dir = recipe["data"], Path(run_dir)
     seed = int(recipe["train"].get("seed", 1337))
-    if data.get("train_file"):
-        train = read_conll(data["train_file"])
-        if data.get("valid_file"):
-            valid = read_conll(data["valid_file"])
-        else:
-            train, valid = seeded_holdout(train, 0.1, seed)
-        test = read_conll(data["test_file"]) if data.get("test_file") else None
-    else:
-        from .data.loaders import load_conll
+    from .data.loaders import load_conll
 
-        train, valid, test = (load_conll(s) for s in ("train", "valid", "test"))
+    train, valid, test = user_or_corpus_splits(data, read_conll, load_conll, 0.1, seed)
     train = seeded_subset(train, int(data.get("max_train_sentences", 0) or 0), seed)
     ev = int(data.get("max_eval_sentences", 0) or 0)
     valid, test = seeded_subset(valid, ev, seed), (seeded_subset(test, ev, seed) if test else test)

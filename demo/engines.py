@@ -82,9 +82,9 @@ def _tokenizer(bundle: Bundle):
 
 # The figures worth a glance, most telling first (a bundle's metrics come from its run's metrics.jsonl).
 HEADLINE_METRICS = {"test_acc": "test accuracy {:.1f}%", "test_bleu": "test BLEU {:.1f}", "test_chrf": "chrF {:.1f}",
-                    "test_ppl": "test perplexity {:.1f}", "test_bits": "test {:.2f} bits/token",
+                    "test_ppl": "test perplexity {:.1f}", "test_bits": "test {:.2f} bits/{unit}",
                     "val_acc": "valid accuracy {:.1f}%", "val_ppl": "valid perplexity {:.2f}",
-                    "val_bits": "valid {:.2f} bits/token"}
+                    "val_bits": "valid {:.2f} bits/{unit}"}
 
 
 def describe(bundle: Bundle) -> str:
@@ -99,7 +99,9 @@ def describe(bundle: Bundle) -> str:
     # The final (test) record if there is one, else the last evaluation; never "best", which is
     # picked by a min/max mode that a run may not record (an accuracy "best" can be the worst).
     record = metrics.get("final") or (last if last.get("kind") in ("final", "eval") else {})
-    shown = [f.format(record[k]) for k, f in HEADLINE_METRICS.items() if isinstance(record.get(k), (int, float))]
+    unit = str(record.get("unit", "token"))  # char models record "char"
+    shown = [f.format(record[k], unit=unit) for k, f in HEADLINE_METRICS.items()
+             if isinstance(record.get(k), (int, float))]
     return text + "".join(f", {x}" for x in shown[:2])
 
 
