@@ -138,7 +138,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     """Kill the trainer (checkpointing every step) at random moments; every time the latest
     checkpoint must load, and the resumed run must end where an uninterrupted one does."""
     run = tmp_path / "killed"
-    args = ["--max-steps", "80", "--eval-every", "30"]
+    args = ["--max-steps", "80", "--eval-every", "30"]  # long enough for several kills on an idle machine
     every_step = ["--checkpoint-every", "1"]  # most of the time is spent inside a checkpoint write
     rnd = random.Random(1234)
     seen = []
@@ -151,7 +151,12 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
         while (_latest_step(run / "checkpoints") or 0) <= before and proc.poll() is None:
             assert time.time() < deadline, "trainer made no progress"
             time.sleep(0.02)
-        time.sleep(rnd.uniform(0.0, 0.4))
+        time.sleep(rnd.uniform(0.0, 0.2))
+        if proc.poll() is not None:
+            # On a fast, idle machine the run can finish before the kill lands: that is a
+            # clean end, not a failure; the kills that did land are still checked below.
+            assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
+            break
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr.read().decode()[-2000:])
@@ -160,7 +165,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
         seen.append(step)
         got = load_checkpoint(run / "checkpoints", tiny_lm(), torch.optim.AdamW(tiny_lm().parameters()))
         assert got.state["step"] == step
-    assert seen == sorted(seen) and seen[-1] < 80, seen
+    assert len(seen) >= 2 and seen == sorted(seen) and seen[-1] < 80, seen
     done = subprocess.run([sys.executable, str(TOYS), str(run), *args, "--resume"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
