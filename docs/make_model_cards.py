@@ -1,4 +1,4 @@
-"""Write models/<recipe>/MODEL_CARD.md for the shipped bundles from their manifests and runs.
+"""Write models/<recipe>/README.md for the shipped bundles from their manifests and runs.
 
     python docs/make_model_cards.py            # after exporting the runs into models/
 
@@ -92,8 +92,8 @@ def main() -> int:
         if not (bundle / "manifest.json").exists():
             print(f"skip {name}: no bundle in models/", file=sys.stderr)
             continue
-        (bundle / "MODEL_CARD.md").write_text(card(name, run_dir, commands), encoding="utf-8")
-        print(f"wrote {bundle / 'MODEL_CARD.md'}")
+        (bundle / "README.md").write_text(card(name, run_dir, commands), encoding="utf-8")
+        print(f"wrote {bundle / 'README.md'}")
     return 0
 
 
