@@ -350,7 +350,7 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                                   api_name=f"accept_suggestion_{i}", api_visibility="private")
                     tap.then(_guard(run_suggest), [box, k, typing], outputs, show_progress="hidden",
                              api_name=f"suggest_after_accept_{i}", api_visibility="private", concurrency_id="suggest")
-        gr.Markdown("<small>Models, cards and the commands that made them: `models/*/README.md`. "
+        gr.Markdown("<small>Each model's card (data, metric, the command that made it): `models/*/MODEL_CARD.md`. "
                     "Source: `demo/app.py`.</small>")
     demo.queue(default_concurrency_limit=4, max_size=128)
     return demo

@@ -87,7 +87,8 @@ def test_sentiment_returns_score_polarity_and_running_score(client):
     assert abs(data["positive"] - confidences["positive"]) < 1e-3
     assert "".join(data["tokens"]).strip() == "a dull film with a moving story"
     assert len(data["running"]) == len(data["tokens"]) and all(-1 <= x <= 1 for x in data["running"])
-    assert abs(data["running"][-1] - data["score"]) < 1e-3  # the whole text is the last prefix
+    # the whole text is the last prefix (two int8 graphs, quantised separately, agree to ~1e-2)
+    assert abs(data["running"][-1] - data["score"]) < 0.02
     assert tokens.count("class='tok'") == len(data["tokens"])
     plot = plot.get("value", plot)  # the line plot comes as an update (it carries the token order)
     assert plot["columns"] == ["token", "score", "position"]
