@@ -14,7 +14,9 @@ task's ``finalize``, ``results.json`` / ``samples.txt``.
 
 from __future__ import annotations
 
+
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -151,6 +153,8 @@ def run_train(args) -> int:
         settings["device"] = args.device
     cfg = from_dict(TrainConfig, settings)
     result = train(model, task, cfg, resume=bool(args.resume))
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun only rank 0 reports and scores the best model
     print(f"{recipe['name']}: {result.stop_reason} after {result.steps} steps, {result.wall_seconds:.0f}s; "
           f"best {result.metric} {result.best_metric}", flush=True)
     if hasattr(task, "finalize") and result.stop_reason != "paused":
