@@ -14,7 +14,6 @@ task's ``finalize``, ``results.json`` / ``samples.txt``.
 
 from __future__ import annotations
 
-
 import argparse
 import os
 import shlex
