@@ -138,7 +138,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     """Kill the trainer (checkpointing every step) at random moments; every time the latest
     checkpoint must load, and the resumed run must end where an uninterrupted one does."""
     run = tmp_path / "killed"
-    args = ["--max-steps", "80", "--eval-every", "30"]  # long enough for several kills on an idle machine
+    args = ["--max-steps", "200", "--eval-every", "30"]  # long enough for several kills on an idle machine
     every_step = ["--checkpoint-every", "1"]  # most of the time is spent inside a checkpoint write
     rnd = random.Random(1234)
     seen = []
@@ -165,11 +165,12 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
         seen.append(step)
         got = load_checkpoint(run / "checkpoints", tiny_lm(), torch.optim.AdamW(tiny_lm().parameters()))
         assert got.state["step"] == step
-    assert len(seen) >= 2 and seen == sorted(seen) and seen[-1] < 80, seen
+    # A kill may land after the last checkpoint (step 200), while the process shuts down: still fine.
+    assert len(seen) >= 2 and seen == sorted(seen) and seen[-1] <= 200, seen
     done = subprocess.run([sys.executable, str(TOYS), str(run), *args, "--resume"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "RESULT steps=80" in done.stdout
+    assert "RESULT steps=200" in done.stdout
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest"]
 
     from test_trainer_toys import main as toy_main
