@@ -18,7 +18,7 @@ setup: $(BIN)/python
 
 browser-deps:
 	# Debian's Chromium for the Playwright tests (Playwright's own browser download cannot work here).
-	if [ ! -x /usr/bin/chromium ]; then (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium not installed: browser tests will skip"; fi
+	if [ ! -x /usr/bin/chromium ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || echo "chromium not installed: browser tests will skip"; fi
 
 demo: setup
 	$(BIN)/rnnkit demo
