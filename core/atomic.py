@@ -1,4 +1,4 @@
-"""Atomic file writes: a temp file in the same directory, fsync, then rename.
+"""Atomic file writes (a temp file in the same directory, fsync, then rename) and file hashing.
 
 A reader (or a run killed with SIGKILL mid-write) sees either the old file or the
 new one, never half of one. Used by checkpoints, configs, bundles and data fetch.
@@ -6,6 +6,7 @@ new one, never half of one. Used by checkpoints, configs, bundles and data fetch
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     # The rename is only durable once the directory entry is on disk too.
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -46,7 +47,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -64,3 +65,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (corpus downloads and bundle files can be large)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

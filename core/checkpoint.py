@@ -34,7 +34,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from .atomic import _fsync_dir, atomic_write, atomic_write_json
+from .atomic import fsync_dir, atomic_write, atomic_write_json
 from .rng import get_rng_state
 
 FORMAT_VERSION = 1
@@ -152,7 +152,7 @@ def _publish(tmp: Path, root: Path) -> None:
         os.replace(latest, prev)
         os.replace(tmp, latest)
         shutil.rmtree(prev)
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 def _complete(path: Path) -> bool:

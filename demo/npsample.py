@@ -11,14 +11,12 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from rnnkit.edge.search import log_softmax as _log_softmax
+
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax of (..., V) in float64 (beam scores add up many of these)."""
-    x = x.astype(np.float64)
-    m = np.max(x, axis=-1, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    z = x - m
-    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+    return _log_softmax(x, np.float64)
 
 
 def filter_logits(logits: np.ndarray, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> np.ndarray:

@@ -51,10 +51,12 @@ class Dist:
         return self._end
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Over the last axis, float32 (ranking needs no more): (..., V) -> (..., V)."""
-    x = np.asarray(logits, dtype=np.float32)
-    x = x - x.max(axis=-1, keepdims=True)
+def log_softmax(logits: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Over the last axis: (..., V) -> (..., V). float32 is enough to rank; pass float64 where
+    many of these are summed (beam scores, perplexity). Rows of all -inf stay -inf, not NaN."""
+    x = np.asarray(logits, dtype=dtype)
+    m = x.max(axis=-1, keepdims=True)
+    x = x - np.where(np.isfinite(m), m, 0.0)
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 

