@@ -50,6 +50,7 @@ def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, .
     max_pieces = max_pieces or 2 * max_words + 1
     n0 = start_surface.count(b" ")
     any_piece, cont = np.flatnonzero(~vocab.special), np.flatnonzero(vocab.word_cont)
+    n_special = int(vocab.special.sum())
     after_word = np.flatnonzero(vocab.ends_word & ~vocab.special)
     # (ids, surface, logp, words so far); a started word counts once it has a piece.
     beam_hyps = [(tuple(start_ids), start_surface, start_logp, n0)]
@@ -73,7 +74,13 @@ def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, .
                 allowed = cont        # only finish the last word
             else:
                 allowed = any_piece
-            top = allowed[np.argpartition(-row.lp[allowed], min(beam, allowed.size) - 1)[:beam]]
+            if allowed is any_piece:  # skip gathering ~V values: select on the row, then drop specials
+                pick = min(beam + n_special, row.lp.size)
+                top = np.argpartition(-row.lp, pick - 1)[:pick]
+                top = top[~vocab.special[top]]
+                top = top[np.argpartition(-row.lp[top], min(beam, top.size) - 1)[:beam]]
+            else:
+                top = allowed[np.argpartition(-row.lp[allowed], min(beam, allowed.size) - 1)[:beam]]
             for t in top:
                 t = int(t)
                 s = vocab.surface[t]

@@ -113,6 +113,9 @@ def load_session(model: str | os.PathLike | bytes, threads: int = 1, providers: 
                                     sess_options=session_options(threads), providers=list(providers))
     except Exception as e:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        if "MatMulNBits" in str(e) or "not a registered function/op" in str(e):  # an op this build lacks
+            raise EdgeError(f"{where}: this onnxruntime ({ort.__version__}) cannot run the graph; int8 "
+                            f"bundles need onnxruntime >= 1.22: {first}") from None
         raise EdgeError(f"{where}: cannot load the ONNX graph (truncated or altered file?): {first}") from None
 
 

@@ -64,15 +64,18 @@ def log_softmax_end(logits: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, n
     """Log-probs (B, V) float32 and log P(next piece ends a word) (B,), from one exp pass.
 
     ``ends`` is the (V,) float32 0/1 mask of word-ending pieces; a matrix-vector product sums
-    their probabilities (boolean-indexing a (B, V) array is several times slower).
+    their probabilities (boolean-indexing a (B, V) array is several times slower). A float32
+    ``logits`` array is overwritten with the result: this runs after every model call, and
+    skipping two (B, V) temporaries is a measurable part of a keystroke.
     """
     x = np.asarray(logits, dtype=np.float32)
-    x = x - x.max(axis=-1, keepdims=True)
+    x -= x.max(axis=-1, keepdims=True)
     e = np.exp(x)
     log_z = np.log(e.sum(axis=-1, keepdims=True))
     with np.errstate(divide="ignore"):
         end = np.log((e @ ends).astype(np.float64)) - log_z[:, 0]
-    return x - log_z, end
+    x -= log_z
+    return x, end
 
 
 def logsumexp(x: np.ndarray) -> float:
@@ -109,8 +112,12 @@ def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3
                 continue
             allowed = vocab.matching(typed[len(surf):], first=not ids)
             if allowed.size:
+                sub = row.lp[allowed]
+                if allowed.size > beam:  # only a parent's own best `beam` can make the beam
+                    part = np.argpartition(-sub, beam - 1)[:beam]
+                    allowed, sub = allowed[part], sub[part]
                 cand_ids.append(allowed)
-                cand_lp.append(lp + row.lp[allowed])
+                cand_lp.append(lp + sub)
                 cand_parent.append(np.full(allowed.size, j))
         if not cand_ids:
             break

@@ -36,10 +36,10 @@ def register(subparsers) -> None:
                    help="also write int8 graphs (onnxruntime dynamic quantisation) and make them the default")
     p.add_argument("--int8-only", action="store_true",
                    help="with --int8: leave the fp32 graphs out of the bundle (what models/ ships, to stay small)")
-    p.add_argument("--int8-head", choices=("fp32", "int8"), default="fp32",
-                   help="with --int8: keep the output layer (logits) in fp32 (default; measured on a 2x512 "
-                        "LSTM with 8k vocabulary: 99.3%% top-1 agreement, 14 MB) or quantise it too "
-                        "(99.0%%, 8 MB; fp32 is 32 MB)")
+    p.add_argument("--int8-head", choices=("int8", "fp32"), default="int8",
+                   help="with --int8: quantise the output layer (logits) too, block-wise (default; needs "
+                        "onnxruntime >= 1.22; on suggest-en the one-token step is 1.9x faster for -0.07 points "
+                        "of top-1 agreement) or keep it fp32")
     p.add_argument("--eval-text", metavar="FILE",
                    help="language models with --int8: measure int8 vs fp32 (top-1 agreement, perplexity) on "
                         "this text (default: the run recipe's validation split, when fetched)")

@@ -30,21 +30,34 @@ from . import names as N
 OP_TYPES = ["LSTM", "MatMul", "Gather", "Gemm"]
 
 
+HEADS = ("fp32", "int8")
+# The output layer in int8: weights in blocks of HEAD_BLOCK along the input axis, each block with its
+# own scale, and activations quantised per block of each row too (onnxruntime's MatMulNBits, 8 bits,
+# accuracy level 4 = int8 dot products). Measured on suggest-en: top-1 agreement 98.47 % where one
+# per-tensor activation scale (dynamic quantisation) gives 98.11 % (fp32 head: 98.54 %), and the
+# one-token step 0.23 ms where the fp32 head takes 0.43 ms: the step streams its weights from
+# memory, and this head has a quarter of the fp32 bytes.
+HEAD_BITS, HEAD_BLOCK, HEAD_ACCURACY = 8, 32, 4
+MIN_ORT_INT8_HEAD = (1, 22)  # the first onnxruntime whose CPU MatMulNBits runs 8-bit weights
+
+
 def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, per_channel: bool = True,
-                   op_types: Sequence[str] = OP_TYPES, exclude_output_head: bool = False) -> Path:
+                   op_types: Sequence[str] = OP_TYPES, head: str = "int8") -> Path:
     """Write the int8 version of ``src`` to ``dst`` (atomically), metadata carried over with precision=int8.
 
-    ``exclude_output_head`` keeps the final MatMul producing ``logits`` in fp32 (costs size,
-    buys top-1 agreement).
+    ``head``: "int8" quantises the MatMul producing ``logits`` block-wise (``HEAD_BLOCK``);
+    "fp32" keeps it fp32 (four times its bytes, a slower step, a little more top-1 agreement).
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from .onnx_export import check_graph, set_metadata
 
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
     model = onnx.load(str(src))
     meta = {p.key: p.value for p in model.metadata_props}
-    exclude = _head_nodes(model) if exclude_output_head else []
+    head_nodes = _head_nodes(model)
 
     def write(tmp: str) -> None:
         # The quantiser logs one line per node it skips; that is expected, not news.
@@ -55,16 +68,48 @@ def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, per_channel: 
             lg.setLevel(logging.ERROR)
         try:
             quantize_dynamic(str(src), tmp, op_types_to_quantize=list(op_types), per_channel=per_channel,
-                             weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
+                             weight_type=QuantType.QInt8, nodes_to_exclude=head_nodes)
+            q = onnx.load(tmp)
+            if head == "int8":
+                q = _int8_head(q, head_nodes, tmp)
         finally:
             for lg, level in zip(loggers, levels):
                 lg.setLevel(level)
-        q = onnx.load(tmp)
         set_metadata(q, {**meta, N.META_PRECISION: "int8"})
         onnx.save(q, tmp)
         check_graph(tmp)
 
     return atomic_write(dst, write)
+
+
+def _int8_head(model, head_nodes: list[str], scratch: str):
+    """The head MatMul (a constant 2-D weight) as an 8-bit block-wise ``MatMulNBits``; a head of
+    another form (a Gemm) gets dynamic int8 like the rest of the graph."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    inits = {t.name for t in model.graph.initializer}
+    blockwise = [n.name for n in model.graph.node
+                 if n.name in head_nodes and n.op_type == "MatMul" and n.input[1] in inits]
+    if blockwise:
+        have = tuple(int(x) for x in ort.__version__.split(".")[:2])
+        if have < MIN_ORT_INT8_HEAD:
+            raise RuntimeError(f"an int8 output head needs onnxruntime >= {'.'.join(map(str, MIN_ORT_INT8_HEAD))} "
+                               f"(this is {ort.__version__}); upgrade it, or export with --int8-head fp32")
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+        q = MatMulNBitsQuantizer(model, bits=HEAD_BITS, block_size=HEAD_BLOCK, is_symmetric=True,
+                                 accuracy_level=HEAD_ACCURACY, nodes_to_include=blockwise)
+        q.process()
+        model = q.model.model
+    rest = [n.name for n in model.graph.node if n.name in head_nodes and n.op_type in ("MatMul", "Gemm")]
+    if rest:
+        onnx.save(model, scratch)
+        quantize_dynamic(scratch, scratch, op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
+                         weight_type=QuantType.QInt8, nodes_to_quantize=rest)
+        model = onnx.load(scratch)
+    return model
 
 
 def _head_nodes(model) -> list[str]:

@@ -170,18 +170,21 @@ def test_cli_export_int8_makes_int8_the_default(run_dir, tmp_path):
     assert b.precision == "int8"
     assert b.graphs["step"].name == "step.int8.onnx" and b.fp32_graphs["step"].name == "step.onnx"
     assert b.metadata("step")["precision"] == "int8" and b.metadata("step", "fp32")["precision"] == "fp32"
-    assert "step" in b.manifest["int8"] and b.manifest["int8_options"]["output_head"] == "fp32"
+    assert "step" in b.manifest["int8"] and b.manifest["int8_options"]["output_head"] == "int8"
+    g = onnx.load(str(b.graphs["step"]))
+    ops = {f"{n.domain}.{n.op_type}" if n.domain else n.op_type for n in g.graph.node}
+    assert "com.microsoft.MatMulNBits" in ops and "MatMul" not in ops  # the output layer, block-wise int8
+    assert "com.microsoft.DynamicQuantizeLSTM" in ops
+    assert rnnkit_main(["verify", str(out)]) == 0
+    assert rnnkit_main(["export", str(run_dir), "--out", str(out), "--int8", "--int8-head", "fp32"]) == 0
+    b = open_bundle(out)
+    assert b.manifest["int8_options"]["output_head"] == "fp32"
     g = onnx.load(str(b.graphs["step"]))
     producer = {o: n for n in g.graph.node for o in n.output}
     node = producer["logits"]
     while node.op_type == "Add":
         node = producer[next(i for i in node.input if i in producer)]
-    assert node.op_type == "MatMul"  # the default keeps the output layer fp32
-    assert "com.microsoft.DynamicQuantizeLSTM" in {f"{n.domain}.{n.op_type}" for n in g.graph.node}
-    assert rnnkit_main(["verify", str(out)]) == 0
-    assert rnnkit_main(["export", str(run_dir), "--out", str(out), "--int8", "--int8-head", "int8"]) == 0
-    g = onnx.load(str(open_bundle(out).graphs["step"]))
-    assert "MatMul" not in {n.op_type for n in g.graph.node}  # head quantised (MatMulInteger) too
+    assert node.op_type == "MatMul"  # kept fp32
 
 
 def test_cli_accepts_a_plain_model_dir(run_dir, tmp_path):

@@ -37,7 +37,7 @@ def test_lstm_becomes_dynamic_quantize_lstm(graphs):
     fp32, int8 = graphs["lstm"]
     ops = op_counts(int8)
     assert ops.get("com.microsoft.DynamicQuantizeLSTM") == 2 and "LSTM" not in ops, ops
-    assert ops.get("MatMulInteger", 0) >= 1, ops  # the output layer
+    assert ops.get("com.microsoft.MatMulNBits") == 1 and "MatMul" not in ops, ops  # the output layer, block-wise
     assert size_ratio(fp32, int8) < 0.35
 
 
@@ -45,7 +45,7 @@ def test_gru_keeps_fp32_recurrence_and_quantises_matmul(graphs):
     fp32, int8 = graphs["gru"]
     ops = op_counts(int8)
     assert ops.get("GRU") == 2 and not any("DynamicQuantize" in k and "GRU" in k for k in ops), ops
-    assert ops.get("MatMulInteger", 0) >= 1, ops
+    assert ops.get("com.microsoft.MatMulNBits") == 1, ops
     assert size_ratio(fp32, int8) < 0.9  # embedding + head shrink, the GRU weights do not
 
 
@@ -63,13 +63,45 @@ def test_int8_graph_checks_and_keeps_metadata(graphs):
 
 def test_excluding_the_output_head_keeps_it_fp32(graphs, tmp_path):
     fp32, _ = graphs["lstm"]
-    q = quantize_graph(fp32, tmp_path / "q.onnx", exclude_output_head=True)
+    q = quantize_graph(fp32, tmp_path / "q.onnx", head="fp32")
     g = onnx.load(str(q))
     producer = {o: n for n in g.graph.node for o in n.output}
     node = producer["logits"]
     while node.op_type == "Add":
         node = producer[next(i for i in node.input if i in producer)]
-    assert node.op_type == "MatMul"  # not MatMulInteger
+    assert node.op_type == "MatMul"  # not MatMulNBits
+
+
+def test_int8_head_keeps_top1_close_to_fp32(graphs):
+    """The block-wise int8 head: logits near fp32, the same argmax on nearly every position."""
+    fp32, int8 = graphs["lstm"]
+    head_only = quantize_graph(fp32, fp32.parent / "head-fp32.int8.onnx", head="fp32")
+    rng = np.random.default_rng(1)
+    ids = rng.integers(0, 500, size=8 * 40 + 1)
+    rep = lm_stream_eval({"fp32": ort_session(fp32), "int8": ort_session(int8),
+                          "int8-fp32-head": ort_session(head_only)}, ids, batch=8, chunk=40)
+    assert rep["int8"]["ppl"] == pytest.approx(rep["fp32"]["ppl"], rel=0.01)
+    assert rep["int8"]["top1_agreement"] >= 0.9
+    assert rep["int8"]["top1_agreement"] >= rep["int8-fp32-head"]["top1_agreement"] - 0.05
+
+
+def test_a_gemm_head_falls_back_to_dynamic_int8(tmp_path):
+    """A head the block-wise quantiser cannot take (a Gemm) is still quantised, dynamically."""
+    import onnx.helper as oh
+
+    w = oh.make_tensor("w", onnx.TensorProto.FLOAT, [8, 6], np.random.default_rng(0).standard_normal(48).tolist())
+    g = oh.make_graph([oh.make_node("Gemm", ["x", "w"], ["logits"], name="head")], "g",
+                      [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8])],
+                      [oh.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [2, 6])], [w])
+    src = tmp_path / "gemm.onnx"
+    onnx.save(oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)], ir_version=8), src)
+    q = quantize_graph(src, tmp_path / "gemm.int8.onnx")
+    ops = op_counts(q)
+    assert "Gemm" not in ops and "com.microsoft.MatMulNBits" not in ops, ops
+    x = np.random.default_rng(1).standard_normal((2, 8)).astype(np.float32)
+    a = ort_session(src).run(None, {"x": x})[0]
+    b = ort_session(q).run(None, {"x": x})[0]
+    assert np.abs(a - b).max() < 0.1 * np.abs(a).max()
 
 
 def test_stream_eval_matches_pytorch_perplexity(graphs):
