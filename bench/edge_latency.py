@@ -1,14 +1,21 @@
-"""Per-keystroke latency of the edge runner: fp32 and int8 ONNX vs PyTorch eager vs the arithmetic floor.
+"""Per-keystroke latency of the edge runner: fp32 and int8 ONNX vs PyTorch eager vs the floors.
 
-    python bench/edge_latency.py --run RUN_DIR          # a trained LM run (model/ + tokenizer.model)
-    python bench/edge_latency.py --synthetic            # untrained 2x512 LSTM, 8 k vocabulary
+    python bench/edge_latency.py --bundle models/suggest-en  # the shipped bundle (a fresh clone can run it)
+    python bench/edge_latency.py --run RUN_DIR               # a trained LM run (model/ + tokenizer.model)
+    python bench/edge_latency.py --synthetic                 # untrained 2x512 LSTM, 8 k vocabulary
 
 Prints (and with --out writes as JSON):
 1. one step that adds one token (B=1, T=1, state carried), one thread: p50/p99 for onnxruntime
-   fp32 and int8 through ``StepRunner``, for PyTorch eager (oneDNN on and off), and the floor
-   FLOPs per step / this core's measured single-thread sgemm rate;
-2. the typing session's ``suggest`` per keystroke (int8) as the text grows 10 -> 10 000
-   characters: p50/p99 latency and tokens fed per keystroke (flat = incremental works).
+   fp32 and int8 through ``StepRunner``, for PyTorch eager (oneDNN on and off), and two floors:
+   FLOPs per step / this core's single-thread sgemm rate, and weight bytes read per step / this
+   core's streaming rate (a one-token step reads every weight once and does 2 FLOPs per weight,
+   so it is bound by memory, not arithmetic). With ``--bundle`` the int8 graph is the shipped one;
+   fp32 and eager run a model of the same configuration with random weights (their time does not
+   depend on the values), since a shipped int8-only bundle holds no fp32 weights;
+2. the int8 step at the batch sizes the word search uses (one call scores up to ``beam`` pieces);
+3. the typing session's ``suggest`` per keystroke (int8) as the text grows 10 -> 10 000
+   characters (flat = incremental works), and split by kind of keystroke: the one that ends a
+   word (a space: the word is read, next words searched), the first letter of a word, the others.
 
 A figure printed here is a measurement on this machine, shared with other jobs: check the
 load average printed beside it.
@@ -76,6 +83,22 @@ def _timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def stream_rate(mbytes: float = 16.0, reps: int = 20) -> float:
+    """Single-thread rate at which this core streams weights it cannot keep in cache, bytes/s: a
+    float32 matrix-vector product over ``mbytes`` (more than a core's L2), best of ``reps``."""
+    k = 256
+    a = np.random.default_rng(0).standard_normal((int(mbytes * 1e6 / 4 / k), k), dtype=np.float32)
+    x = np.ones(k, dtype=np.float32)
+    a @ x
+    return a.nbytes / min(_timed(lambda: a @ x) for _ in range(reps))
+
+
+def step_weights(cfg: dict) -> int:
+    """Weights one LM step at B=1 reads: recurrent layers, tied projection, output head (not the
+    embedding table, of which it reads one row)."""
+    return step_flops(cfg) // 2
 
 
 def step_flops(cfg: dict) -> int:
@@ -165,59 +188,120 @@ def synthetic_run(out: Path, corpus: Path) -> Path:
     return out
 
 
+def batch_steps(path: Path, batches=(1, 4, 8), steps: int = 400, warmup: int = 50) -> dict:
+    """The int8 step at the batch sizes of the word search's calls (one token per row)."""
+    from rnnkit.edge.runner import StepRunner
+
+    r = StepRunner(path, threads=1)
+    out = {}
+    for b in batches:
+        state, tok, clock = r.init_state(b), np.full((b, 1), 7, dtype=np.int64), Clock()
+        for _ in range(steps + warmup):
+            with clock:
+                r.step_unchecked(tok, state)
+        out[str(b)] = clock.stats(warmup)
+    return out
+
+
+def keystroke_kinds(bundle: Path, text: str, phrase: bool) -> dict:
+    """``suggest`` per keystroke typing ``text`` from its start, split by kind of keystroke, with
+    graph calls per keystroke."""
+    from rnnkit.edge.session import open_session
+
+    s = open_session(bundle, threads=1)
+    for i in range(1, 200):  # warm up onnxruntime and the caches' code paths
+        s.suggest(text[:i], phrase=phrase)
+    s.reset()
+    clocks = {"ends a word": Clock(), "first letter": Clock(), "other letters": Clock(), "all": Clock()}
+    calls: dict = {k: [] for k in clocks}
+    for i in range(1, len(text) + 1):
+        c0 = s.graph_calls
+        with clocks["all"]:
+            s.suggest(text[:i], phrase=phrase)
+        kind = ("ends a word" if text[i - 1].isspace() else
+                "first letter" if i == 1 or text[i - 2].isspace() else "other letters")
+        for k in (kind, "all"):
+            calls[k].append(s.graph_calls - c0)
+        clocks[kind].wall.append(clocks["all"].wall[-1])
+        clocks[kind].cpu.append(clocks["all"].cpu[-1])
+    return {k: {**c.stats(), "keystrokes": len(c.wall), "graph_calls_per_keystroke": float(np.mean(calls[k]))}
+            for k, c in clocks.items() if c.wall}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", help="trained LM run directory (model/ + tokenizer.model)")
-    ap.add_argument("--synthetic", action="store_true", help="an untrained 2x512 LSTM with an 8 k vocabulary")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--bundle", help="a shipped int8 LM bundle, e.g. models/suggest-en")
+    src.add_argument("--run", help="trained LM run directory (model/ + tokenizer.model)")
+    src.add_argument("--synthetic", action="store_true", help="an untrained 2x512 LSTM with an 8 k vocabulary")
     ap.add_argument("--steps", type=int, default=1000, help="timed steps per engine (default 1000)")
-    ap.add_argument("--text", default=str(DEFAULT_CORPUS / "valid.txt"), help="text typed in the growth test")
+    ap.add_argument("--text", default=str(DEFAULT_CORPUS / "valid.txt"), help="text typed in the session tests")
     ap.add_argument("--keystrokes", type=int, default=200, help="keystrokes timed at each text length")
+    ap.add_argument("--kind-chars", type=int, default=3000,
+                    help="characters typed for the per-kind keystroke figures (default 3000)")
     ap.add_argument("--out", help="write the figures as JSON here")
     args = ap.parse_args(argv)
-    if not args.run and not args.synthetic:
-        ap.error("pass --run RUN_DIR or --synthetic")
 
     import torch
 
     from rnnkit.core import registry
     from rnnkit.export.build_bundle import export_bundle
+    from rnnkit.export.onnx_export import export_model
 
     torch.set_num_threads(1)
     scratch = Path(tempfile.mkdtemp(prefix="rnnkit-edge-bench-"))
-    run = Path(args.run) if args.run else synthetic_run(scratch / "run", DEFAULT_CORPUS)
-    model_dir = run / "model" if (run / "model").is_dir() else run
-    model = registry.load(model_dir)
-    cfg = registry.read_record(model_dir)["config"]
-    b32, b8 = scratch / "fp32", scratch / "int8"
-    export_bundle(run, b32, int8=False, log=lambda *a: None)
-    export_bundle(run, b8, int8=True, log=lambda *a: None)
+    if args.bundle:
+        from rnnkit.export.bundle import open_bundle
+
+        shipped = open_bundle(args.bundle)
+        if shipped.kind != "lm" or shipped.precision != "int8":
+            ap.error(f"{args.bundle}: want an int8 language-model bundle, got {shipped.kind} {shipped.precision}")
+        cfg = shipped.model_config
+        torch.manual_seed(0)
+        model = registry.build_model("lm", cfg).eval()  # same shapes, random weights: same eager/fp32 time
+        fp32_path = export_model(model, scratch / "fp32")["step"]
+        int8_path, b8, source = shipped.graph_path("step"), Path(args.bundle), f"{args.bundle} (shipped)"
+    else:
+        run = Path(args.run) if args.run else synthetic_run(scratch / "run", DEFAULT_CORPUS)
+        model_dir = run / "model" if (run / "model").is_dir() else run
+        model = registry.load(model_dir)
+        cfg = registry.read_record(model_dir)["config"]
+        b32, b8 = scratch / "fp32", scratch / "int8"
+        export_bundle(run, b32, int8=False, log=lambda *a: None)
+        export_bundle(run, b8, int8=True, log=lambda *a: None)
+        fp32_path, int8_path = b32 / "step.onnx", b8 / "step.int8.onnx"
+        source = str(run) if args.run else "synthetic (untrained)"
 
     rng = np.random.default_rng(0)
     tokens = rng.integers(4, cfg["vocab_size"], size=args.steps + 50)
     res: dict = {"model": {k: cfg[k] for k in ("cell", "embed_size", "hidden_size", "num_layers", "vocab_size",
                                                 "tie_weights")},
-                 "run": str(run) if args.run else "synthetic (untrained)", "threads": 1,
-                 "loadavg_before": os.getloadavg()}
-    res["onnx_fp32"] = time_runner(b32 / "step.onnx", tokens)
-    res["onnx_int8"] = time_runner(b8 / "step.int8.onnx", tokens)
+                 "run": source, "threads": 1, "loadavg_before": os.getloadavg()}
+    res["onnx_fp32"] = time_runner(fp32_path, tokens)
+    res["onnx_int8"] = time_runner(int8_path, tokens)
     res["torch_eager_mkldnn_on"] = time_torch(model, tokens[: min(len(tokens), 550)], True)
     res["torch_eager_mkldnn_off"] = time_torch(model, tokens[: min(len(tokens), 550)], False)
-    rate = sgemm_rate()
-    flops = step_flops(cfg)
-    res["floor"] = {"flops_per_step": flops, "sgemm_gflops_1thread": rate / 1e9, "floor_ms": flops / rate * 1e3}
+    rate, bw = sgemm_rate(), stream_rate()
+    flops, weights = step_flops(cfg), step_weights(cfg)
+    res["floor"] = {"flops_per_step": flops, "sgemm_gflops_1thread": rate / 1e9, "flops_floor_ms": flops / rate * 1e3,
+                    "weights_per_step": weights, "stream_gb_s_1thread": bw / 1e9,
+                    "bytes_floor_fp32_ms": 4 * weights / bw * 1e3, "bytes_floor_int8_ms": weights / bw * 1e3}
     for key in ("p50_ms", "cpu_p50_ms"):
         best = min(res["torch_eager_mkldnn_on"][key], res["torch_eager_mkldnn_off"][key])
         default = res["torch_eager_mkldnn_on"][key]
         res[f"speedup_{key[:-3]}"] = {
             "int8_vs_best_eager": best / res["onnx_int8"][key], "fp32_vs_best_eager": best / res["onnx_fp32"][key],
-            "int8_vs_default_eager": default / res["onnx_int8"][key]}
-    res["sizes_mb"] = {"fp32": (b32 / "step.onnx").stat().st_size / 1e6,
-                       "int8": (b8 / "step.int8.onnx").stat().st_size / 1e6}
+            "int8_vs_default_eager": default / res["onnx_int8"][key],
+            "int8_floor_vs_best_eager": best / res["floor"]["bytes_floor_int8_ms"]}
+    res["int8_batched_step"] = batch_steps(int8_path)
+    res["sizes_mb"] = {"fp32": fp32_path.stat().st_size / 1e6, "int8": int8_path.stat().st_size / 1e6}
     text_path = Path(args.text)
     if text_path.is_file():
         text = text_path.read_text(encoding="utf-8")[:12_000]
         res["session_int8_growth"] = session_growth(b8, text, keystrokes=args.keystrokes)
         res["session_int8_growth_with_phrase"] = session_growth(b8, text, keystrokes=args.keystrokes, phrase=True)
+        res["keystroke_kinds"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=False)
+        res["keystroke_kinds_with_phrase"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=True)
     res["loadavg_after"] = os.getloadavg()
     report(res)
     if args.out:
@@ -236,12 +320,19 @@ def report(r: dict) -> None:
         x = r[key]
         print(f"{key:32s}{x['p50_ms']:10.3f}{x['p99_ms']:10.3f}{x['cpu_p50_ms']:10.3f}{x['cpu_p99_ms']:10.3f}")
     f = r["floor"]
-    print(f"{'floor (FLOPs / sgemm rate)':32s}{f['floor_ms']:10.3f}   "
-          f"({f['flops_per_step'] / 1e6:.1f} MFLOP, {f['sgemm_gflops_1thread']:.1f} GFLOP/s)")
+    print(f"{'floor: FLOPs / sgemm rate':32s}{f['flops_floor_ms']:10.3f}   "
+          f"({f['flops_per_step'] / 1e6:.1f} MFLOP at {f['sgemm_gflops_1thread']:.1f} GFLOP/s)")
+    print(f"{'floor: weight bytes / stream, int8':32s}{f['bytes_floor_int8_ms']:10.3f}   "
+          f"({f['weights_per_step'] / 1e6:.2f} MB at {f['stream_gb_s_1thread']:.1f} GB/s)")
+    print(f"{'floor: weight bytes / stream, fp32':32s}{f['bytes_floor_fp32_ms']:10.3f}")
+    for b, x in r.get("int8_batched_step", {}).items():
+        print(f"{'int8 step, batch ' + b:32s}{x['p50_ms']:10.3f}{x['p99_ms']:10.3f}{x['cpu_p50_ms']:10.3f}"
+              f"{x['cpu_p99_ms']:10.3f}")
     for key, label in (("speedup_p50", "wall p50"), ("speedup_cpu_p50", "cpu p50")):
         s = r[key]
         print(f"speed-up ({label}): int8 {s['int8_vs_best_eager']:.1f}x and fp32 {s['fp32_vs_best_eager']:.1f}x "
-              f"vs the faster PyTorch eager; int8 {s['int8_vs_default_eager']:.1f}x vs default eager (oneDNN on)")
+              f"vs the faster PyTorch eager; int8 {s['int8_vs_default_eager']:.1f}x vs default eager (oneDNN on); "
+              f"an int8 step at the bytes floor would be {s['int8_floor_vs_best_eager']:.1f}x the faster eager")
     print(f"graph sizes: fp32 {r['sizes_mb']['fp32']:.1f} MB, int8 {r['sizes_mb']['int8']:.1f} MB")
     for key, label in (("session_int8_growth", "words"), ("session_int8_growth_with_phrase", "words+phrase")):
         for row in r.get(key, []):
@@ -252,6 +343,11 @@ def report(r: dict) -> None:
             print(f"suggest() {label:12s} at {row['chars']:6d} chars: p50 {x['p50_ms']:.2f} p99 {x['p99_ms']:.2f} ms "
                   f"(cpu {x['cpu_p50_ms']:.2f}/{x['cpu_p99_ms']:.2f}), {row['tokens_fed_per_keystroke']:.1f} "
                   f"tokens fed/keystroke{extra}")
+
+    for key, label in (("keystroke_kinds", "words"), ("keystroke_kinds_with_phrase", "words+phrase")):
+        for kind, x in r.get(key, {}).items():
+            print(f"keystroke {label:12s} {kind:14s} n={x['keystrokes']:5d}: p50 {x['p50_ms']:.2f} p99 {x['p99_ms']:.2f} ms "
+                  f"(cpu {x['cpu_p50_ms']:.2f}/{x['cpu_p99_ms']:.2f}), {x['graph_calls_per_keystroke']:.2f} graph calls")
 
 
 if __name__ == "__main__":

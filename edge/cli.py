@@ -77,6 +77,9 @@ def register(subparsers) -> None:
                    help="take whole lines spread evenly over the file (up to --max-chars) instead of its head: "
                         "a fair sample of a file sorted by source")
     e.add_argument("--phrase-every", type=int, default=2, help="score phrases at every Nth word start (default 2)")
+    e.add_argument("--prefetch", type=int, default=3, metavar="KEYS",
+                   help="also time the typing with idle-time prefetch of this many likely next keys between "
+                        "keystrokes, as a keyboard waiting for the next key would (default 3; 0: skip)")
     e.add_argument("--out", default=None, help="also write the figures as JSON to this file")
     e.set_defaults(func=cmd_eval)
 
@@ -135,6 +138,7 @@ def _fmt(s) -> str:
 
 
 def _interactive(session, k: int) -> int:
+    import select
     import termios
     import tty
 
@@ -152,6 +156,8 @@ def _interactive(session, k: int) -> int:
             # two lines redrawn in place: the suggestions, then the text with the cursor
             sys.stdout.write(f"\r\x1b[2K\x1b[1A\r\x1b[2K  {line}   [{ms:.1f} ms]\n> {text[-200:]}")
             sys.stdout.flush()
+            if not select.select([fd], [], [], 0)[0]:  # no key waiting: use the pause to prepare the next ones
+                session.prefetch(text, k=k)
             ch = os.read(fd, 4).decode("utf-8", "replace")
             if ch in ("\x04", "\x03"):
                 break
@@ -193,6 +199,11 @@ def cmd_eval(args) -> int:
                     "precision": args.precision or "bundle default", "threads": args.threads}
     t0 = time.time()
     report["lstm"] = lstm_eval(session, text)
+    if args.prefetch > 0:  # the same typing with idle-time prefetch: only the latency changes
+        with_prefetch = lstm_eval(session, text, prefetch=args.prefetch)
+        report["lstm_prefetch"] = {key: with_prefetch[key] for key in (
+            "latency_ms_p50", "latency_ms_p99", "cpu_ms_p50", "cpu_ms_p99", "graph_calls_per_keystroke",
+            "no_call_keystrokes", "prefetch_keys", "idle_ms_p50", "idle_ms_p99")}
     report["phrase"] = phrase_eval(session, text, every=max(args.phrase_every, 1))
     if args.train_text:
         if not os.path.isfile(args.train_text):
@@ -236,6 +247,13 @@ def _print_report(r: dict) -> None:
         fa = f"{100 * a:9.1f}%" if pct else f"{a:10.3f}"
         fb = ("" if not kn else (f"{100 * b:9.1f}%" if pct else f"{b:10.3f}"))
         print(f"{label:34s}{fa}{fb}")
+    pf = r.get("lstm_prefetch")
+    if pf:
+        print(f"with idle-time prefetch of {pf['prefetch_keys']} likely keys between keystrokes: latency "
+              f"p50 {pf['latency_ms_p50']:.3f} / p99 {pf['latency_ms_p99']:.3f} ms (cpu {pf['cpu_ms_p50']:.3f} / "
+              f"{pf['cpu_ms_p99']:.3f}); {100 * pf['no_call_keystrokes']:.1f}% of keystrokes make no model call "
+              f"(without: {100 * r['lstm']['no_call_keystrokes']:.1f}%); idle work p50 {pf['idle_ms_p50']:.2f} / "
+              f"p99 {pf['idle_ms_p99']:.2f} ms per keystroke")
     print("Smart Compose (phrases at word starts):")
     for row in r["phrase"]["thresholds"]:
         print(f"  threshold {row['threshold']:5.1f}: trigger {100 * row['trigger_rate']:5.1f}%  "

@@ -9,6 +9,7 @@ Figures (the LSTM session, and the Kneser-Ney trigram on the same text):
   characters of the whole text;
 - p50 / p99 latency per keystroke of ``suggest`` (word suggestions; phrases timed apart), wall
   clock and this thread's CPU time (which other processes on a shared machine do not inflate);
+  then again with ``prefetch`` between keystrokes (the idle work timed apart);
 - Smart Compose: at word starts, the phrase beam's score; for each threshold, how often a
   phrase is offered (trigger rate) and how often the offered phrase is exactly what follows.
 
@@ -73,22 +74,37 @@ def score(text: str, suggest: Suggest, k: int = 3) -> dict[str, float]:
     return out
 
 
-def lstm_eval(session: TypingSession, text: str, k: int = 3) -> dict[str, float]:
-    """Type ``text`` keystroke by keystroke through ``session``; score it and time each keystroke."""
+def lstm_eval(session: TypingSession, text: str, k: int = 3, prefetch: int = 0) -> dict[str, float]:
+    """Type ``text`` keystroke by keystroke through ``session``; score it and time each keystroke.
+
+    ``prefetch`` > 0: between keystrokes, as a keyboard would while it waits for the next key,
+    ``session.prefetch`` that many likely keys; the idle work is timed apart from the keystrokes.
+    """
     session.reset()
     cache: dict[int, list[str]] = {}
-    lat, cpu = [], []
+    lat, cpu, idle, calls = [], [], [], []
     for i in range(len(text) + 1):  # every keystroke, in order, as a user types
+        c_before = session.graph_calls
         t0, c0 = time.perf_counter(), time.thread_time()
         sugg = session.suggest(text[:i], k, phrase=False)
         lat.append((time.perf_counter() - t0) * 1e3)
         cpu.append((time.thread_time() - c0) * 1e3)  # one intra-op thread: the work is on this thread
+        calls.append(session.graph_calls - c_before)
         cache[i] = [s.text for s in sugg]
+        if prefetch:
+            t0 = time.perf_counter()
+            session.prefetch(text[:i], keys=prefetch, k=k, phrase=False)
+            idle.append((time.perf_counter() - t0) * 1e3)
     out = score(text, lambda t, start, typed: cache[len(t)], k)
     out["latency_ms_p50"], out["latency_ms_p99"] = (float(x) for x in np.percentile(lat, [50, 99]))
     out["cpu_ms_p50"], out["cpu_ms_p99"] = (float(x) for x in np.percentile(cpu, [50, 99]))
     out["keystrokes"] = len(lat)
     out["tokens_fed_per_keystroke"] = session.tokens_fed / len(lat)
+    out["graph_calls_per_keystroke"] = float(np.mean(calls))
+    out["no_call_keystrokes"] = float(np.mean(np.asarray(calls) == 0))
+    if prefetch:
+        out["prefetch_keys"] = prefetch
+        out["idle_ms_p50"], out["idle_ms_p99"] = (float(x) for x in np.percentile(idle, [50, 99]))
     return out
 
 

@@ -5,9 +5,14 @@ The text splits at its last whitespace into the *context* (whole words, committe
 whitespace-separated word on its own, so this equals encoding the whole text) and the model
 state after every word is kept, keyed by the word sequence. A keystroke that extends the text
 feeds only the new word's tokens; a backspace or an edit in the middle rolls back to the
-state after the last unchanged word and feeds from there. Feeding is always one word per
-call, so the state after a word is bit-for-bit the same whether the text was typed, pasted or
-edited -- the incremental result equals the from-scratch one.
+state after the last unchanged word and feeds from there.
+
+Most words cost no call at all when they are committed: while a word is typed, the word
+search scores it (a completion is the state after its pieces), and a space then takes that
+state instead of reading the word again. A word read once stays cached too (typed, deleted,
+typed again). Either way the state is the same pieces read from the same state, so a typed,
+pasted or edited text gets the same suggestions; the numbers agree to float rounding (fp32)
+or to int8's per-call activation scale (int8), not bit for bit.
 
 Suggestions (``Suggestion(text, prob, kind)``):
 - ``next``: at a word boundary, the k most likely next words;
@@ -23,6 +28,7 @@ import bisect
 import itertools
 import math
 import re
+import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from typing import Sequence
@@ -88,7 +94,7 @@ class TypingSession:
     def __init__(self, runner: StepRunner, vocab: SentencePieceVocab, *, start_ids: Sequence[int] | None = None,
                  beam: int = 8, max_pieces: int = 4, phrase_words: int = 3, phrase_threshold: float = -0.5,
                  phrase_beam: int = 4, max_context_chars: int = 20_000, cache_size: int = 512,
-                 rows_kept: int = 64):
+                 rows_kept: int = 64, words_kept: int = 128):
         if vocab.vocab_size != runner.vocab_size:
             raise EdgeError(f"tokenizer has {vocab.vocab_size} pieces but the graph's vocab_size is "
                             f"{runner.vocab_size}: they do not belong together")
@@ -111,7 +117,9 @@ class TypingSession:
         self.cache_size, self.rows_kept = cache_size, rows_kept
         self.tokens_fed = 0   # tokens fed to the graph so far (context and search), for tests/benchmarks
         self.context_tokens_fed = 0  # of which reading the context
+        self.context_tokens_reused = 0  # context tokens taken from the word search's rows instead of fed
         self.graph_calls = 0
+        self.words_kept = words_kept
         self.reset()
 
     # ------------------------------------------------------------------ context state
@@ -130,7 +138,8 @@ class TypingSession:
         else:
             row = Dist(np.full(self.runner.vocab_size, -math.log(self.runner.vocab_size), np.float32))  # uniform
         self._nodes: list[_Node] = [_Node(next(self._ids), state, row)]
-        self._cache: OrderedDict = OrderedDict()
+        self._cache: OrderedDict = OrderedDict()  # (node id, piece ids after it) -> (state, Dist): search rows
+        self._words: OrderedDict = OrderedDict()  # (node id, one word's piece ids) -> _Node: words read
         self._phrases: dict = {}  # (root, start ids, give-up bar) -> {words: PhraseHit}
 
     def _dist(self, logits: np.ndarray) -> Dist:
@@ -171,8 +180,7 @@ class TypingSession:
                 ids = self.vocab.encode_word(m.group())
             prev = self._nodes[-1]
             if ids:
-                logits, state = self._feed(ids, prev.state)
-                node = _Node(next(self._ids), state, self._dist(logits[0, -1]))
+                node = self._after_word(prev, ids)
             else:  # a word the normaliser erases (e.g. a lone zero-width char) changes nothing
                 node = _Node(next(self._ids), prev.state, self._row(len(self._nodes) - 1))
             self._nodes.append(node)
@@ -186,6 +194,27 @@ class TypingSession:
         node = self._nodes[-1]
         if node.row is None:
             node.row = self._row(len(self._nodes) - 1)
+        return node
+
+    def _after_word(self, prev: _Node, ids: list[int]) -> _Node:
+        """The node after reading ``ids`` (one word) from ``prev``. Read before (a word typed,
+        deleted and typed again) or already scored by the word search (the word was suggested
+        or searched while being typed, the usual case): no model call. Else one call."""
+        key = (prev.id, tuple(ids))
+        node = self._words.get(key)
+        if node is not None:
+            self._words.move_to_end(key)
+            return node
+        hit = self._cache.get(key)
+        if hit is not None:
+            node = _Node(next(self._ids), hit[0], hit[1])
+            self.context_tokens_reused += len(ids)
+        else:
+            logits, state = self._feed(ids, prev.state)
+            node = _Node(next(self._ids), state, self._dist(logits[0, -1]))
+        self._words[key] = node
+        while len(self._words) > self.words_kept:
+            self._words.popitem(last=False)
         return node
 
     def _row(self, i: int) -> Dist:
@@ -282,6 +311,46 @@ class TypingSession:
             if p is not None:
                 out.append(Suggestion(p.text, math.exp(p.logp), "phrase"))
         return out
+
+    def prefetch(self, text: str, keys: int = 3, k: int = 3, phrase: bool = True,
+                 budget_ms: float = 20.0) -> list[str]:
+        """Idle-time work: score now what the most likely next keystrokes will need.
+
+        A keyboard waits 100 ms or more between keystrokes. Call this after showing the
+        suggestions for ``text``: it guesses the ``keys`` likeliest next keys (the next letter
+        of the likeliest words, or a space when the typed word is likely complete), runs
+        ``suggest`` for each, and so fills the caches. When the user then types one of them,
+        ``suggest`` makes no model call. The suggestions are the same as without it. Stops
+        after ``budget_ms``; returns the keys it got to. Never raises on bad text.
+        """
+        t0 = time.perf_counter()
+        try:
+            prep = self._prepare(text)
+        except EdgeError:
+            return []
+        if prep is None:
+            return []
+        _, rows, typed = prep
+        weight: dict[str, float] = {}  # next key -> probability mass of the words it leads to
+        word = typed.decode("utf-8", "replace")
+        for h in search_words(self.vocab, rows, b" " + typed, 2 * max(keys, k), self.beam, self.max_pieces):
+            if h.text.startswith(word) and len(h.text) > len(word):
+                key = h.text[len(word)]
+                weight[key] = weight.get(key, 0.0) + math.exp(h.logp)
+        ids = tuple(self.vocab.encode_word(word)) if word else ()
+        if ids:  # the typed word as it stands, complete: a space comes next
+            lp = 0.0
+            for j in range(len(ids) + 1):
+                row = rows([ids[:j]])[0]
+                lp += float(row.lp[ids[j]]) if j < len(ids) else row.end(self.vocab)
+            weight[" "] = math.exp(lp)
+        done = []
+        for key in sorted(weight, key=weight.get, reverse=True)[:keys]:
+            if (time.perf_counter() - t0) * 1e3 > budget_ms:
+                break
+            self.suggest(text + key, k, phrase=phrase)
+            done.append(key)
+        return done
 
     def phrase(self, text: str, threshold: float = -math.inf) -> PhraseHit | None:
         """The Smart Compose phrase for ``text`` if one reaches ``threshold`` (default: any)."""

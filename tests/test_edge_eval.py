@@ -77,6 +77,11 @@ def test_eval_suggest_writes_figures(tmp_path, capsys):
     rates = [row["trigger_rate"] for row in r["phrase"]["thresholds"]]
     assert rates == sorted(rates)  # a lower threshold never triggers less
     assert r["kneser_ney"]["perplexity"] > 1
+    pf = r["lstm_prefetch"]  # the same typing with idle-time prefetch (default 3 keys)
+    assert pf["prefetch_keys"] == 3 and "idle-time prefetch" in printed
+    assert pf["no_call_keystrokes"] > r["lstm"]["no_call_keystrokes"]
+    assert pf["graph_calls_per_keystroke"] < r["lstm"]["graph_calls_per_keystroke"]
+    assert pf["idle_ms_p99"] >= pf["idle_ms_p50"] > 0
 
 
 def test_eval_suggest_bad_files_are_one_line_errors(tmp_path, capsys):

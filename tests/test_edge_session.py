@@ -156,11 +156,49 @@ def test_backspace_and_edits_roll_back_to_cached_states(parts):
     s.suggest("The cat sat on the mat an", phrase=False)   # and inside the word
     assert s.context_tokens_fed == fed                     # rolled back, nothing re-read
     s.suggest("The cat sat on the mat and ", phrase=False)
-    assert s.context_tokens_fed == fed + n_tok("and")      # only the re-typed word
-    fed = s.context_tokens_fed
+    assert s.context_tokens_fed == fed                     # the re-typed word was read before: cached
     s.suggest("The dog sat on the mat and ", phrase=False)  # an edit in the middle
     assert s.context_tokens_fed == fed + n_tok("dog sat on the mat and")  # "The" is kept
     same(s.suggest("The dog sat on the mat and "), new_session(parts).suggest("The dog sat on the mat and "))
+
+
+def test_a_word_typed_to_its_end_is_committed_from_the_search(parts):
+    """Typing a word letter by letter lets the word search score it; the space then takes that
+    state instead of reading the word again, and the suggestions equal a fresh session's."""
+    s = new_session(parts)
+    text = "Thank you for the "
+    for i in range(1, len(text) + 1):
+        s.suggest(text[:i], phrase=False)
+    words = text.split()
+    n_tok = sum(len(parts[1].encode_word(w)) for w in words)
+    assert s.context_tokens_reused > 0
+    assert s.context_tokens_fed + s.context_tokens_reused == 1 + n_tok  # each word once, fed or reused
+    same(s.suggest(text), new_session(parts).suggest(text))
+
+
+def test_prefetch_prepares_the_likely_next_keys(parts):
+    """After idle-time prefetch, a prefetched key costs no model call, and the suggestions are
+    those a fresh session gives."""
+    s = new_session(parts)
+    text = "Thank you f"
+    s.suggest(text)
+    keys = s.prefetch(text, keys=3)
+    assert 1 <= len(keys) <= 3 and all(isinstance(key, str) and len(key) == 1 for key in keys)
+    assert "o" in keys  # "for" is the training text's word here
+    for key in keys:
+        calls = s.graph_calls
+        got = s.suggest(text + key)
+        assert s.graph_calls == calls, key
+        same(got, new_session(parts).suggest(text + key))
+    # a space is a likely key after a complete word
+    s.suggest("Thank you for")
+    assert " " in s.prefetch("Thank you for", keys=3)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\ud800", "x" * 5000, "😀", None])
+def test_prefetch_never_raises(session, text):
+    assert isinstance(session.prefetch(text), list)
+    assert session.prefetch("Thank you f", budget_ms=0.0) == []  # no time: nothing done
 
 
 def same(a, b) -> None:
