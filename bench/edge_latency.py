@@ -151,20 +151,14 @@ def session_growth(bundle: Path, text: str, lengths=(10, 100, 1000, 10_000), key
             break
         s.reset()
         s.suggest(text[:n], phrase=phrase)  # reach this length (pasted)
-        clock, one_token, fed = Clock(), Clock(), []
+        clock, fed = Clock(), []
         for i in range(n + 1, n + keystrokes + 1):
-            before, ctx_before = s.tokens_fed, s.context_tokens_fed
+            before = s.tokens_fed
             with clock:
                 s.suggest(text[:i], phrase=phrase)
             fed.append(s.tokens_fed - before)
-            if s.context_tokens_fed - ctx_before == 1:
-                one_token.wall.append(clock.wall[-1])
-                one_token.cpu.append(clock.cpu[-1])
-        row = {"chars": n, "suggest": clock.stats(), "tokens_fed_per_keystroke": float(np.mean(fed)),
-               "max_tokens_fed": int(np.max(fed))}
-        if one_token.wall:
-            row["keystrokes_adding_one_context_token"] = one_token.stats()
-        rows.append(row)
+        rows.append({"chars": n, "suggest": clock.stats(), "tokens_fed_per_keystroke": float(np.mean(fed)),
+                     "max_tokens_fed": int(np.max(fed))})
     return rows
 
 
@@ -203,9 +197,10 @@ def batch_steps(path: Path, batches=(1, 4, 8), steps: int = 400, warmup: int = 5
     return out
 
 
-def keystroke_kinds(bundle: Path, text: str, phrase: bool) -> dict:
+def keystroke_kinds(bundle: Path, text: str, phrase: bool, prefetch: int = 0) -> dict:
     """``suggest`` per keystroke typing ``text`` from its start, split by kind of keystroke, with
-    graph calls per keystroke."""
+    graph calls per keystroke; ``prefetch`` > 0: ``session.prefetch`` that many keys between
+    keystrokes (untimed: a keyboard does it while waiting for the next key)."""
     from rnnkit.edge.session import open_session
 
     s = open_session(bundle, threads=1)
@@ -224,6 +219,8 @@ def keystroke_kinds(bundle: Path, text: str, phrase: bool) -> dict:
             calls[k].append(s.graph_calls - c0)
         clocks[kind].wall.append(clocks["all"].wall[-1])
         clocks[kind].cpu.append(clocks["all"].cpu[-1])
+        if prefetch:
+            s.prefetch(text[:i], keys=prefetch, phrase=phrase)
     return {k: {**c.stats(), "keystrokes": len(c.wall), "graph_calls_per_keystroke": float(np.mean(calls[k]))}
             for k, c in clocks.items() if c.wall}
 
@@ -302,6 +299,7 @@ def main(argv=None) -> int:
         res["session_int8_growth_with_phrase"] = session_growth(b8, text, keystrokes=args.keystrokes, phrase=True)
         res["keystroke_kinds"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=False)
         res["keystroke_kinds_with_phrase"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=True)
+        res["keystroke_kinds_prefetch"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=False, prefetch=3)
     res["loadavg_after"] = os.getloadavg()
     report(res)
     if args.out:
@@ -336,19 +334,16 @@ def report(r: dict) -> None:
     print(f"graph sizes: fp32 {r['sizes_mb']['fp32']:.1f} MB, int8 {r['sizes_mb']['int8']:.1f} MB")
     for key, label in (("session_int8_growth", "words"), ("session_int8_growth_with_phrase", "words+phrase")):
         for row in r.get(key, []):
-            one = row.get("keystrokes_adding_one_context_token")
-            extra = (f"; adding 1 token: p50 {one['p50_ms']:.2f} p99 {one['p99_ms']:.2f} "
-                     f"(cpu {one['cpu_p50_ms']:.2f}/{one['cpu_p99_ms']:.2f})") if one else ""
             x = row["suggest"]
             print(f"suggest() {label:12s} at {row['chars']:6d} chars: p50 {x['p50_ms']:.2f} p99 {x['p99_ms']:.2f} ms "
                   f"(cpu {x['cpu_p50_ms']:.2f}/{x['cpu_p99_ms']:.2f}), {row['tokens_fed_per_keystroke']:.1f} "
-                  f"tokens fed/keystroke{extra}")
-
-    for key, label in (("keystroke_kinds", "words"), ("keystroke_kinds_with_phrase", "words+phrase")):
+                  f"tokens fed/keystroke")
+    for key, label in (("keystroke_kinds", "words"), ("keystroke_kinds_with_phrase", "words+phrase"),
+                       ("keystroke_kinds_prefetch", "words, idle prefetch")):
         for kind, x in r.get(key, {}).items():
-            print(f"keystroke {label:12s} {kind:14s} n={x['keystrokes']:5d}: p50 {x['p50_ms']:.2f} p99 {x['p99_ms']:.2f} ms "
-                  f"(cpu {x['cpu_p50_ms']:.2f}/{x['cpu_p99_ms']:.2f}), {x['graph_calls_per_keystroke']:.2f} graph calls")
-
+            print(f"keystroke {label:20s} {kind:14s} n={x['keystrokes']:5d}: p50 {x['p50_ms']:.2f} p99 "
+                  f"{x['p99_ms']:.2f} ms (cpu {x['cpu_p50_ms']:.2f}/{x['cpu_p99_ms']:.2f}), "
+                  f"{x['graph_calls_per_keystroke']:.2f} graph calls")
 
 if __name__ == "__main__":
     raise SystemExit(main())
