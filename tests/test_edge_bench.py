@@ -1,0 +1,32 @@
+"""bench/edge_latency.py must keep running on the shipped suggestion bundle (a fresh clone has it)."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench" / "edge_latency.py"
+
+
+@pytest.mark.slow
+def test_edge_bench_runs_on_the_shipped_bundle(tmp_path, capsys):
+    text = tmp_path / "typed.txt"
+    text.write_text("Thank you for the lovely dinner. I think we should leave before the rain starts.\n" * 4)
+    out = tmp_path / "figures.json"
+    runpy.run_path(str(BENCH), run_name="bench")["main"](
+        ["--bundle", str(ROOT / "models" / "suggest-en"), "--steps", "40", "--keystrokes", "20",
+         "--kind-chars", "120", "--text", str(text), "--out", str(out)])
+    printed = capsys.readouterr().out
+    for line in ("onnx_int8", "torch_eager_mkldnn_off", "floor: weight bytes / stream, int8", "int8 step, batch 8",
+                 "keystroke words, idle prefetch"):
+        assert line in printed, line
+    r = json.loads(out.read_text())
+    assert r["onnx_int8"]["p99_ms"] >= r["onnx_int8"]["p50_ms"] > 0
+    assert 0 < r["floor"]["bytes_floor_int8_ms"] < r["floor"]["bytes_floor_fp32_ms"]
+    kinds = r["keystroke_kinds_prefetch"]
+    assert kinds["all"]["keystrokes"] == 120
+    assert kinds["all"]["graph_calls_per_keystroke"] < r["keystroke_kinds"]["all"]["graph_calls_per_keystroke"]
