@@ -30,6 +30,7 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -162,6 +163,23 @@ def session_growth(bundle: Path, text: str, lengths=(10, 100, 1000, 10_000), key
     return rows
 
 
+def window_moves(bundle: Path, text: str, start: int = 10_000, keystrokes: int = 2_500) -> dict:
+    """Typing on past ``start`` characters, across moves of the context window (every
+    max_context_chars // 4 characters): the worst keystroke shows whether a move stalls."""
+    from rnnkit.edge.session import open_session
+
+    s = open_session(bundle, threads=1)
+    s.suggest(text[:start], phrase=False)
+    clock, wins = Clock(), {s._win}
+    for i in range(start + 1, min(len(text), start + keystrokes) + 1):
+        with clock:
+            s.suggest(text[:i], phrase=False)
+        wins.add(s._win)
+    a = np.asarray(clock.wall) * 1e3
+    return {**clock.stats(), "max_ms": float(a.max()), "window_moves": len(wins) - 1,
+            "max_context_chars": s.max_context_chars, "keystrokes": int(a.size)}
+
+
 def synthetic_run(out: Path, corpus: Path) -> Path:
     """An untrained recipe-sized LM (2 x 512 LSTM, embed 256, tied, 8 k SentencePiece) as a run dir."""
     import sentencepiece as spm
@@ -292,11 +310,19 @@ def main(argv=None) -> int:
             "int8_floor_vs_best_eager": best / res["floor"]["bytes_floor_int8_ms"]}
     res["int8_batched_step"] = batch_steps(int8_path)
     res["sizes_mb"] = {"fp32": fp32_path.stat().st_size / 1e6, "int8": int8_path.stat().st_size / 1e6}
+    # This process holds torch's hundreds of thousands of objects, which a device's edge process
+    # does not: freeze them, so that a garbage collection pass does not bill scanning them to a
+    # keystroke (it did: 80 ms spikes that a torch-free process never shows).
+    gc.collect()
+    gc.freeze()
     text_path = Path(args.text)
     if text_path.is_file():
         text = text_path.read_text(encoding="utf-8")[:12_000]
         res["session_int8_growth"] = session_growth(b8, text, keystrokes=args.keystrokes)
         res["session_int8_growth_with_phrase"] = session_growth(b8, text, keystrokes=args.keystrokes, phrase=True)
+        text = text_path.read_text(encoding="utf-8")[:14_000]
+        if len(text) > 10_000 + args.keystrokes * 10:
+            res["window_moves"] = window_moves(b8, text, keystrokes=args.keystrokes * 10)
         res["keystroke_kinds"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=False)
         res["keystroke_kinds_with_phrase"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=True)
         res["keystroke_kinds_prefetch"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=False, prefetch=3)
@@ -338,6 +364,10 @@ def report(r: dict) -> None:
             print(f"suggest() {label:12s} at {row['chars']:6d} chars: p50 {x['p50_ms']:.2f} p99 {x['p99_ms']:.2f} ms "
                   f"(cpu {x['cpu_p50_ms']:.2f}/{x['cpu_p99_ms']:.2f}), {row['tokens_fed_per_keystroke']:.1f} "
                   f"tokens fed/keystroke")
+    w = r.get("window_moves")
+    if w:
+        print(f"typing {w['keystrokes']} keystrokes past 10 000 chars, {w['window_moves']} moves of the "
+              f"{w['max_context_chars']}-char window: p50 {w['p50_ms']:.2f} p99 {w['p99_ms']:.2f} max {w['max_ms']:.2f} ms")
     for key, label in (("keystroke_kinds", "words"), ("keystroke_kinds_with_phrase", "words+phrase"),
                        ("keystroke_kinds_prefetch", "words, idle prefetch")):
         for kind, x in r.get(key, {}).items():

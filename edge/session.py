@@ -87,13 +87,18 @@ class TypingSession:
     ``start_ids``: what the model reads before the first word. Default: EOS, which the LM
     streams put after every line (so it also means "a text starts here"), else BOS. A line
     break in the text is read as EOS too.
-    ``max_context_chars``: only the last ~this many characters are read; the window start
-    moves in steps of a quarter of it, so the cache stays valid between moves.
+    ``max_context_chars``: a text met for the first time (a paste, a fresh session) is read
+    from at most its last ~this many characters. While one is typed, the window start moves on
+    in steps of a quarter of it and the session keeps its state across a move (it forgets the
+    words before the new start but not what they did to the state), so no keystroke re-reads
+    the window. A text longer than the window therefore gets, typed, the suggestions of a
+    model that read more of it than a fresh session reads: the same up to the influence of
+    words thousands of characters back.
     """
 
     def __init__(self, runner: StepRunner, vocab: SentencePieceVocab, *, start_ids: Sequence[int] | None = None,
                  beam: int = 8, max_pieces: int = 4, phrase_words: int = 3, phrase_threshold: float = -0.5,
-                 phrase_beam: int = 4, max_context_chars: int = 20_000, cache_size: int = 512,
+                 phrase_beam: int = 4, max_context_chars: int = 4_000, cache_size: int = 512,
                  rows_kept: int = 64, words_kept: int = 128):
         if vocab.vocab_size != runner.vocab_size:
             raise EdgeError(f"tokenizer has {vocab.vocab_size} pieces but the graph's vocab_size is "
@@ -217,6 +222,22 @@ class TypingSession:
             self._words.popitem(last=False)
         return node
 
+    def _rebase(self, delta: int) -> bool:
+        """The window start moved ``delta`` characters on: drop the words before it and keep the
+        state after them as the new root. False if the cached context does not reach that far."""
+        if delta > len(self._ctx):
+            return False
+        j = bisect.bisect_right(self._resume, delta)  # words that end before the new start
+        if self._ctx[self._resume[j - 1] if j else 0:delta].strip():
+            return False  # the new start is not where a word starts: the text there changed
+        self._row(j)  # the new root's next-piece row, while the word before it is still known
+        self._ctx = self._ctx[delta:]
+        self._word_end = [e - delta for e in self._word_end[j:]]
+        self._resume = [r - delta for r in self._resume[j:]]
+        self._word_ids = self._word_ids[j:]
+        self._nodes = self._nodes[j:]
+        return True
+
     def _row(self, i: int) -> Dist:
         """Next-piece log-probs at node i, re-feeding its word if the row was dropped."""
         node = self._nodes[i]
@@ -281,10 +302,11 @@ class TypingSession:
         tail = _TAIL.search(text, max(0, len(text) - MAX_WORD_CHARS - 1)).group()
         if len(tail) > MAX_WORD_CHARS:
             return None
-        if win != self._win:  # the window moved on: start the context over
+        if win != self._win:
+            if not (win > self._win and self._rebase(win - self._win)):  # moved back: read it again
+                self._ctx, self._word_end, self._resume, self._word_ids = "", [], [], []
+                self._nodes = self._nodes[:1]
             self._win = win
-            self._ctx, self._word_end, self._resume, self._word_ids = "", [], [], []
-            self._nodes = self._nodes[:1]
         root = self._sync(text[:len(text) - len(tail)])
         typed = self.vocab.normalize(tail).encode("utf-8")
         if tail and not typed:

@@ -290,15 +290,24 @@ def test_open_session_checks_the_bundle(tmp_path):
     assert [x.text for x in s8.suggest("Thank you f", phrase=False)][0].startswith("f")
 
 
-def test_context_window_moves_in_steps_and_stays_consistent(parts):
-    """With a small window, typing across several window moves equals reading from scratch."""
+def test_context_window_moves_on_without_rereading(parts):
+    """Typing across several window moves: the state is carried over, so no keystroke reads
+    more than the word it commits (no stall when the window moves), and the window always
+    starts at a word. A text that fits in the window equals reading it from scratch."""
     inc = new_session(parts, max_context_chars=200)
     text = (TEXT + " ") * 2
+    longest_word = max(len(parts[1].encode_word(w)) for w in text.split())
     wins = set()
-    for i in range(150, 800):
-        out = inc.suggest(text[:i], phrase=False)
+    for i in range(1, 800):
+        before = inc.context_tokens_fed
+        inc.suggest(text[:i], phrase=False)
+        assert inc.context_tokens_fed - before <= longest_word + 1, i
         wins.add(inc._win)
-        if i % 97 == 0:
-            same(out, new_session(parts, max_context_chars=200).suggest(text[:i], phrase=False))
+        if i == 190:  # still inside the first window: exactly what a fresh session reads
+            same(inc.suggest(text[:i]), new_session(parts, max_context_chars=200).suggest(text[:i]))
     assert len(wins) >= 4  # it moved, in steps of max_context_chars // 4
     assert all(w == 0 or text[w - 1].isspace() for w in wins)  # always at a word start
+    assert len(inc._ctx) <= 200 and inc._ctx == text[inc._win:799][:len(inc._ctx)]
+    fresh = new_session(parts, max_context_chars=200)
+    fresh.suggest(text[:799], phrase=False)  # a fresh session reads the window from the start state
+    assert not np.array_equal(inc._nodes[0].state[0], fresh._nodes[0].state[0])  # the typed one carried it
