@@ -33,6 +33,10 @@ def _add_session_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--phrase-threshold", type=float, default=-0.5,
                    help="offer a phrase only if its mean log-prob per token is at least this (default -0.5: "
                         "rare but more often right; see eval-suggest's trigger/exact-match table)")
+    p.add_argument("--min-ratio", type=float, default=0.01,
+                   help="inside a word, offer no completion less likely than this times the best word, the "
+                        "typed word itself included (default 0.01: after a complete word, junk extensions are "
+                        "dropped; 0 always offers k)")
 
 
 def resolve_bundle(path: str) -> str:
@@ -50,7 +54,8 @@ def _open(args):
     from .session import open_session
 
     return open_session(resolve_bundle(args.bundle), precision=args.precision, threads=args.threads,
-                        phrase_words=args.phrase_words, phrase_threshold=args.phrase_threshold)
+                        phrase_words=args.phrase_words, phrase_threshold=args.phrase_threshold,
+                        min_ratio=args.min_ratio)
 
 
 def register(subparsers) -> None:

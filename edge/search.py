@@ -86,11 +86,12 @@ def logsumexp(x: np.ndarray) -> float:
 
 
 def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3,
-                 beam: int = 8, max_pieces: int = 4) -> list[WordHit]:
+                 beam: int = 8, max_pieces: int = 4, include_typed: bool = False) -> list[WordHit]:
     """The ``k`` most likely words whose surface starts with ``typed``.
 
     ``typed`` is a space followed by the partial word's UTF-8 bytes (just ``b" "`` for the
-    next word). A hit must add at least one byte to what was typed.
+    next word). A hit must add at least one byte to what was typed, unless ``include_typed``:
+    then the typed word itself, as a complete word, competes too.
     """
     assert typed[:1] == b" ", typed
     frontier: list[tuple[tuple[int, ...], bytes, float]] = [((), b"", 0.0)]
@@ -99,7 +100,7 @@ def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3
         prob_rows = rows([ids for ids, _, _ in frontier])
         cand_ids, cand_lp, cand_parent = [], [], []
         for j, ((ids, surf, lp), row) in enumerate(zip(frontier, prob_rows)):
-            if ids and len(surf) > len(typed):
+            if ids and (len(surf) > len(typed) or (include_typed and len(surf) == len(typed) > 1)):
                 word_lp = lp + row.end(vocab)
                 hit = found.get(surf)
                 if hit is None:

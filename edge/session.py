@@ -99,7 +99,7 @@ class TypingSession:
     def __init__(self, runner: StepRunner, vocab: SentencePieceVocab, *, start_ids: Sequence[int] | None = None,
                  beam: int = 8, max_pieces: int = 4, phrase_words: int = 3, phrase_threshold: float = -0.5,
                  phrase_beam: int = 4, max_context_chars: int = 4_000, cache_size: int = 512,
-                 rows_kept: int = 64, words_kept: int = 128):
+                 rows_kept: int = 64, words_kept: int = 128, min_ratio: float = 0.01):
         if vocab.vocab_size != runner.vocab_size:
             raise EdgeError(f"tokenizer has {vocab.vocab_size} pieces but the graph's vocab_size is "
                             f"{runner.vocab_size}: they do not belong together")
@@ -125,6 +125,9 @@ class TypingSession:
         self.context_tokens_reused = 0  # context tokens taken from the word search's rows instead of fed
         self.graph_calls = 0
         self.words_kept = words_kept
+        if not 0 <= min_ratio < 1:
+            raise EdgeError(f"min_ratio must be in [0, 1), got {min_ratio!r}")
+        self.min_ratio = min_ratio
         self.reset()
 
     # ------------------------------------------------------------------ context state
@@ -325,14 +328,33 @@ class TypingSession:
         if prep is None:
             return []
         _, rows, typed = prep
-        hits = search_words(self.vocab, rows, b" " + typed, k, self.beam, self.max_pieces)
+        hits, best = self._words_for(rows, typed, k)
         kind = "completion" if typed else "next"
         out = [Suggestion(h.text, math.exp(h.logp), kind) for h in hits]
         if phrase and self.phrase_words >= 2:
-            p = self._phrase(rows, typed, hits, self.phrase_threshold)
+            p = self._phrase(rows, typed, best, self.phrase_threshold)
             if p is not None:
                 out.append(Suggestion(p.text, math.exp(p.logp), "phrase"))
         return out
+
+    def _words_for(self, rows, typed: bytes, k: int) -> tuple[list, list]:
+        """(the words to offer, the best word as typed or completed) for the typed bytes.
+
+        Inside a word the typed word itself, if it is a word, competes: it is not offered (it
+        is there already) but a completion far less likely than the best word (``min_ratio``)
+        is not offered either. After a complete word ("hundred") the only extensions left are
+        junk ("hundredfour"): fewer suggestions beat wrong ones. A phrase continues the best
+        word, the typed one included.
+        """
+        if not typed:
+            hits = search_words(self.vocab, rows, b" ", k, self.beam, self.max_pieces)
+            return hits, hits[:1]
+        hits = search_words(self.vocab, rows, b" " + typed, k + 1, self.beam, self.max_pieces, include_typed=True)
+        if not hits:
+            return [], []
+        bar = hits[0].logp + math.log(self.min_ratio) if self.min_ratio > 0 else -math.inf
+        word = typed.decode("utf-8", "replace")
+        return [h for h in hits if h.text != word and h.logp >= bar][:k], hits[:1]
 
     def prefetch(self, text: str, keys: int = 3, k: int = 3, phrase: bool = True,
                  budget_ms: float = 20.0) -> list[str]:
@@ -384,8 +406,8 @@ class TypingSession:
         if prep is None:
             return {}
         _, rows, typed = prep
-        hits = search_words(self.vocab, rows, b" " + typed, 1, self.beam, self.max_pieces) if typed else []
-        return self._phrase_candidates(rows, typed, hits, give_up_below)
+        best = self._words_for(rows, typed, 1)[1] if typed else []
+        return self._phrase_candidates(rows, typed, best, give_up_below)
 
     def _phrase(self, rows, typed: bytes, hits, threshold: float) -> PhraseHit | None:
         return pick_phrase(self._phrase_candidates(rows, typed, hits, threshold), threshold)
@@ -393,7 +415,7 @@ class TypingSession:
     def _phrase_candidates(self, rows, typed: bytes, hits, give_up_below: float) -> dict[int, PhraseHit]:
         if typed and not hits:
             return {}
-        start = hits[0] if typed else None  # inside a word: continue its best completion
+        start = hits[0] if typed else None  # inside a word: continue its best word (typed or completed)
         key = (rows.root_id, start.ids if start else (), give_up_below)
         if key not in self._phrases:
             if len(self._phrases) > 256:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from rnnkit.edge.runner import EdgeError, StepRunner
 from rnnkit.edge.pieces import SentencePieceVocab
-from rnnkit.edge.search import log_softmax, logsumexp
+from rnnkit.edge.search import log_softmax, logsumexp, search_words
 from rnnkit.edge.session import TypingSession, open_session
 
 from test_edge_support import TRAIN_TEXT, tiny_bundle
@@ -174,6 +174,29 @@ def test_a_word_typed_to_its_end_is_committed_from_the_search(parts):
     assert s.context_tokens_reused > 0
     assert s.context_tokens_fed + s.context_tokens_reused == 1 + n_tok  # each word once, fed or reused
     same(s.suggest(text), new_session(parts).suggest(text))
+
+
+@pytest.mark.parametrize("text", ["Thank you for", "The c", "I think we sh", "The na", "We will meet at the caf"])
+def test_completions_far_below_the_best_word_are_not_offered(parts, text):
+    """The typed word competes as a complete word but is not offered; a completion under
+    min_ratio x the best word is dropped: the offered list is the head of the unfiltered one."""
+    every = new_session(parts, min_ratio=0.0).suggest(text, k=5, phrase=False)
+    some = new_session(parts, min_ratio=0.05).suggest(text, k=5, phrase=False)
+    typed = text.split()[-1]
+    assert all(s.text != typed for s in every + some)
+    assert [s.text for s in some] == [s.text for s in every[:len(some)]]
+    ref = new_session(parts)
+    _, rows, typed_bytes = ref._prepare(text)
+    best = search_words(ref.vocab, rows, b" " + typed_bytes, 6, ref.beam, ref.max_pieces, include_typed=True)[0]
+    bar = best.logp + math.log(0.05)
+    assert all(math.log(s.prob) >= bar - 1e-9 for s in some)
+    if len(some) < len(every):
+        assert math.log(every[len(some)].prob) < bar
+
+
+def test_min_ratio_is_checked(parts):
+    with pytest.raises(EdgeError, match="min_ratio"):
+        new_session(parts, min_ratio=1.0)
 
 
 def test_prefetch_prepares_the_likely_next_keys(parts):
