@@ -416,7 +416,7 @@ class TypingSession:
         if typed and not hits:
             return {}
         start = hits[0] if typed else None  # inside a word: continue its best word (typed or completed)
-        key = (rows.root_id, start.ids if start else (), give_up_below)
+        key = (rows.root_id, start.ids if start else (), start.logp if start else 0.0, give_up_below)
         if key not in self._phrases:
             if len(self._phrases) > 256:
                 self._phrases.clear()

@@ -225,8 +225,18 @@ def test_prefetch_never_raises(session, text):
 
 
 def same(a, b) -> None:
-    assert [(x.text, x.kind) for x in a] == [(x.text, x.kind) for x in b]
-    np.testing.assert_allclose([x.prob for x in a], [x.prob for x in b], rtol=1e-5)
+    """The same suggestions with the same log-probabilities up to float32 rounding (a word
+    committed from the search's rows and one read in one call agree to ~1e-6 per logit, summed
+    over a phrase's pieces); two that tie to within that may swap places."""
+    def close(u: float, v: float) -> bool:
+        return abs(u - v) < 1e-4 + 3e-5 * abs(v)
+
+    assert sorted((x.text, x.kind) for x in a) == sorted((x.text, x.kind) for x in b)
+    lp_b = {(x.text, x.kind): math.log(x.prob) for x in b}
+    for i, (x, y) in enumerate(zip(a, b)):
+        assert close(math.log(x.prob), lp_b[(x.text, x.kind)]), (x, lp_b[(x.text, x.kind)])
+        if (x.text, x.kind) != (y.text, y.kind):
+            assert close(math.log(x.prob), math.log(y.prob)), (i, x, y)
 
 
 FUZZ_EXAMPLES = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "40"))  # e.g. 400 for a longer local run
