@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 
 import numpy as np
@@ -270,6 +271,41 @@ def test_incremental_equals_from_scratch(parts, pieces, edits):
         same(inc.suggest(text), new_session(parts, phrase_threshold=-3.0).suggest(text))
 
 
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(chunks, max_size=30),
+       edits=st.lists(st.tuples(st.sampled_from(["append", "delete", "insert", "cut"]),
+                                st.integers(0, 1000), chunks), max_size=10))
+def test_small_window_moves_and_edits_keep_the_context_right(parts, pieces, edits):
+    """Random typing and edits across moves of a small window (the state carried over): the
+    cached context is always exactly the window's whole words, and completions start with the
+    typed characters."""
+    from rnnkit.edge.pieces import clean_text
+
+    s = new_session(parts, max_context_chars=64, phrase_threshold=-3.0)
+    text = ""
+
+    def check(t: str) -> None:
+        out = s.suggest(t)
+        w = clean_text(t[s._window_start(t):])
+        tail = re.search(r"\S*\Z", w).group()
+        if len(tail) <= 48:  # (a longer "word" gets no suggestions and leaves the context as it was)
+            assert s._ctx == w[:len(w) - len(tail)]
+        typed = parts[1].normalize(tail)
+        for x in out:
+            if x.kind == "completion":
+                assert x.text.startswith(typed), (x, typed)
+
+    for chunk in pieces:
+        for ch in chunk:
+            text += ch
+            check(text)
+    for op, pos, chunk in edits:
+        pos = pos % (len(text) + 1)
+        text = {"append": text + chunk, "delete": text[:pos] + text[pos + 1:],
+                "insert": text[:pos] + chunk + text[pos:], "cut": text[:pos]}[op]
+        check(text)
+
+
 # ---------------------------------------------------------------------------- bad input
 STRANGE = ["", "   ", "\n\n", "\x00\x01\x07 hello\x1b[2J", "😀😀 ", "I ❤️ th", "مرحبا بالعالم ", "שלום עולם",
            "\ud800\udc00 lone \udfff", "zzzqqxv", "x" * 5000, "\u200b\u200b", "Thank you f\u0301"]
@@ -327,14 +363,14 @@ def test_context_window_moves_on_without_rereading(parts):
     """Typing across several window moves: the state is carried over, so no keystroke reads
     more than the word it commits (no stall when the window moves), and the window always
     starts at a word. A text that fits in the window equals reading it from scratch."""
-    inc = new_session(parts, max_context_chars=200)
+    inc = new_session(parts, max_context_chars=200, words_kept=0)  # no word cache to hide a re-read
     text = (TEXT + " ") * 2
     longest_word = max(len(parts[1].encode_word(w)) for w in text.split())
     wins = set()
     for i in range(1, 800):
-        before = inc.context_tokens_fed
+        before = inc.context_tokens_fed + inc.context_tokens_reused
         inc.suggest(text[:i], phrase=False)
-        assert inc.context_tokens_fed - before <= longest_word + 1, i
+        assert inc.context_tokens_fed + inc.context_tokens_reused - before <= longest_word + 1, i
         wins.add(inc._win)
         if i == 190:  # still inside the first window: exactly what a fresh session reads
             same(inc.suggest(text[:i]), new_session(parts, max_context_chars=200).suggest(text[:i]))
@@ -344,3 +380,15 @@ def test_context_window_moves_on_without_rereading(parts):
     fresh = new_session(parts, max_context_chars=200)
     fresh.suggest(text[:799], phrase=False)  # a fresh session reads the window from the start state
     assert not np.array_equal(inc._nodes[0].state[0], fresh._nodes[0].state[0])  # the typed one carried it
+    # an edit inside the moved window re-reads from the edited word on, and only that
+    ctx = text[:799][: text[:799].rstrip().rfind(" ") + 1]
+    inc.suggest(ctx, phrase=False)
+    words = text[inc._win:len(ctx)].split()
+    at = 2  # near the window start: words that came through a move
+    start = inc._win + len(" ".join(words[:at])) + 1
+    edited = ctx[:start] + "zq" + ctx[start:]
+    inc._cache.clear()  # nor the search's rows
+    before = inc.context_tokens_fed
+    inc.suggest(edited, phrase=False)
+    redo = ["zq" + words[at]] + words[at + 1:]
+    assert inc.context_tokens_fed - before == sum(len(parts[1].encode_word(w)) for w in redo)
