@@ -15,7 +15,8 @@ Prints (and with --out writes as JSON):
 2. the int8 step at the batch sizes the word search uses (one call scores up to ``beam`` pieces);
 3. the typing session's ``suggest`` per keystroke (int8) as the text grows 10 -> 10 000
    characters (flat = incremental works), and split by kind of keystroke: the one that ends a
-   word (a space: the word is read, next words searched), the first letter of a word, the others.
+   word (a space: the word is read, next words searched), the first letter of a word, the others;
+   with idle-time prefetch between keystrokes; and with --run, for the fp32 graph too.
 
 A figure printed here is a measurement on this machine, shared with other jobs: check the
 load average printed beside it.
@@ -326,6 +327,8 @@ def main(argv=None) -> int:
         res["keystroke_kinds"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=False)
         res["keystroke_kinds_with_phrase"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=True)
         res["keystroke_kinds_prefetch"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=False, prefetch=3)
+        if not args.bundle:  # trained fp32 weights exist only for a run (a shipped bundle is int8-only)
+            res["keystroke_kinds_fp32"] = keystroke_kinds(b32, text[:args.kind_chars], phrase=False)
     res["loadavg_after"] = os.getloadavg()
     report(res)
     if args.out:
@@ -369,7 +372,7 @@ def report(r: dict) -> None:
         print(f"typing {w['keystrokes']} keystrokes past 10 000 chars, {w['window_moves']} moves of the "
               f"{w['max_context_chars']}-char window: p50 {w['p50_ms']:.2f} p99 {w['p99_ms']:.2f} max {w['max_ms']:.2f} ms")
     for key, label in (("keystroke_kinds", "words"), ("keystroke_kinds_with_phrase", "words+phrase"),
-                       ("keystroke_kinds_prefetch", "words, idle prefetch")):
+                       ("keystroke_kinds_prefetch", "words, idle prefetch"), ("keystroke_kinds_fp32", "words, fp32")):
         for kind, x in r.get(key, {}).items():
             print(f"keystroke {label:20s} {kind:14s} n={x['keystrokes']:5d}: p50 {x['p50_ms']:.2f} p99 "
                   f"{x['p99_ms']:.2f} ms (cpu {x['cpu_p50_ms']:.2f}/{x['cpu_p99_ms']:.2f}), "
