@@ -3,7 +3,8 @@
     rnnkit suggest BUNDLE            interactive: suggestions update as you type (Tab accepts
                                      the first one); reads lines when stdin is not a terminal
     rnnkit suggest BUNDLE --json     one JSON object a line in, {"text": ..., "k": 3}, one out:
-                                     {"suggestions": [{"text", "kind", "prob"}], "ms": ...}
+                                     {"suggestions": [{"text", "kind", "prob"}], "ms": ...};
+                                     add "prefetch": 3 to prepare the likely next keys after answering
     rnnkit eval-suggest BUNDLE --text FILE [--train-text FILE]
 
 Torch-free: works on a device with only numpy, onnxruntime and sentencepiece.
@@ -65,7 +66,9 @@ def register(subparsers) -> None:
                     "and a Smart Compose phrase when the model is confident. --json for scripts.")
     _add_session_args(p)
     p.add_argument("--json", action="store_true",
-                   help='one JSON object a line on stdin {"text": ..., "k": 3}; one answer a line on stdout')
+                   help='one JSON object a line on stdin {"text": ..., "k": 3, "phrase": true, "prefetch": 0}; one '
+                        'answer a line on stdout. "prefetch": N prepares the N likeliest next keys after answering '
+                        '(send it when waiting for the user: the next keystroke then makes no model call)')
     p.add_argument("-k", type=int, default=3, help="word suggestions per keystroke (default 3)")
     p.set_defaults(func=cmd_suggest)
 
@@ -90,8 +93,16 @@ def register(subparsers) -> None:
 
 
 # ---------------------------------------------------------------------------- suggest
-def answer(session, line: str) -> dict:
-    """One --json request line -> one answer object (errors are answers, never exceptions)."""
+MAX_PREFETCH = 8
+
+
+def answer(session, line: str, after: list | None = None) -> dict:
+    """One --json request line -> one answer object (errors are answers, never exceptions).
+
+    ``"prefetch": N`` in a request asks for idle-time work once the answer is out: the session
+    prepares the N likeliest next keys (appended to ``after`` as a call, for the loop to run
+    after printing). An app sends it when it expects to wait for the user.
+    """
     from .runner import EdgeError
 
     try:
@@ -100,18 +111,23 @@ def answer(session, line: str) -> dict:
         return {"error": f"not JSON: {e}"}
     if not isinstance(req, dict) or not isinstance(req.get("text"), str):
         return {"error": 'expected an object like {"text": "I think", "k": 3}'}
-    unknown = sorted(set(req) - {"text", "k", "phrase"})
+    unknown = sorted(set(req) - {"text", "k", "phrase", "prefetch"})
     if unknown:
-        return {"error": f"unknown key(s) {unknown}; allowed: text, k, phrase"}
+        return {"error": f"unknown key(s) {unknown}; allowed: text, k, phrase, prefetch"}
     phrase = req.get("phrase", True)
     if not isinstance(phrase, bool):
         return {"error": "phrase must be true or false"}
+    keys = req.get("prefetch", 0)
+    if isinstance(keys, bool) or not isinstance(keys, int) or not 0 <= keys <= MAX_PREFETCH:
+        return {"error": f"prefetch must be an int from 0 to {MAX_PREFETCH} (keys to prepare after answering)"}
     t0 = time.perf_counter()
     try:
         sugg = session.suggest(req["text"], req.get("k", 3), phrase=phrase)
     except EdgeError as e:
         return {"error": str(e)}
     ms = (time.perf_counter() - t0) * 1e3
+    if keys and after is not None:
+        after.append(lambda: session.prefetch(req["text"], keys=keys, k=req.get("k", 3), phrase=phrase))
     return {"suggestions": [s.as_dict() for s in sugg], "ms": round(ms, 3)}
 
 
@@ -126,7 +142,10 @@ def cmd_suggest(args) -> int:
     if args.json:
         for line in _lines_in():
             if line.strip():
-                print(json.dumps(answer(session, line)), flush=True)  # ASCII-escaped: safe on any stdout
+                after: list = []
+                print(json.dumps(answer(session, line, after)), flush=True)  # ASCII-escaped: safe on any stdout
+                for work in after:  # idle-time work, once the answer is out
+                    work()
         return 0
     if sys.stdin.isatty() and sys.stdout.isatty():
         return _interactive(session, args.k)

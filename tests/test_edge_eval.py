@@ -48,6 +48,16 @@ def test_json_answers_errors_and_goes_on():
     ok = answer(session, json.dumps({"text": "Thank you f", "k": 2, "phrase": False}))
     assert [s["kind"] for s in ok["suggestions"]] == ["completion", "completion"] and ok["ms"] > 0
     assert set(ok["suggestions"][0]) == {"text", "kind", "prob"}
+    assert "prefetch must be" in answer(session, '{"text": "a", "prefetch": 99}')["error"]
+    after: list = []
+    answer(session, json.dumps({"text": "Thank you f", "prefetch": 3}), after)
+    assert len(after) == 1
+    calls = session.graph_calls
+    after[0]()  # the loop runs it once the answer is printed
+    assert session.graph_calls > calls
+    calls = session.graph_calls
+    answer(session, json.dumps({"text": "Thank you fo"}))  # a prefetched key: no model call
+    assert session.graph_calls == calls
 
 
 def test_suggest_line_mode(monkeypatch, capsys):
