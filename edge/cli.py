@@ -180,8 +180,9 @@ def _interactive(session, k: int) -> int:
             # two lines redrawn in place: the suggestions, then the text with the cursor
             sys.stdout.write(f"\r\x1b[2K\x1b[1A\r\x1b[2K  {line}   [{ms:.1f} ms]\n> {text[-200:]}")
             sys.stdout.flush()
-            if not select.select([fd], [], [], 0)[0]:  # no key waiting: use the pause to prepare the next ones
-                session.prefetch(text, k=k)
+            key_waiting = lambda: bool(select.select([fd], [], [], 0)[0])  # noqa: E731
+            if not key_waiting():  # use the pause to prepare the next keys; a key press cuts it short
+                session.prefetch(text, k=k, stop=key_waiting)
             ch = os.read(fd, 4).decode("utf-8", "replace")
             if ch in ("\x04", "\x03"):
                 break

@@ -357,7 +357,7 @@ class TypingSession:
         return [h for h in hits if h.text != word and h.logp >= bar][:k], hits[:1]
 
     def prefetch(self, text: str, keys: int = 3, k: int = 3, phrase: bool = True,
-                 budget_ms: float = 20.0) -> list[str]:
+                 budget_ms: float = 20.0, stop=None) -> list[str]:
         """Idle-time work: score now what the most likely next keystrokes will need.
 
         A keyboard waits 100 ms or more between keystrokes. Call this after showing the
@@ -365,7 +365,8 @@ class TypingSession:
         of the likeliest words, or a space when the typed word is likely complete), runs
         ``suggest`` for each, and so fills the caches. When the user then types one of them,
         ``suggest`` makes no model call. The suggestions are the same as without it. Stops
-        after ``budget_ms``; returns the keys it got to. Never raises on bad text.
+        after ``budget_ms``, or as soon as ``stop()`` (if given) says a key is waiting; returns
+        the keys it got to. Never raises on bad text.
         """
         t0 = time.perf_counter()
         try:
@@ -390,7 +391,7 @@ class TypingSession:
             weight[" "] = math.exp(lp)
         done = []
         for key in sorted(weight, key=weight.get, reverse=True)[:keys]:
-            if (time.perf_counter() - t0) * 1e3 > budget_ms:
+            if (time.perf_counter() - t0) * 1e3 > budget_ms or (stop is not None and stop()):
                 break
             self.suggest(text + key, k, phrase=phrase)
             done.append(key)

@@ -223,6 +223,7 @@ def test_prefetch_prepares_the_likely_next_keys(parts):
 def test_prefetch_never_raises(session, text):
     assert isinstance(session.prefetch(text), list)
     assert session.prefetch("Thank you f", budget_ms=0.0) == []  # no time: nothing done
+    assert session.prefetch("Thank you f", stop=lambda: True) == []  # a key is waiting: nothing done
 
 
 def same(a, b) -> None:
