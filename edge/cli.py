@@ -223,18 +223,21 @@ def cmd_eval(args) -> int:
     report: dict = {"bundle": str(args.bundle), "text": str(args.text), "chars": len(text),
                     "precision": args.precision or "bundle default", "threads": args.threads}
     t0 = time.time()
-    report["lstm"] = lstm_eval(session, text)
+    kn = known = None
+    if args.train_text:
+        if not os.path.isfile(args.train_text):
+            raise FileNotFoundError(f"{args.train_text}: no such training text")
+        with open(args.train_text, encoding="utf-8", errors="replace") as f:
+            kn = KneserNeyTrigram.train(f)
+        known = set(kn.vocab)
+    report["lstm"] = lstm_eval(session, text, known_words=known)
     if args.prefetch > 0:  # the same typing with idle-time prefetch: only the latency changes
         with_prefetch = lstm_eval(session, text, prefetch=args.prefetch)
         report["lstm_prefetch"] = {key: with_prefetch[key] for key in (
             "latency_ms_p50", "latency_ms_p99", "cpu_ms_p50", "cpu_ms_p99", "graph_calls_per_keystroke",
             "no_call_keystrokes", "prefetch_keys", "idle_ms_p50", "idle_ms_p99")}
     report["phrase"] = phrase_eval(session, text, every=max(args.phrase_every, 1))
-    if args.train_text:
-        if not os.path.isfile(args.train_text):
-            raise FileNotFoundError(f"{args.train_text}: no such training text")
-        with open(args.train_text, encoding="utf-8", errors="replace") as f:
-            kn = KneserNeyTrigram.train(f)
+    if kn is not None:
         report["kneser_ney"] = kn_eval(kn, text)
         report["kneser_ney"]["perplexity"] = kn.perplexity(text.splitlines())["perplexity"]
     report["seconds"] = round(time.time() - t0, 1)
@@ -272,6 +275,10 @@ def _print_report(r: dict) -> None:
         fa = f"{100 * a:9.1f}%" if pct else f"{a:10.3f}"
         fb = ("" if not kn else (f"{100 * b:9.1f}%" if pct else f"{b:10.3f}"))
         print(f"{label:34s}{fa}{fb}")
+    lstm = r["lstm"]
+    if "completions_not_training_words" in lstm:
+        print(f"inside words: {lstm['completions_offered_per_keystroke']:.2f} completions offered per keystroke, "
+              f"{100 * lstm['completions_not_training_words']:.1f}% of them not words of the training text")
     pf = r.get("lstm_prefetch")
     if pf:
         print(f"with idle-time prefetch of {pf['prefetch_keys']} likely keys between keystrokes: latency "

@@ -74,15 +74,19 @@ def score(text: str, suggest: Suggest, k: int = 3) -> dict[str, float]:
     return out
 
 
-def lstm_eval(session: TypingSession, text: str, k: int = 3, prefetch: int = 0) -> dict[str, float]:
+def lstm_eval(session: TypingSession, text: str, k: int = 3, prefetch: int = 0,
+              known_words: set[str] | None = None) -> dict[str, float]:
     """Type ``text`` keystroke by keystroke through ``session``; score it and time each keystroke.
 
     ``prefetch`` > 0: between keystrokes, as a keyboard would while it waits for the next key,
     ``session.prefetch`` that many likely keys; the idle work is timed apart from the keystrokes.
+    ``known_words`` (the training text's words): also report how many offered completions are
+    not among them (mostly junk such as "hundredfour"; some are real words the text lacks).
     """
     session.reset()
     cache: dict[int, list[str]] = {}
     lat, cpu, idle, calls = [], [], [], []
+    offered = unknown = inside = 0
     for i in range(len(text) + 1):  # every keystroke, in order, as a user types
         c_before = session.graph_calls
         t0, c0 = time.perf_counter(), time.thread_time()
@@ -91,6 +95,11 @@ def lstm_eval(session: TypingSession, text: str, k: int = 3, prefetch: int = 0) 
         cpu.append((time.thread_time() - c0) * 1e3)  # one intra-op thread: the work is on this thread
         calls.append(session.graph_calls - c_before)
         cache[i] = [s.text for s in sugg]
+        if i and not text[i - 1].isspace():  # inside a word: completions
+            inside += 1
+            offered += len(sugg)
+            if known_words is not None:
+                unknown += sum(1 for s in sugg if tokenize(s.text)[:1] != [s.text] or s.text not in known_words)
         if prefetch:
             t0 = time.perf_counter()
             session.prefetch(text[:i], keys=prefetch, k=k, phrase=False)
@@ -102,6 +111,9 @@ def lstm_eval(session: TypingSession, text: str, k: int = 3, prefetch: int = 0) 
     out["tokens_fed_per_keystroke"] = session.tokens_fed / len(lat)
     out["graph_calls_per_keystroke"] = float(np.mean(calls))
     out["no_call_keystrokes"] = float(np.mean(np.asarray(calls) == 0))
+    out["completions_offered_per_keystroke"] = offered / max(inside, 1)
+    if known_words is not None:
+        out["completions_not_training_words"] = unknown / max(offered, 1)
     if prefetch:
         out["prefetch_keys"] = prefetch
         out["idle_ms_p50"], out["idle_ms_p99"] = (float(x) for x in np.percentile(idle, [50, 99]))

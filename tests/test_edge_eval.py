@@ -87,6 +87,8 @@ def test_eval_suggest_writes_figures(tmp_path, capsys):
     rates = [row["trigger_rate"] for row in r["phrase"]["thresholds"]]
     assert rates == sorted(rates)  # a lower threshold never triggers less
     assert r["kneser_ney"]["perplexity"] > 1
+    assert 0 < r["lstm"]["completions_offered_per_keystroke"] <= 3
+    assert 0 <= r["lstm"]["completions_not_training_words"] <= 1 and "not words of the training text" in printed
     pf = r["lstm_prefetch"]  # the same typing with idle-time prefetch (default 3 keys)
     assert pf["prefetch_keys"] == 3 and "idle-time prefetch" in printed
     assert pf["no_call_keystrokes"] > r["lstm"]["no_call_keystrokes"]
