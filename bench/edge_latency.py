@@ -181,6 +181,23 @@ def window_moves(bundle: Path, text: str, start: int = 10_000, keystrokes: int =
             "max_context_chars": s.max_context_chars, "keystrokes": int(a.size)}
 
 
+def paste_cost(bundle: Path, text: str, lengths=(1_000, 10_000, 100_000)) -> list[dict]:
+    """The first ``suggest`` on a pasted text (a fresh session): it reads at most the context
+    window (``max_context_chars``), so the cost stops growing past it."""
+    from rnnkit.edge.session import open_session
+
+    s = open_session(bundle, threads=1)
+    rows = []
+    for n in lengths:
+        if n > len(text):
+            break
+        s.reset()
+        t0 = time.perf_counter()
+        s.suggest(text[:n], phrase=False)
+        rows.append({"chars": n, "ms": (time.perf_counter() - t0) * 1e3, "window": s.max_context_chars})
+    return rows
+
+
 def synthetic_run(out: Path, corpus: Path) -> Path:
     """An untrained recipe-sized LM (2 x 512 LSTM, embed 256, tied, 8 k SentencePiece) as a run dir."""
     import sentencepiece as spm
@@ -321,6 +338,7 @@ def main(argv=None) -> int:
         text = text_path.read_text(encoding="utf-8")[:12_000]
         res["session_int8_growth"] = session_growth(b8, text, keystrokes=args.keystrokes)
         res["session_int8_growth_with_phrase"] = session_growth(b8, text, keystrokes=args.keystrokes, phrase=True)
+        res["paste"] = paste_cost(b8, text_path.read_text(encoding="utf-8")[:100_000])
         text = text_path.read_text(encoding="utf-8")[:14_000]
         if len(text) > 10_000 + args.keystrokes * 10:
             res["window_moves"] = window_moves(b8, text, keystrokes=args.keystrokes * 10)
@@ -367,6 +385,9 @@ def report(r: dict) -> None:
             print(f"suggest() {label:12s} at {row['chars']:6d} chars: p50 {x['p50_ms']:.2f} p99 {x['p99_ms']:.2f} ms "
                   f"(cpu {x['cpu_p50_ms']:.2f}/{x['cpu_p99_ms']:.2f}), {row['tokens_fed_per_keystroke']:.1f} "
                   f"tokens fed/keystroke")
+    for row in r.get("paste", []):
+        print(f"first suggest() on a {row['chars']:6d}-char paste: {row['ms']:.0f} ms (reads at most the last "
+              f"{row['window']} chars)")
     w = r.get("window_moves")
     if w:
         print(f"typing {w['keystrokes']} keystrokes past 10 000 chars, {w['window_moves']} moves of the "
