@@ -61,14 +61,14 @@ Smart Compose phrases at threshold -0.5 (the default): offered at 4.9 % of word 
 
 | | p50 | p99 |
 |---|---|---|
-| int8 step (this bundle) | 0.27 ms | 0.38 ms |
-| fp32 step (same shapes) | 0.71 ms | 0.84 ms |
-| PyTorch eager, oneDNN off / on | 0.96 / 1.82 ms | 1.17 / 2.00 ms |
+| int8 step (this bundle) | 0.23 ms | 0.41 ms |
+| fp32 step (same shapes) | 0.67 ms | 0.84 ms |
+| PyTorch eager, oneDNN off / on | 0.81 / 1.66 ms | 0.98 / 1.85 ms |
 | floor: int8 weight bytes (4.5 MB) / memory stream (29 GB/s) | 0.15 ms | |
 
 The step is bound by the bytes of weights it streams, not by arithmetic (FLOPs / sgemm: 0.06 ms):
-an int8 step at the bytes floor would be 6.2x the faster eager, so the int8 graph's 3.6x is
-within a factor 1.7 of what this model can gain on this core.
+an int8 step at the bytes floor would be 5.3x the faster eager, so the int8 graph's 3.5x is
+within a factor 1.5 of what this model can gain on this core.
 """,
 }
 
