@@ -148,7 +148,7 @@ class TypingSession:
         self._nodes: list[_Node] = [_Node(next(self._ids), state, row)]
         self._cache: OrderedDict = OrderedDict()  # (node id, piece ids after it) -> (state, Dist): search rows
         self._words: OrderedDict = OrderedDict()  # (node id, one word's piece ids) -> _Node: words read
-        self._phrases: dict = {}  # (root, start ids, give-up bar) -> {words: PhraseHit}
+        self._phrases: dict = {}  # (root, start ids, start logp, give-up bar) -> {words: PhraseHit}
 
     def _dist(self, logits: np.ndarray) -> Dist:
         lp, end = log_softmax_end(logits[None, :], self.vocab.ends_word_f32)

@@ -144,7 +144,6 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
             manifest["int8"] = _quantize_all(fp32, Path(scratch), files, graphs, record["config"], int8_head, log)
             manifest["int8_options"] = {"per_channel": True, "weight_type": "QInt8", "output_head": int8_head,
                                         **({"head_bits": HEAD_BITS, "head_block": HEAD_BLOCK} if int8_head == "int8" else {})}
-
             manifest["precision"] = "int8"
             real = validation_ids(run_dir, tok, eval_text, log) if kind == "lm" else None
             if real:

@@ -58,6 +58,12 @@ def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, per_channel: 
     model = onnx.load(str(src))
     meta = {p.key: p.value for p in model.metadata_props}
     head_nodes = _head_nodes(model)
+    # The head MatMul with a constant weight goes block-wise; any other head (a Gemm) gets the
+    # dynamic int8 of the rest of the graph. "fp32" keeps every head node out.
+    inits = {t.name for t in model.graph.initializer}
+    blockwise = [] if head == "fp32" else [n.name for n in model.graph.node if n.name in head_nodes
+                                           and n.op_type == "MatMul" and n.input[1] in inits]
+    exclude = head_nodes if head == "fp32" else blockwise
 
     def write(tmp: str) -> None:
         # The quantiser logs one line per node it skips; that is expected, not news.
@@ -68,10 +74,10 @@ def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, per_channel: 
             lg.setLevel(logging.ERROR)
         try:
             quantize_dynamic(str(src), tmp, op_types_to_quantize=list(op_types), per_channel=per_channel,
-                             weight_type=QuantType.QInt8, nodes_to_exclude=head_nodes)
+                             weight_type=QuantType.QInt8, nodes_to_exclude=exclude)
             q = onnx.load(tmp)
-            if head == "int8":
-                q = _int8_head(q, head_nodes, tmp)
+            if blockwise:
+                q = _blockwise_head(q, blockwise)
         finally:
             for lg, level in zip(loggers, levels):
                 lg.setLevel(level)
@@ -82,34 +88,20 @@ def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, per_channel: 
     return atomic_write(dst, write)
 
 
-def _int8_head(model, head_nodes: list[str], scratch: str):
-    """The head MatMul (a constant 2-D weight) as an 8-bit block-wise ``MatMulNBits``; a head of
-    another form (a Gemm) gets dynamic int8 like the rest of the graph."""
-    import onnx
+def _blockwise_head(model, names: list[str]):
+    """The named MatMul node(s) as 8-bit block-wise ``MatMulNBits`` (``HEAD_BITS``, ``HEAD_BLOCK``)."""
     import onnxruntime as ort
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    inits = {t.name for t in model.graph.initializer}
-    blockwise = [n.name for n in model.graph.node
-                 if n.name in head_nodes and n.op_type == "MatMul" and n.input[1] in inits]
-    if blockwise:
-        have = tuple(int(x) for x in ort.__version__.split(".")[:2])
-        if have < MIN_ORT_INT8_HEAD:
-            raise RuntimeError(f"an int8 output head needs onnxruntime >= {'.'.join(map(str, MIN_ORT_INT8_HEAD))} "
-                               f"(this is {ort.__version__}); upgrade it, or export with --int8-head fp32")
-        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    have = tuple(int(x) for x in ort.__version__.split(".")[:2])
+    if have < MIN_ORT_INT8_HEAD:
+        raise RuntimeError(f"an int8 output head needs onnxruntime >= {'.'.join(map(str, MIN_ORT_INT8_HEAD))} "
+                           f"(this is {ort.__version__}); upgrade it, or export with --int8-head fp32")
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-        q = MatMulNBitsQuantizer(model, bits=HEAD_BITS, block_size=HEAD_BLOCK, is_symmetric=True,
-                                 accuracy_level=HEAD_ACCURACY, nodes_to_include=blockwise)
-        q.process()
-        model = q.model.model
-    rest = [n.name for n in model.graph.node if n.name in head_nodes and n.op_type in ("MatMul", "Gemm")]
-    if rest:
-        onnx.save(model, scratch)
-        quantize_dynamic(scratch, scratch, op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
-                         weight_type=QuantType.QInt8, nodes_to_quantize=rest)
-        model = onnx.load(scratch)
-    return model
+    q = MatMulNBitsQuantizer(model, bits=HEAD_BITS, block_size=HEAD_BLOCK, is_symmetric=True,
+                             accuracy_level=HEAD_ACCURACY, nodes_to_include=names)
+    q.process()
+    return q.model.model
 
 
 def _head_nodes(model) -> list[str]:
