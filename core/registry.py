@@ -73,25 +73,41 @@ def read_record(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: not an rnnkit model directory")
+    if path.stat().st_size > 1 << 20:  # a config is a few hundred bytes
+        raise ValueError(f"{path}: {path.stat().st_size} bytes is too large for a model config")
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
+    except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, NaN-free ints of > 4300 digits, deep nesting
+        raise ValueError(f"{path} is not valid JSON: {str(e)[:200]}") from None
     if not isinstance(record, dict) or "kind" not in record or "config" not in record:
         raise ValueError(f"{path} lacks 'kind' and 'config'")
+    if not isinstance(record["kind"], str) or record["kind"] not in KINDS:
+        raise ValueError(f"{path}: unknown model kind {str(record['kind'])[:40]!r}; allowed: {', '.join(KINDS)}")
+    if not isinstance(record["config"], dict):
+        raise ValueError(f"{path}: 'config' must be a JSON object")
     return record
 
 
 def load(directory: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model from ``config.json`` and fill it from ``model.safetensors``."""
+    """Rebuild the model from ``config.json`` and fill it from ``model.safetensors``.
+
+    The file's header is checked against the config's shapes first (``weights_check``), so a
+    config that does not belong to the weights fails in milliseconds without allocating."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_model
+
+    from .weights_check import WeightsError, check_fits
 
     directory = Path(directory)
     record = read_record(directory)
-    model = build_model(record["kind"], record["config"])
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found")
-    load_model(model, str(weights), strict=True, device=str(map_location))
+    check_fits(record["kind"], record["config"], weights)
+    model = build_model(record["kind"], record["config"])
+    try:
+        load_model(model, str(weights), strict=True, device=str(map_location))
+    except (SafetensorError, RuntimeError, OSError) as e:
+        raise WeightsError(f"{weights}: cannot be loaded: {str(e).strip().splitlines()[0][:200]}") from None
     model.eval()
     return model

@@ -41,6 +41,18 @@ def resolve_model_dir(path: str | os.PathLike) -> tuple[Path, Path]:
                             f"({registry.CONFIG_FILE} + {registry.WEIGHTS_FILE})")
 
 
+def refuse_non_finite(model, model_dir: Path) -> None:
+    """A NaN / inf weight (a diverged run saved anyway, a tampered file) makes a bundle that
+    answers NaN on a device: refuse it here, naming the tensor."""
+    import torch
+
+    for name, t in model.state_dict().items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(f"{model_dir}: weight {name} holds {bad} NaN/inf value(s): refusing to export "
+                             "(resume from an earlier checkpoint or retrain with a lower lr)")
+
+
 def _versions() -> dict[str, str]:
     import onnx
     import onnxruntime
@@ -110,6 +122,7 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
     run_dir, model_dir = resolve_model_dir(run_dir)
     record = registry.read_record(model_dir)
     model = registry.load(model_dir)
+    refuse_non_finite(model, model_dir)
     kind = record["kind"]
     tok = find_tokenizer(run_dir) or find_tokenizer(model_dir)
     if tok is None and kind != "forecaster":

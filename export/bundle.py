@@ -18,15 +18,20 @@ with ``--int8``); ``fp32_graphs`` always point at the fp32 reference graphs.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
+import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from rnnkit.core.atomic import atomic_write_json, fsync_dir, sha256_file
+from rnnkit.core.atomic import atomic_write_text, fsync_dir, sha256_file
+from rnnkit.core.config import check_dims
 
 from . import names
 
@@ -134,11 +139,16 @@ def write_bundle(out_dir: str | os.PathLike, files: Mapping[str, str | os.PathLi
                 os.fsync(f.fileno())
             hashes[name], sizes[name] = sha256_file(tmp / name), (tmp / name).stat().st_size
         full = {**manifest, "files": hashes, "sizes": sizes}
-        missing = [f for f in list(full.get("graphs", {}).values()) + list(full.get("fp32_graphs", {}).values())
-                   if f not in hashes]
+        graph_files = list(full.get("graphs", {}).values()) + list((full.get("fp32_graphs") or {}).values())
+        missing = [f for f in graph_files if f not in hashes]
         if missing:
             raise ValueError(f"manifest names graph file(s) not in the bundle: {missing}")
-        atomic_write_json(tmp / names.MANIFEST, full)
+        _refuse_unlisted_external_data(tmp, set(graph_files), hashes)
+        # Strict JSON: a NaN figure would make a manifest other readers (and ours) refuse.
+        bad = _non_finite(full)
+        if bad:
+            raise ValueError(f"manifest value {bad} is not a finite number (NaN or inf): no bundle written")
+        atomic_write_text(tmp / names.MANIFEST, json.dumps(full, indent=2, sort_keys=True, allow_nan=False) + "\n")
         # mkdtemp/mkstemp make private (0700/0600) entries; a bundle is meant to be shared.
         umask = _umask()
         os.chmod(tmp, 0o777 & ~umask)
@@ -159,6 +169,33 @@ def write_bundle(out_dir: str | os.PathLike, files: Mapping[str, str | os.PathLi
     return out_dir
 
 
+def _non_finite(obj: Any, where: str = "") -> str | None:
+    """The JSON path of the first NaN / inf in ``obj``, else None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return where or "(top level)"
+    if isinstance(obj, dict):
+        items = obj.items()
+    elif isinstance(obj, (list, tuple)):
+        items = enumerate(obj)
+    else:
+        return None
+    for k, v in items:
+        found = _non_finite(v, f"{where}.{k}" if where else str(k))
+        if found:
+            return found
+    return None
+
+
+def _refuse_unlisted_external_data(directory: Path, graph_files: set[str], hashes: Mapping[str, str]) -> None:
+    from .onnx_scan import scan_onnx
+
+    for name in graph_files:
+        for tensor, location in scan_onnx((directory / name).read_bytes()).external:
+            if location not in hashes or location in graph_files:
+                raise ValueError(f"{name}: tensor {tensor!r} keeps its data in {location!r}, which is not a "
+                                 "bundle file: pass it in ``files`` so that it is hashed")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -166,6 +203,18 @@ def _umask() -> int:
 
 
 # ----------------------------------------------------------------------------- reading
+# A bundle is exactly its manifest: every file a graph or the runtime reads is listed with its
+# exact size and sha256, nothing unlisted is read, and links or special files are refused (a
+# link can lead out of the bundle; a FIFO or a sparse 50 GB file can hang the hash).
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_FILE_BYTES = 1 << 32          # onnx protobufs stop at 2 GiB; external data may be larger
+MAX_GRAPH_BYTES = (1 << 31) - 1   # graphs are read into memory once, to scan them before onnxruntime does
+MAX_FILES = 64
+MAX_META_CHARS = 1 << 16          # one metadata_props value (model_config JSON is ~300 chars)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+
+
 @dataclass
 class Bundle:
     """An opened, verified bundle. ``graphs``: {job: path} of the graphs to run."""
@@ -175,6 +224,7 @@ class Bundle:
     graphs: dict[str, Path]
     fp32_graphs: dict[str, Path]
     tokenizer_path: Path | None
+    graph_meta: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)  # file name -> metadata_props
     _sessions: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -183,7 +233,7 @@ class Bundle:
 
     @property
     def precision(self) -> str:
-        return self.manifest.get("precision", "fp32")
+        return self.manifest.get("precision") or "fp32"
 
     @property
     def model_config(self) -> dict[str, Any]:
@@ -204,79 +254,249 @@ class Bundle:
         if key not in self._sessions:
             import onnxruntime as ort
 
+            path = self.graph_path(job, precision)
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
-            self._sessions[key] = ort.InferenceSession(
-                str(self.graph_path(job, precision)), opts, providers=["CPUExecutionProvider"])
+            opts.log_severity_level = 3
+            try:
+                self._sessions[key] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            except Exception as e:  # onnxruntime's own types (Fail, InvalidGraph, ...): one line, named file
+                raise BundleError(f"{path}: onnxruntime cannot load this graph: {_first_line(e)}") from None
         return self._sessions[key]
 
     def metadata(self, job: str, precision: str | None = None) -> dict[str, str]:
-        """The graph's ``metadata_props`` (read through onnxruntime, no onnx needed)."""
-        return dict(self.session(job, precision).get_modelmeta().custom_metadata_map)
+        """The graph's ``metadata_props`` (read from the verified file itself; no onnxruntime needed)."""
+        return dict(self.graph_meta[self.graph_path(job, precision).name])
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:300] if lines else type(e).__name__
+
+
+def _open_regular(path: Path) -> int:
+    """An fd on ``path`` if it is a regular file and not a link (checked on the fd too: no race)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise BundleError(f"{path}: missing from the bundle (listed in {names.MANIFEST})") from None
+    except OSError as e:
+        raise BundleError(f"{path}: cannot be read ({e.strerror})") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise BundleError(f"{path}: is a symbolic link; bundle files must be regular files inside the bundle")
+    if not stat.S_ISREG(st.st_mode):
+        raise BundleError(f"{path}: not a regular file")
+    try:  # O_NONBLOCK: if the file was swapped for a FIFO since lstat, open must not wait for a writer
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise BundleError(f"{path}: cannot be opened ({e.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BundleError(f"{path}: not a regular file")
+    return fd
+
+
+def _read_checked(path: Path, size: int, digest: str, keep: bool) -> bytes | None:
+    """Check ``path``'s exact size (before hashing a byte), then its sha256; its bytes when ``keep``."""
+    fd = _open_regular(path)
+    try:
+        actual = os.fstat(fd).st_size
+        if actual < size:
+            raise BundleError(f"{path}: truncated ({actual} of {size} bytes)")
+        if actual != size:
+            raise BundleError(f"{path}: {actual} bytes, the manifest says {size}: altered")
+        h, parts, left = hashlib.sha256(), [], size
+        while left > 0:
+            block = os.read(fd, min(left, 1 << 20))
+            if not block:
+                raise BundleError(f"{path}: truncated while reading")
+            h.update(block)
+            if keep:
+                parts.append(block)
+            left -= len(block)
+    finally:
+        os.close(fd)
+    if h.hexdigest() != digest:
+        raise BundleError(f"{path}: altered (sha256 differs from {names.MANIFEST})")
+    return b"".join(parts) if keep else None
+
+
+def _json_strict(text: str, where: Path) -> Any:
+    def no_constant(name: str):
+        raise ValueError(f"{name} is not JSON")
+
+    try:
+        return json.loads(text, parse_constant=no_constant)
+    except RecursionError:
+        raise BundleError(f"{where}: not valid JSON (nested too deeply)") from None
+    except ValueError as e:  # JSONDecodeError, NaN/Infinity, an integer of > 4300 digits
+        raise BundleError(f"{where}: not valid JSON ({_first_line(e)})") from None
+
+
+def _check_dims(record: Mapping[str, Any], where: str) -> None:
+    try:
+        check_dims(record, where)
+    except ValueError as e:
+        raise BundleError(str(e)) from None
+
+
+def _check_manifest(m: Any, where: Path) -> dict[str, Any]:
+    """Every field a reader uses, with its JSON type: one clear line naming the bad field."""
+    if not isinstance(m, dict):
+        raise BundleError(f"{where}: not a JSON object")
+    for key in ("format_version", "kind", "files", "graphs", "model"):
+        if key not in m:
+            raise BundleError(f"{where}: lacks {key!r}")
+    if m["format_version"] != names.FORMAT_VERSION or isinstance(m["format_version"], bool):
+        raise BundleError(f"{where}: format_version {json.dumps(m['format_version'])[:40]}, "
+                          f"this rnnkit reads {names.FORMAT_VERSION}")
+    if not isinstance(m["kind"], str) or m["kind"] not in names.GRAPHS:
+        raise BundleError(f"{where}: unknown kind {str(m['kind'])[:40]!r}; allowed: {', '.join(names.GRAPHS)}")
+
+    def table(key: str, value_ok, what: str) -> dict:
+        t = m.get(key)
+        if not isinstance(t, dict) or not all(isinstance(k, str) and value_ok(v) for k, v in t.items()):
+            raise BundleError(f"{where}: {key!r} must be an object of {what}")
+        return t
+
+    files = table("files", lambda v: isinstance(v, str) and _SHA256.match(v), "file name -> sha256 hex")
+    if not 0 < len(files) <= MAX_FILES:
+        raise BundleError(f"{where}: 'files' lists {len(files)} files (1 to {MAX_FILES} allowed)")
+    bad = [n for n in files if not _NAME.match(n) or n == names.MANIFEST]
+    if bad:
+        raise BundleError(f"{where}: bad file name(s) {[b[:60] for b in bad[:3]]}: plain names inside the bundle only")
+    if "sizes" not in m:
+        raise BundleError(f"{where}: lacks 'sizes' (every file's exact size)")
+    sizes = table("sizes", lambda v: isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_FILE_BYTES,
+                  f"file name -> size in bytes (1 to {MAX_FILE_BYTES})")
+    if set(sizes) != set(files):
+        raise BundleError(f"{where}: 'sizes' and 'files' list different files")
+    for key in ("graphs", "fp32_graphs"):
+        if key in m or key == "graphs":
+            t = table(key, lambda v: isinstance(v, str), "job -> file")
+            outside = [f for f in t.values() if f not in files]
+            if outside:
+                raise BundleError(f"{where}: {key} names {outside[0][:60]!r}, which is not a hashed bundle file")
+    model = m["model"]
+    if not isinstance(model, dict) or not isinstance(model.get("config"), dict):
+        raise BundleError(f"{where}: 'model' must be an object with a 'config' object")
+    if model.get("kind", m["kind"]) != m["kind"]:
+        raise BundleError(f"{where}: model kind {str(model.get('kind'))[:40]!r} differs from the bundle's kind")
+    _check_dims(model["config"], f"{where}: model config")
+    tok = m.get("tokenizer")
+    if tok is not None:
+        if not (isinstance(tok, dict) and isinstance(tok.get("file"), str) and tok["file"] in files
+                and tok.get("sha256") == files[tok["file"]]):
+            raise BundleError(f"{where}: 'tokenizer' must be {{file, sha256}} of a hashed bundle file")
+    for key, ok in (("precision", lambda v: v in names.PRECISIONS), ("metrics", lambda v: isinstance(v, dict)),
+                    ("task", lambda v: isinstance(v, dict)), ("parity", lambda v: isinstance(v, dict)),
+                    ("int8", lambda v: isinstance(v, dict))):
+        if m.get(key) is not None and not ok(m[key]):
+            raise BundleError(f"{where}: {key!r} has the wrong type or value ({str(m[key])[:40]!r})")
+    return m
 
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
-    path = Path(directory) / names.MANIFEST
-    if not Path(directory).is_dir():
-        raise BundleError(f"{directory}: no such bundle directory")
-    if not path.is_file():
-        raise BundleError(f"{path}: missing; {directory} is not an rnnkit bundle")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(manifest, dict):
-        raise BundleError(f"{path}: not a JSON object")
-    for key in ("format_version", "kind", "files", "graphs", "model"):
-        if key not in manifest:
-            raise BundleError(f"{path}: lacks {key!r}")
-    if manifest["format_version"] != names.FORMAT_VERSION:
-        raise BundleError(f"{path}: format_version {manifest['format_version']!r}, "
-                          f"this rnnkit reads {names.FORMAT_VERSION}")
-    return manifest
-
-
-def verify_files(directory: str | os.PathLike, manifest: Mapping[str, Any]) -> None:
-    """Raise ``BundleError`` naming the first missing, truncated or altered file."""
+    """The manifest, parsed as strict JSON (no NaN) and type-checked; raises ``BundleError``."""
     directory = Path(directory)
-    sizes = manifest.get("sizes", {})
+    if not directory.is_dir():
+        raise BundleError(f"{directory}: no such bundle directory")
+    path = directory / names.MANIFEST
+    if not os.path.lexists(path):
+        raise BundleError(f"{path}: missing; {directory} is not an rnnkit bundle")
+    fd = _open_regular(path)
+    try:
+        size = os.fstat(fd).st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{path}: {size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+    finally:
+        os.close(fd)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BundleError(f"{path}: not valid JSON (not UTF-8: {e.reason})") from None
+    return _check_manifest(_json_strict(text, path), path)
+
+
+def verify_files(directory: str | os.PathLike, manifest: Mapping[str, Any],
+                 keep: frozenset[str] = frozenset()) -> dict[str, bytes]:
+    """Raise ``BundleError`` naming the first missing, linked, resized or altered file.
+    Returns the bytes of the files named in ``keep`` (the graphs, scanned next)."""
+    directory = Path(directory)
+    kept = {}
     for name, digest in manifest["files"].items():
-        path = directory / name
-        if "/" in name or not path.is_file():
-            raise BundleError(f"{path}: missing from the bundle (listed in {names.MANIFEST})")
-        size = path.stat().st_size
-        if name in sizes and size < sizes[name]:
-            raise BundleError(f"{path}: truncated ({size} of {sizes[name]} bytes)")
-        if sha256_file(path) != digest:
-            raise BundleError(f"{path}: altered (sha256 differs from {names.MANIFEST})")
+        data = _read_checked(directory / name, manifest["sizes"][name], digest, name in keep)
+        if data is not None:
+            kept[name] = data
+    return kept
+
+
+def _graph_meta(directory: Path, name: str, data: bytes, manifest: Mapping[str, Any], tok: str | None,
+                graph_files: set[str]) -> dict[str, str]:
+    """Scan a graph before onnxruntime sees it: external data must be hashed bundle files, the
+    tokenizer hash in its metadata must be the bundle's tokenizer file's, dimensions bounded."""
+    from .onnx_scan import ScanError, scan_onnx
+
+    path = directory / name
+    if len(data) > MAX_GRAPH_BYTES:
+        raise BundleError(f"{path}: larger than a protobuf can be ({len(data)} bytes)")
+    try:
+        scan = scan_onnx(data)
+    except ScanError as e:
+        raise BundleError(f"{path}: not a readable ONNX graph ({e})") from None
+    files = manifest["files"]
+    for tensor, location in scan.external:
+        if location not in files or location in graph_files or location == tok:
+            raise BundleError(f"{path}: tensor {tensor[:60]!r} reads external data from {location[:80]!r}, which "
+                              f"is not a hashed data file of this bundle ({names.MANIFEST} must list it)")
+    meta = scan.metadata
+    long = [k for k, v in meta.items() if len(v) > MAX_META_CHARS]
+    if long:
+        raise BundleError(f"{path}: metadata {long[0][:40]!r} is longer than {MAX_META_CHARS} characters")
+    if names.META_TOKENIZER_SHA256 not in meta:
+        raise BundleError(f"{path}: metadata_props lacks {names.META_TOKENIZER_SHA256!r}; re-export it")
+    want = files[tok] if tok else ""
+    if meta[names.META_TOKENIZER_SHA256] != want:
+        raise BundleError(f"{path}: metadata tokenizer_sha256 {meta[names.META_TOKENIZER_SHA256][:16]!r}... is not "
+                          f"the sha256 of the bundle's tokenizer file {tok or '(none)'}: they do not belong together")
+    if tok and meta.get(names.META_TOKENIZER_FILE) not in (None, "", tok):
+        raise BundleError(f"{path}: metadata tokenizer_file {meta[names.META_TOKENIZER_FILE][:60]!r}, "
+                          f"the manifest's tokenizer is {tok}")
+    if meta.get(names.META_KIND, manifest["kind"]) != manifest["kind"]:
+        raise BundleError(f"{path}: metadata kind {meta[names.META_KIND][:40]!r}, the manifest says {manifest['kind']!r}")
+    _check_dims(meta, f"{path}: metadata")
+    return meta
+
+
+def _tokenizer_file(manifest: Mapping[str, Any]) -> str | None:
+    """The tokenizer named by the manifest (never found by listing the directory)."""
+    if "tokenizer" in manifest:
+        rec = manifest["tokenizer"]
+        return rec["file"] if rec else None
+    # manifests written before the tokenizer record: the one hashed tokenizer file, if any
+    listed = [n for n in (*names.TOKENIZER_FILES, *names.VOCAB_FILES) if n in manifest["files"]]
+    return listed[0] if listed else None
 
 
 def open_bundle(directory: str | os.PathLike) -> Bundle:
-    """Open a bundle after verifying the manifest and every file's sha256.
-
-    Raises ``BundleError`` (a ``ValueError``) naming the bad file.
-    """
+    """Open a bundle after verifying the manifest, every file's size and sha256, and what each
+    graph reads. Raises ``BundleError`` (a ``ValueError``) naming the bad file."""
     directory = Path(directory)
     manifest = read_manifest(directory)
-    verify_files(directory, manifest)
-    files = manifest["files"]
-    expected = names.GRAPHS.get(manifest["kind"])
-    if expected is None:
-        raise BundleError(f"{directory / names.MANIFEST}: unknown kind {manifest['kind']!r}")
-
-    def table(key: str) -> dict[str, Path]:
-        graphs = manifest.get(key) or {}
-        for job, file in graphs.items():
-            if file not in files:
-                raise BundleError(f"{directory / file}: {key}[{job!r}] is not a hashed bundle file")
-        return {job: directory / file for job, file in graphs.items()}
-
-    graphs = table("graphs")
-    # An int8-only bundle (export --int8-only, for shipping small) has an empty fp32 table.
-    fp32 = table("fp32_graphs") if "fp32_graphs" in manifest else dict(graphs)
-    lacking = sorted(set(expected) - set(graphs))
+    expected = names.GRAPHS[manifest["kind"]]
+    graphs_t = manifest["graphs"]
+    fp32_t = manifest["fp32_graphs"] if "fp32_graphs" in manifest else dict(graphs_t)
+    lacking = sorted(set(expected) - set(graphs_t))
     if lacking:
         raise BundleError(f"{directory / names.MANIFEST}: a {manifest['kind']} bundle needs graph(s) {lacking}")
-    tok = next((directory / n for n in files if n.startswith("tokenizer.") or n in names.VOCAB_FILES), None)
-    return Bundle(directory, manifest, graphs, fp32, tok)
+    graph_files = set(graphs_t.values()) | set(fp32_t.values())
+    data = verify_files(directory, manifest, keep=frozenset(graph_files))
+    tok = _tokenizer_file(manifest)
+    meta = {name: _graph_meta(directory, name, data.pop(name), manifest, tok, graph_files)
+            for name in sorted(graph_files)}
+    # An int8-only bundle (export --int8-only, for shipping small) has an empty fp32 table.
+    return Bundle(directory, manifest, {j: directory / f for j, f in graphs_t.items()},
+                  {j: directory / f for j, f in fp32_t.items()}, directory / tok if tok else None, meta)

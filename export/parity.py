@@ -9,6 +9,7 @@ Figures are max abs differences over every output; fp32 should stay <= 1e-5.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Iterable
 
@@ -45,15 +46,30 @@ def torch_run(wrapper: JobWrapper, feeds: dict[str, np.ndarray]) -> dict[str, np
     return {n: t.numpy() for n, t in zip(wrapper.output_names, out)}
 
 
+def finite_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """``max_abs_diff``, but inf when either side holds a NaN / inf: NaN compares as nothing, so a
+    NaN output would otherwise pass as "max abs diff 0.00e+00"."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype != np.bool_ and a.size and not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return math.inf
+    return max_abs_diff(a, b)
+
+
 def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
     if set(a) != set(b):
         raise AssertionError(f"output names differ: {sorted(a)} vs {sorted(b)}")
-    return max(max_abs_diff(a[k], b[k]) for k in a)
+    return max(finite_diff(a[k], b[k]) for k in a)
 
 
 def magnitude(outputs: dict[str, np.ndarray]) -> float:
-    """Largest |value| among the float outputs: the scale a float32 rounding error grows with."""
-    return max((float(np.abs(v).max()) for v in outputs.values() if v.dtype != np.bool_ and v.size), default=0.0)
+    """Largest |value| among the float outputs: the scale a float32 rounding error grows with
+    (inf if any is NaN / inf, which then fails the check instead of widening its limit)."""
+    out = 0.0
+    for v in outputs.values():
+        if v.dtype != np.bool_ and v.size:
+            top = float(np.abs(v).max())
+            out = max(out, top if math.isfinite(top) else math.inf)
+    return out
 
 
 def _time_inputs(wrapper: JobWrapper) -> list[str]:
@@ -168,7 +184,9 @@ def parity_limit(report: dict[str, Any], tol: float = TOLERANCE, relative: bool 
 
 def assert_parity(report: dict[str, Any], tol: float = TOLERANCE, relative: bool = False) -> None:
     limit = parity_limit(report, tol, relative)
-    if report["max_abs_diff"] > limit:
+    if not math.isfinite(report.get("max_abs_value", 0.0)):
+        raise AssertionError("ONNX or PyTorch outputs hold NaN / inf (non-finite weights?):\n" + format_report(report))
+    if not report["max_abs_diff"] <= limit:  # `not <=`: a NaN difference fails too
         raise AssertionError(f"ONNX vs PyTorch max abs diff {report['max_abs_diff']:.3e} > {limit:.3e}:\n"
                              + format_report(report))
 

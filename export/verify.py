@@ -41,9 +41,28 @@ def check_metadata(bundle: Bundle, job: str, precision: str | None = None) -> di
     for key, want in expect.items():
         if meta[key] != want:
             raise BundleError(f"{path}: metadata {key}={meta[key]!r}, the manifest says {want!r}")
-    if json.loads(meta[N.META_MODEL_CONFIG]) != bundle.model_config:
+    try:
+        config = json.loads(meta[N.META_MODEL_CONFIG])
+    except (ValueError, RecursionError):
+        raise BundleError(f"{path}: metadata model_config is not valid JSON") from None
+    if config != bundle.model_config:
         raise BundleError(f"{path}: metadata model_config differs from the manifest's model config")
     return meta
+
+
+# Random inputs are built from the graph's declared shapes: a static dim of 10^9 in a hostile
+# graph must be refused, not allocated.
+MAX_FEED_ELEMENTS = 1 << 24
+
+
+def _check_feed_sizes(session, path, batch: int, time: int) -> None:
+    for arg in session.get_inputs():
+        n = 1
+        for d in arg.shape:
+            n *= d if isinstance(d, int) and d >= 0 else (batch if d == N.BATCH else max(batch, time))
+        if n > MAX_FEED_ELEMENTS:
+            raise BundleError(f"{path}: input {arg.name} of shape {arg.shape} would need {n:,} elements "
+                              f"(more than {MAX_FEED_ELEMENTS:,}): refusing to allocate it")
 
 
 def _onnx_check(path) -> None:
@@ -94,38 +113,49 @@ def verify_bundle(directory: str | os.PathLike, seed: int = 0) -> dict[str, Any]
     config = bundle.model_config
     report: dict[str, Any] = {"kind": bundle.kind, "precision": bundle.precision, "jobs": {}}
     for job in bundle.graphs:
-        entry: dict[str, Any] = {}
-        fp32_file = bundle.fp32_graphs.get(job)
-        precisions = (["fp32"] if fp32_file else []) + (["int8"] if bundle.graphs[job] != fp32_file else [])
-        for precision in precisions:
-            meta = check_metadata(bundle, job, precision)
-            if meta[N.META_PRECISION] != precision:
-                raise BundleError(f"{bundle.graph_path(job, precision)}: metadata precision "
-                                  f"{meta[N.META_PRECISION]!r}, expected {precision!r}")
-            _onnx_check(bundle.graph_path(job, precision))
-            sess = bundle.session(job, precision)
-            for b in (1, 3):
-                feeds = random_feeds(sess.get_inputs(), config, b, 5, seed=seed + b)
-                outs = sess.run(None, feeds)
-                bad = [o.name for o, v in zip(sess.get_outputs(), outs)
-                       if v.dtype != np.bool_ and not np.all(np.isfinite(v))]
-                if bad:
-                    raise BundleError(f"{bundle.graph_path(job, precision)}: non-finite values in {bad}")
-            roll = rollout_self_check(sess, config, meta, seed=seed)
-            if roll is not None:
-                diff, scale = roll
-                entry[f"{precision}_rollout_step_vs_whole"] = diff
-                # Relative to the outputs' size (trained logits reach tens; float32 error grows with
-                # them). int8 quantises activations per call, so step and whole differ a little there.
-                limit = ROLLOUT_TOLERANCE * max(1.0, scale)
-                if precision == "fp32" and diff > limit:
-                    raise BundleError(f"{bundle.graph_path(job, precision)}: stepping with the state fed back "
-                                      f"differs from one whole-sequence call by {diff:.2e} (> {limit:.2e})")
-        if "int8" in precisions and "fp32" in precisions:
-            a, b = bundle.session(job, "fp32"), bundle.session(job, "int8")
-            feeds = random_feeds(a.get_inputs(), config, 2, 16, seed=seed)
-            ra, rb = a.run(None, feeds), b.run(None, feeds)
-            entry["int8_vs_fp32_max_abs_diff"] = max(max_abs_diff(x, y) for x, y in zip(ra, rb)
-                                                     if x.dtype != np.bool_)
-        report["jobs"][job] = entry
+        try:
+            report["jobs"][job] = _verify_job(bundle, job, config, seed)
+        except BundleError:
+            raise
+        except Exception as e:  # onnxruntime / numpy errors on a hostile graph: one line naming it
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise BundleError(f"{bundle.graph_path(job)}: fails on random inputs: {first}") from None
     return report
+
+
+def _verify_job(bundle: Bundle, job: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
+    entry: dict[str, Any] = {}
+    fp32_file = bundle.fp32_graphs.get(job)
+    precisions = (["fp32"] if fp32_file else []) + (["int8"] if bundle.graphs[job] != fp32_file else [])
+    for precision in precisions:
+        meta = check_metadata(bundle, job, precision)
+        if meta[N.META_PRECISION] != precision:
+            raise BundleError(f"{bundle.graph_path(job, precision)}: metadata precision "
+                              f"{meta[N.META_PRECISION]!r}, expected {precision!r}")
+        _onnx_check(bundle.graph_path(job, precision))
+        sess = bundle.session(job, precision)
+        _check_feed_sizes(sess, bundle.graph_path(job, precision), 3, 30)
+        for b in (1, 3):
+            feeds = random_feeds(sess.get_inputs(), config, b, 5, seed=seed + b)
+            outs = sess.run(None, feeds)
+            bad = [o.name for o, v in zip(sess.get_outputs(), outs)
+                   if v.dtype != np.bool_ and not np.all(np.isfinite(v))]
+            if bad:
+                raise BundleError(f"{bundle.graph_path(job, precision)}: non-finite values in {bad}")
+        roll = rollout_self_check(sess, config, meta, seed=seed)
+        if roll is not None:
+            diff, scale = roll
+            entry[f"{precision}_rollout_step_vs_whole"] = diff
+            # Relative to the outputs' size (trained logits reach tens; float32 error grows with
+            # them). int8 quantises activations per call, so step and whole differ a little there.
+            limit = ROLLOUT_TOLERANCE * max(1.0, scale)
+            if precision == "fp32" and diff > limit:
+                raise BundleError(f"{bundle.graph_path(job, precision)}: stepping with the state fed back "
+                                  f"differs from one whole-sequence call by {diff:.2e} (> {limit:.2e})")
+    if "int8" in precisions and "fp32" in precisions:
+        a, b = bundle.session(job, "fp32"), bundle.session(job, "int8")
+        feeds = random_feeds(a.get_inputs(), config, 2, 16, seed=seed)
+        ra, rb = a.run(None, feeds), b.run(None, feeds)
+        entry["int8_vs_fp32_max_abs_diff"] = max(max_abs_diff(x, y) for x, y in zip(ra, rb)
+                                                 if x.dtype != np.bool_)
+    return entry

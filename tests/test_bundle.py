@@ -13,11 +13,29 @@ from rnnkit.export import names
 from rnnkit.export.bundle import BundleError, open_bundle, read_metrics, sha256_file, write_bundle
 
 
+def _field(num: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field (lengths < 2**14 here)."""
+    n = len(payload)
+    size = bytes([n]) if n < 128 else bytes([(n & 0x7F) | 0x80, n >> 7])
+    return bytes([num << 3 | 2]) + size + payload
+
+
+def fake_graph(meta: dict[str, str], size: int = 1100) -> bytes:
+    """A ModelProto holding only ``metadata_props`` (field 14), padded to ``size`` bytes with a
+    doc_string (field 6): enough for the bundle reader's scan, no onnx needed."""
+    out = b"".join(_field(14, _field(1, k.encode()) + _field(2, v.encode())) for k, v in meta.items())
+    pad = size - len(out) - 3
+    return out + _field(6, b"g" * pad)
+
+
 def make_bundle(tmp_path: Path, name: str = "bundle") -> Path:
+    import hashlib
+
     src = tmp_path / "src"
     src.mkdir(exist_ok=True)
-    (src / "step.onnx").write_bytes(b"graph-bytes" * 100)
     (src / "tokenizer.json").write_text('{"type": "char"}')
+    sha = hashlib.sha256((src / "tokenizer.json").read_bytes()).hexdigest()
+    (src / "step.onnx").write_bytes(fake_graph({"tokenizer_sha256": sha, "kind": "lm"}))
     manifest = {"format_version": names.FORMAT_VERSION, "kind": "lm", "graphs": {"step": "step.onnx"},
                 "model": {"kind": "lm", "config": {"vocab_size": 3}}}
     return write_bundle(tmp_path / name, {"step.onnx": src / "step.onnx", "tokenizer.json": src / "tokenizer.json"},
@@ -91,12 +109,12 @@ def test_missing_graph_job_is_a_clear_error(tmp_path):
 
 def test_rewrite_replaces_atomically_and_leaves_no_temp(tmp_path):
     make_bundle(tmp_path)
-    (tmp_path / "src" / "step.onnx").write_bytes(b"new graph")
+    (tmp_path / "src" / "step.onnx").write_bytes(fake_graph({"tokenizer_sha256": ""}, 200))
     manifest = {"format_version": names.FORMAT_VERSION, "kind": "lm", "graphs": {"step": "step.onnx"},
                 "model": {"kind": "lm", "config": {}}}
     write_bundle(tmp_path / "bundle", {"step.onnx": tmp_path / "src" / "step.onnx"}, manifest)
     b = open_bundle(tmp_path / "bundle")
-    assert (b.path / "step.onnx").read_bytes() == b"new graph"
+    assert (b.path / "step.onnx").read_bytes() == fake_graph({"tokenizer_sha256": ""}, 200)
     assert not (b.path / "tokenizer.json").exists()  # the old bundle is gone, not merged
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "src"]
 
