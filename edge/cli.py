@@ -3,7 +3,8 @@
     rnnkit suggest BUNDLE            interactive: suggestions update as you type (Tab accepts
                                      the first one); reads lines when stdin is not a terminal
     rnnkit suggest BUNDLE --json     one JSON object a line in, {"text": ..., "k": 3}, one out:
-                                     {"suggestions": [{"text", "kind", "prob"}], "ms": ...};
+                                     {"suggestions": [{"text", "kind", "prob"}], "ms": ...} or
+                                     {"error": ...}; every line gets exactly one answer (blank ones too)
                                      add "prefetch": 3 to prepare the likely next keys after answering
     rnnkit eval-suggest BUNDLE --text FILE [--train-text FILE]
 
@@ -66,9 +67,11 @@ def register(subparsers) -> None:
                     "and a Smart Compose phrase when the model is confident. --json for scripts.")
     _add_session_args(p)
     p.add_argument("--json", action="store_true",
-                   help='one JSON object a line on stdin {"text": ..., "k": 3, "phrase": true, "prefetch": 0}; one '
-                        'answer a line on stdout. "prefetch": N prepares the N likeliest next keys after answering '
-                        '(send it when waiting for the user: the next keystroke then makes no model call)')
+                   help='one JSON object a line on stdin {"text": ..., "k": 3, "phrase": true, "prefetch": 0}; '
+                        'exactly one answer line on stdout for every input line, in order: lines end at "\\n" only, '
+                        'and blank, invalid or overlong lines (over %d bytes) get an {"error": ...} answer. '
+                        '"prefetch": N prepares the N likeliest next keys after answering '
+                        '(send it when waiting for the user: the next keystroke then makes no model call)' % MAX_LINE_BYTES)
     p.add_argument("-k", type=int, default=3, help="word suggestions per keystroke (default 3)")
     p.set_defaults(func=cmd_suggest)
 
@@ -94,6 +97,8 @@ def register(subparsers) -> None:
 
 # ---------------------------------------------------------------------------- suggest
 MAX_PREFETCH = 8
+MAX_K = 20                  # edge.session.MAX_K; checked here too so that no huge number is echoed
+MAX_LINE_BYTES = 4 << 20    # one --json request line; a longer one is answered with an error, unread
 
 
 def answer(session, line: str, after: list | None = None) -> dict:
@@ -105,15 +110,22 @@ def answer(session, line: str, after: list | None = None) -> dict:
     """
     from .runner import EdgeError
 
+    if not line.strip():
+        return {"error": 'empty line: expected a JSON object like {"text": "I think", "k": 3}'}
     try:
         req = json.loads(line)
-    except (json.JSONDecodeError, RecursionError) as e:
-        return {"error": f"not JSON: {e}"}
+    except RecursionError:
+        return {"error": "not JSON: nested too deeply"}
+    except ValueError as e:  # JSONDecodeError, or an integer longer than Python's 4300-digit limit
+        return {"error": f"not JSON: {str(e)[:200]}"}
     if not isinstance(req, dict) or not isinstance(req.get("text"), str):
         return {"error": 'expected an object like {"text": "I think", "k": 3}'}
     unknown = sorted(set(req) - {"text", "k", "phrase", "prefetch"})
     if unknown:
-        return {"error": f"unknown key(s) {unknown}; allowed: text, k, phrase, prefetch"}
+        return {"error": f"unknown key(s) {[u[:40] for u in unknown[:5]]}; allowed: text, k, phrase, prefetch"}
+    k = req.get("k", 3)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        return {"error": f"k must be an int from 1 to {MAX_K}"}
     phrase = req.get("phrase", True)
     if not isinstance(phrase, bool):
         return {"error": "phrase must be true or false"}
@@ -122,36 +134,92 @@ def answer(session, line: str, after: list | None = None) -> dict:
         return {"error": f"prefetch must be an int from 0 to {MAX_PREFETCH} (keys to prepare after answering)"}
     t0 = time.perf_counter()
     try:
-        sugg = session.suggest(req["text"], req.get("k", 3), phrase=phrase)
+        sugg = session.suggest(req["text"], k, phrase=phrase)
     except EdgeError as e:
-        return {"error": str(e)}
+        return {"error": str(e)[:500]}
+    except Exception as e:  # a bug must cost one answer, not the loop (and the app's pairing with it)
+        return {"error": f"internal error ({type(e).__name__}): {str(e).strip()[:200]}"}
     ms = (time.perf_counter() - t0) * 1e3
     if keys and after is not None:
-        after.append(lambda: session.prefetch(req["text"], keys=keys, k=req.get("k", 3), phrase=phrase))
+        after.append(lambda: session.prefetch(req["text"], keys=keys, k=k, phrase=phrase))
     return {"suggestions": [s.as_dict() for s in sugg], "ms": round(ms, 3)}
 
 
-def _lines_in():
-    """stdin lines, undecodable bytes replaced rather than ending the loop with a traceback."""
-    raw = getattr(sys.stdin, "buffer", None)
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace") if raw is not None else sys.stdin
+def encode_answer(ans: dict) -> str:
+    """One line of strict JSON (ASCII-escaped: no U+2028 or raw control character can split it)."""
+    try:
+        return json.dumps(ans, allow_nan=False)
+    except ValueError:
+        return json.dumps({"error": "the answer held a non-finite number"})
+
+
+def request_lines(stream=None, limit: int = MAX_LINE_BYTES):
+    """stdin split on b"\n" only, as (text or None if longer than ``limit`` bytes).
+
+    Text-mode iteration would also split on \r, \x1c-\x1e, \x85, U+2028...: one request would
+    get two answers and an app pairing requests with answers would drift. Undecodable bytes are
+    replaced. A line over ``limit`` is skipped without being held in memory."""
+    if stream is None:
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:  # a text stream without bytes underneath (tests): its own text, as UTF-8
+            stream = io.BytesIO(sys.stdin.read().encode("utf-8", "replace"))
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if line.endswith(b"\n"):
+            yield line[:-1].decode("utf-8", "replace")
+        elif len(line) > limit:
+            while True:  # discard the rest of the overlong line in bounded pieces
+                rest = stream.readline(1 << 16)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield None
+        else:  # the last line, without a newline
+            yield line.decode("utf-8", "replace")
+
+
+def json_loop(session, stream=None, out=None) -> int:
+    """One answer line per request line, blank and overlong lines included, in order."""
+    out = out or sys.stdout
+    for line in request_lines(stream):
+        after: list = []
+        if line is None:
+            ans = {"error": f"line longer than {MAX_LINE_BYTES} bytes: not read"}
+        else:
+            ans = answer(session, line, after)
+        out.write(encode_answer(ans) + "\n")
+        out.flush()
+        for work in after:  # idle-time work, once the answer is out
+            try:
+                work()
+            except Exception:  # prefetch is an optimisation: its failure must not end the loop
+                pass
+    return 0
 
 
 def cmd_suggest(args) -> int:
-    session = _open(args)
+    if not 1 <= args.k <= MAX_K:
+        raise ValueError(f"-k must be from 1 to {MAX_K}, got {args.k}")
+    try:
+        session = _open(args)
+    except (TypeError, RuntimeError, OSError) as e:  # a tokenizer file sentencepiece cannot read
+        raise ValueError(f"{args.bundle}: cannot open the bundle: {str(e).strip()[:200] or type(e).__name__}") from None
     if args.json:
-        for line in _lines_in():
-            if line.strip():
-                after: list = []
-                print(json.dumps(answer(session, line, after)), flush=True)  # ASCII-escaped: safe on any stdout
-                for work in after:  # idle-time work, once the answer is out
-                    work()
-        return 0
+        return json_loop(session)
     if sys.stdin.isatty() and sys.stdout.isatty():
         return _interactive(session, args.k)
-    for line in _lines_in():  # line mode: the suggestions for each line as typed so far
-        text = line.rstrip("\n")
-        sugg = session.suggest(text, args.k)
+    from .runner import EdgeError
+
+    for text in request_lines():  # line mode: the suggestions for each line as typed so far
+        if text is None:
+            print(f"(line longer than {MAX_LINE_BYTES} bytes skipped)", flush=True)
+            continue
+        try:
+            sugg = session.suggest(text, args.k)
+        except EdgeError as e:
+            print(f"{text[:60]!r}: error: {e}", flush=True)
+            continue
         print(f"{text!r}: " + ("  ".join(_fmt(s) for s in sugg) or "(none)"), flush=True)
     return 0
 

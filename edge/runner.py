@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from rnnkit.core.config import check_dims  # torch-free
 from rnnkit.export import names as _names  # torch-free: the one place tensor names are defined
 
 TOKENS, LOGITS = _names.TOKENS, _names.LOGITS
@@ -25,6 +26,7 @@ TOKENS, LOGITS = _names.TOKENS, _names.LOGITS
 State = tuple[np.ndarray, ...]
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 PROVIDERS = ("CPUExecutionProvider",)
+MAX_STATE_ELEMENTS = 1 << 26  # 256 MB of float32 per state tensor: far above any keyboard's batch
 
 
 class EdgeError(ValueError):
@@ -79,6 +81,11 @@ class StepMeta:
         if min(meta.num_layers, meta.hidden_size, meta.vocab_size) < 1:
             raise EdgeError(f"{where}: num_layers, hidden_size and vocab_size must be >= 1, got "
                             f"{meta.num_layers}, {meta.hidden_size}, {meta.vocab_size}")
+        try:  # the state is allocated from these numbers: absurd ones are refused, not tried
+            check_dims({"num_layers": meta.num_layers, "hidden_size": meta.hidden_size,
+                        "vocab_size": meta.vocab_size}, f"{where}: metadata")
+        except ValueError as e:
+            raise EdgeError(str(e)) from None
         return meta
 
 
@@ -140,21 +147,30 @@ class StepRunner:
         if sorted(inputs) != sorted(want_in) or sorted(outputs) != sorted(want_out):
             raise EdgeError(f"{where}: not a step graph for a {self.meta.cell} model: inputs "
                             f"{sorted(inputs)} (want {want_in}), outputs {outputs} (want {want_out})")
-        self._check_static_dims(inputs[H0].shape, where)
+        self._check_static_dims(inputs, where)
         self._state_in = want_in[1:]
         self._outputs = want_out
         self.state: State = ()
         self.batch_size = 0
         self.reset(1)
 
-    def _check_static_dims(self, shape, where: str) -> None:
-        # The exporter leaves B symbolic; L and H, when fixed in the graph, must match the metadata.
+    def _check_static_dims(self, inputs, where: str) -> None:
+        # The exporter leaves only B symbolic. L and H must be fixed in the graph and equal the
+        # metadata: a symbolic one would let a metadata number alone decide a state allocation.
         L, H = self.meta.num_layers, self.meta.hidden_size
-        if len(shape) != 3:
-            raise EdgeError(f"{where}: {H0} has rank {len(shape)}, want 3 (L, B, H)")
-        for dim, want, name in ((shape[0], L, "num_layers"), (shape[2], H, "hidden_size")):
-            if isinstance(dim, int) and dim != want:
-                raise EdgeError(f"{where}: {H0} shape {shape} disagrees with metadata {name}={want}")
+        for name in self._state_names():
+            shape = inputs[name].shape
+            if len(shape) != 3:
+                raise EdgeError(f"{where}: {name} has rank {len(shape)}, want 3 (L, B, H)")
+            for dim, want, what in ((shape[0], L, "num_layers"), (shape[2], H, "hidden_size")):
+                if not isinstance(dim, int):
+                    raise EdgeError(f"{where}: {name} shape {shape} has a symbolic {what} dim; the graph must fix "
+                                    f"it to the metadata's {what}={want} (re-export it with `rnnkit export`)")
+                if dim != want:
+                    raise EdgeError(f"{where}: {name} shape {shape} disagrees with metadata {what}={want}")
+
+    def _state_names(self) -> list[str]:
+        return [H0] + ([C0] if self.meta.num_states == 2 else [])
 
     # ------------------------------------------------------------------ state
     @property
@@ -163,8 +179,10 @@ class StepRunner:
 
     def init_state(self, batch_size: int = 1) -> State:
         """Zero state: a tuple of (L, B, H) float32 arrays."""
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise EdgeError(f"batch_size must be an int >= 1, got {batch_size!r}")
+        if int(batch_size) * self.meta.num_layers * self.meta.hidden_size > MAX_STATE_ELEMENTS:
+            raise EdgeError(f"batch_size {batch_size} would need a state of more than {MAX_STATE_ELEMENTS:,} floats")
         shape = (self.meta.num_layers, int(batch_size), self.meta.hidden_size)
         return tuple(np.zeros(shape, dtype=np.float32) for _ in range(self.meta.num_states))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import textwrap
 
 from . import names as N
@@ -72,8 +73,12 @@ def run_export(args) -> int:
                       eval_text=args.eval_text, eval_tokens=args.eval_tokens, eval_task=args.eval_task)
     except FileExistsError as e:
         raise ValueError(str(e)) from None
-    except AssertionError as e:  # parity failed: an exporter bug, reported without a traceback
-        print(f"rnnkit export: parity check failed, no bundle written:\n{e}")
+    except OSError as e:  # a read-only or full --out: one line, not a traceback
+        raise ValueError(f"{e.filename or args.out}: {e.strerror or e}") from None
+    except AssertionError as e:  # parity failed (NaN outputs included): one line on stderr, details on stdout
+        lines = str(e).splitlines() or ["(no details)"]
+        print("\n".join(lines[1:]))
+        print(f"rnnkit export: error: parity check failed, no bundle written: {lines[0]}", file=sys.stderr)
         return 1
     return 0
 
@@ -85,7 +90,8 @@ def run_verify(args) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{args.bundle}: ok ({report['kind']}, {report['precision']}); every file's sha256 matches")
+    print(f"{args.bundle}: ok ({report['kind']}, {report['precision']}); every file's size and sha256 match "
+          "the manifest, and the graphs read no file it does not list")
     for job, figures in report["jobs"].items():
         figs = ", ".join(f"{k}={v:.2e}" for k, v in figures.items()) or "runs"
         print(f"  {job}: {figs}")
