@@ -13,16 +13,15 @@ import functools
 import html
 import inspect
 import logging
-import re
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
 from .shelf import GENERATORS, ModelUnavailable, Shelf, load_shelf
-from .validation import (MAX_PROMPT_CHARS, MAX_REVIEW_CHARS, MAX_SENTENCE_CHARS, MAX_TYPING_CHARS,
-                         InputError, check_number, check_text)
-from .visuals import attention_html, running_table, tokens_html
+from .validation import (MAX_PROMPT_CHARS, MAX_REVIEW_CHARS, MAX_SENTENCE_CHARS, MAX_SUGGESTION_CHARS,
+                         MAX_TYPING_CHARS, InputError, check_number, check_text)
+from .visuals import attention_html, running_table, shade_css, tokens_html
 
 log = logging.getLogger("rnnkit.demo")
 
@@ -98,23 +97,39 @@ def sentiment(shelf: Shelf, text: str):
 
 
 def suggest(shelf: Shelf, typing, text: str, k: int):
-    """(suggestions as dicts, latency line, typing session). ``typing`` is None on first use."""
+    """(suggestions as dicts, latency line, typing key). ``typing``: None on first use, then the
+    key this returned (the session itself lives in the engine's bounded LRU), or a ``Typing``."""
     engine = shelf["suggest"].get()
     text = check_text(text, "text", MAX_TYPING_CHARS, allow_empty=True)
     k = check_number(k, "k", 1, 10, integer=True)
-    typing = typing or engine.new_typing()
-    results = engine.suggest(typing, text, k)
-    return results, typing.summary(), typing
+    if typing is None or isinstance(typing, str):
+        typing, session = engine.typing_for(typing)
+    else:
+        session = typing
+    results = engine.suggest(session, text, k)
+    return results, session.summary(), typing
+
+
+def partial_word(text: str) -> str:
+    """The word being typed at the end of ``text`` ("" after whitespace). rsplit scans from the
+    end and stops at the first whitespace: linear in the word, whatever the text's length
+    (``re.search(r"\\S*\\Z", text)`` retries at every position: quadratic)."""
+    if not text or text[-1].isspace():
+        return ""
+    return text.rsplit(None, 1)[-1]
 
 
 def accept(text: str, suggestion: dict | None) -> str:
     """The text after tapping a suggestion: one that starts with the partial word replaces it
-    (completions, and phrases that begin by completing it); others are appended."""
-    text = text or ""
-    if not suggestion or not suggestion.get("text"):
+    (completions, and phrases that begin by completing it); others are appended.
+    Both come from the browser: checked and capped before any work."""
+    text = check_text(text, "text", MAX_TYPING_CHARS, allow_empty=True)
+    if not isinstance(suggestion, dict) or not isinstance(suggestion.get("text"), str) or not suggestion["text"]:
         return text
     words = suggestion["text"]
-    partial = re.search(r"\S*\Z", text).group()
+    if len(words) > MAX_SUGGESTION_CHARS or len(text) + len(words) + 2 > MAX_TYPING_CHARS:
+        return text
+    partial = partial_word(text)
     if partial and words.startswith(partial):
         return text[:len(text) - len(partial)] + words + " "
     return text + ("" if not text or text[-1].isspace() else " ") + words + " "
@@ -122,7 +137,8 @@ def accept(text: str, suggestion: dict | None) -> str:
 
 def accept_pick(i: int, text: str, found: list[dict] | None) -> str:
     """Tap on the i-th suggestion button."""
-    return accept(text, found[i] if found and i < len(found) else None)
+    pick = found[i] if isinstance(found, list) and 0 <= i < len(found) else None
+    return accept(text, pick)
 
 
 def percent(p: float) -> str:
@@ -168,7 +184,7 @@ CSS = """
 .attn th.tgt {text-align: right; white-space: nowrap;}
 .attn th.src {vertical-align: bottom; height: 80px; padding: 2px 0;}
 .attn th.src span {writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap;}
-"""
+""" + shade_css() + "\n"
 
 
 def _theme():
@@ -181,9 +197,18 @@ def _theme():
                           font_mono=[font("ui-monospace"), font("Menlo"), font("monospace")])
 
 
-def launch_options() -> dict[str, Any]:
-    """Gradio 6 takes the theme and CSS in ``launch()``; every launcher passes these."""
-    return {"theme": _theme(), "css": CSS}
+def launch_options(host: str = "127.0.0.1", share: bool = False, allow_hosts: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Gradio 6 takes the theme and CSS in ``launch()``; every launcher passes these, and with them
+    the request fences: Host / same-origin / body-size checks and no uploads (``demo/guard.py``),
+    Gradio's own ``max_file_size`` as a second fence, and a cap on the sessions Gradio keeps."""
+    from starlette.middleware import Middleware
+
+    from .guard import RequestGuard, allowed_hosts
+
+    guard = Middleware(RequestGuard, hosts=allowed_hosts(host, allow_hosts),
+                       host_suffixes=(".gradio.live",) if share else ())
+    return {"theme": _theme(), "css": CSS, "max_file_size": "1kb", "state_session_capacity": 2000,
+            "app_kwargs": {"middleware": [guard]}}
 
 
 def _guard(fn):
@@ -225,7 +250,8 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
     shelf = load_shelf(models_dir)
     status = lambda name: gr.Markdown(shelf[name].status_markdown(), elem_classes="model-status")
 
-    with gr.Blocks(title="rnnkit demo", analytics_enabled=False) as demo:
+    # delete_cache: Gradio's temporary files (none expected: uploads are off) go after 10 minutes.
+    with gr.Blocks(title="rnnkit demo", analytics_enabled=False, delete_cache=(600, 600)) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}", elem_id="title")
         with gr.Tabs():
             # ---------------------------------------------------------------- Generate
@@ -324,7 +350,7 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
             # ---------------------------------------------------------------- Suggest
             with gr.Tab("Suggest", id="suggest"):
                 status("suggest")
-                typing = gr.State(None)
+                typing = gr.State(None, time_to_live=1800)  # a key into the engine's bounded LRU
                 results = gr.JSON(visible=False, label="suggestions")
                 with gr.Row():
                     box = gr.Textbox(label="Type here — suggestions update on every keystroke", lines=4, scale=4,
@@ -346,7 +372,9 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
                           trigger_mode="always_last", concurrency_limit=LIMITS["suggest"], concurrency_id="suggest",
                           show_progress="hidden")
                 for i, b in enumerate(picks):
-                    tap = b.click(functools.partial(accept_pick, i), [box, results], box, show_progress="hidden",
+                    pick = _guard(functools.partial(accept_pick, i))
+                    pick.__name__ = f"accept_pick_{i}"
+                    tap = b.click(pick, [box, results], box, show_progress="hidden",
                                   api_name=f"accept_suggestion_{i}", api_visibility="private")
                     tap.then(_guard(run_suggest), [box, k, typing], outputs, show_progress="hidden",
                              api_name=f"suggest_after_accept_{i}", api_visibility="private", concurrency_id="suggest")
@@ -357,10 +385,10 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
 
 
 def launch(models_dir: str | Path = "models", host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-           **kwargs: Any):
+           allow_hosts: tuple[str, ...] = (), **kwargs: Any):
     """Build and serve the demo (blocks until stopped unless ``prevent_thread_lock=True``)."""
     demo = build_demo(models_dir)
-    demo.launch(server_name=host, server_port=port, share=share, **launch_options(), **kwargs)
+    demo.launch(server_name=host, server_port=port, share=share, **launch_options(host, share, allow_hosts), **kwargs)
     return demo
 
 

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from .app import launch
 
     try:
-        launch(args.models, host=args.host, port=args.port, share=args.share)
+        launch(args.models, host=args.host, port=args.port, share=args.share, allow_hosts=tuple(args.allow_host))
     except OSError as e:  # the port is taken, or the host is not an address of this machine
         raise ValueError(f"cannot serve on {args.host}:{args.port} ({e}); try another --port") from None
     return 0
@@ -31,5 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for the network)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--share", action="store_true", help="also ask Gradio for a public share link")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a Host name the demo answers to besides loopback and --host (e.g. the name a reverse "
+                        "proxy forwards); requests naming any other Host are refused (DNS rebinding)")
     p.add_argument("--models", default="models", help="directory holding the bundles (default models/)")
     p.set_defaults(func=run)

@@ -19,8 +19,10 @@ from rnnkit.export import names
 from rnnkit.export.bundle import Bundle, BundleError, open_bundle
 
 from .npsample import beam_search, sample_next
+from .validation import MAX_PROMPT_TOKENS, MAX_REVIEW_TOKENS, MAX_SOURCE_TOKENS, InputError
 
 LENGTH_PENALTY = 0.6  # GNMT alpha; the translation recipe's default (rnnkit.core.tasks_seq2seq)
+MAX_TARGET_TOKENS = 160  # 2 x MAX_SOURCE_TOKENS + 10 would be 266: the cap keeps the worst request short
 
 
 def _split(value: str) -> list[str]:
@@ -52,6 +54,8 @@ class Graph:
             shape = self.inputs[name].shape
             if len(shape) != 3 or not isinstance(shape[0], int) or not isinstance(shape[2], int):
                 raise BundleError(f"{self.job} graph: state input {name} has no fixed (L, B, H) shape: {shape}")
+            if not (0 < shape[0] <= 128 and 0 < shape[2] <= 1 << 15):  # a graph's numbers decide this allocation
+                raise BundleError(f"{self.job} graph: state input {name} shape {shape} is out of bounds")
             out.append(np.zeros((shape[0], batch, shape[2]), dtype=np.float32))
         return tuple(out)
 
@@ -77,7 +81,8 @@ def _load(directory: str | Path, kind: str) -> Bundle:
 def _tokenizer(bundle: Bundle):
     from rnnkit.core.tokenizers import load_tokenizer
 
-    return load_tokenizer(bundle.path)
+    # The manifest's tokenizer file (hashed, and checked against the graphs), never a directory listing.
+    return load_tokenizer(bundle.tokenizer_path)
 
 
 # The figures worth a glance, most telling first (a bundle's metrics come from its run's metrics.jsonl).
@@ -95,10 +100,12 @@ def describe(bundle: Bundle) -> str:
     size_mb = sum(bundle.manifest.get("sizes", {}).values()) / 1e6
     text = f"{cell} {layers}×{hidden}, {bundle.precision}, {size_mb:.1f} MB"
     metrics = bundle.manifest.get("metrics") or {}
-    last = metrics.get("last") or {}
+    last = metrics.get("last")
+    last = last if isinstance(last, dict) else {}
     # The final (test) record if there is one, else the last evaluation; never "best", which is
     # picked by a min/max mode that a run may not record (an accuracy "best" can be the worst).
     record = metrics.get("final") or (last if last.get("kind") in ("final", "eval") else {})
+    record = record if isinstance(record, dict) else {}
     unit = str(record.get("unit", "token"))  # char models record "char"
     shown = [f.format(record[k], unit=unit) for k, f in HEADLINE_METRICS.items()
              if isinstance(record.get(k), (int, float))]
@@ -143,6 +150,9 @@ class TextGenerator:
         so EOS starts the context ("a sentence starts here") and a generated EOS is a line break.
         """
         prompt_ids, _ = self.encode_prompt(prompt)
+        if len(prompt_ids) > MAX_PROMPT_TOKENS:
+            raise InputError(f"the prompt is {len(prompt_ids):,} tokens long for this model; the limit is "
+                             f"{MAX_PROMPT_TOKENS:,}")
         ids = ([self.eos_id] if self.eos_id >= 0 else []) + prompt_ids
         if not ids:
             raise ValueError("the prompt has no tokens this model knows")
@@ -212,7 +222,9 @@ class SentimentScorer:
     def analyse(self, text: str, max_points: int = MAX_RUNNING_POINTS) -> SentimentResult:
         ids = list(self.tok.encode(text))
         if not ids:
-            raise ValueError("the text has no tokens this model knows")
+            raise InputError("the text has no tokens this model knows")
+        if len(ids) > MAX_REVIEW_TOKENS:
+            raise InputError(f"the review is {len(ids):,} tokens long for this model; the limit is {MAX_REVIEW_TOKENS}")
         T = len(ids)
         tokens = np.asarray([ids], dtype=np.int64)
         feeds = {names.TOKENS: tokens, names.LENGTHS: np.asarray([T], dtype=np.int64)}
@@ -277,6 +289,13 @@ class Translator:
     def translate(self, text: str, beam: int = 4, max_len: Optional[int] = None,
                   length_penalty: float = LENGTH_PENALTY) -> Translation:
         src = self.source_ids(text)
+        if not src:
+            raise InputError("the sentence has no tokens this model knows")
+        if len(src) > MAX_SOURCE_TOKENS:  # before the encoder: the work and the attention map grow with it
+            raise InputError(f"the sentence is {len(src):,} tokens long for this model; the limit is "
+                             f"{MAX_SOURCE_TOKENS} (split it into shorter sentences)")
+        if not 1 <= beam <= 16:
+            raise InputError(f"beam width must be from 1 to 16, got {beam}")
         enc = self.encoder.run(**{names.SRC: np.asarray([src], dtype=np.int64),
                                   names.SRC_LEN: np.asarray([len(src)], dtype=np.int64)})
         K = beam
@@ -291,7 +310,8 @@ class Translator:
             return (out[names.LOGITS][:, -1], tuple(out[n] for n in self.decoder.state_out),
                     attn[:, -1] if attn is not None else None)
 
-        max_len = max_len or min(3 * len(src) + 20, 200)  # German runs longer in pieces than English
+        # Output proportional to the input (German runs longer in pieces than English) and capped.
+        max_len = min(max_len or 2 * len(src) + 10, MAX_TARGET_TOKENS)
         best = beam_search(step, state, self.bos_id, self.eos_id, self.pad_id, K, max_len, length_penalty)
         words = [t for t in best.tokens if t != self.eos_id]
         return Translation(self.tok.decode(words), [piece_text(self.tok, i) for i in src],

@@ -6,8 +6,10 @@ The bundle and its onnxruntime session load once; each user gets a light typing 
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,10 @@ from typing import Any
 import numpy as np
 
 from rnnkit.export.bundle import open_bundle
+
+MAX_TYPINGS = 48   # typing sessions kept server-side, least recently used dropped first
+CACHE_SIZE = 128   # search rows per session (edge default 512); each is a state + a vocabulary row
+ROWS_KEPT = 16     # next-piece rows kept per session (edge default 64)
 
 
 @dataclass
@@ -53,11 +59,32 @@ class Suggester:
         self.runner = StepRunner(self.bundle.graph_path("step"))
         self.vocab = SentencePieceVocab(self.bundle.tokenizer_path, eos_id=self.runner.meta.eos_id)
         self.new_typing()  # fail now, at start-up, if the runner and the tokenizer disagree
+        self._typings: OrderedDict[str, Typing] = OrderedDict()
+        self._lock = threading.Lock()
 
     def new_typing(self) -> Typing:
         from rnnkit.edge.session import TypingSession
 
-        return Typing(TypingSession(self.runner, self.vocab))
+        # Smaller caches than a device's: the server holds many sessions at once (<= ~8 MB each).
+        return Typing(TypingSession(self.runner, self.vocab, cache_size=CACHE_SIZE, rows_kept=ROWS_KEPT))
+
+    def typing_for(self, key: str | None) -> tuple[str, Typing]:
+        """The typing session of browser session ``key`` (a new key if None or forgotten).
+
+        Sessions live in one LRU of at most ``MAX_TYPINGS``: every API call is a new browser
+        session, so per-session state alone would grow with the number of requests, not users.
+        A forgotten session costs its next keystroke one re-read of the text, nothing else."""
+        with self._lock:
+            if key is not None and key in self._typings:
+                self._typings.move_to_end(key)
+                return key, self._typings[key]
+        typing = self.new_typing()
+        key = key if isinstance(key, str) and len(key) == 32 else secrets.token_hex(16)
+        with self._lock:
+            self._typings[key] = typing
+            while len(self._typings) > MAX_TYPINGS:
+                self._typings.popitem(last=False)
+        return key, typing
 
     def suggest(self, typing: Typing, text: str, k: int = 3) -> list[dict[str, Any]]:
         """Suggestions for ``text`` as dicts {"text", "kind", "prob"}; records the keystroke's latency."""

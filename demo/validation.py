@@ -14,6 +14,12 @@ MAX_PROMPT_CHARS = 2000
 MAX_SENTENCE_CHARS = 1000
 MAX_REVIEW_CHARS = 1000  # the model was trained on single sentences
 MAX_TYPING_CHARS = 10_000
+# Per-request token caps, applied right after tokenising and before any model call: characters
+# alone do not bound the work (1,000 emoji are 4,000 byte-fallback tokens).
+MAX_PROMPT_TOKENS = 2048
+MAX_SOURCE_TOKENS = 128    # the translation model was trained on sentences of <= 48 tokens
+MAX_REVIEW_TOKENS = 256
+MAX_SUGGESTION_CHARS = 200  # a tapped suggestion comes back from the browser: a phrase, not a paste
 
 
 class InputError(ValueError):
@@ -48,6 +54,8 @@ def check_text(text: object, what: str, max_chars: int, allow_empty: bool = Fals
         text = ""
     if not isinstance(text, str):
         raise InputError(f"the {what} must be text, got {type(text).__name__}")
+    if len(text) > 2 * max_chars:  # before any per-character work: an API caller can send megabytes
+        raise InputError(f"the {what} is {len(text):,} characters long; the limit is {max_chars:,}")
     bad = control_chars(text)
     if bad:
         shown = ", ".join(bad[:5]) + (" ..." if len(bad) > 5 else "")
@@ -63,14 +71,26 @@ def check_text(text: object, what: str, max_chars: int, allow_empty: bool = Fals
 
 def check_number(value: object, what: str, lo: float, hi: float, integer: bool = False) -> float | int:
     """Return ``value`` as a number in [lo, hi]; API callers can send anything, the UI sliders cannot."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InputError(f"{what} must be a number, got {type(value).__name__}")
+    if isinstance(value, str) and len(value) > 40:
+        raise InputError(f"{what} must be a number, got a {len(value):,}-character text")
     try:
-        x = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InputError(f"{what} must be a number, got {value!r}") from None
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float range
+        raise InputError(f"{what} must be a number, got {_shown(value)}") from None
     if x != x or not lo <= x <= hi:  # x != x: NaN
-        raise InputError(f"{what} must be between {lo:g} and {hi:g}, got {value!r}")
+        raise InputError(f"{what} must be between {lo:g} and {hi:g}, got {_shown(value)}")
     if integer:
         if x != int(x):
-            raise InputError(f"{what} must be a whole number, got {value!r}")
+            raise InputError(f"{what} must be a whole number, got {_shown(value)}")
         return int(x)
     return x
+
+
+def _shown(value: object) -> str:
+    """A value for an error message, never thousands of digits long."""
+    if isinstance(value, int) and abs(value) > 10 ** 20:
+        return "a huge integer"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -19,6 +19,12 @@ def _short(piece: str, n: int = 14) -> str:
     return piece if len(piece) <= n else piece[: n - 1] + "…"
 
 
+# Above this many cells the heatmap drops its per-cell hover text and uses ten shade classes
+# (~20 bytes a cell instead of ~130): a long sentence stays a few hundred kB, not megabytes.
+DETAILED_CELLS = 1500
+SHADES = 10
+
+
 def attention_html(attn: np.ndarray, src: Sequence[str], tgt: Sequence[str]) -> str:
     """Heatmap of attention (T target tokens, S source tokens) as an HTML table: a row per German
     token, a column per English token, darker blue = more attention (scaled to the largest weight)."""
@@ -28,14 +34,26 @@ def attention_html(attn: np.ndarray, src: Sequence[str], tgt: Sequence[str]) -> 
     esc = html.escape
     head = "".join(f"<th class='src' title='{esc(s)}'><span>{esc(_short(s))}</span></th>" for s in src)
     rows = []
+    detailed = T * S <= DETAILED_CELLS
     for t, word in enumerate(tgt):
-        cells = "".join(
-            f"<td style='background:rgba(29,78,216,{attn[t, s] / top:.2f})' "
-            f"title='{esc(word.strip())} ← {esc(src[s].strip())}: {attn[t, s]:.2f}'></td>" for s in range(S))
+        if detailed:
+            cells = "".join(
+                f"<td style='background:rgba(29,78,216,{attn[t, s] / top:.2f})' "
+                f"title='{esc(word.strip())} ← {esc(src[s].strip())}: {attn[t, s]:.2f}'></td>" for s in range(S))
+        else:
+            level = np.minimum((attn[t] / top * SHADES).astype(int), SHADES - 1)
+            cells = "".join(f"<td class='a{v}'></td>" for v in level.tolist())
         rows.append(f"<tr><th class='tgt' title='{esc(word)}'>{esc(_short(word))}</th>{cells}</tr>")
+    hint = "hover a cell for its weight" if detailed else "shades in tenths of the largest weight"
     return (f"<div class='attn'><div class='attn-caption'>Attention: which English token (column) each "
-            f"German token (row) looked at — darker is more; hover a cell for its weight</div>"
+            f"German token (row) looked at — darker is more; {hint}</div>"
             f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def shade_css() -> str:
+    """CSS for the compact heatmap's shade classes a0..a9."""
+    return "\n".join(f".attn td.a{i} {{background: rgba(29,78,216,{(i + 0.5) / SHADES:.2f});}}"
+                     for i in range(SHADES))
 
 
 def score_colour(score: float) -> str:
