@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -111,7 +112,19 @@ def _unpack_optimizer(optimizer: torch.optim.Optimizer, meta: dict, tensors: dic
     for idx, slots in meta["values"].items():
         state.setdefault(int(idx), {}).update(slots)
     groups = []
+    if len(meta["param_groups"]) != len(optimizer.param_groups):
+        raise CheckpointError(f"checkpoint has {len(meta['param_groups'])} optimizer parameter group(s), this "
+                              f"run {len(optimizer.param_groups)}")
     for saved, current in zip(meta["param_groups"], optimizer.param_groups):
+        for k, v in current.items():  # lr, betas, eps...: numbers the next step computes with
+            if k == "params" or isinstance(v, bool):
+                continue
+            want = list(v) if isinstance(v, tuple) else [v]
+            got = saved.get(k)
+            got = got if isinstance(got, list) else [got]
+            if all(_is_num(x) for x in want) and not (len(got) == len(want) and all(_is_num(x) for x in got)):
+                raise CheckpointError(f"optimizer setting {k}={json.dumps(saved.get(k))[:40]} in the checkpoint "
+                                      "is not a finite number")
         # JSON turned tuples (Adam's betas) into lists; give them their type back.
         groups.append({k: tuple(v) if isinstance(current.get(k), tuple) and isinstance(v, list) else v
                        for k, v in saved.items()})
@@ -251,21 +264,123 @@ def load_checkpoint(root: str | Path, model: nn.Module, optimizer: Optional[torc
     device = torch.device(device)
     try:
         state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        _check_state(state, path)
         tensors = load_file(str(path / TENSORS_FILE), device="cpu")
         load_model(model, str(path / MODEL_FILE), strict=True, device=str(device))
-    except (json.JSONDecodeError, SafetensorError, OSError) as e:
-        raise CheckpointError(f"checkpoint {path} is unreadable: {e}") from e
+    except CheckpointError:
+        raise
+    except (ValueError, RecursionError, SafetensorError, OSError) as e:  # bad JSON / UTF-8, truncated file
+        raise CheckpointError(f"checkpoint {path} is unreadable: {_line(e)}") from None
     except RuntimeError as e:  # missing / unexpected / mis-shaped weights
-        raise CheckpointError(f"checkpoint {path} does not fit this model: {e}") from e
-    if state.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint format {state.get('format_version')} != {FORMAT_VERSION}")
-    if optimizer is not None:
-        _unpack_optimizer(optimizer, state["optimizer"], tensors)
-    carry_spec, rng_meta = state["carry"], state["rng"]
-    if rank > 0 and (path / f"rank{rank}.json").is_file():
-        own = json.loads((path / f"rank{rank}.json").read_text(encoding="utf-8"))
-        tensors = load_file(str(path / f"rank{rank}.safetensors"), device="cpu")
-        carry_spec, rng_meta = own["carry"], own["rng"]
-    carry = unpack_carry(carry_spec, tensors, device)
-    rng_tensors = {k: v for k, v in tensors.items() if k.startswith("rng.")}
+        raise CheckpointError(f"checkpoint {path} does not fit this model: {_line(e)}") from None
+    try:
+        if optimizer is not None:
+            _check_optimizer_tensors(optimizer, tensors)
+            _unpack_optimizer(optimizer, state["optimizer"], tensors)
+        carry_spec, rng_meta = state["carry"], state["rng"]
+        if rank > 0 and (path / f"rank{rank}.json").is_file():
+            own = json.loads((path / f"rank{rank}.json").read_text(encoding="utf-8"))
+            tensors = load_file(str(path / f"rank{rank}.safetensors"), device="cpu")
+            carry_spec, rng_meta = own["carry"], own["rng"]
+        carry = unpack_carry(carry_spec, tensors, device)
+        rng_tensors = {k: v for k, v in tensors.items() if k.startswith("rng.")}
+        _check_rng(rng_meta, rng_tensors)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError, RecursionError,
+            SafetensorError, OSError) as e:  # a tampered state: one line naming the checkpoint
+        raise CheckpointError(f"checkpoint {path} is damaged ({type(e).__name__}: {_line(e)}); "
+                              "resume from another copy or start the run over") from None
     return Checkpoint(path=path, state=state, carry=carry, rng=(rng_meta, rng_tensors))
+
+
+def _line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0][:200] if lines else type(e).__name__
+
+
+# The trainer's counters: integers that decide loops (a batch_in_epoch of 10^12 is a skip that
+# never ends), so they are checked before anything uses them.
+_COUNTERS = ("step", "epoch", "batch_in_epoch", "bad_evals", "log_items")
+MAX_COUNTER = 10 ** 12
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+def _check_state(state: Any, path: Path) -> None:
+    """CheckpointError naming the first field of state.json with a wrong type or value (fields
+    that are present; the trainer checks that its own are all there)."""
+    def bad(key: str, want: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {path}: state.json {key}={json.dumps(state.get(key))[:40]} must be {want}")
+
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path}: state.json is not a JSON object")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint format {json.dumps(state.get('format_version'))[:40]} != {FORMAT_VERSION}")
+    has = lambda key: key in state  # noqa: E731
+    for key in _COUNTERS:
+        if has(key) and not (_is_int(state[key]) and 0 <= state[key] <= MAX_COUNTER):
+            raise bad(key, f"an integer from 0 to {MAX_COUNTER}")
+    step = state.get("step", MAX_COUNTER)
+    if has("batch_in_epoch") and state["batch_in_epoch"] > step:
+        raise bad("batch_in_epoch", "at most step (every batch is a step)")
+    if has("eval_step") and not (_is_int(state["eval_step"]) and -1 <= state["eval_step"] <= step):
+        raise bad("eval_step", "an integer from -1 to step")
+    for key in ("best_metric", "patience_best"):
+        if state.get(key) is not None and not _is_num(state[key]):
+            raise bad(key, "null or a finite number")
+    if state.get("best_step") is not None and not (_is_int(state["best_step"]) and 0 <= state["best_step"] <= step):
+        raise bad("best_step", "null or an integer from 0 to step")
+    for key in ("elapsed", "log_loss_sum"):
+        if has(key) and not _is_num(state[key]):
+            raise bad(key, "a finite number")
+    for key in ("last_eval", "schedule", "optimizer", "carry", "rng"):
+        if has(key) and not isinstance(state[key], dict):
+            raise bad(key, "a JSON object")
+    if state.get("scaler") is not None and not isinstance(state["scaler"], dict):
+        raise bad("scaler", "null or a JSON object")
+    if has("world_size") and not (_is_int(state["world_size"]) and 1 <= state["world_size"] <= 4096):
+        raise bad("world_size", "an integer from 1 to 4096")
+    opt = state.get("optimizer", {})
+    if has("optimizer") and not (isinstance(opt.get("param_groups"), list)
+                                 and all(isinstance(g, dict) for g in opt["param_groups"])
+                                 and isinstance(opt.get("values"), dict) and isinstance(opt.get("class"), str)):
+        raise bad("optimizer", "{param_groups: [...], values: {...}, class: name}")
+
+
+def _check_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor]) -> None:
+    """Every saved per-parameter tensor has its parameter's shape (else the first step fails
+    deep inside the optimizer, or silently broadcasts)."""
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    for key, value in tensors.items():
+        if not key.startswith("optim."):
+            continue
+        parts = key.split(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) >= len(params):
+            raise CheckpointError(f"optimizer tensor {key[:60]!r} names no parameter of this model")
+        p = params[int(parts[1])]
+        if value.dim() > 0 and tuple(value.shape) != tuple(p.shape):
+            raise CheckpointError(f"optimizer tensor {key[:60]!r} has shape {list(value.shape)}, its parameter "
+                                  f"{list(p.shape)}")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"optimizer tensor {key[:60]!r} holds NaN / inf")
+
+
+def _check_rng(meta: Any, tensors: dict[str, Tensor]) -> None:
+    """Apply the saved generator states once (then put the current ones back): a tampered state
+    fails here, as one line, instead of after the batches were skipped."""
+    from .rng import get_rng_state, set_rng_state
+
+    current = get_rng_state()
+    try:
+        set_rng_state(meta, tensors)
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint RNG state is damaged ({type(e).__name__}: {_line(e)})") from None
+    finally:
+        set_rng_state(*current)

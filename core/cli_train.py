@@ -4,7 +4,7 @@
     rnnkit train --recipe char-shakespeare --size smoke
     rnnkit train --recipe suggest-en --set hidden_size=640 --set train.max_minutes=30 --quiet
     rnnkit train --recipe char-shakespeare --train my.txt [--valid v.txt] --run-dir runs/mine
-    rnnkit train --resume runs/suggest-en [--set max_minutes=20]
+    rnnkit train --resume runs/suggest-en [--set max_minutes=20]   (--set: this call only)
     rnnkit sample runs/char-shakespeare --prompt "ROMEO:" --temperature 0.8 --length 400
 
 A run directory holds ``recipe.json`` (the resolved recipe), the tokenizer (trained on the
@@ -15,6 +15,7 @@ task's ``finalize``, ``results.json`` / ``samples.txt``.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -38,7 +39,10 @@ def register(subparsers) -> None:
     p.add_argument("--valid", dest="valid_file", metavar="FILE",
                    help="your own validation file (default: the last 5%% of --train's lines)")
     p.add_argument("--run-dir", help="where the run goes (default runs/<recipe>[-smoke])")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its latest checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a run from its latest checkpoint (a run that stopped before its first "
+                        "checkpoint starts over); --set with --resume changes train settings for this call "
+                        "only: recipe.json keeps the run's own")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N | mps (default: the recipe's, auto)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar (for nohup logs)")
@@ -106,7 +110,124 @@ def _default_run_dir(name: str, size: str, user: dict) -> Path:
     return DEFAULT_RUNS / f"{name}{suffix}"
 
 
+# What a run directory holds besides recipe.json: removed when a run that never reached its first
+# checkpoint is started over (a stale model/ would otherwise pass for the new run's).
+RUN_ARTEFACTS = ("config.json", "metrics.jsonl", "checkpoints", "model", "model_last", "loss.png", "results.json",
+                 "samples.txt", "test_translations.tsv")
+TOKENIZER_ARTEFACTS = ("tokenizer.model", "tokenizer.json", "tokenizer_src", "tokenizer_tgt", "tagger_vocab.json")
+# Numbers a typo or a paste can make absurd; beyond these, torch fails deep inside a step.
+TRAIN_LIMITS = {"lr": 1e6, "weight_decay": 1e6, "momentum": 1e6, "grad_clip": 1e12, "min_lr_ratio": 1e6,
+                "plateau_factor": 1e6, "max_minutes": 1e9}
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    from .checkpoint import find_latest
+
+    return find_latest(run_dir / "checkpoints") is not None
+
+
+def _check_values(recipe: dict, run_dir: Path) -> None:
+    """Every train and model value has its field's type and a sane size, before anything is
+    written: ``lr=abc`` names ``train.lr`` here instead of failing inside the optimizer."""
+    from .config import check_dims, coerce_fields, from_dict
+    from .registry import classes
+    from .trainer import TrainConfig
+
+    try:
+        cfg = from_dict(TrainConfig, {**recipe["train"], "run_dir": str(run_dir)})
+    except ValueError as e:
+        raise ValueError(f"train setting {e}") from None
+    cfg.check()
+    for key, limit in TRAIN_LIMITS.items():
+        value = getattr(cfg, key)
+        if not 0 <= value <= limit or (key == "lr" and value == 0):
+            raise ValueError(f"train.{key}={value:g} is out of range: {'(0' if key == 'lr' else '[0'}, {limit:g}]")
+    model = {k: v for k, v in recipe["model"].items() if k != "kind"}
+    cfg_cls, _ = classes(recipe["model"]["kind"])
+    coerce_fields(cfg_cls, model, where="model")
+    check_dims(model, "model")
+    _check_like_recipe(recipe)
+
+
+def _check_like_recipe(recipe: dict) -> None:
+    """data / tokenizer values keep the JSON type the recipe file gives them (no dataclass there)."""
+    from . import recipes as R
+
+    raw = R.read_recipe(recipe["name"])
+    for section in ("data", "tokenizer"):
+        declared = dict(raw.get(section, {}))
+        for size in raw.get("sizes", {}).values():
+            declared.update(size.get(section, {}))
+        for key, value in recipe[section].items():
+            like = declared.get(key)
+            if like is None or isinstance(like, str) or value == like:
+                continue
+            if isinstance(like, bool):
+                ok = isinstance(value, bool)
+            elif isinstance(like, int):
+                ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 1 << 40
+            elif isinstance(like, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            else:
+                ok = isinstance(value, type(like))
+            if not ok:
+                raise ValueError(f"{section}.{key}={str(value)[:40]!r}: expected a value like {like!r}")
+
+
+def _writable(run_dir: Path) -> None:
+    """One clear error before training if run_dir cannot take files (read-only, full disk)."""
+    import tempfile
+
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-test-") as f:
+            f.write(b"\0" * (1 << 20))  # a checkpoint of a small model; ENOSPC shows here, not at step 500
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise ValueError(f"{run_dir}: cannot write the run directory ({e.strerror or e})") from None
+
+
+def _clear(run_dir: Path, names) -> None:
+    import shutil
+
+    for name in names:
+        path = run_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def _start_over(run_dir: Path, recipe: dict, old: dict | None) -> None:
+    """Make a run directory that never reached a checkpoint ready for a fresh start. The
+    tokenizer stays when the data and tokenizer settings are the recorded ones (it is what they
+    make, and it can take minutes to train)."""
+    same_data = old is not None and all(old.get(k) == recipe.get(k) for k in ("name", "data", "tokenizer"))
+    _clear(run_dir, RUN_ARTEFACTS + (() if same_data else TOKENIZER_ARTEFACTS))
+
+
+def _recorded_recipe(run_dir: Path) -> dict | None:
+    from . import recipes as R
+
+    try:
+        recipe = R.load_run_recipe(run_dir)
+    except (OSError, ValueError):
+        return None
+    return recipe if isinstance(recipe, dict) else None
+
+
 def run_train(args) -> int:
+    try:
+        return _run_train(args)
+    except FileNotFoundError:
+        raise  # already says which file (the CLI prints it as one line)
+    except OSError as e:  # a disk that fills up or a directory made read-only mid-run: one line
+        where = e.filename or (args.resume or args.run_dir or "the run directory")
+        raise ValueError(f"{where}: {e.strerror or e}; the last checkpoint (if any) is intact") from None
+
+
+def _run_train(args) -> int:
     import torch
 
     from . import recipes as R
@@ -119,39 +240,61 @@ def run_train(args) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     overrides = parse_overrides(args.set)
+    restart = False
     if args.resume:
         run_dir = Path(args.resume)
         recipe = R.load_run_recipe(run_dir)
-        if args.recipe and args.recipe != recipe["name"]:
-            raise ValueError(f"{run_dir} is a {recipe['name']!r} run, not {args.recipe!r}")
+        if (not isinstance(recipe, dict) or not isinstance(recipe.get("name"), str)
+                or not all(isinstance(recipe.get(k), dict) for k in R.SECTIONS)):
+            raise ValueError(f"{run_dir / 'recipe.json'}: not a recipe written by `rnnkit train`")
+        if args.recipe and args.recipe != recipe.get("name"):
+            raise ValueError(f"{run_dir} is a {recipe.get('name')!r} run, not {args.recipe!r}")
         allowed = R.allowed_keys(R.read_recipe(recipe["name"]))["train"]
+        call = dict(recipe["train"])
         for key, value in overrides.items():  # a resumed run may change its budget, not its model or data
             field = key.split(".", 1)[1] if key.startswith("train.") else key
             if field not in allowed:
                 raise ValueError(f"--resume accepts train settings only; {key!r} is not one of: {', '.join(allowed)}")
-            recipe["train"][field] = value
+            call[field] = value
+        # --set with --resume is for this call only: recipe.json keeps the run's own settings, so a
+        # plain --resume after a bad override (lr=1e30 -> NaN) is back on the recorded ones.
+        run_recipe, recipe = recipe, {**recipe, "train": call}
+        if not _has_checkpoint(run_dir):
+            restart = True
+            print(f"note: {run_dir} has no complete checkpoint yet (it stopped before its first one): "
+                  "starting it over from step 0 with its recorded recipe", file=sys.stderr)
     else:
         if not args.recipe:
             raise ValueError(f"--recipe NAME is required; recipes: {', '.join(R.list_recipes())}")
         user = user_data_overrides(args)
         recipe = R.resolve_recipe(args.recipe, args.size, {**overrides, **user})
         run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir(args.recipe, args.size, user)
-        used = [n for n in ("recipe.json", "tokenizer.model", "tokenizer.json", "checkpoints") if (run_dir / n).exists()]
-        if used:
-            raise ValueError(f"{run_dir} already holds a run ({', '.join(used)}): continue it with "
+        if _has_checkpoint(run_dir):
+            raise ValueError(f"{run_dir} already holds a run with a checkpoint: continue it with "
                              f"--resume {run_dir}, or pick another --run-dir")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        used = [n for n in ("recipe.json", *TOKENIZER_ARTEFACTS, *RUN_ARTEFACTS) if (run_dir / n).exists()]
+        if used and not (run_dir / "recipe.json").exists() and not (run_dir / "config.json").exists():
+            raise ValueError(f"{run_dir} holds files ({', '.join(used[:4])}) but no rnnkit run: pick another --run-dir")
+        restart = bool(used)
+        if restart:
+            print(f"note: {run_dir} holds a run that stopped before its first checkpoint: starting it over",
+                  file=sys.stderr)
+        run_recipe = recipe
+    _check_values(recipe, run_dir)  # types and ranges, before anything is written
+    _writable(run_dir)
+    if restart:
+        _start_over(run_dir, run_recipe, _recorded_recipe(run_dir) if args.resume is None else run_recipe)
 
     from .trainer import TrainConfig, train
 
+    run_recipe["commands"] = [*run_recipe.get("commands", []), command_line(args, run_dir)]
+    R.save_recipe(run_recipe, run_dir)  # first: a run killed while building is then restartable or resumable
     model, task, tokenizer = R.build(recipe, run_dir)
-    recipe["commands"] = [*recipe.get("commands", []), command_line(args, run_dir)]
-    R.save_recipe(recipe, run_dir)  # after a successful build; on resume: the budget it now runs under
     settings = {**recipe["train"], "run_dir": str(run_dir), "quiet": bool(args.quiet or recipe["train"].get("quiet"))}
     if args.device:
         settings["device"] = args.device
     cfg = from_dict(TrainConfig, settings)
-    result = train(model, task, cfg, resume=bool(args.resume))
+    result = train(model, task, cfg, resume=bool(args.resume) and not restart)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports and scores the best model
     print(f"{recipe['name']}: {result.stop_reason} after {result.steps} steps, {result.wall_seconds:.0f}s; "

@@ -18,6 +18,7 @@ Run directory (``cfg.run_dir``)::
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import asdict
@@ -30,7 +31,7 @@ from torch import Tensor, nn
 from . import device as devices
 from . import distributed as ddp
 from .atomic import atomic_write_json
-from .checkpoint import (find_latest, load_checkpoint, prepare_tmp_dir, save_checkpoint, save_rank_state,
+from .checkpoint import (CheckpointError, find_latest, load_checkpoint, prepare_tmp_dir, save_checkpoint, save_rank_state,
                          shared_tmp_dir)
 from .rng import preserved_rng, seed_everything, set_rng_state
 from .run_log import RunLog
@@ -67,6 +68,20 @@ def _save_model(model: nn.Module, directory: Path) -> None:
     else:  # not an rnnkit model: weights only
         directory.mkdir(parents=True, exist_ok=True)
         registry.save_weights(model, directory / registry.WEIGHTS_FILE)
+
+
+def _skip_trained(epoch_batches, batches, n: int, epoch: int, where) -> None:
+    """Skip the ``n`` batches of this epoch trained on before the checkpoint. A count the epoch
+    does not have (a tampered or foreign checkpoint) is an error, not a skip that never ends."""
+    try:
+        total = len(epoch_batches)
+    except TypeError:
+        total = None
+    if total is not None and n > total:
+        raise CheckpointError(f"checkpoint {where}: batch_in_epoch={n}, but epoch {epoch} has {total} batches")
+    skipped = sum(1 for _ in itertools.islice(batches, n))
+    if skipped < n:
+        raise CheckpointError(f"checkpoint {where}: batch_in_epoch={n}, but epoch {epoch} has {skipped} batches")
 
 
 def _backward_and_step(loss: Tensor, optimizer: torch.optim.Optimizer, scaler, params: list, clip: float) -> None:
@@ -314,10 +329,17 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
         if ckpt.state.get("world_size", 1) != info.world_size:
             raise ValueError(f"the checkpoint was written by {ckpt.state.get('world_size', 1)} process(es), this run "
                              f"has {info.world_size}: resume with the same torchrun --nproc_per_node")
+        missing = [k for k in (*st, "schedule") if k not in ckpt.state]
+        if missing:
+            raise CheckpointError(f"checkpoint {ckpt.path} lacks {missing}: not a trainer checkpoint")
         st.update({k: ckpt.state[k] for k in st})
-        schedule.load_state_dict(ckpt.state["schedule"])
-        if scaler is not None and ckpt.state.get("scaler"):
-            scaler.load_state_dict(ckpt.state["scaler"])
+        try:
+            schedule.load_state_dict(ckpt.state["schedule"])
+            if scaler is not None and ckpt.state.get("scaler"):
+                scaler.load_state_dict(ckpt.state["scaler"])
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise CheckpointError(f"checkpoint {ckpt.path}: schedule or grad-scaler state is damaged "
+                                  f"({type(e).__name__}: {e})") from None
         run.carry, run.ckpt_step, run.elapsed_before = ckpt.carry, st["step"], st["elapsed"]
         if log.bar is not None:
             log.bar.update(st["step"])
@@ -340,10 +362,10 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
             if cfg.max_epochs and st["epoch"] >= cfg.max_epochs:
                 stop_reason = "max_epochs"
                 break
-            batches = iter(task.train_batches(st["epoch"]))
+            epoch_batches = task.train_batches(st["epoch"])
+            batches = iter(epoch_batches)
             if ckpt is not None:
-                for _ in range(st["batch_in_epoch"]):  # batches of this epoch trained on before the checkpoint
-                    next(batches, None)
+                _skip_trained(epoch_batches, batches, st["batch_in_epoch"], st["epoch"], ckpt.path)
                 set_rng_state(*ckpt.rng)  # after the skip, so a task that draws from global RNG replays the same
                 ckpt = None
             else:
