@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnkit.edge.lexicon import FILE_NAME as LEXICON_FILE, build_lexicon, write_lexicon
+
 from .atomic import atomic_write_json, atomic_write_text
 from .models import LanguageModel, LMConfig
 from .lm_data import encode_stream, load_splits, train_tokenizer
@@ -215,6 +217,9 @@ def build(recipe: Mapping[str, Any], run_dir: Path):
     data, tok_spec = dict(recipe["data"]), dict(recipe["tokenizer"])
     splits = load_splits(data)
     tokenizer = load_or_train_tokenizer(run_dir, lambda: train_tokenizer(tok_spec, splits["train"]))
+    if tok_spec["kind"] == "sentencepiece" and not (Path(run_dir) / LEXICON_FILE).is_file():
+        # The words the suggester may offer without the model being sure (edge/lexicon.py).
+        write_lexicon(Path(run_dir) / LEXICON_FILE, build_lexicon(splits["train"]))
     streams = {s: encode_stream(tokenizer, tok_spec["kind"], lines) for s, lines in splits.items()}
     model_args = {k: v for k, v in recipe["model"].items() if k != "kind"}
     cfg = LMConfig(vocab_size=tokenizer.vocab_size, pad_id=max(tokenizer.pad_id, 0), bos_id=tokenizer.bos_id,

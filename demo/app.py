@@ -147,7 +147,7 @@ def percent(p: float) -> str:
 
 def pick_label(r: dict) -> str:
     """A suggestion button's text: the words and their probability; phrases get an arrow."""
-    return f"{'→ ' if r['kind'] == 'phrase' else ''}{r['text']}   {percent(r['prob'])}"
+    return f"{'→ ' if r['kind'] == 'phrase' else ''}{r['text']}   {percent(r.get('p_given_typed', r['prob']))}"
 
 
 def suggest_caption(text: str, results: list[dict], latency: str) -> str:

@@ -87,10 +87,12 @@ class Suggester:
         return key, typing
 
     def suggest(self, typing: Typing, text: str, k: int = 3) -> list[dict[str, Any]]:
-        """Suggestions for ``text`` as dicts {"text", "kind", "prob"}; records the keystroke's latency."""
+        """Suggestions for ``text`` as dicts {"text", "kind", "prob", "p_given_typed"} (see
+        ``edge.session.Suggestion``: the shown figure is ``p_given_typed``); records the latency."""
         with typing.lock:
             t0 = time.perf_counter()
             results = typing.session.suggest(text, k)
             typing.latencies.append((time.perf_counter() - t0) * 1e3)
             del typing.latencies[:-1000]
-        return [{"text": r.text, "kind": r.kind, "prob": round(float(r.prob), 4)} for r in results]
+        return [{"text": r.text, "kind": r.kind, "prob": round(float(r.prob), 4),
+                 "p_given_typed": round(float(r.p_given_typed), 4)} for r in results]

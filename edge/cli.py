@@ -3,7 +3,7 @@
     rnnkit suggest BUNDLE            interactive: suggestions update as you type (Tab accepts
                                      the first one); reads lines when stdin is not a terminal
     rnnkit suggest BUNDLE --json     one JSON object a line in, {"text": ..., "k": 3}, one out:
-                                     {"suggestions": [{"text", "kind", "prob"}], "ms": ...} or
+                                     {"suggestions": [{"text", "kind", "prob", "p_given_typed"}], "ms": ...} or
                                      {"error": ...}; every line gets exactly one answer (blank ones too)
                                      add "prefetch": 3 to prepare the likely next keys after answering
     rnnkit eval-suggest BUNDLE --text FILE [--train-text FILE]
@@ -91,6 +91,10 @@ def register(subparsers) -> None:
     e.add_argument("--prefetch", type=int, default=3, metavar="KEYS",
                    help="also time the typing with idle-time prefetch of this many likely next keys between "
                         "keystrokes, as a keyboard waiting for the next key would (default 3; 0: skip)")
+    e.add_argument("--reference-words", action="append", metavar="FILE",
+                   help="a word list (one a line; repeatable) that, with --train-text's words, makes the "
+                        "reference lexicon for the share of offered strings that are not words; e.g. "
+                        "~/.cache/rnnkit/corpora/wordfreq_en/words.txt (rnnkit data fetch --only wordfreq_en)")
     e.add_argument("--out", default=None, help="also write the figures as JSON to this file")
     e.set_defaults(func=cmd_eval)
 
@@ -226,7 +230,7 @@ def cmd_suggest(args) -> int:
 
 def _fmt(s) -> str:
     mark = {"next": "", "completion": "", "phrase": "» "}[s.kind]
-    return f"{mark}{s.text} ({s.prob:.2f})"
+    return f"{mark}{s.text} ({s.p_given_typed:.2f})"  # how sure, given the letters typed so far
 
 
 def _interactive(session, k: int) -> int:
@@ -276,7 +280,7 @@ def cmd_eval(args) -> int:
     from rnnkit.core.atomic import atomic_write_json
     from rnnkit.core.kneser_ney import KneserNeyTrigram
 
-    from .eval import kn_eval, lstm_eval, phrase_eval
+    from .eval import kn_eval, lstm_eval, phrase_eval, reference_lexicon
 
     if not os.path.isfile(args.text):
         raise FileNotFoundError(f"{args.text}: no such text file")
@@ -291,14 +295,17 @@ def cmd_eval(args) -> int:
     report: dict = {"bundle": str(args.bundle), "text": str(args.text), "chars": len(text),
                     "precision": args.precision or "bundle default", "threads": args.threads}
     t0 = time.time()
-    kn = known = None
+    kn = None
+    lexicons = [_read_words(path) for path in (args.reference_words or [])]
     if args.train_text:
         if not os.path.isfile(args.train_text):
             raise FileNotFoundError(f"{args.train_text}: no such training text")
         with open(args.train_text, encoding="utf-8", errors="replace") as f:
             kn = KneserNeyTrigram.train(f)
-        known = set(kn.vocab)
-    report["lstm"] = lstm_eval(session, text, known_words=known)
+        lexicons.append(kn.vocab)
+    is_word = reference_lexicon(*lexicons) if lexicons else None
+    report["reference_words"] = {"files": list(args.reference_words or []), "train_text": bool(args.train_text)}
+    report["lstm"] = lstm_eval(session, text, is_word=is_word)
     if args.prefetch > 0:  # the same typing with idle-time prefetch: only the latency changes
         with_prefetch = lstm_eval(session, text, prefetch=args.prefetch)
         report["lstm_prefetch"] = {key: with_prefetch[key] for key in (
@@ -313,6 +320,13 @@ def cmd_eval(args) -> int:
     if args.out:
         atomic_write_json(args.out, report)
     return 0
+
+
+def _read_words(path: str) -> list[str]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such word list")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return [w for w in (line.strip() for line in f) if w]
 
 
 def spread_lines(text: str, max_chars: int) -> str:
@@ -344,9 +358,11 @@ def _print_report(r: dict) -> None:
         fb = ("" if not kn else (f"{100 * b:9.1f}%" if pct else f"{b:10.3f}"))
         print(f"{label:34s}{fa}{fb}")
     lstm = r["lstm"]
-    if "completions_not_training_words" in lstm:
-        print(f"inside words: {lstm['completions_offered_per_keystroke']:.2f} completions offered per keystroke, "
-              f"{100 * lstm['completions_not_training_words']:.1f}% of them not words of the training text")
+    if "not_words" in lstm:
+        print(f"offered strings that are not words of the reference lexicon: {100 * lstm['not_words']:.2f}% "
+              f"(next word {100 * lstm['not_words_next']:.2f}% of {lstm['offered_next']}, completions "
+              f"{100 * lstm['not_words_completion']:.2f}% of {lstm['offered_completion']}); "
+              f"{lstm['completions_offered_per_keystroke']:.2f} completions offered per keystroke inside words")
     pf = r.get("lstm_prefetch")
     if pf:
         print(f"with idle-time prefetch of {pf['prefetch_keys']} likely keys between keystrokes: latency "

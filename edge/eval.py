@@ -74,19 +74,29 @@ def score(text: str, suggest: Suggest, k: int = 3) -> dict[str, float]:
     return out
 
 
+def reference_lexicon(*word_lists) -> Callable[[str], bool]:
+    """``is_word(s)``: ``s`` is in one of the lists as written, or lower-cased (word lists such
+    as wordfreq's are lower-case; "Thanks" at a sentence start is a word)."""
+    words = set().union(*map(set, word_lists))
+    lower = {w.lower() for w in words}
+    return lambda w: w in words or w.lower() in lower
+
+
 def lstm_eval(session: TypingSession, text: str, k: int = 3, prefetch: int = 0,
-              known_words: set[str] | None = None) -> dict[str, float]:
+              is_word: Callable[[str], bool] | None = None) -> dict[str, float]:
     """Type ``text`` keystroke by keystroke through ``session``; score it and time each keystroke.
 
     ``prefetch`` > 0: between keystrokes, as a keyboard would while it waits for the next key,
     ``session.prefetch`` that many likely keys; the idle work is timed apart from the keystrokes.
-    ``known_words`` (the training text's words): also report how many offered completions are
-    not among them (mostly junk such as "hundredfour"; some are real words the text lacks).
+    ``is_word`` (a reference lexicon, see ``reference_lexicon``): also report the share of
+    offered strings that are not words, at word boundaries (next word), inside words
+    (completions) and over all.
     """
     session.reset()
     cache: dict[int, list[str]] = {}
     lat, cpu, idle, calls = [], [], [], []
-    offered = unknown = inside = 0
+    offered = inside = 0
+    nonword = {"next": [0, 0], "completion": [0, 0]}  # kind -> [not words, offered]
     for i in range(len(text) + 1):  # every keystroke, in order, as a user types
         c_before = session.graph_calls
         t0, c0 = time.perf_counter(), time.thread_time()
@@ -98,8 +108,11 @@ def lstm_eval(session: TypingSession, text: str, k: int = 3, prefetch: int = 0,
         if i and not text[i - 1].isspace():  # inside a word: completions
             inside += 1
             offered += len(sugg)
-            if known_words is not None:
-                unknown += sum(1 for s in sugg if tokenize(s.text)[:1] != [s.text] or s.text not in known_words)
+        if is_word is not None:
+            for sg in sugg:
+                row = nonword[sg.kind]
+                row[0] += not is_word(sg.text)
+                row[1] += 1
         if prefetch:
             t0 = time.perf_counter()
             session.prefetch(text[:i], keys=prefetch, k=k, phrase=False)
@@ -112,8 +125,12 @@ def lstm_eval(session: TypingSession, text: str, k: int = 3, prefetch: int = 0,
     out["graph_calls_per_keystroke"] = float(np.mean(calls))
     out["no_call_keystrokes"] = float(np.mean(np.asarray(calls) == 0))
     out["completions_offered_per_keystroke"] = offered / max(inside, 1)
-    if known_words is not None:
-        out["completions_not_training_words"] = unknown / max(offered, 1)
+    if is_word is not None:
+        for kind, (bad, n) in nonword.items():
+            out[f"offered_{kind}"] = n
+            out[f"not_words_{kind}"] = bad / n if n else float("nan")
+        n_all = sum(n for _, n in nonword.values())
+        out["not_words"] = sum(b for b, _ in nonword.values()) / n_all if n_all else float("nan")
     if prefetch:
         out["prefetch_keys"] = prefetch
         out["idle_ms_p50"], out["idle_ms_p99"] = (float(x) for x in np.percentile(idle, [50, 99]))

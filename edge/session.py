@@ -36,6 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from .phrase import PhraseHit, pick_phrase, search_phrase
+from .lexicon import FILE_NAME as LEXICON_FILE, Lexicon
 from .pieces import SentencePieceVocab, clean_text
 from .runner import EdgeError, StepRunner
 from .search import Dist, log_softmax_end, search_words
@@ -50,9 +51,16 @@ _SPACE = re.compile(r"\s")
 
 @dataclass(frozen=True)
 class Suggestion:
+    """``prob``: P(text, then a word boundary | the whole words before it), before any letter
+    of it was typed. ``p_given_typed``: the same renormalised over the words the search found
+    that start with the typed letters, i.e. how sure the model is now ("tomorrow" after
+    "See you tomor" is ~1 although its ``prob`` before the "t" was small). At a word boundary
+    nothing is typed and the two are equal. Phrases: both are the phrase's probability."""
+
     text: str
-    prob: float  # P(text, then a word boundary | the whole words before it); not renormalised over the typed prefix
+    prob: float
     kind: str    # completion | next | phrase
+    p_given_typed: float = float("nan")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -99,7 +107,8 @@ class TypingSession:
     def __init__(self, runner: StepRunner, vocab: SentencePieceVocab, *, start_ids: Sequence[int] | None = None,
                  beam: int = 8, max_pieces: int = 4, phrase_words: int = 3, phrase_threshold: float = -0.5,
                  phrase_beam: int = 4, max_context_chars: int = 4_000, cache_size: int = 512,
-                 rows_kept: int = 64, words_kept: int = 128, min_ratio: float = 0.01):
+                 rows_kept: int = 64, words_kept: int = 128, min_ratio: float = 0.01,
+                 lexicon: Lexicon | None = None, oov_min_prob: float = 0.5):
         if vocab.vocab_size != runner.vocab_size:
             raise EdgeError(f"tokenizer has {vocab.vocab_size} pieces but the graph's vocab_size is "
                             f"{runner.vocab_size}: they do not belong together")
@@ -128,6 +137,11 @@ class TypingSession:
         if not 0 <= min_ratio < 1:
             raise EdgeError(f"min_ratio must be in [0, 1), got {min_ratio!r}")
         self.min_ratio = min_ratio
+        if not 0 <= oov_min_prob <= 1:
+            raise EdgeError(f"oov_min_prob must be in [0, 1], got {oov_min_prob!r}")
+        # A word the lexicon does not know is offered only when the model gives it at least
+        # this probability given what was typed (None: no lexicon, every spelled word counts).
+        self.lexicon, self.oov_min_prob = lexicon, oov_min_prob
         self.reset()
 
     # ------------------------------------------------------------------ context state
@@ -328,33 +342,46 @@ class TypingSession:
         if prep is None:
             return []
         _, rows, typed = prep
-        hits, best = self._words_for(rows, typed, k)
+        hits, best, log_z = self._words_for(rows, typed, k)
         kind = "completion" if typed else "next"
-        out = [Suggestion(h.text, math.exp(h.logp), kind) for h in hits]
+        out = [Suggestion(h.text, math.exp(h.logp), kind, math.exp(h.logp - log_z)) for h in hits]
         if phrase and self.phrase_words >= 2:
             p = self._phrase(rows, typed, best, self.phrase_threshold)
             if p is not None:
-                out.append(Suggestion(p.text, math.exp(p.logp), "phrase"))
+                out.append(Suggestion(p.text, math.exp(p.logp), "phrase", math.exp(p.logp)))
         return out
 
-    def _words_for(self, rows, typed: bytes, k: int) -> tuple[list, list]:
-        """(the words to offer, the best word as typed or completed) for the typed bytes.
+    def _words_for(self, rows, typed: bytes, k: int) -> tuple[list, list, float]:
+        """(the words to offer, the best word as typed or completed, log of the probability
+        mass the found words share) for the typed bytes.
 
         Inside a word the typed word itself, if it is a word, competes: it is not offered (it
         is there already) but a completion far less likely than the best word (``min_ratio``)
         is not offered either. After a complete word ("hundred") the only extensions left are
         junk ("hundredfour"): fewer suggestions beat wrong ones. A phrase continues the best
-        word, the typed one included.
+        word, the typed one included. With a lexicon, the search looks further (``2k + 2``
+        words) so that the words it drops as non-words leave room for real ones.
         """
+        want = 2 * k + 2 if self.lexicon is not None else k
         if not typed:
-            hits = search_words(self.vocab, rows, b" ", k, self.beam, self.max_pieces)
-            return hits, hits[:1]
-        hits = search_words(self.vocab, rows, b" " + typed, k + 1, self.beam, self.max_pieces, include_typed=True)
+            hits = search_words(self.vocab, rows, b" ", want, self.beam, self.max_pieces)
+            return self._real_words(hits, 0.0)[:k], hits[:1], 0.0
+        hits = search_words(self.vocab, rows, b" " + typed, want + 1, self.beam, self.max_pieces, include_typed=True)
         if not hits:
-            return [], []
+            return [], [], 0.0
+        log_z = float(np.logaddexp.reduce([h.logp for h in hits]))
         bar = hits[0].logp + math.log(self.min_ratio) if self.min_ratio > 0 else -math.inf
         word = typed.decode("utf-8", "replace")
-        return [h for h in hits if h.text != word and h.logp >= bar][:k], hits[:1]
+        offered = [h for h in hits if h.text != word and h.logp >= bar]
+        return self._real_words(offered, log_z)[:k], hits[:1], log_z
+
+    def _real_words(self, hits: list, log_z: float) -> list:
+        """The hits that are words: known to the lexicon or the user, or likely enough given
+        what was typed (``oov_min_prob``)."""
+        if self.lexicon is None:
+            return hits
+        floor = math.log(self.oov_min_prob) if self.oov_min_prob > 0 else -math.inf
+        return [h for h in hits if h.text in self.lexicon or h.logp - log_z >= floor]
 
     def prefetch(self, text: str, keys: int = 3, k: int = 3, phrase: bool = True,
                  budget_ms: float = 20.0, stop=None) -> list[str]:
@@ -446,4 +473,7 @@ def open_session(bundle_dir, precision: str | None = None, threads: int = 1, **s
         raise EdgeError(f"{bundle_dir}: has no int8 graph (exported without --int8); allowed: fp32")
     runner = StepRunner(bundle.graph_path("step", "fp32" if precision == "fp32" else None), threads=threads)
     vocab = SentencePieceVocab(bundle.tokenizer_path, eos_id=runner.meta.eos_id)
+    lexicon_path = bundle.file_path(LEXICON_FILE)
+    if lexicon_path is not None and "lexicon" not in session_kw:
+        session_kw["lexicon"] = Lexicon.load(lexicon_path)
     return TypingSession(runner, vocab, **session_kw)

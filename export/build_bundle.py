@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnkit.core import registry
+from rnnkit.edge.lexicon import FILE_NAME as LEXICON_FILE
 
 from . import names as N
 from .bundle import find_tokenizer, read_metrics, run_task, sha256_file, write_bundle
@@ -174,6 +175,9 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
                 manifest["fp32_graphs"] = {}
         if tok:
             files[tok.name] = tok
+        lexicon = run_dir / LEXICON_FILE
+        if kind == "lm" and lexicon.is_file():  # the words the suggester offers (edge/lexicon.py)
+            files[LEXICON_FILE] = lexicon
         write_bundle(out_dir, files, manifest)
     log(f"wrote {out_dir}: {kind}, graphs {', '.join(f'{j}={f}' for j, f in graphs.items())}")
     return manifest

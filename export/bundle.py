@@ -207,7 +207,7 @@ def _umask() -> int:
 # exact size and sha256, nothing unlisted is read, and links or special files are refused (a
 # link can lead out of the bundle; a FIFO or a sparse 50 GB file can hang the hash).
 MAX_MANIFEST_BYTES = 1 << 20
-MAX_FILE_BYTES = 1 << 32          # onnx protobufs stop at 2 GiB; external data may be larger
+MAX_FILE_BYTES = (1 << 31) - 1  # a protobuf stops at 2 GiB; also bounds the time one hash can take (~4 s)
 MAX_GRAPH_BYTES = (1 << 31) - 1   # graphs are read into memory once, to scan them before onnxruntime does
 MAX_FILES = 64
 MAX_META_CHARS = 1 << 16          # one metadata_props value (model_config JSON is ~300 chars)
@@ -238,6 +238,11 @@ class Bundle:
     @property
     def model_config(self) -> dict[str, Any]:
         return self.manifest["model"]["config"]
+
+    def file_path(self, name: str) -> Path | None:
+        """A listed (hence size- and sha256-checked) file of the bundle, or None if not listed:
+        nothing unlisted is ever read."""
+        return self.path / name if name in self.manifest.get("files", {}) else None
 
     def graph_path(self, job: str, precision: str | None = None) -> Path:
         """The file of ``job``; ``precision="fp32"`` picks the fp32 reference graph."""

@@ -364,3 +364,60 @@ def build_everyday_en(sources: dict[str, Path], out: Path, scratch: Path) -> dic
             "split": f"by conversation / mail thread / article / sentence; sha256 of the unit's "
                      f"key with seed {SEED}; valid {HELD_OUT[0]:.0%} / test {HELD_OUT[1]:.0%}",
             "seed": SEED}
+
+
+# --- word frequencies (a reference lexicon, no running text) -----------------------------------
+def _unpack(buf: bytes, pos: int = 0):
+    """A minimal MessagePack reader (what wordfreq's files use: arrays, maps, strings, ints,
+    nil/bool); returns (value, next position). Stdlib only, no msgpack package needed."""
+    b = buf[pos]
+    if b <= 0x7F:
+        return b, pos + 1
+    if 0x80 <= b <= 0x8F or b in (0xDE, 0xDF):  # map
+        n, pos = (b & 0x0F, pos + 1) if b <= 0x8F else (
+            int.from_bytes(buf[pos + 1:pos + (3 if b == 0xDE else 5)], "big"), pos + (3 if b == 0xDE else 5))
+        out = {}
+        for _ in range(n):
+            k, pos = _unpack(buf, pos)
+            out[k], pos = _unpack(buf, pos)
+        return out, pos
+    if 0x90 <= b <= 0x9F or b in (0xDC, 0xDD):  # array
+        n, pos = (b & 0x0F, pos + 1) if b <= 0x9F else (
+            int.from_bytes(buf[pos + 1:pos + (3 if b == 0xDC else 5)], "big"), pos + (3 if b == 0xDC else 5))
+        out = []
+        for _ in range(n):
+            v, pos = _unpack(buf, pos)
+            out.append(v)
+        return out, pos
+    if 0xA0 <= b <= 0xBF or b in (0xD9, 0xDA, 0xDB):  # str
+        width = {0xD9: 1, 0xDA: 2, 0xDB: 4}.get(b, 0)
+        n = b & 0x1F if not width else int.from_bytes(buf[pos + 1:pos + 1 + width], "big")
+        start = pos + 1 + width
+        return buf[start:start + n].decode("utf-8"), start + n
+    if b in (0xCC, 0xCD, 0xCE, 0xCF):  # uint
+        width = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}[b]
+        return int.from_bytes(buf[pos + 1:pos + 1 + width], "big"), pos + 1 + width
+    if b >= 0xE0:
+        return b - 0x100, pos + 1
+    if b in (0xC0, 0xC2, 0xC3):
+        return {0xC0: None, 0xC2: False, 0xC3: True}[b], pos + 1
+    raise ValueError(f"unsupported MessagePack byte 0x{b:02x} at {pos}")
+
+
+def wordfreq_words(wheel: Path, max_words: int = 200_000) -> list[str]:
+    """wordfreq's English list, most frequent first (its cB buckets in order)."""
+    import gzip
+
+    blob = gzip.decompress(zipfile.ZipFile(wheel).read("wordfreq/data/large_en.msgpack.gz"))
+    data, _ = _unpack(blob)
+    if not (isinstance(data, list) and isinstance(data[0], dict) and data[0].get("format") == "cB"):
+        raise RuntimeError("wordfreq large_en: not the cB format this reader knows")
+    words = [w for bucket in data[1:] for w in bucket if re.fullmatch(r"[\w'\-]+", w)]
+    return words[:max_words]
+
+
+def build_wordfreq_en(sources: dict[str, Path], out: Path, scratch: Path) -> dict:
+    words = wordfreq_words(sources["wordfreq"])
+    write_lines(out / "words.txt", words)
+    return {"words": len(words), "about": "wordfreq 3.1.1 large_en, most frequent first, "
+            "word characters only; a reference lexicon for eval-suggest's non-word share"}
