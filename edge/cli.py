@@ -52,12 +52,12 @@ def resolve_bundle(path: str) -> str:
     return path
 
 
-def _open(args):
+def _open(args, user=None):
     from .session import open_session
 
     return open_session(resolve_bundle(args.bundle), precision=args.precision, threads=args.threads,
                         phrase_words=args.phrase_words, phrase_threshold=args.phrase_threshold,
-                        min_ratio=args.min_ratio)
+                        min_ratio=args.min_ratio, user=user)
 
 
 def register(subparsers) -> None:
@@ -73,6 +73,10 @@ def register(subparsers) -> None:
                         '"prefetch": N prepares the N likeliest next keys after answering '
                         '(send it when waiting for the user: the next keystroke then makes no model call)' % MAX_LINE_BYTES)
     p.add_argument("-k", type=int, default=3, help="word suggestions per keystroke (default 3)")
+    p.add_argument("--user-dir", default=None, metavar="DIR",
+                   help="learn the user's own words and word pairs as they type (no training, nothing leaves "
+                        "the device, the bundle never changes); kept in DIR/user_cache.json between sessions")
+    p.add_argument("--forget", action="store_true", help="delete what --user-dir DIR learned, then exit")
     p.set_defaults(func=cmd_suggest)
 
     e = subparsers.add_parser(
@@ -95,6 +99,9 @@ def register(subparsers) -> None:
                    help="a word list (one a line; repeatable) that, with --train-text's words, makes the "
                         "reference lexicon for the share of offered strings that are not words; e.g. "
                         "~/.cache/rnnkit/corpora/wordfreq_en/words.txt (rnnkit data fetch --only wordfreq_en)")
+    e.add_argument("--adapt", action="store_true",
+                   help="type the text a second time with adaptation on (a fresh user cache that learns only "
+                        "from what was typed before each keystroke) and print on/off side by side")
     e.add_argument("--out", default=None, help="also write the figures as JSON to this file")
     e.set_defaults(func=cmd_eval)
 
@@ -203,12 +210,28 @@ def json_loop(session, stream=None, out=None) -> int:
 
 
 def cmd_suggest(args) -> int:
+    from .adapt import UserCache, forget
+
+    if args.forget:
+        if not args.user_dir:
+            raise ValueError("--forget needs --user-dir DIR (the directory whose learned words to delete)")
+        print(f"{args.user_dir}: " + ("forgot what was learned" if forget(args.user_dir) else "nothing learned yet"))
+        return 0
     if not 1 <= args.k <= MAX_K:
         raise ValueError(f"-k must be from 1 to {MAX_K}, got {args.k}")
+    user = UserCache.load(args.user_dir) if args.user_dir else None
     try:
-        session = _open(args)
+        session = _open(args, user)
     except (TypeError, RuntimeError, OSError) as e:  # a tokenizer file sentencepiece cannot read
         raise ValueError(f"{args.bundle}: cannot open the bundle: {str(e).strip()[:200] or type(e).__name__}") from None
+    try:
+        return _suggest_loop(args, session)
+    finally:
+        if user is not None:  # what this session learned, for the next one (atomic write)
+            user.save(args.user_dir)
+
+
+def _suggest_loop(args, session) -> int:
     if args.json:
         return json_loop(session)
     if sys.stdin.isatty() and sys.stdout.isatty():
@@ -311,6 +334,12 @@ def cmd_eval(args) -> int:
         report["lstm_prefetch"] = {key: with_prefetch[key] for key in (
             "latency_ms_p50", "latency_ms_p99", "cpu_ms_p50", "cpu_ms_p99", "graph_calls_per_keystroke",
             "no_call_keystrokes", "prefetch_keys", "idle_ms_p50", "idle_ms_p99")}
+    if args.adapt:
+        from .adapt import UserCache
+
+        session.user = UserCache()
+        report["lstm_adapt"] = lstm_eval(session, text, is_word=is_word)
+        session.user = None
     report["phrase"] = phrase_eval(session, text, every=max(args.phrase_every, 1))
     if kn is not None:
         report["kneser_ney"] = kn_eval(kn, text)
@@ -349,14 +378,16 @@ def _print_report(r: dict) -> None:
             ("latency p50 (ms/keystroke)", "latency_ms_p50"), ("latency p99 (ms/keystroke)", "latency_ms_p99"),
             ("cpu time p50 (ms/keystroke)", "cpu_ms_p50"), ("cpu time p99 (ms/keystroke)", "cpu_ms_p99")]
     kn = r.get("kneser_ney", {})
+    cols = [("LSTM", r["lstm"])] + ([("+adapt", r["lstm_adapt"])] if "lstm_adapt" in r else []) + (
+        [("KN-3", kn)] if kn else [])
     print(f"{r['chars']} characters, {r['lstm']['words']} scored words, {r['lstm']['keystrokes']} keystrokes")
-    print(f"{'':34s}{'LSTM':>10s}{'KN-3':>10s}")
+    print(f"{'':34s}" + "".join(f"{name:>10s}" for name, _ in cols))
     for label, key in rows:
-        a, b = r["lstm"].get(key, math.nan), kn.get(key, math.nan)
-        pct = "ms_" not in key
-        fa = f"{100 * a:9.1f}%" if pct else f"{a:10.3f}"
-        fb = ("" if not kn else (f"{100 * b:9.1f}%" if pct else f"{b:10.3f}"))
-        print(f"{label:34s}{fa}{fb}")
+        cells = []
+        for _, part in cols:
+            v = part.get(key, math.nan)
+            cells.append(f"{100 * v:9.1f}%" if "ms_" not in key else f"{v:10.3f}")
+        print(f"{label:34s}" + "".join(cells))
     lstm = r["lstm"]
     if "not_words" in lstm:
         print(f"offered strings that are not words of the reference lexicon: {100 * lstm['not_words']:.2f}% "

@@ -36,10 +36,11 @@ from typing import Sequence
 import numpy as np
 
 from .phrase import PhraseHit, pick_phrase, search_phrase
-from .lexicon import FILE_NAME as LEXICON_FILE, Lexicon
+from .adapt import UserCache
+from .lexicon import FILE_NAME as LEXICON_FILE, Lexicon, words_of
 from .pieces import SentencePieceVocab, clean_text
 from .runner import EdgeError, StepRunner
-from .search import Dist, log_softmax_end, search_words
+from .search import Dist, WordHit, log_softmax_end, search_words
 
 KINDS = ("completion", "next", "phrase")
 MAX_K = 20
@@ -108,7 +109,7 @@ class TypingSession:
                  beam: int = 8, max_pieces: int = 4, phrase_words: int = 3, phrase_threshold: float = -0.5,
                  phrase_beam: int = 4, max_context_chars: int = 4_000, cache_size: int = 512,
                  rows_kept: int = 64, words_kept: int = 128, min_ratio: float = 0.01,
-                 lexicon: Lexicon | None = None, oov_min_prob: float = 0.5):
+                 lexicon: Lexicon | None = None, oov_min_prob: float = 0.5, user: UserCache | None = None):
         if vocab.vocab_size != runner.vocab_size:
             raise EdgeError(f"tokenizer has {vocab.vocab_size} pieces but the graph's vocab_size is "
                             f"{runner.vocab_size}: they do not belong together")
@@ -142,6 +143,7 @@ class TypingSession:
         # A word the lexicon does not know is offered only when the model gives it at least
         # this probability given what was typed (None: no lexicon, every spelled word counts).
         self.lexicon, self.oov_min_prob = lexicon, oov_min_prob
+        self.user = user  # adaptation to the user's own words (edge/adapt.py); None: off
         self.reset()
 
     # ------------------------------------------------------------------ context state
@@ -338,11 +340,13 @@ class TypingSession:
         """
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise EdgeError(f"k must be an int from 1 to {MAX_K}, got {k!r}")
+        if self.user is not None:
+            self.user.observe(text)  # learns only from what was typed before this keystroke
         prep = self._prepare(text)
         if prep is None:
             return []
         _, rows, typed = prep
-        hits, best, log_z = self._words_for(rows, typed, k)
+        hits, best, log_z = self._words_for(rows, typed, k, self._prev_word(text, typed))
         kind = "completion" if typed else "next"
         out = [Suggestion(h.text, math.exp(h.logp), kind, math.exp(h.logp - log_z)) for h in hits]
         if phrase and self.phrase_words >= 2:
@@ -351,7 +355,7 @@ class TypingSession:
                 out.append(Suggestion(p.text, math.exp(p.logp), "phrase", math.exp(p.logp)))
         return out
 
-    def _words_for(self, rows, typed: bytes, k: int) -> tuple[list, list, float]:
+    def _words_for(self, rows, typed: bytes, k: int, prev: str | None = None) -> tuple[list, list, float]:
         """(the words to offer, the best word as typed or completed, log of the probability
         mass the found words share) for the typed bytes.
 
@@ -364,9 +368,10 @@ class TypingSession:
         """
         want = 2 * k + 2 if self.lexicon is not None else k
         if not typed:
-            hits = search_words(self.vocab, rows, b" ", want, self.beam, self.max_pieces)
+            hits = self._adapt(rows, b"", search_words(self.vocab, rows, b" ", want, self.beam, self.max_pieces), prev)
             return self._real_words(hits, 0.0)[:k], hits[:1], 0.0
         hits = search_words(self.vocab, rows, b" " + typed, want + 1, self.beam, self.max_pieces, include_typed=True)
+        hits = self._adapt(rows, typed, hits, prev)
         if not hits:
             return [], [], 0.0
         log_z = float(np.logaddexp.reduce([h.logp for h in hits]))
@@ -381,7 +386,43 @@ class TypingSession:
         if self.lexicon is None:
             return hits
         floor = math.log(self.oov_min_prob) if self.oov_min_prob > 0 else -math.inf
-        return [h for h in hits if h.text in self.lexicon or h.logp - log_z >= floor]
+        user = self.user.uni if self.user is not None else {}
+        return [h for h in hits if h.text in self.lexicon or h.text in user or h.logp - log_z >= floor]
+
+    @staticmethod
+    def _prev_word(text: str, typed: bytes) -> str | None:
+        """The last whole word before the one being typed (None at the start of a line)."""
+        ctx = text[:len(text) - len(_TAIL.search(text, max(0, len(text) - MAX_WORD_CHARS - 1)).group())]
+        tail = ctx[-(MAX_WORD_CHARS + 2):]
+        if not tail.strip() or tail.rstrip(" \t").endswith("\n"):
+            return None
+        words = words_of(tail)
+        return words[-1] if words else None
+
+    def _adapt(self, rows, typed: bytes, hits: list[WordHit], prev: str | None) -> list[WordHit]:
+        """Mix the model's word probabilities with the user cache's, and add the cache's own
+        likeliest words for this prefix (scored by the model too), re-ranked."""
+        if self.user is None or self.user.total <= 0:
+            return hits
+        prefix = typed.decode("utf-8", "replace")
+        have = {h.text for h in hits}
+        extra = [w for w in self.user.candidates(prefix, prev, 3) if w not in have]
+        scored = list(hits) + [WordHit(w, lp, ids) for w, (lp, ids) in zip(extra, self._word_logps(rows, extra))]
+        mixed = [WordHit(h.text, self.user.mix(h.logp, h.text, prev), h.ids) for h in scored]
+        mixed.sort(key=lambda h: (-h.logp, h.text))
+        return mixed
+
+    def _word_logps(self, rows, words: list[str]) -> list[tuple[float, tuple[int, ...]]]:
+        """The model's log P(word, then a word boundary) for each word: its pieces read one
+        depth at a time for all words at once (one batched call a depth)."""
+        seqs = [tuple(self.vocab.encode_word(w)) for w in words]
+        lps = [0.0] * len(seqs)
+        for depth in range(max((len(q) for q in seqs), default=-1) + 1):
+            live = [i for i, q in enumerate(seqs) if depth <= len(q)]
+            for i, row in zip(live, rows([seqs[i][:depth] for i in live])):
+                q = seqs[i]
+                lps[i] += float(row.lp[q[depth]]) if depth < len(q) else row.end(self.vocab)
+        return [(lp if q else -math.inf, q) for lp, q in zip(lps, seqs)]
 
     def prefetch(self, text: str, keys: int = 3, k: int = 3, phrase: bool = True,
                  budget_ms: float = 20.0, stop=None) -> list[str]:

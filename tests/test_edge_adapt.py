@@ -1,0 +1,91 @@
+"""The model learns its user: the decayed user n-gram cache, counted by hand, and the session
+and CLI around it."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pytest
+
+from rnnkit.cli import main
+from rnnkit.edge.adapt import FILE_NAME, UserCache, forget
+from rnnkit.edge.session import open_session
+
+from test_edge_support import tiny_bundle
+
+
+def test_counts_by_hand_and_edits_are_not_repeats():
+    c = UserCache(decay=1.0)
+    c.observe("hello world hello wor")  # "wor" is still being typed: not counted
+    assert dict(c.uni) == {"hello": 2, "world": 1}
+    assert dict(c.bi) == {("hello", "world"): 1, ("world", "hello"): 1}
+    c.observe("hello world hello wor")  # the same keystroke again counts nothing
+    c.observe("hello world hello world ")
+    assert dict(c.uni) == {"hello": 2, "world": 2}
+    c.observe("hello there ")  # an edit: counted again only from where it changed
+    assert c.uni["there"] == 1 and c.bi[("hello", "there")] == 1 and c.uni["hello"] == 2
+    c.observe("hello there\nnew line ")  # a line break: no bigram across it
+    assert ("there", "new") not in c.bi and c.bi[("new", "line")] == 1
+
+
+def test_prob_formula_by_hand():
+    c = UserCache(lam=0.2, beta=2.0, decay=1.0)
+    c.observe("a b a c a b ")  # uni a3 b2 c1 (N=6); bigrams ab2 ba1 ac1 ca1 -> c(a)=3
+    assert c.prob("b", None) == pytest.approx(2 / 6)
+    assert c.prob("b", "a") == pytest.approx((2 + 2.0 * 2 / 6) / (3 + 2.0))
+    assert c.prob("z", "a") == 0.0
+    assert c.mix(math.log(0.5), "b", "a") == pytest.approx(math.log(0.8 * 0.5 + 0.2 * (2 + 2 / 3) / 5))
+    assert c.candidates("", "a", 2) == ["b", "c"] and c.candidates("c", None, 3) == []  # "c" itself is typed
+
+
+def test_decay_fades_old_words():
+    c = UserCache(decay=0.5)
+    c.observe("old new ")
+    assert c.uni["new"] / c.uni["old"] == pytest.approx(2.0)  # one word later, half the weight
+    for _ in range(200):  # scale stays bounded: counts are rescaled, ratios kept
+        c.observe(c._seen + "new ")
+    assert c._scale <= 1e30 and c.prob("old", None) < 1e-50
+
+
+def test_save_load_forget(tmp_path):
+    c = UserCache(decay=1.0)
+    c.observe("see you tomorrow see you ")
+    c.save(tmp_path)
+    d = UserCache.load(tmp_path)
+    assert dict(d.uni) == dict(c.uni) and dict(d.bi) == dict(c.bi)
+    assert d.prob("you", "see") == pytest.approx(c.prob("you", "see"))
+    assert UserCache.load(tmp_path / "nobody").total == 0  # no file yet: empty
+    (tmp_path / FILE_NAME).write_text('{"format": 1, "uni": 5}')
+    with pytest.raises(ValueError, match="rnnkit suggest --forget"):
+        UserCache.load(tmp_path)
+    assert forget(tmp_path) and not (tmp_path / FILE_NAME).exists() and not forget(tmp_path)
+
+
+def test_session_learns_a_new_word_and_what_follows_it(no_prefetch_budget):
+    plain = open_session(tiny_bundle("lstm"))
+    assert "zorblax" not in {s.text for s in plain.suggest("The zo", 3, phrase=False)}
+    adapted = open_session(tiny_bundle("lstm"), user=UserCache(lam=0.5))
+    text = "I met zorblax today. zorblax sings well. "
+    for i in range(len(text) + 1):  # typed keystroke by keystroke
+        adapted.suggest(text[:i], 3, phrase=False)
+    assert adapted.user.uni["zorblax"] > 0
+    assert "zorblax" in [s.text for s in adapted.suggest(text + "Then zo", 3, phrase=False)]
+    after = {s.text: s.prob for s in adapted.suggest(text + "zorblax ", 3, phrase=False)}
+    assert "sings" in after and "today" in after  # both followed "zorblax"
+    assert after["sings"] >= 0.5 * adapted.user.prob("sings", "zorblax")  # the mixture, lam = 0.5
+    # what is being typed now is not learned yet
+    fresh = open_session(tiny_bundle("lstm"), user=UserCache())
+    fresh.suggest("quuxly", 3, phrase=False)
+    assert len(fresh.user) == 0
+
+
+def test_cli_user_dir_and_forget(tmp_path, monkeypatch, capsys, no_prefetch_budget):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Meet me at Quillfield \n"))
+    assert main(["suggest", str(tiny_bundle("lstm")), "--user-dir", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / FILE_NAME).read_text())
+    assert saved["uni"].keys() == {"Meet", "me", "at", "Quillfield"}
+    capsys.readouterr()
+    assert main(["suggest", "--forget", "--user-dir", str(tmp_path)]) == 0
+    assert "forgot" in capsys.readouterr().out and not (tmp_path / FILE_NAME).exists()
