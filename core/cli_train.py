@@ -283,7 +283,10 @@ def _run_train(args) -> int:
     _check_values(recipe, run_dir)  # types and ranges, before anything is written
     _writable(run_dir)
     if restart:
-        _start_over(run_dir, run_recipe, _recorded_recipe(run_dir) if args.resume is None else run_recipe)
+        old = _recorded_recipe(run_dir) if args.resume is None else run_recipe
+        _start_over(run_dir, run_recipe, old)
+        if old is not run_recipe and old is not None:  # the directory's history stays with it
+            run_recipe["commands"] = [*old.get("commands", []), *run_recipe.get("commands", [])]
 
     from .trainer import TrainConfig, train
 

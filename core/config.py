@@ -157,6 +157,8 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
             out[key.strip()] = json.loads(raw)
         except json.JSONDecodeError:
             out[key.strip()] = raw
+        except (ValueError, RecursionError):  # an integer beyond Python's 4300-digit limit, deep nesting
+            raise ValueError(f"override {key.strip()[:40]!r}: the value is not a usable number or JSON value") from None
     return out
 
 
