@@ -46,7 +46,7 @@ class TranslationTask:
                  test: Optional[Sequence[Pair]] = None, max_len: int = 48, batch_size: int = 32,
                  bos_id: int = 2, eos_id: int = 3, seed: int = 0, val_bleu_sentences: int = 200,
                  beam: int = 4, length_penalty: float = 0.6, decode_max_len: int = 200,
-                 eval_max_len: int = 0):
+                 eval_max_len: int = 0, extra_tests: Optional[dict[str, Sequence[Pair]]] = None):
         self.src_tok, self.tgt_tok = src_tok, tgt_tok
         self.max_len, self.batch_size, self.seed = max_len, batch_size, seed
         self.bos, self.eos = bos_id, eos_id
@@ -59,6 +59,10 @@ class TranslationTask:
         for split, pairs in (("train", train), ("val", valid), ("test", test)):
             if pairs is not None:
                 self._add(split, pairs)
+        # Each extra source's own test split, scored apart at finalize ("test_<name>_bleu").
+        self.extra_tests = list((extra_tests or {}).keys())
+        for name, pairs in (extra_tests or {}).items():
+            self._add(f"test_{name}", pairs)
         if not self.ids["train"]:
             raise ValueError(f"no training pair is within max_len={max_len} tokens on both sides")
 
@@ -162,6 +166,15 @@ class TranslationTask:
                 f"SRC: {p['src']}\nREF: {p['ref']}\nHYP: {p['hyp']}\n" for p in picks))
         from .tasks_classify import write_final
 
+        for name in self.extra_tests:
+            extra = self.raw[f"test_{name}"]
+            ex_hyps = self.translate(model, [s for s, _ in extra], beam=self.beam)
+            sc = corpus_scores(ex_hyps, [t for _, t in extra])
+            out.update({f"test_{name}_bleu": sc["bleu"], f"test_{name}_chrf": sc["chrf"],
+                        f"test_{name}_sentences": float(len(extra))})
+            out.setdefault("samples_by_source", {})[name] = [
+                {"src": extra[i][0], "ref": extra[i][1], "hyp": ex_hyps[i]}
+                for i in range(0, len(extra), max(1, len(extra) // samples))][:samples]
         out.update(self.evaluate(model))
         out["samples"] = picks
         out["beam"], out["length_penalty"] = self.beam, self.length_penalty
@@ -194,7 +207,17 @@ def build(recipe, run_dir):
     seed = int(recipe["train"].get("seed", 1337))
     from .data.loaders import load_parallel
 
-    train, valid, test = user_or_corpus_splits(data, read_parallel_tsv, load_parallel, 0.05, seed)
+    corpus = data.get("corpus", "bible_en_de")
+    train, valid, test = user_or_corpus_splits(
+        data, read_parallel_tsv, lambda split: load_parallel(split, corpus), 0.05, seed)
+    extra_tests = {}
+    if not data.get("train_file"):
+        # More corpora beside the main one ({name: times its train split is repeated}); their
+        # valid splits join validation, their test splits are scored each on its own.
+        for name, repeat in (data.get("extra_corpora") or {}).items():
+            train = train + load_parallel("train", name) * int(repeat)
+            valid = valid + load_parallel("valid", name)
+            extra_tests[name] = load_parallel("test", name)
     train = seeded_subset(train, int(data.get("max_train_pairs", 0) or 0), seed)
     ev = int(data.get("max_eval_pairs", 0) or 0)
     valid, test = seeded_subset(valid, ev, seed), (seeded_subset(test, ev, seed) if test else test)
@@ -217,5 +240,6 @@ def build(recipe, run_dir):
                            val_bleu_sentences=int(data.get("val_bleu_sentences", 200)),
                            beam=int(data.get("beam", 4)), length_penalty=float(data.get("length_penalty", 0.6)),
                            decode_max_len=int(data.get("decode_max_len", 200)),
-                           eval_max_len=int(data.get("eval_max_len", 0) or 0))
+                           eval_max_len=int(data.get("eval_max_len", 0) or 0),
+                           extra_tests={k: seeded_subset(v, ev, seed) for k, v in extra_tests.items()})
     return seeded_model(recipe, Seq2Seq, cfg), task, (src_tok if joint else (src_tok, tgt_tok))
