@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
+MIN_VALID_LINES = 20  # a language model scores every token: fewer lines than a classifier's rows suffice
 HOLDOUT = 0.05
 
 
@@ -46,6 +48,10 @@ def load_splits(data: Mapping[str, Any]) -> dict[str, list[str]]:
                 raise ValueError(f"{data['train_file']}: need at least 2 lines to hold out a validation part "
                                  f"(or pass --valid FILE)")
             splits = {"train": lines[:-n_valid], "valid": lines[-n_valid:]}
+        from .data.readers import warn_small_valid
+
+        warn_small_valid(len(splits["valid"]), "lines", held_out=not data.get("valid_file"),
+                         fraction=HOLDOUT, minimum=MIN_VALID_LINES)
         if data.get("test_file"):
             splits["test"] = _read_lines(data["test_file"])
     else:
@@ -67,7 +73,13 @@ def train_tokenizer(spec: Mapping[str, Any], lines: Sequence[str]):
     if kind == "word":
         return T.WordTokenizer.train(lines, vocab_size=int(spec.get("vocab_size", 0) or 0))
     if kind == "sentencepiece":
-        return T.train_sentencepiece(lines, int(spec.get("vocab_size", 8000)), spec.get("model_type", "unigram"))
+        asked = int(spec.get("vocab_size", 8000))
+        tok = T.train_sentencepiece(lines, asked, spec.get("model_type", "unigram"))
+        if tok.vocab_size < asked:  # hard_vocab_limit=False: the text could not fill the size asked
+            print(f"tokenizer: asked for {asked} pieces, this text supports {tok.vocab_size} (260 of them "
+                  f"specials and byte fallback); using {tok.vocab_size} (recorded in recipe.json as "
+                  f"tokenizer.vocab_size_actual)", file=sys.stderr, flush=True)
+        return tok
     raise ValueError(f"unknown tokenizer kind {kind!r}; allowed: char, word, sentencepiece")
 
 

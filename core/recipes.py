@@ -192,6 +192,13 @@ def load_or_train_tokenizer(run_dir: str | Path, train: Callable[[], Any]):
     tokenizer = train()
     run_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.save(run_dir)
+    recipe_file = run_dir / "recipe.json"
+    if recipe_file.is_file() and isinstance(getattr(tokenizer, "vocab_size", None), int):
+        # The size the tokenizer really has (a small text gives fewer pieces than asked).
+        recipe = json.loads(recipe_file.read_text(encoding="utf-8"))
+        if isinstance(recipe.get("tokenizer"), dict):
+            recipe["tokenizer"]["vocab_size_actual"] = tokenizer.vocab_size
+            save_recipe(recipe, run_dir)
     return tokenizer
 
 

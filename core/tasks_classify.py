@@ -392,7 +392,11 @@ def user_or_corpus_splits(data: dict, read, load, holdout: float, seed: int) -> 
         valid = read(data["valid_file"])
     else:
         train, valid = seeded_holdout(train, holdout, seed)
+    from .data.readers import warn_small_valid
+
+    warn_small_valid(len(valid), "rows", held_out=not data.get("valid_file"), fraction=holdout)
     return train, valid, (read(data["test_file"]) if data.get("test_file") else None)
+
 
 
 def clean_mr_text(text: str) -> str:

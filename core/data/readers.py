@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -216,3 +217,18 @@ def read_series_csv(path: str | os.PathLike, column: str | None = None) -> Serie
         idx = np.arange(len(arr))
         arr = np.interp(idx, idx[known], arr[known])  # ends take the nearest known value
     return Series(name=Path(path).stem, times=times, values=arr, missing_lines=missing)
+
+
+MIN_VALID_ROWS = 100  # below this, one row moves accuracy by >= 1 point: "best" is mostly luck
+
+
+def warn_small_valid(n: int, unit: str, held_out: bool, fraction: float = 0.0, minimum: int = MIN_VALID_ROWS) -> bool:
+    """Print a warning (stderr, once per run start) when the validation set is too small for its
+    metric to pick a meaningful best model or early stop; True if it warned."""
+    if n >= minimum:
+        return False
+    how = (f"held out {fraction:.0%} of your training file" if held_out else "your --valid file has")
+    print(f"warning: validation has only {n} {unit} ({how}); with fewer than {minimum} the best "
+          f"checkpoint and early stopping follow noise. Pass a larger --valid FILE (or more data).",
+          file=sys.stderr, flush=True)
+    return True
