@@ -257,45 +257,9 @@ def _fmt(s) -> str:
 
 
 def _interactive(session, k: int) -> int:
-    import select
-    import termios
-    import tty
+    from .terminal import run
 
-    fd = sys.stdin.fileno()
-    old = termios.tcgetattr(fd)
-    text = ""
-    try:
-        tty.setcbreak(fd)  # keys arrive one by one, unechoed; then the prompt says we are ready
-        print("type; Tab accepts the first suggestion, Ctrl-D or Ctrl-C quits\n")
-        while True:
-            t0 = time.perf_counter()
-            sugg = session.suggest(text, k)
-            ms = (time.perf_counter() - t0) * 1e3
-            line = "  ".join(_fmt(s) for s in sugg) or "(no suggestion)"
-            # two lines redrawn in place: the suggestions, then the text with the cursor
-            sys.stdout.write(f"\r\x1b[2K\x1b[1A\r\x1b[2K  {line}   [{ms:.1f} ms]\n> {text[-200:]}")
-            sys.stdout.flush()
-            key_waiting = lambda: bool(select.select([fd], [], [], 0)[0])  # noqa: E731
-            if not key_waiting():  # use the pause to prepare the next keys; a key press cuts it short
-                session.prefetch(text, k=k, stop=key_waiting)
-            ch = os.read(fd, 4).decode("utf-8", "replace")
-            if ch in ("\x04", "\x03"):
-                break
-            if ch in ("\x7f", "\x08"):
-                text = text[:-1]
-            elif ch == "\t" and sugg:
-                # a completion replaces the partial word; a next word is appended
-                at_boundary = not text or text[-1].isspace()
-                cut = len(text) if at_boundary else len(text) - len(text.split()[-1])
-                text = text[:cut] + sugg[0].text + " "
-            elif ch in ("\r", "\n"):
-                text += "\n"
-            elif ch.isprintable() or ch == " ":
-                text += ch
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, old)
-        print()
-    return 0
+    return run(session, k)
 
 
 # ---------------------------------------------------------------------------- eval-suggest
