@@ -14,20 +14,45 @@ numbers (no lambdas, no pickled objects) and the learning rate is a pure functio
 from __future__ import annotations
 
 import math
-from typing import Iterable
-
 import torch
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "cosine", "plateau")
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], name: str, lr: float, weight_decay: float = 0.0,
+def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Parameter groups: weight decay on weight matrices only; embeddings (and the output layer
+    tied to them), biases and norm gains are not decayed (the usual practice: decaying a
+    vector of gains or an embedding row the batch never saw only pulls it toward zero)."""
+    no_decay: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            no_decay.update(id(p) for p in module.parameters(recurse=False))
+    decay, keep = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (keep if p.ndim < 2 or id(p) in no_decay else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
+
+
+def build_optimizer(params, name: str, lr: float, weight_decay: float = 0.0,
                     momentum: float = 0.0) -> torch.optim.Optimizer:
-    """One of sgd | adam | adamw | rmsprop; ``momentum`` applies to sgd and rmsprop."""
+    """One of sgd | adam | adamw | rmsprop; ``momentum`` applies to sgd and rmsprop.
+
+    ``params``: a module (weight decay by ``decay_groups``), or parameters / groups as torch
+    takes them. For sgd, adam and rmsprop weight decay is coupled L2 (``lr * weight_decay`` of
+    every weight removed each step): a value set for AdamW is refused where it would erase the
+    weights (sgd at lr 20 with 0.01 removes 20 % a step)."""
     if lr <= 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    params = [p for p in params if p.requires_grad]
+    if name in ("sgd", "adam", "rmsprop") and lr * weight_decay > 0.01:
+        raise ValueError(f"optimizer {name} with lr {lr:g} and weight_decay {weight_decay:g} removes "
+                         f"{min(lr * weight_decay, 1):.0%} of every weight each step (coupled L2; AdamW's "
+                         f"decay is decoupled): set train.weight_decay=0 or below {0.01 / lr:.2g}")
+    if isinstance(params, torch.nn.Module):
+        params = decay_groups(params, weight_decay)
+    else:
+        params = [p for p in params if isinstance(p, dict) or p.requires_grad]
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adam":

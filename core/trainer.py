@@ -315,7 +315,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
     total = _total_steps(cfg, task)  # before seeding: a task may draw randomness to build batches
     seed_everything(cfg.seed + info.rank)  # ranks draw different dropout masks
     model.to(device).train()
-    optimizer = build_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
     schedule = LRSchedule(optimizer, cfg.schedule, cfg.lr, cfg.warmup_steps, total, cfg.min_lr_ratio,
                           task.metric_mode, cfg.plateau_factor, cfg.plateau_patience)
     scaler = devices.make_grad_scaler(device, precision)
