@@ -350,7 +350,10 @@ def _print_report(r: dict) -> None:
         cells = []
         for _, part in cols:
             v = part.get(key, math.nan)
-            cells.append(f"{100 * v:9.1f}%" if "ms_" not in key else f"{v:10.3f}")
+            if v != v:  # not measured for this column (the trigram has no per-thread CPU time)
+                cells.append(f"{'-':>10s}")
+            else:
+                cells.append(f"{100 * v:9.1f}%" if "ms_" not in key else f"{v:10.3f}")
         print(f"{label:34s}" + "".join(cells))
     lstm = r["lstm"]
     if "not_words" in lstm:
