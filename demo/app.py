@@ -387,6 +387,9 @@ def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
 def launch(models_dir: str | Path = "models", host: str = "127.0.0.1", port: int = 7860, share: bool = False,
            allow_hosts: tuple[str, ...] = (), **kwargs: Any):
     """Build and serve the demo (blocks until stopped unless ``prevent_thread_lock=True``)."""
+    from .suggest import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before Gradio's worker threads exist: memory returns after a burst
     demo = build_demo(models_dir)
     demo.launch(server_name=host, server_port=port, share=share, **launch_options(host, share, allow_hosts), **kwargs)
     return demo

@@ -34,7 +34,7 @@ class Graph:
 
     def __init__(self, bundle: Bundle, job: str):
         self.job = job
-        self.session = bundle.session(job)
+        self.session = bundle.session(job, mem_arena=False)  # shared by every user: no arena kept at its peak
         self.meta = bundle.metadata(job)
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]

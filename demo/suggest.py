@@ -18,9 +18,13 @@ import numpy as np
 
 from rnnkit.export.bundle import open_bundle
 
-MAX_TYPINGS = 48   # typing sessions kept server-side, least recently used dropped first
-CACHE_SIZE = 128   # search rows per session (edge default 512); each is a state + a vocabulary row
-ROWS_KEPT = 16     # next-piece rows kept per session (edge default 64)
+# Memory: a typing session holds a state per word of its window (5 kB each on suggest-en) and
+# cached search rows (a vocabulary row + a state, ~37 kB each). The LRU bounds the peak (~32 x
+# a few MB); the idle TTL brings the server back near its baseline after a burst.
+MAX_TYPINGS = 32   # typing sessions kept server-side, least recently used dropped first
+CACHE_SIZE = 64    # search rows per session (edge default 512; one keystroke's search uses ~30)
+ROWS_KEPT = 8      # next-piece rows kept per session (edge default 64)
+IDLE_TTL_S = 120   # a session unused this long is dropped (its next keystroke re-reads the text once)
 
 
 @dataclass
@@ -56,11 +60,13 @@ class Suggester:
             raise ValueError(f"{directory}: live suggestions need a SentencePiece tokenizer (tokenizer.model)")
         # One runner (one onnxruntime session) for everyone: TypingSession calls its pure step,
         # which keeps no state in the runner, and onnxruntime's run() is thread-safe.
-        self.runner = StepRunner(self.bundle.graph_path("step"))
+        self.runner = StepRunner(self.bundle.graph_path("step"), mem_arena=False)
         self.vocab = SentencePieceVocab(self.bundle.tokenizer_path, eos_id=self.runner.meta.eos_id)
         self.new_typing()  # fail now, at start-up, if the runner and the tokenizer disagree
         self._typings: OrderedDict[str, Typing] = OrderedDict()
+        self._used: dict[str, float] = {}
         self._lock = threading.Lock()
+        self._janitor: threading.Thread | None = None
 
     def new_typing(self) -> Typing:
         from rnnkit.edge.session import TypingSession
@@ -74,17 +80,46 @@ class Suggester:
         Sessions live in one LRU of at most ``MAX_TYPINGS``: every API call is a new browser
         session, so per-session state alone would grow with the number of requests, not users.
         A forgotten session costs its next keystroke one re-read of the text, nothing else."""
+        now = time.monotonic()
         with self._lock:
             if key is not None and key in self._typings:
                 self._typings.move_to_end(key)
+                self._used[key] = now
                 return key, self._typings[key]
         typing = self.new_typing()
         key = key if isinstance(key, str) and len(key) == 32 else secrets.token_hex(16)
         with self._lock:
             self._typings[key] = typing
+            self._used[key] = now
             while len(self._typings) > MAX_TYPINGS:
-                self._typings.popitem(last=False)
+                old, _ = self._typings.popitem(last=False)
+                self._used.pop(old, None)
+        self._start_janitor()
         return key, typing
+
+    def drop_idle(self, ttl: float = IDLE_TTL_S) -> int:
+        """Forget sessions unused for ``ttl`` seconds and hand freed memory back to the OS."""
+        cutoff = time.monotonic() - ttl
+        with self._lock:
+            idle = [k for k, t in self._used.items() if t < cutoff]
+            for k in idle:
+                self._typings.pop(k, None)
+                self._used.pop(k, None)
+        if idle:
+            _trim_heap()
+        return len(idle)
+
+    def _start_janitor(self) -> None:
+        if self._janitor is not None:
+            return
+
+        def sweep():
+            while True:
+                time.sleep(IDLE_TTL_S / 4)
+                self.drop_idle()
+
+        self._janitor = threading.Thread(target=sweep, name="typing-janitor", daemon=True)
+        self._janitor.start()
 
     def suggest(self, typing: Typing, text: str, k: int = 3) -> list[dict[str, Any]]:
         """Suggestions for ``text`` as dicts {"text", "kind", "prob", "p_given_typed"} (see
@@ -96,3 +131,25 @@ class Suggester:
             del typing.latencies[:-1000]
         return [{"text": r.text, "kind": r.kind, "prob": round(float(r.prob), 4),
                  "p_given_typed": round(float(r.p_given_typed), 4)} for r in results]
+
+
+def limit_malloc_arenas(n: int = 2) -> None:
+    """glibc gives each thread its own heap arena (up to 8 per core); a server's many request
+    threads then keep freed memory spread over all of them. Call before the threads start."""
+    try:
+        import ctypes
+
+        M_ARENA_MAX = -8
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, n)
+    except (OSError, AttributeError):
+        pass
+
+
+def _trim_heap() -> None:
+    """glibc keeps freed small blocks (a session's many 32 kB rows) in its arenas; give them back."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the allocator decides
+        pass

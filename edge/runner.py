@@ -89,8 +89,10 @@ class StepMeta:
         return meta
 
 
-def session_options(threads: int = 1):
-    """One intra-op thread by default: a keystroke is one tiny step, threads only add sync cost."""
+def session_options(threads: int = 1, mem_arena: bool = True):
+    """One intra-op thread by default: a keystroke is one tiny step, threads only add sync cost.
+    ``mem_arena=False``: no onnxruntime CPU arena (a server with many concurrent runs would keep
+    the arena at its peak forever; the demo turns it off, a device keeps it)."""
     import onnxruntime as ort
 
     if not isinstance(threads, int) or threads < 0:
@@ -101,10 +103,12 @@ def session_options(threads: int = 1):
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3  # warnings about unused initializers are noise on a device
+    so.enable_cpu_mem_arena = bool(mem_arena)
     return so
 
 
-def load_session(model: str | os.PathLike | bytes, threads: int = 1, providers: Sequence[str] = PROVIDERS):
+def load_session(model: str | os.PathLike | bytes, threads: int = 1, providers: Sequence[str] = PROVIDERS,
+                 mem_arena: bool = True):
     """An ``onnxruntime.InferenceSession``; a truncated or altered file is a clear ``EdgeError``."""
     import onnxruntime as ort
 
@@ -117,7 +121,7 @@ def load_session(model: str | os.PathLike | bytes, threads: int = 1, providers: 
         raise EdgeError(f"{where}: no such ONNX file")
     try:
         return ort.InferenceSession(model if isinstance(model, (bytes, bytearray)) else str(model),
-                                    sess_options=session_options(threads), providers=list(providers))
+                                    sess_options=session_options(threads, mem_arena), providers=list(providers))
     except Exception as e:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         if "MatMulNBits" in str(e) or "not a registered function/op" in str(e):  # an op this build lacks
@@ -134,10 +138,10 @@ class StepRunner:
     """
 
     def __init__(self, model: str | os.PathLike | bytes, threads: int = 1,
-                 providers: Sequence[str] = PROVIDERS):
+                 providers: Sequence[str] = PROVIDERS, mem_arena: bool = True):
         self.path = None if isinstance(model, (bytes, bytearray)) else str(model)
         where = self.path or "<bytes>"
-        self.session = load_session(model, threads, providers)
+        self.session = load_session(model, threads, providers, mem_arena)
         props = dict(self.session.get_modelmeta().custom_metadata_map)
         self.meta = StepMeta.from_props(props, where)
         inputs = {i.name: i for i in self.session.get_inputs()}

@@ -253,8 +253,9 @@ class Bundle:
             raise BundleError(f"{self.path}: no {job!r} graph; this {self.kind} bundle has: {', '.join(table)}")
         return table[job]
 
-    def session(self, job: str, precision: str | None = None, threads: int = 1):
-        """A cached ``onnxruntime.InferenceSession`` for ``job`` (CPU, ``threads`` intra-op threads)."""
+    def session(self, job: str, precision: str | None = None, threads: int = 1, mem_arena: bool = True):
+        """A cached ``onnxruntime.InferenceSession`` for ``job`` (CPU, ``threads`` intra-op threads;
+        ``mem_arena=False`` for servers: an arena stays at its peak of concurrent runs)."""
         key = (job, precision or self.precision)
         if key not in self._sessions:
             import onnxruntime as ort
@@ -264,6 +265,7 @@ class Bundle:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
             opts.log_severity_level = 3
+            opts.enable_cpu_mem_arena = bool(mem_arena)
             try:
                 self._sessions[key] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
             except Exception as e:  # onnxruntime's own types (Fail, InvalidGraph, ...): one line, named file

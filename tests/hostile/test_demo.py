@@ -294,3 +294,10 @@ def test_live_server_fences_and_the_accept_event_by_number(server):
         event, out = _queue_call(http, url, _fn_index(demo, "accept_suggestion_0"),
                                  ["i would like to th", [{"text": "thank", "kind": "completion"}]])
         assert event == "ok" and out["data"][0] == "i would like to thank "
+
+
+def test_idle_typing_sessions_are_dropped(shelf):
+    engine = shelf["suggest"].get()
+    for i in range(5):
+        app.suggest(shelf, None, f"idle session {i} ", 3)
+    assert engine.drop_idle(0) >= 5 and not engine._typings
