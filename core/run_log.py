@@ -27,14 +27,18 @@ from .plots import read_metrics
 
 class RunLog:
     def __init__(self, path: Path, enabled: bool, quiet: bool, total_steps: Optional[int], start_step: int,
-                 name: str = "train"):
+                 name: str = "train", budget_minutes: float = 0.0):
+        """``budget_minutes`` > 0: this call stops on time too, so the bar counts steps without a
+        step-based ETA (which would be wrong) and shows the minutes used of the budget."""
         self.path, self.enabled, self.quiet = path, enabled, quiet
         self.bar = None
         self._file = None
+        self.budget_minutes, self.max_steps = budget_minutes, total_steps
         if enabled and not quiet:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total_steps or None, initial=start_step, desc=name, unit="step",
+            total = None if budget_minutes > 0 else (total_steps or None)
+            self.bar = tqdm(total=total, initial=start_step, desc=name, unit="step",
                             dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
 
     def start(self, resume_step: Optional[int]) -> None:
@@ -61,10 +65,21 @@ class RunLog:
         if not self.enabled:
             return
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{rec['loss']:.4f}", items_s=f"{rec['items_per_s']:,.0f}", refresh=False)
+            budget = self.budget_text(rec.get("call_minutes", 0.0))
+            self.bar.set_postfix(loss=f"{rec['loss']:.4f}", items_s=f"{rec['items_per_s']:,.0f}",
+                                 **({"budget": budget} if budget else {}), refresh=False)
         else:
+            budget = self.budget_text(rec.get("call_minutes", 0.0))
             self.print(f"step {rec['step']:>7} | epoch {rec['epoch']:>3} | loss {rec['loss']:.4f} | "
-                       f"{rec['items_per_s']:>9,.0f} items/s | lr {rec['lr']:.2e} | {rec['elapsed']:.1f}s")
+                       f"{rec['items_per_s']:>9,.0f} items/s | lr {rec['lr']:.2e} | {rec['elapsed']:.1f}s"
+                       + (f" | this call {budget}" if budget else ""))
+
+    def budget_text(self, call_minutes: float) -> str:
+        """"12.0/95 min" (and the step limit) when this call has a time budget."""
+        if self.budget_minutes <= 0:
+            return ""
+        steps = f", or step {self.max_steps}" if self.max_steps else ""
+        return f"{call_minutes:.1f}/{self.budget_minutes:g} min{steps}"
 
     def eval_line(self, rec: dict, metric: str, is_best: bool) -> None:
         self.write(rec)

@@ -320,7 +320,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
                           task.metric_mode, cfg.plateau_factor, cfg.plateau_patience)
     scaler = devices.make_grad_scaler(device, precision)
     amp = devices.autocast(device, precision)
-    log = RunLog(run_dir / "metrics.jsonl", info.is_main, cfg.quiet, total, 0, getattr(task, "name", "train"))
+    log = RunLog(run_dir / "metrics.jsonl", info.is_main, cfg.quiet, total, 0, getattr(task, "name", "train"),
+                 budget_minutes=cfg.max_minutes)
     run = _Run(model, task, cfg, info, device, precision, optimizer, schedule, scaler, log, run_dir)
     st = run.st
     ckpt = None
@@ -391,7 +392,8 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
                     log.train_line({"kind": "train", "step": step, "epoch": st["epoch"],
                                     "loss": run.meter.mean_and_reset(),
                                     "items_per_s": rate_items * info.world_size / max(now - last_log_t, 1e-9),
-                                    "lr": lr, "elapsed": round(run.elapsed(), 3)})
+                                    "lr": lr, "elapsed": round(run.elapsed(), 3),
+                                    "call_minutes": round((now - run.t0) / 60, 3)})
                     rate_items, last_log_t = 0, now
                 t_pause = time.perf_counter()  # evaluation and checkpoints do not count against items/s
                 if cfg.eval_every and step % cfg.eval_every == 0:
