@@ -1,37 +1,83 @@
 # One entry point for a fresh machine. `make demo` and `make test` are the README's two commands.
 PY ?= python3
+SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 # torch first and pinned: on these machines torch==2.13.0 is a CPU wheel on disk; an
 # unpinned torch would pull a multi-GB CUDA build. Any torch >= 2.4 works.
 TORCH ?= torch==2.13.0
+# The lock: every package of rnnkit[all], pinned (`make lock` regenerates it). pyproject.toml
+# keeps its ranges; `make setup` installs within them at exactly these versions.
+LOCK := constraints.txt
+# A TORCH other than the locked one installs against the lock without its torch line.
+LOCKED_TORCH := $(shell grep -m1 '^torch==' $(LOCK) 2>/dev/null)
+SETUP_LOCK := $(if $(filter $(LOCKED_TORCH),$(TORCH)),$(LOCK),$(VENV)/constraints-other-torch.txt)
+CHROMIUM ?= $(or $(RNNKIT_CHROMIUM),/usr/bin/chromium)
+# Under these switches a test that would skip (no Chromium, a corpus not fetched, an optional
+# package missing, any other reason) fails instead: CI cannot go green by skipping (tests/conftest.py).
+STRICT := RNNKIT_REQUIRE_BROWSER=1 RNNKIT_REQUIRE_DATA=1 RNNKIT_REQUIRE_DEPS=1 RNNKIT_REQUIRE_ALL=1
 
-.PHONY: setup demo test test-fast browser-deps bench clean
+.PHONY: setup demo test test-fast test-latest lock browser-deps bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-setup: $(BIN)/python
-	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[all]"
+$(VENV)/constraints-other-torch.txt: $(LOCK) | $(BIN)/python
+	grep -v '^torch==' $(LOCK) > $@
 
+setup: $(BIN)/python $(SETUP_LOCK)
+	$(BIN)/pip install -q -c $(SETUP_LOCK) "$(TORCH)"
+	$(BIN)/pip install -q -c $(SETUP_LOCK) -e ".[all]"
+
+# Debian's Chromium for the Playwright tests (Playwright's own browser download cannot work here).
+# Fails when Chromium cannot be installed: the browser tests must run, not skip.
 browser-deps:
-	# Debian's Chromium for the Playwright tests (Playwright's own browser download cannot work here).
-	if [ ! -x /usr/bin/chromium ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) || echo "chromium not installed: browser tests will skip"; fi
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium \
+	    || { echo "browser-deps: could not install Debian's chromium (apt-get install chromium)" >&2; exit 1; }; \
+	fi
+	@test -x "$(CHROMIUM)" || { echo "browser-deps: $(CHROMIUM) is missing after the install (set RNNKIT_CHROMIUM?)" >&2; exit 1; }
 
 demo: setup
 	$(BIN)/rnnkit demo
 
 test: setup browser-deps
 	$(BIN)/rnnkit data fetch
-	$(BIN)/python -m pytest -q
+	$(STRICT) $(BIN)/python -m pytest -q
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+# Not in CI: the newest releases pyproject.toml's ranges allow (no lock), in a venv of its own,
+# to see early what the next `make lock` would bring. torch stays pinned (TORCH).
+test-latest:
+	[ -x .venv-latest/bin/python ] || $(PY) -m venv .venv-latest
+	.venv-latest/bin/pip install -q --upgrade pip
+	.venv-latest/bin/pip install -q "$(TORCH)"
+	.venv-latest/bin/pip install -q --upgrade --upgrade-strategy eager -e ".[all]"
+	@# what moved since the lock (for the record; not a failure)
+	.venv-latest/bin/pip freeze --exclude-editable | grep -viE '^(rnnkit([ =@]|$$)|-e )' \
+	  | sed -E 's/^(torch==[^+]+)\+.*/\1/' | diff <(grep -v '^#' $(LOCK)) - || true
+	.venv-latest/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Regenerate the lock from a fresh venv without constraints (see README, "Refreshing the lock").
+lock:
+	rm -rf .venv-lock
+	$(PY) -m venv .venv-lock
+	.venv-lock/bin/pip install -q --upgrade pip
+	.venv-lock/bin/pip install -q "$(TORCH)"
+	.venv-lock/bin/pip install -q -e ".[all]"
+	{ echo "# The lock: \`make lock\` regenerates it (pip freeze of a fresh venv with $(TORCH) and rnnkit[all])."; \
+	  echo "# \`make setup\` installs with pip install -c $(LOCK)."; \
+	  .venv-lock/bin/pip freeze --exclude-editable | grep -viE '^(rnnkit([ =@]|$$)|-e )' \
+	    | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .venv-lock
 
 bench: setup
 	$(BIN)/python bench/train_throughput.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-latest .venv-lock build *.egg-info .pytest_cache

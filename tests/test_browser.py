@@ -80,13 +80,20 @@ def test_unknown_characters_give_a_warning_not_an_error(page):
     page.locator("#gen-prompt textarea").fill("ROMEO:")
 
 
-def test_translate_tab_shows_translation_and_heatmap(page):
+def test_translate_tab_shows_translation_and_heatmap(page, demo_models):
+    from rnnkit.demo.engines import Translator
+
+    text = "in the beginning god created the earth"
+    # what the page must show: the engine's own output at the UI's default beam (4), whatever
+    # the toy model makes of the sentence (its exact value is checked against PyTorch elsewhere)
+    want = Translator(demo_models / "translate-en-de").translate(text, 4)
     page.get_by_role("tab", name="Translate").click()
-    page.locator("#tr-in textarea").fill("in the beginning god created the earth")
+    page.locator("#tr-in textarea").fill(text)
     page.locator("#tr-go").click()
     expect(page.locator("#tr-attn table")).to_be_visible()
-    assert page.locator("#tr-attn td").count() >= 7  # at least the 7 source tokens x 1 output token
-    assert page.locator("#tr-out textarea").input_value().strip() != ""
+    expect(page.locator("#tr-out textarea")).to_have_value(want.text)
+    assert len(want.src_pieces) >= 7 and len(want.tgt_pieces) >= 1
+    assert page.locator("#tr-attn td").count() == len(want.src_pieces) * len(want.tgt_pieces)  # one cell each
     shot(page, "translate")
 
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from rnnkit.cli import main
+from rnnkit.core.tokenizers import load_tokenizer
 
 torch.set_num_threads(1)
 
@@ -24,6 +25,10 @@ Peter Piper picked a peck of pickled peppers.
 """
 FAST = ["--size", "smoke", "--set", "max_steps=12", "--set", "eval_every=6", "--set", "log_every=3",
         "--set", "checkpoint_every=6", "--quiet"]
+# Enough steps to learn the text well below chance (ln V) on any machine: ~1.1 nats/char at
+# 60 steps vs ln 39 = 3.66 for a uniform guess (still about a second of training).
+TRAINED = ["--size", "smoke", "--set", "max_steps=60", "--set", "eval_every=30", "--set", "log_every=10",
+           "--set", "checkpoint_every=30", "--quiet"]
 
 
 @pytest.fixture
@@ -39,25 +44,27 @@ def _metrics(run):
 
 def test_train_on_own_text_then_resume_then_sample(tmp_path, my_text, capsys):
     run = tmp_path / "run"
-    assert main(["train", "--recipe", "char-shakespeare", "--train", str(my_text), "--run-dir", str(run), *FAST]) == 0
+    assert main(["train", "--recipe", "char-shakespeare", "--train", str(my_text), "--run-dir", str(run), *TRAINED]) == 0
     recipe = json.loads((run / "recipe.json").read_text())
     assert recipe["data"]["train_file"] == str(my_text.resolve())
-    assert recipe["train"]["max_steps"] == 12 and recipe["overrides"]["train.max_steps"] == 12
+    assert recipe["train"]["max_steps"] == 60 and recipe["overrides"]["train.max_steps"] == 60
     vocab = json.loads((run / "tokenizer.json").read_text())
     assert "\u2581" not in json.dumps(vocab) and "z" in json.dumps(vocab)  # chars of MY text
     recs = _metrics(run)
     train_losses = [r["loss"] for r in recs if r.get("kind") == "train"]
     assert train_losses[-1] < train_losses[0]
     final = [r for r in recs if r.get("kind") == "final"]
-    assert len(final) == 1 and final[0]["val_loss"] < 4.0  # below ln(vocab ~ 40) = 3.7 + slack
+    chance = math.log(load_tokenizer(run).vocab_size)  # nats/char of a uniform guess over this run's vocabulary
+    assert 30 <= load_tokenizer(run).vocab_size <= 60  # the characters of TEXT (+ specials)
+    assert len(final) == 1 and final[0]["val_loss"] <= 0.75 * chance, (final[0]["val_loss"], chance)
     res = json.loads((run / "results.json").read_text())
     assert res["val_loss"] == pytest.approx(final[0]["val_loss"])
     assert (run / "samples.txt").read_text().strip()
 
-    # resume with a bigger budget: continues from step 12, not from 0
-    assert main(["train", "--resume", str(run), "--set", "max_steps=18", "--quiet"]) == 0
+    # resume with a bigger budget: continues from step 60, not from 0
+    assert main(["train", "--resume", str(run), "--set", "max_steps=70", "--quiet"]) == 0
     steps = [r["step"] for r in _metrics(run) if r.get("kind") == "train"]
-    assert steps == sorted(steps) and steps[-1] == 18 and len(steps) == len(set(steps))
+    assert steps == sorted(steps) and steps[-1] == 70 and len(steps) == len(set(steps))
     capsys.readouterr()
 
     assert main(["sample", str(run), "--prompt", "The ", "--length", "40", "--seed", "1"]) == 0
@@ -75,7 +82,8 @@ def test_sentencepiece_recipe_on_own_text_with_valid_file(tmp_path, my_text):
                  "--run-dir", str(run), "--set", "tokenizer.vocab_size=300", *FAST]) == 0
     assert (run / "tokenizer.model").is_file()
     final = json.loads((run / "results.json").read_text())
-    assert math.isfinite(final["val_loss"]) and final["val_loss"] < math.log(300)  # better than uniform
+    chance = math.log(load_tokenizer(run).vocab_size)  # nats/token of a uniform guess
+    assert math.isfinite(final["val_loss"]) and final["val_loss"] <= 0.9 * chance, (final["val_loss"], chance)
     assert 0.0 <= final["val_next_top3"] <= 1.0
 
 

@@ -21,6 +21,33 @@ def _torch_model(models_dir, name):
     return registry.load(run)
 
 
+# The fixture models are untrained (small, nearly flat logits): two tokens may tie to within
+# float rounding, and ONNX Runtime and PyTorch may then pick differently without anything being
+# wrong. The golden tests demand identical output, except that a first difference must be such
+# a tie in PyTorch's own logits (and then nothing after it is compared).
+TIE = 1e-4
+
+
+def first_difference_is_a_tie(want: list[int], got: list[int], logits_after) -> None:
+    """``want`` (PyTorch) and ``got`` (ONNX) agree, or first differ where PyTorch's logits after
+    the common prefix rate both choices within TIE. ``logits_after(prefix) -> (V,)``."""
+    for i, (w, g) in enumerate(zip(want, got)):
+        if w != g:
+            lg = logits_after(want[:i])
+            assert float(lg[w] - lg[g]) <= TIE, (i, w, g, float(lg[w]), float(lg[g]))
+            return
+    assert len(want) == len(got), (want, got)
+
+
+def test_a_golden_difference_passes_only_at_a_tie():
+    flat = lambda prefix: torch.tensor([0.0, 0.5, 0.5 - TIE / 2, 0.1])  # noqa: E731  1 and 2 tie
+    first_difference_is_a_tie([1, 3, 3], [1, 3, 3], flat)
+    first_difference_is_a_tie([1, 1, 0], [2, 3], flat)           # differ first at a tie: fine
+    for got in ([3, 1], [1, 3, 3, 0], [1, 3]):                    # not a tie / longer / shorter
+        with pytest.raises(AssertionError):
+            first_difference_is_a_tie([1, 3, 3], got, flat)
+
+
 def test_greedy_generation_matches_pytorch(demo_models):
     from rnnkit.core.sampling import generate
     from rnnkit.demo.engines import TextGenerator
@@ -29,9 +56,18 @@ def test_greedy_generation_matches_pytorch(demo_models):
     prompt = "ROMEO: But"
     ids, unknown = gen.encode_prompt(prompt)
     assert unknown == 0
-    ref = list(generate(_torch_model(demo_models, "char-shakespeare"), ids, 40, greedy=True))
+    model = _torch_model(demo_models, "char-shakespeare")
+    ref = list(generate(model, ids, 40, greedy=True))
     outs = list(gen.stream(prompt, 40, top_k=1, seed=0))
-    assert outs[-1] == prompt + gen.tok.decode(ref), (outs[-1], gen.tok.decode(ref))
+    assert outs[-1].startswith(prompt)
+    if outs[-1] != prompt + gen.tok.decode(ref):
+        got = gen.encode_prompt(outs[-1])[0][len(ids):]
+
+        def logits_after(prefix):
+            with torch.no_grad():
+                return model(torch.tensor([ids + prefix]))[0][0, -1]
+
+        first_difference_is_a_tie(ref, got, logits_after)
 
 
 def test_sampling_is_seeded_and_streams(demo_models):
@@ -79,7 +115,26 @@ def test_beam_search_matches_pytorch(demo_models, beam):
                    else model.beam_search(s, n, beam, 12, length_penalty=LENGTH_PENALTY))
         want = ref.tokens[0].tolist()
         want = want[:want.index(tr.eos_id) + 1] if tr.eos_id in want else want
-        assert out.tgt_pieces == [tr.tok.id_to_piece(i).replace("\u2581", " ") for i in want]
+        pieces = [tr.tok.id_to_piece(i).replace("\u2581", " ") for i in want]
+        if out.tgt_pieces != pieces:  # allowed only where PyTorch itself sees a tie (see TIE)
+            ids_of = {tr.tok.id_to_piece(i).replace("\u2581", " "): i for i in range(tr.tok.vocab_size)}
+            got = [ids_of[p] for p in out.tgt_pieces]
+            assert got != want and len(got) >= 1, (out.tgt_pieces, pieces)
+            if beam == 1:
+                def logits_after(prefix):
+                    with torch.no_grad():
+                        return model(s, n, torch.tensor([[tr.bos_id] + prefix]))[0][0, -1]
+
+                first_difference_is_a_tie(want, got, logits_after)
+            else:  # beam search: both finals score the same up to rounding (length-normalised)
+                from rnnkit.core.seq2seq_search import length_normalised
+
+                lp = model.sequence_logprob(s.repeat(2, 1), n.repeat(2), torch.tensor(
+                    [want + [tr.eos_id] * (12 - len(want)), got + [tr.eos_id] * (12 - len(got))]))
+                lengths = torch.tensor([len(want), len(got)])
+                ranked = length_normalised(lp.double(), lengths, LENGTH_PENALTY)
+                assert abs(float(ranked[0] - ranked[1])) <= TIE, (want, got, ranked)
+            continue
         assert out.text == tr.tok.decode([i for i in want if i != tr.eos_id])
         assert out.attention.shape == (len(want), len(src))
         assert np.allclose(out.attention, ref.attn[0, :len(want)].numpy(), atol=1e-5)

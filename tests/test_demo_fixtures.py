@@ -95,7 +95,10 @@ def demo_models(request, tmp_path_factory) -> Path:
     ``RNNKIT_DEMO_MODELS=models`` runs the same tests on the shipped bundles instead."""
     if os.environ.get("RNNKIT_DEMO_MODELS"):
         return Path(os.environ["RNNKIT_DEMO_MODELS"]).resolve()
-    cache = Path(request.config.cache.mkdir("rnnkit-demo-bundles"))
+    if getattr(request.config, "cache", None) is not None:
+        cache = Path(request.config.cache.mkdir("rnnkit-demo-bundles"))
+    else:  # -p no:cacheprovider: built once for this session
+        cache = tmp_path_factory.mktemp("rnnkit-demo-bundles")
     done = cache / _source_key()
     if not (done / "models").is_dir():
         tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=cache))

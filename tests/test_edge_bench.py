@@ -13,7 +13,7 @@ BENCH = ROOT / "bench" / "edge_latency.py"
 
 
 @pytest.mark.slow
-def test_edge_bench_runs_on_the_shipped_bundle(tmp_path, capsys):
+def test_edge_bench_runs_on_the_shipped_bundle(tmp_path, capsys, no_prefetch_budget):
     text = tmp_path / "typed.txt"
     text.write_text("Thank you for the lovely dinner. I think we should leave before the rain starts.\n" * 4)
     out = tmp_path / "figures.json"

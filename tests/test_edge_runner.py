@@ -56,7 +56,13 @@ def test_golden_logits_pytorch_onnx_runner(runner, model):
     assert diff <= 1e-5
     for a, b in zip(nxt, ref_state):
         assert float(np.abs(a - b.numpy()).max()) <= 1e-5
-    assert np.array_equal(logits.argmax(-1), ref_logits.argmax(-1).numpy())
+    # the same argmax wherever the top two logits are further apart than the two may differ
+    # (a near-tie may fall either way under float rounding without anything being wrong)
+    ref = ref_logits.numpy()
+    top2 = np.sort(ref, axis=-1)[..., -2:]
+    clear = (top2[..., 1] - top2[..., 0]) > 2 * 1e-5
+    assert clear.mean() > 0.5  # (most positions are no tie: the check means something)
+    assert np.array_equal(logits.argmax(-1)[clear], ref.argmax(-1)[clear])
     # the runner adds nothing to the graph: a bare onnxruntime session gives the same bits
     import onnxruntime as ort
 

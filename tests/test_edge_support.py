@@ -76,6 +76,7 @@ def train_tiny_lm(tokenizer_model: Path, cell: str = "lstm", steps: int = 150, s
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
     T, B = 12, 32
     g = torch.Generator().manual_seed(seed)
+    loss = torch.tensor(float("nan"))  # steps=0: the untrained model
     for _ in range(steps):
         starts = torch.randint(0, len(data) - T - 1, (B,), generator=g)
         x = torch.stack([data[s:s + T] for s in starts])

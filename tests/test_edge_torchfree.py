@@ -62,6 +62,7 @@ def test_json_cli_runs_without_torch():
     assert r.returncode == 0, r.stderr[-2000:]
     answers = [json.loads(x) for x in r.stdout.strip().splitlines()]
     assert len(answers) == 3
-    assert [s["kind"] for s in answers[0]["suggestions"]][:2] == ["completion", "completion"]
+    first = answers[0]["suggestions"]  # k=2; 1 or 2 pass the min_ratio filter, depending on the toy model
+    assert 1 <= len(first) <= 2 and all(s["kind"] == "completion" and s["text"].startswith("f") for s in first)
     assert "error" in answers[1] and "not JSON" in answers[1]["error"]
     assert answers[2]["suggestions"][0]["kind"] == "next" and answers[2]["ms"] > 0

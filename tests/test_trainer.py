@@ -176,9 +176,27 @@ def test_user_errors_are_clear(tmp_path):
 
 
 def test_bf16_autocast_on_cpu_trains(tmp_path):
-    result = train(tiny_lm(), ToyLMTask(), cfg_for(tmp_path, max_steps=8, precision="bf16"))
-    conf = json.loads((tmp_path / "run/config.json").read_text())
-    assert conf["train"]["precision"] == "bf16" and math.isfinite(result.best_metric)
+    """precision=bf16 is plumbed through by effect, not only recorded: the output layer runs in
+    bfloat16 in every training step and evaluation (fp32: float32), and the same seeded run
+    gives different (close) losses than fp32. Fails if the trainer ignored the setting."""
+    def run(precision):
+        model = tiny_lm()
+        seen = {"train": set(), "eval": set()}
+        model.head.register_forward_hook(
+            lambda mod, inputs, out: seen["train" if mod.training else "eval"].add(out.dtype))
+        result = train(model, ToyLMTask(), cfg_for(tmp_path, precision, max_steps=8, eval_every=4, log_every=1,
+                                                   precision=precision))
+        return result, seen, [loss for _, loss in train_losses(tmp_path / precision)]
+
+    bf16, seen16, losses16 = run("bf16")
+    fp32, seen32, losses32 = run("fp32")
+    conf = json.loads((tmp_path / "bf16/config.json").read_text())
+    assert conf["train"]["precision"] == "bf16" and math.isfinite(bf16.best_metric)
+    assert seen16 == {"train": {torch.bfloat16}, "eval": {torch.bfloat16}}, seen16
+    assert seen32 == {"train": {torch.float32}, "eval": {torch.float32}}, seen32
+    assert len(losses16) == len(losses32) == 8
+    assert losses16 != losses32 and bf16.best_metric != fp32.best_metric  # bf16 rounding shows in the loss
+    assert max(abs(a - b) for a, b in zip(losses16, losses32)) < 0.05  # ... and only rounding
 
 
 def test_detach_state_and_seed_everything():

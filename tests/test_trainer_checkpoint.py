@@ -136,41 +136,49 @@ def _latest_step(root):
 @pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume(tmp_path):
     """Kill the trainer (checkpointing every step) at random moments; every time the latest
-    checkpoint must load, and the resumed run must end where an uninterrupted one does."""
+    checkpoint must load, and the resumed run must end where an uninterrupted one does.
+
+    Each kill waits (with a deadline, polling) until the run has checkpointed past a target step
+    drawn well before the end, then lands a few random milliseconds later, mostly inside a
+    checkpoint write. So all three kills land on any machine: a fast one cannot finish the run
+    first, a slow one only waits longer, and a stuck trainer fails at the deadline."""
     run = tmp_path / "killed"
-    args = ["--max-steps", "200", "--eval-every", "30"]  # long enough for several kills on an idle machine
+    max_steps = 300
+    args = ["--max-steps", str(max_steps), "--eval-every", "30"]
     every_step = ["--checkpoint-every", "1"]  # most of the time is spent inside a checkpoint write
     rnd = random.Random(1234)
+    targets = [rnd.randint(10, 50), rnd.randint(80, 120), rnd.randint(150, 190)]  # >= 100 steps left at each
     seen = []
-    for attempt in range(4):
+    for target in targets:
         resume = ["--resume"] if find_latest(run / "checkpoints") else []
         proc = subprocess.Popen([sys.executable, str(TOYS), str(run), *args, *every_step, *resume],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        before = _latest_step(run / "checkpoints") or 0
-        deadline = time.time() + 60
-        while (_latest_step(run / "checkpoints") or 0) <= before and proc.poll() is None:
-            assert time.time() < deadline, "trainer made no progress"
-            time.sleep(0.02)
-        time.sleep(rnd.uniform(0.0, 0.2))
-        if proc.poll() is not None:
-            # On a fast, idle machine the run can finish before the kill lands: that is a
-            # clean end, not a failure; the kills that did land are still checked below.
-            assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
-            break
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        try:
+            deadline = time.monotonic() + 180  # interpreter + torch start, then steps, on a loaded machine
+            while (_latest_step(run / "checkpoints") or 0) < target:
+                assert proc.poll() is None, ("the run ended before the kill", proc.returncode,
+                                             proc.stderr.read().decode()[-2000:])
+                assert time.monotonic() < deadline, f"no checkpoint at step {target} within 180 s"
+                time.sleep(0.01)
+            time.sleep(rnd.uniform(0.0, 0.03))
+            assert proc.poll() is None, "the run ended before the kill"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stderr.read().decode()[-2000:])
         step = _latest_step(run / "checkpoints")
-        assert step is not None and step > before
+        assert step is not None and target <= step < max_steps, (target, step)
         seen.append(step)
         got = load_checkpoint(run / "checkpoints", tiny_lm(), torch.optim.AdamW(tiny_lm().parameters()))
         assert got.state["step"] == step
-    # A kill may land after the last checkpoint (step 200), while the process shuts down: still fine.
-    assert len(seen) >= 2 and seen == sorted(seen) and seen[-1] <= 200, seen
+    assert len(seen) == 3 and seen == sorted(seen), seen
     done = subprocess.run([sys.executable, str(TOYS), str(run), *args, "--resume"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "RESULT steps=200" in done.stdout
+    assert f"RESULT steps={max_steps}" in done.stdout
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["latest"]
 
     from test_trainer_toys import main as toy_main
