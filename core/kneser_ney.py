@@ -22,23 +22,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections import Counter, defaultdict
 from typing import Iterable, Sequence
 
-BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 # Words keep inner apostrophes and hyphens ("don't", "well-known"); punctuation is its own token.
-_TOKEN = re.compile(r"[\w'\u2019-]+|[^\w\s]")
-_WORD = re.compile(r"[\w'\u2019-]+")
+from rnnkit.edge.words import is_word, tokenize  # noqa: F401  (re-exported for the callers)
 
-
-def tokenize(line: str) -> list[str]:
-    """Words and punctuation marks of one line, in order."""
-    return _TOKEN.findall(line)
-
-
-def is_word(token: str) -> bool:
-    return bool(_WORD.fullmatch(token))
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
 
 def discounts(count_of_counts: Counter) -> tuple[float, float, float]:

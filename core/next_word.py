@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-WORD_START = "\u2581"
+from rnnkit.edge.words import SPACE as WORD_START
 
 
 def _continues(piece: str) -> bool:

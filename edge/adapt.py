@@ -24,7 +24,8 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-from .lexicon import MAX_WORD_CHARS, words_of
+from .lexicon import MAX_WORD_CHARS
+from .words import words_of
 
 FILE_NAME = "user_cache.json"
 FORMAT = 1

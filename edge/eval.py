@@ -29,8 +29,9 @@ from rnnkit.core.kneser_ney import KneserNeyTrigram, tokenize
 
 from .phrase import pick_phrase
 from .session import TypingSession
+from .words import WORD
 
-_TARGET = re.compile(r"(?<!\S)[\w'\u2019-]+")  # a word that starts after whitespace or at the start
+_TARGET = re.compile(r"(?<!\S)" + WORD.pattern)  # a word that starts after whitespace or at the start
 PHRASE_THRESHOLDS = (-0.5, -1.0, -1.5, -2.0, -3.0)
 
 Suggest = Callable[[str, int, int], list[str]]  # (text, position, n typed) -> top-3 words

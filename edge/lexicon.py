@@ -12,20 +12,13 @@ Torch-free: stdlib only.
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from typing import Iterable
 
-# The word characters of the piece search (pieces.WORD_BYTES): ASCII letters and digits,
-# apostrophe, hyphen and every non-ASCII character; a word starts with a letter or digit.
-WORD = re.compile(r"[A-Za-z0-9\u0080-\U0010ffff][A-Za-z0-9'\-\u0080-\U0010ffff]*")
+from .words import words_of
+
 FILE_NAME = "lexicon.txt"
 MAX_WORD_CHARS = 48
-
-
-def words_of(text: str) -> list[str]:
-    """The words of a text, as the lexicon counts them (trailing apostrophes and hyphens cut)."""
-    return [w.rstrip("'-") for w in WORD.findall(text.replace("\u2019", "'"))]
 
 
 def build_lexicon(lines: Iterable[str], min_count: int = 2, max_words: int = 100_000) -> list[str]:

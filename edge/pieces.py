@@ -20,10 +20,9 @@ import re
 
 import numpy as np
 
-SPACE = "\u2581"  # SentencePiece's meta symbol for a space
+from .words import SPACE, WORD_BYTES
+
 _BYTE_PIECE = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
-WORD_BYTES = frozenset(
-    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'-" + bytes(range(0x80, 0x100)))
 MAX_PIECE_BYTES = 64
 # Surrogates cannot be UTF-8 encoded; C0/C1 controls (other than whitespace) mean nothing to a
 # keyboard. Both are replaced before anything else sees the text.

@@ -37,7 +37,8 @@ import numpy as np
 
 from .phrase import PhraseHit, pick_phrase, search_phrase
 from .adapt import UserCache
-from .lexicon import FILE_NAME as LEXICON_FILE, Lexicon, words_of
+from .lexicon import FILE_NAME as LEXICON_FILE, Lexicon
+from .words import words_of
 from .pieces import SentencePieceVocab, clean_text
 from .runner import EdgeError, StepRunner
 from .search import Dist, WordHit, log_softmax_end, search_words

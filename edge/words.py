@@ -1,0 +1,40 @@
+"""What a word is, once, for everything that counts or offers words: the suggestion session,
+the piece search, the lexicon, the user cache, eval-suggest, the Kneser-Ney baseline and the
+training-time next-word metric.
+
+A word is a run of letters and digits of any script, joined by inner apostrophes or hyphens:
+"don't", "e-mail", "café's", "2nd". Punctuation, symbols and "_" are not word characters; a
+leading or trailing apostrophe or hyphen is not part of the word.
+
+SentencePiece marks a word start with ``SPACE`` ("▁"). Working on UTF-8 bytes, the piece
+search cannot tell a letter from a symbol inside a multi-byte character, so at the byte level
+every non-ASCII byte counts as a word byte (``WORD_BYTES``); the lexicon then decides whether
+what was spelled is a word.
+
+Torch-free: stdlib only.
+"""
+
+from __future__ import annotations
+
+import re
+
+SPACE = "\u2581"  # SentencePiece's meta symbol for a space (the start of a word)
+APOSTROPHES = "'\u2019"
+WORD = re.compile(r"[^\W_]+(?:['\u2019-][^\W_]+)*")
+TOKEN = re.compile(WORD.pattern + r"|[^\w\s]|_")  # words, and every other mark on its own
+WORD_BYTES = frozenset(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789'-" + bytes(range(0x80, 0x100)))
+
+
+def words_of(text: str) -> list[str]:
+    """The words of a text, in order; the typographic apostrophe is read as "'"."""
+    return WORD.findall(text.replace("\u2019", "'"))
+
+
+def tokenize(line: str) -> list[str]:
+    """Words and punctuation marks of one line, in order."""
+    return TOKEN.findall(line)
+
+
+def is_word(token: str) -> bool:
+    return bool(WORD.fullmatch(token))
