@@ -55,8 +55,9 @@ test-fast: setup
 test-latest:
 	[ -x .venv-latest/bin/python ] || $(PY) -m venv .venv-latest
 	.venv-latest/bin/pip install -q --upgrade pip
-	.venv-latest/bin/pip install -q "$(TORCH)"
-	.venv-latest/bin/pip install -q --upgrade --upgrade-strategy eager -e ".[all]"
+	echo "$(TORCH)" > .venv-latest/torch-pin.txt  # --upgrade must not move torch (a CUDA build)
+	.venv-latest/bin/pip install -q -c .venv-latest/torch-pin.txt "$(TORCH)"
+	.venv-latest/bin/pip install -q -c .venv-latest/torch-pin.txt --upgrade --upgrade-strategy eager -e ".[all]"
 	@# what moved since the lock (for the record; not a failure)
 	.venv-latest/bin/pip freeze --exclude-editable | grep -viE '^(rnnkit([ =@]|$$)|-e )' \
 	  | sed -E 's/^(torch==[^+]+)\+.*/\1/' | diff <(grep -v '^#' $(LOCK)) - || true
@@ -67,8 +68,9 @@ lock:
 	rm -rf .venv-lock
 	$(PY) -m venv .venv-lock
 	.venv-lock/bin/pip install -q --upgrade pip
-	.venv-lock/bin/pip install -q "$(TORCH)"
-	.venv-lock/bin/pip install -q -e ".[all]"
+	echo "$(TORCH)" > .venv-lock/torch-pin.txt
+	.venv-lock/bin/pip install -q -c .venv-lock/torch-pin.txt "$(TORCH)"
+	.venv-lock/bin/pip install -q -c .venv-lock/torch-pin.txt -e ".[all]"
 	{ echo "# The lock: \`make lock\` regenerates it (pip freeze of a fresh venv with $(TORCH) and rnnkit[all])."; \
 	  echo "# \`make setup\` installs with pip install -c $(LOCK)."; \
 	  .venv-lock/bin/pip freeze --exclude-editable | grep -viE '^(rnnkit([ =@]|$$)|-e )' \
