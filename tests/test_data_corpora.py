@@ -188,7 +188,9 @@ def test_rebuild_from_cached_downloads_is_identical(tmp_path, monkeypatch):
     monkeypatch.setattr(data.fetcher, "DOWNLOADER", lambda *a: pytest.fail("must not download"))
     data.fetch(progress=False)
     for name in data.CORPORA:
-        for f in sorted((root / "corpora" / name).iterdir()):
-            if f.name != "meta.json":  # meta records the build time
-                new = tmp_path / "corpora" / name / f.name
-                assert new.read_bytes() == f.read_bytes(), (name, f.name)
+        files = lambda base: sorted(p.relative_to(base) for p in base.rglob("*") if p.is_file())  # noqa: E731
+        old, rebuilt = root / "corpora" / name, tmp_path / "corpora" / name
+        assert files(rebuilt) == files(old), name  # the same files (a corpus may have sub-folders)
+        for rel in files(old):
+            if rel.name != "meta.json":  # meta records the build time
+                assert (rebuilt / rel).read_bytes() == (old / rel).read_bytes(), (name, str(rel))
