@@ -35,6 +35,7 @@ STREAM_INTERVAL_S = 0.05  # 20 screen updates a second look smooth; more only co
 # first generated token) get many slots so they never wait behind a long job; the ones that
 # render a figure get few, so they cannot starve the others.
 LIMITS = {"generate": 16, "suggest": 16, "sentiment": 2, "translate": 2}
+SESSIONS_KEPT = 256  # Gradio sessions whose state the server keeps (least recently used dropped)
 
 
 # --------------------------------------------------------------------------- plain functions
@@ -207,7 +208,9 @@ def launch_options(host: str = "127.0.0.1", share: bool = False, allow_hosts: tu
 
     guard = Middleware(RequestGuard, hosts=allowed_hosts(host, allow_hosts),
                        host_suffixes=(".gradio.live",) if share else ())
-    return {"theme": _theme(), "css": CSS, "max_file_size": "1kb", "state_session_capacity": 2000,
+    # Gradio keeps a config copy per session (~100 kB), and every API call is a session: the default
+    # capacity (10,000) let a burst of calls hold a gigabyte. 256 browsers at once is plenty here.
+    return {"theme": _theme(), "css": CSS, "max_file_size": "1kb", "state_session_capacity": SESSIONS_KEPT,
             "app_kwargs": {"middleware": [guard]}}
 
 

@@ -119,6 +119,18 @@ def load_session(model: str | os.PathLike | bytes, threads: int = 1, providers: 
     where = "<bytes>" if isinstance(model, (bytes, bytearray)) else str(model)
     if not isinstance(model, (bytes, bytearray)) and not os.path.isfile(model):
         raise EdgeError(f"{where}: no such ONNX file")
+    if isinstance(model, (bytes, bytearray)):
+        # Graph bytes have no directory: onnxruntime would look for external data relative to the
+        # working directory. Such a graph is refused (a bundle lists and hashes its data files).
+        from rnnkit.export.onnx_scan import ScanError, scan_onnx
+
+        try:
+            external = scan_onnx(model).external
+        except ScanError as e:
+            raise EdgeError(f"{where}: cannot load the ONNX graph (truncated or altered file?): {e}") from None
+        if external:
+            raise EdgeError(f"{where}: graph bytes refer to external data {external[0][1][:80]!r}; load it from "
+                            "its bundle instead")
     try:
         return ort.InferenceSession(model if isinstance(model, (bytes, bytearray)) else str(model),
                                     sess_options=session_options(threads, mem_arena), providers=list(providers))

@@ -407,3 +407,12 @@ def test_export_writes_strict_json_only(tmp_path):
         write_bundle(tmp_path / "b", {"tokenizer.json": src},
                      {"format_version": 1, "kind": "lm", "graphs": {}, "model": {}, "parity": {"max_abs_diff": np.nan}})
     assert not (tmp_path / "b").exists()
+
+
+def test_runner_refuses_graph_bytes_that_refer_to_external_data(lm_bundle):
+    """Bytes have no directory: onnxruntime would resolve external data against the working directory."""
+    from rnnkit.edge.runner import EdgeError, StepRunner
+
+    _externalise(lm_bundle)
+    with bounded(5), pytest.raises(EdgeError, match="refer to external data 'embed.bin'"):
+        StepRunner((lm_bundle / GRAPH).read_bytes())

@@ -236,7 +236,7 @@ def test_guard_closes_a_websocket_from_another_host():
 
 def test_launch_options_carry_the_fences():
     opts = app.launch_options()
-    assert opts["max_file_size"] == "1kb" and opts["state_session_capacity"] <= 2000
+    assert opts["max_file_size"] == "1kb" and opts["state_session_capacity"] <= 256
     assert opts["app_kwargs"]["middleware"][0].cls.__name__ == "RequestGuard"
 
 
