@@ -23,7 +23,8 @@ from . import names as N
 from .bundle import find_tokenizer, read_metrics, run_task, sha256_file, write_bundle
 from .onnx_export import OPSET, export_model
 from .parity import TOLERANCE, assert_parity, check_parity, ort_session, parity_limit
-from .quantize import HEAD_BITS, HEAD_BLOCK, compare_random, int8_text_report, quantize_graph, size_ratio
+from .quantize import (DEFAULT_SCHEME, HEAD_BITS, HEAD_BLOCK, SCHEMES, compare_random, int8_text_report,
+                       quantize_graph, size_ratio)
 
 # Export-time parity: a few random inputs (the full grid runs in CI, tests/test_export_parity.py).
 QUICK_BATCHES, QUICK_TIMES, QUICK_ROLLOUT = (1, 3), (1, 9), 20
@@ -97,12 +98,16 @@ def validation_ids(run_dir: Path, tokenizer_path: Path | None, text_file: str | 
 def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: bool = False,
                   int8_head: str = "int8", seed: int = 0, eval_text: str | os.PathLike | None = None,
                   eval_tokens: int = 0, eval_task: bool = False, int8_only: bool = False,
-                  log=print) -> dict[str, Any]:
+                  int8_scheme: str = DEFAULT_SCHEME, ort_format: bool = False, log=print) -> dict[str, Any]:
     """Export ``run_dir`` to a bundle at ``out_dir``; returns the manifest written.
 
-    ``int8_head``: "int8" (default) quantises the layer producing ``logits`` block-wise
-    (``quantize.HEAD_BLOCK``); "fp32" keeps it fp32. On suggest-en (1x640 LSTM, 8k pieces) the
-    int8 head makes the one-token step ~1.9x faster for -0.07 points of top-1 agreement.
+    ``int8_scheme``: "rowwise" (default: int8 weights, activations quantised per token in standard
+    ops; the same logits however the input is chunked or batched, and on every onnxruntime) or
+    "dynamic" (the earlier onnxruntime dynamic quantisation), see ``quantize.SCHEMES``.
+    ``int8_head``: "int8" (default) quantises the layer producing ``logits`` too; "fp32" keeps it fp32
+    (four times its bytes: on suggest-en the one-token step is ~1.9x slower).
+    ``ort_format``: also write each graph in onnxruntime's ORT format (``<job>[.int8].ort``, listed in
+    the manifest's ``ort_graphs``) for the mobile packages (onnxruntime-android / -objc).
 
     With ``int8`` on a language model, top-1 agreement and perplexity of int8 vs fp32 are
     measured on ``eval_text`` (or the recipe's validation split) and recorded in the manifest.
@@ -119,6 +124,8 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
         raise ValueError("--int8-only needs --int8")
     if int8_head not in ("fp32", "int8"):
         raise ValueError(f"int8_head must be fp32 or int8, got {int8_head!r}")
+    if int8_scheme not in SCHEMES:
+        raise ValueError(f"int8_scheme must be one of {', '.join(SCHEMES)}, got {int8_scheme!r}")
     torch.manual_seed(seed)
     run_dir, model_dir = resolve_model_dir(run_dir)
     record = registry.read_record(model_dir)
@@ -155,9 +162,9 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
         }
         if int8:
             # ``graphs`` is the manifest's own dict: _quantize_all repoints it at the int8 files.
-            manifest["int8"] = _quantize_all(fp32, Path(scratch), files, graphs, record["config"], int8_head, log)
-            manifest["int8_options"] = {"per_channel": True, "weight_type": "QInt8", "output_head": int8_head,
-                                        **({"head_bits": HEAD_BITS, "head_block": HEAD_BLOCK} if int8_head == "int8" else {})}
+            manifest["int8"] = _quantize_all(fp32, Path(scratch), files, graphs, record["config"], int8_head, log,
+                                             int8_scheme)
+            manifest["int8_options"] = int8_options(int8_scheme, int8_head)
             manifest["precision"] = "int8"
             real = validation_ids(run_dir, tok, eval_text, log) if kind == "lm" else None
             if real:
@@ -173,6 +180,9 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
                 for job, p in fp32.items():
                     files.pop(p.name, None)
                 manifest["fp32_graphs"] = {}
+        manifest["graph_ops"] = graph_listing({job: Path(scratch) / f for job, f in graphs.items()})
+        if ort_format:
+            manifest["ort_graphs"] = _write_ort(graphs, Path(scratch), files, record["config"], log)
         if tok:
             files[tok.name] = tok
         lexicon = run_dir / LEXICON_FILE
@@ -183,16 +193,65 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
     return manifest
 
 
+def int8_options(scheme: str, head: str) -> dict[str, Any]:
+    """The manifest's ``int8_options``: how the int8 graphs were made."""
+    if scheme == "rowwise":
+        from .rowwise import SCHEME
+
+        return {"scheme": SCHEME, "weights": "int8, symmetric, one scale per output channel",
+                "activations": "int8 per row (token): scale max|row| / 127, standard ONNX ops",
+                "lstm": "input projection + Scan over time", "output_head": head}
+    return {"scheme": "dynamic", "per_channel": True, "weight_type": "QInt8", "output_head": head,
+            **({"head_bits": HEAD_BITS, "head_block": HEAD_BLOCK} if head == "int8" else {})}
+
+
+def graph_listing(paths: dict[str, Path]) -> dict[str, Any]:
+    """``{file: {"opset", "ops", "min_onnxruntime", "packages"}}``: what each graph needs to run."""
+    from .runtimes import graph_ops, runs_on
+
+    out = {}
+    for path in paths.values():
+        listing = graph_ops(path)
+        out[path.name] = {**listing, **runs_on(listing)}
+    return out
+
+
+def _write_ort(graphs: dict[str, str], scratch: Path, files: dict[str, Path], config: dict[str, Any],
+               log) -> dict[str, str]:
+    """Each graph in ORT format (basic, hardware-independent optimisations), checked to give the same
+    outputs as the .onnx graph. Returns ``{job: file}``."""
+    from .quantize import to_ort_format
+
+    out = {}
+    for job, name in graphs.items():
+        src = scratch / name
+        dst = scratch / (Path(name).stem + ".ort")
+        diff = to_ort_format(src, dst, config)
+        files[dst.name] = dst
+        out[job] = dst.name
+        log(f"ORT format {dst.name}: {dst.stat().st_size / 1e6:.2f} MB (outputs vs {name}: max abs diff {diff:.1e})")
+    return out
+
+
 def _quantize_all(fp32: dict[str, Path], scratch: Path, files: dict[str, Path], graphs: dict[str, str],
-                  config: dict[str, Any], head: str, log) -> dict[str, Any]:
+                  config: dict[str, Any], head: str, log, scheme: str = DEFAULT_SCHEME) -> dict[str, Any]:
     """Quantise every graph; point ``graphs`` at the int8 files. Returns the per-job figures."""
+    from .verify import rollout_self_check
+
     figures: dict[str, Any] = {}
     for job, src in fp32.items():
         dst = scratch / N.graph_file(job, "int8")
-        quantize_graph(src, dst, head=head)
-        smoke = compare_random(ort_session(src), ort_session(dst), config)
+        quantize_graph(src, dst, head=head, scheme=scheme)
+        sess = ort_session(dst)
+        smoke = compare_random(ort_session(src), sess, config)
         figures[job] = {"size_ratio": size_ratio(src, dst), "fp32_bytes": src.stat().st_size,
                         "int8_bytes": dst.stat().st_size, "random_inputs": smoke}
+        import onnx
+
+        meta = {p.key: p.value for p in onnx.load(str(dst), load_external_data=False).metadata_props}
+        roll = rollout_self_check(sess, config, meta)
+        if roll is not None:  # a step graph: one call vs one token per call, state fed back
+            figures[job]["rollout_step_vs_whole"] = roll[0]
         files[dst.name] = dst
         graphs[job] = dst.name
         log(f"int8 {job}: {src.stat().st_size / 1e6:.2f} MB -> {dst.stat().st_size / 1e6:.2f} MB "

@@ -41,6 +41,14 @@ def register(subparsers) -> None:
                    help="with --int8: quantise the output layer (logits) too, block-wise (default; needs "
                         "onnxruntime >= 1.22; on suggest-en the one-token step is 1.9x faster for -0.07 points "
                         "of top-1 agreement) or keep it fp32")
+    p.add_argument("--int8-scheme", choices=("rowwise", "dynamic"), default="rowwise",
+                   help="with --int8: rowwise (default: int8 weights, activations quantised per token in standard "
+                        "ONNX ops; the same logits however the text is chunked or batched, and on every onnxruntime: "
+                        "Python, Node, WebAssembly, mobile) or dynamic (onnxruntime's quantize_dynamic, one activation "
+                        "scale per call: results depend on the chunking; kept to compare with)")
+    p.add_argument("--ort", action="store_true",
+                   help="also write every graph in onnxruntime's ORT format (<job>[.int8].ort, listed and hashed in "
+                        "the manifest's ort_graphs) for onnxruntime-android / onnxruntime-objc")
     p.add_argument("--eval-text", metavar="FILE",
                    help="language models with --int8: measure int8 vs fp32 (top-1 agreement, perplexity) on "
                         "this text (default: the run recipe's validation split, when fetched)")
@@ -70,7 +78,8 @@ def run_export(args) -> int:
     torch.set_num_threads(1)  # small graphs; the machine is shared
     try:
         export_bundle(args.run_dir, args.out, int8=args.int8, int8_head=args.int8_head, int8_only=args.int8_only, seed=args.seed,
-                      eval_text=args.eval_text, eval_tokens=args.eval_tokens, eval_task=args.eval_task)
+                      eval_text=args.eval_text, eval_tokens=args.eval_tokens, eval_task=args.eval_task,
+                      int8_scheme=args.int8_scheme, ort_format=args.ort)
     except FileExistsError as e:
         raise ValueError(str(e)) from None
     except OSError as e:  # a read-only or full --out: one line, not a traceback
@@ -93,6 +102,9 @@ def run_verify(args) -> int:
     print(f"{args.bundle}: ok ({report['kind']}, {report['precision']}); every file's size and sha256 match "
           "the manifest, and the graphs read no file it does not list")
     for job, figures in report["jobs"].items():
+        ops = figures.pop("operators", None)
         figs = ", ".join(f"{k}={v:.2e}" for k, v in figures.items()) or "runs"
         print(f"  {job}: {figs}")
+        if ops:
+            print(f"    operators: {ops}")
     return 0

@@ -4,7 +4,9 @@
   every graph must carry, and that it agrees with the manifest and the tokenizer file;
 - every graph runs on random inputs of batch 1 and 3;
 - every step graph fed one step at a time (state fed back) equals one whole-sequence call;
-- int8 bundles: the int8 graphs against the fp32 ones on random inputs (a smoke figure).
+- int8 bundles: the int8 graphs against the fp32 ones on random inputs (a smoke figure); a row-wise
+  int8 step graph (``int8_scheme`` rowwise-int8) must step exactly as it runs whole, like fp32;
+- every graph's operators and the onnxruntime packages that run them (``runtimes``; with onnx installed).
 """
 
 from __future__ import annotations
@@ -107,6 +109,17 @@ def rollout_self_check(session, config: dict[str, Any], meta: dict[str, str], st
     return diff, scale
 
 
+def _operators(bundle: Bundle, job: str) -> str | None:
+    """The graph's operators and where they run, one line (None without the onnx package)."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        return None
+    from .runtimes import describe, graph_ops
+
+    return describe(graph_ops(bundle.graph_path(job)))
+
+
 def verify_bundle(directory: str | os.PathLike, seed: int = 0) -> dict[str, Any]:
     """Run every check; returns ``{"kind", "jobs": {job: {...figures}}}`` or raises ``BundleError``."""
     bundle = open_bundle(directory)
@@ -149,9 +162,13 @@ def _verify_job(bundle: Bundle, job: str, config: dict[str, Any], seed: int) -> 
             # Relative to the outputs' size (trained logits reach tens; float32 error grows with
             # them). int8 quantises activations per call, so step and whole differ a little there.
             limit = ROLLOUT_TOLERANCE * max(1.0, scale)
-            if precision == "fp32" and diff > limit:
+            exact = precision == "fp32" or meta.get("int8_scheme") == "rowwise-int8"
+            if exact and diff > limit:
                 raise BundleError(f"{bundle.graph_path(job, precision)}: stepping with the state fed back "
                                   f"differs from one whole-sequence call by {diff:.2e} (> {limit:.2e})")
+    listing = _operators(bundle, job)
+    if listing:
+        entry["operators"] = listing
     if "int8" in precisions and "fp32" in precisions:
         a, b = bundle.session(job, "fp32"), bundle.session(job, "int8")
         feeds = random_feeds(a.get_inputs(), config, 2, 16, seed=seed)

@@ -173,8 +173,9 @@ def test_cli_export_int8_makes_int8_the_default(run_dir, tmp_path):
     assert "step" in b.manifest["int8"] and b.manifest["int8_options"]["output_head"] == "int8"
     g = onnx.load(str(b.graphs["step"]))
     ops = {f"{n.domain}.{n.op_type}" if n.domain else n.op_type for n in g.graph.node}
-    assert "com.microsoft.MatMulNBits" in ops and "MatMul" not in ops  # the output layer, block-wise int8
-    assert "com.microsoft.DynamicQuantizeLSTM" in ops
+    assert "MatMulInteger" in ops and "MatMul" not in ops  # the output layer too, int8 rows
+    assert "Scan" in ops and "LSTM" not in ops and not any(o.startswith("com.microsoft") for o in ops)
+    assert b.manifest["int8_options"]["scheme"] == "rowwise-int8"
     assert rnnkit_main(["verify", str(out)]) == 0
     assert rnnkit_main(["export", str(run_dir), "--out", str(out), "--int8", "--int8-head", "fp32"]) == 0
     b = open_bundle(out)

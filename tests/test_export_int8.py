@@ -33,19 +33,20 @@ def graphs(tmp_path_factory):
     return out
 
 
-def test_lstm_becomes_dynamic_quantize_lstm(graphs):
+def test_lstm_becomes_rowwise_int8_in_standard_ops(graphs):
+    """The default scheme: every LSTM a Scan over MatMulInteger rows, no com.microsoft op at all."""
     fp32, int8 = graphs["lstm"]
     ops = op_counts(int8)
-    assert ops.get("com.microsoft.DynamicQuantizeLSTM") == 2 and "LSTM" not in ops, ops
-    assert ops.get("com.microsoft.MatMulNBits") == 1 and "MatMul" not in ops, ops  # the output layer, block-wise
+    assert ops.get("Scan") == 2 and "LSTM" not in ops, ops
+    assert "MatMul" not in ops and ops.get("MatMulInteger") == 3, ops  # 2 input projections + the head
+    assert not any(k.startswith("com.microsoft") for k in ops), ops
     assert size_ratio(fp32, int8) < 0.35
 
 
 def test_gru_keeps_fp32_recurrence_and_quantises_matmul(graphs):
     fp32, int8 = graphs["gru"]
     ops = op_counts(int8)
-    assert ops.get("GRU") == 2 and not any("DynamicQuantize" in k and "GRU" in k for k in ops), ops
-    assert ops.get("com.microsoft.MatMulNBits") == 1, ops
+    assert ops.get("GRU") == 2 and ops.get("MatMulInteger") == 1 and "MatMul" not in ops, ops
     assert size_ratio(fp32, int8) < 0.9  # embedding + head shrink, the GRU weights do not
 
 
@@ -55,10 +56,67 @@ def test_int8_graph_checks_and_keeps_metadata(graphs):
     a = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
     b = {p.key: p.value for p in onnx.load(str(int8)).metadata_props}
     assert b.pop("precision") == "int8" and a.pop("precision") == "fp32"
+    assert b.pop("int8_scheme") == "rowwise-int8"
     b.pop("onnx.infer", None)  # the quantiser notes itself
     assert a == b
     domains = {n.domain for n in onnx.load(str(int8)).graph.node}
-    assert domains <= {"", "com.microsoft"}, domains
+    assert domains <= {""}, domains
+
+
+def _rollouts(path, cfg_layers, hidden, vocab, T=60, batch=8, seed=3, lstm=True):
+    """(one call over T tokens, T one-token calls with the state fed back, the same row in a batch of 8)."""
+    s = ort_session(path)
+    rng = np.random.default_rng(seed)
+    tok = rng.integers(0, vocab, size=(batch, T)).astype(np.int64)
+    h = rng.standard_normal((cfg_layers, batch, hidden)).astype(np.float32) * 0.5
+    state = {"h0": h, **({"c0": h * 0.7} if lstm else {})}
+    names = [o.name for o in s.get_outputs()]
+
+    def run(t, st):
+        return dict(zip(names, s.run(None, {"tokens": t, **st})))
+
+    one = {k: v[:, :1] for k, v in state.items()}
+    whole = run(tok[:1], one)["logits"][0]
+    steps, st = [], one
+    for t in range(T):
+        r = run(tok[:1, t:t + 1], st)
+        steps.append(r["logits"][0, 0])
+        st = {k: r["next_" + k] for k in one}
+    batched = run(tok, state)["logits"][0]
+    return whole, np.stack(steps), batched
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_rowwise_int8_does_not_depend_on_chunking_or_batching(graphs, cell):
+    """The issue's bug: per-call activation scales made a token's logits depend on its neighbours."""
+    _, int8 = graphs[cell]
+    whole, stepped, batched = _rollouts(int8, 2, 96, 500, lstm=cell == "lstm")
+    assert np.abs(whole - stepped).max() <= 1e-4
+    assert np.abs(whole - batched).max() <= 1e-4
+
+
+def test_dynamic_scheme_still_there_and_depends_on_chunking(graphs, tmp_path):
+    """``scheme="dynamic"`` (the earlier export) is kept for comparison: it is what the issue measured."""
+    fp32, _ = graphs["lstm"]
+    q = quantize_graph(fp32, tmp_path / "dyn.onnx", scheme="dynamic")
+    ops = op_counts(q)
+    assert ops.get("com.microsoft.DynamicQuantizeLSTM") == 2 and ops.get("com.microsoft.MatMulNBits") == 1, ops
+    assert {p.key: p.value for p in onnx.load(str(q)).metadata_props}["int8_scheme"] == "dynamic"
+    whole, stepped, _ = _rollouts(q, 2, 96, 500)
+    assert np.abs(whole - stepped).max() > 1e-4
+
+
+def test_tied_embedding_and_head_are_stored_once(tmp_path):
+    torch.manual_seed(0)
+    cfg = dict(vocab_size=2000, embed_size=64, hidden_size=64, num_layers=1, cell="lstm")
+    sizes = {}
+    for tie in (False, True):
+        fp32 = export_model(build_model("lm", {**cfg, "tie_weights": tie}).eval(), tmp_path / str(tie))["step"]
+        q = quantize_graph(fp32, tmp_path / str(tie) / "step.int8.onnx")
+        sizes[tie] = q.stat().st_size
+        whole, stepped, batched = _rollouts(q, 1, 64, 2000, T=20)
+        assert np.abs(whole - stepped).max() <= 1e-4 and np.abs(whole - batched).max() <= 1e-4
+    assert sizes[True] < sizes[False] - 2000 * 64 * 0.9  # one int8 copy of the 2000x64 table, not two
 
 
 def test_excluding_the_output_head_keeps_it_fp32(graphs, tmp_path):
@@ -69,7 +127,26 @@ def test_excluding_the_output_head_keeps_it_fp32(graphs, tmp_path):
     node = producer["logits"]
     while node.op_type == "Add":
         node = producer[next(i for i in node.input if i in producer)]
-    assert node.op_type == "MatMul"  # not MatMulNBits
+    assert node.op_type == "MatMul"  # not MatMulInteger
+
+
+def test_dequantize_model_rebuilds_the_fp32_graph_of_an_int8_one(graphs, tmp_path):
+    """models/ ships int8 graphs only: their dequantised weights give an fp32 graph to re-quantise."""
+    from rnnkit.export.quantize import dequantize_model
+
+    fp32, _ = graphs["lstm"]
+    dyn = quantize_graph(fp32, tmp_path / "dyn.onnx", scheme="dynamic")
+    back = dequantize_model(onnx.load(str(dyn)))
+    onnx.checker.check_model(back, full_check=True)
+    ops = {n.op_type for n in back.graph.node}
+    assert "LSTM" in ops and "MatMul" in ops and not ops & {"DynamicQuantizeLSTM", "MatMulNBits", "MatMulInteger"}
+    onnx.save(back, tmp_path / "back.onnx")
+    rng = np.random.default_rng(0)
+    feeds = {"tokens": rng.integers(0, 500, (2, 7)).astype(np.int64),
+             "h0": np.zeros((2, 2, 96), np.float32), "c0": np.zeros((2, 2, 96), np.float32)}
+    a = ort_session(fp32).run(["logits"], feeds)[0]
+    b = ort_session(tmp_path / "back.onnx").run(["logits"], feeds)[0]
+    assert np.abs(a - b).max() < 0.05 * max(1.0, np.abs(a).max())  # the int8 rounding of the weights only
 
 
 def test_int8_head_keeps_top1_close_to_fp32(graphs):
@@ -85,23 +162,26 @@ def test_int8_head_keeps_top1_close_to_fp32(graphs):
     assert rep["int8"]["top1_agreement"] >= rep["int8-fp32-head"]["top1_agreement"] - 0.05
 
 
-def test_a_gemm_head_falls_back_to_dynamic_int8(tmp_path):
-    """A head the block-wise quantiser cannot take (a Gemm) is still quantised, dynamically."""
+def test_a_gemm_head_is_quantised_rowwise(tmp_path):
+    """A Gemm with a constant weight (transposed or not) becomes MatMulInteger rows too."""
     import onnx.helper as oh
 
-    w = oh.make_tensor("w", onnx.TensorProto.FLOAT, [8, 6], np.random.default_rng(0).standard_normal(48).tolist())
-    g = oh.make_graph([oh.make_node("Gemm", ["x", "w"], ["logits"], name="head")], "g",
-                      [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8])],
-                      [oh.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [2, 6])], [w])
-    src = tmp_path / "gemm.onnx"
-    onnx.save(oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)], ir_version=8), src)
-    q = quantize_graph(src, tmp_path / "gemm.int8.onnx")
-    ops = op_counts(q)
-    assert "Gemm" not in ops and "com.microsoft.MatMulNBits" not in ops, ops
-    x = np.random.default_rng(1).standard_normal((2, 8)).astype(np.float32)
-    a = ort_session(src).run(None, {"x": x})[0]
-    b = ort_session(q).run(None, {"x": x})[0]
-    assert np.abs(a - b).max() < 0.1 * np.abs(a).max()
+    for trans in (0, 1):
+        w = oh.make_tensor("w", onnx.TensorProto.FLOAT, [6, 8] if trans else [8, 6],
+                           np.random.default_rng(0).standard_normal(48).tolist())
+        c = oh.make_tensor("c", onnx.TensorProto.FLOAT, [6], [0.5] * 6)
+        g = oh.make_graph([oh.make_node("Gemm", ["x", "w", "c"], ["logits"], name="head", transB=trans)], "g",
+                          [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 8])],
+                          [oh.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [2, 6])], [w, c])
+        src = tmp_path / f"gemm{trans}.onnx"
+        onnx.save(oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)], ir_version=8), src)
+        q = quantize_graph(src, tmp_path / f"gemm{trans}.int8.onnx")
+        ops = op_counts(q)
+        assert "Gemm" not in ops and ops.get("MatMulInteger") == 1, ops
+        x = np.random.default_rng(1).standard_normal((2, 8)).astype(np.float32)
+        a = ort_session(src).run(None, {"x": x})[0]
+        b = ort_session(q).run(None, {"x": x})[0]
+        assert np.abs(a - b).max() < 0.05 * np.abs(a).max()
 
 
 def test_stream_eval_matches_pytorch_perplexity(graphs):

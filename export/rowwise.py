@@ -1,0 +1,396 @@
+"""Row-wise int8: one answer however the input is chunked or batched, on every onnxruntime.
+
+Why not ``quantize_dynamic``: ``DynamicQuantizeLSTM`` / ``DynamicQuantizeMatMul`` choose one
+activation scale per *call*, so a token's logits depend on which other tokens shared its call
+(one-shot vs stepped rollout of suggest-en differed by 0.23 in the logits); and the
+``MatMulNBits`` head (accuracy level 4) rounds activations to int8 only where the CPU has dot
+products, so x86, WebAssembly and ARM disagree (0.071).
+
+This scheme uses standard ONNX ops only (nothing from com.microsoft):
+
+- weights: int8, symmetric, one scale per output channel (an LSTM's gate row, a MatMul's column);
+  an embedding table one scale (per row when it is tied to the output layer, which then reads its
+  transpose: stored once, folded by onnxruntime at load);
+- activations: quantised per *row* (each token of each batch element on its own): s = max|row| / 127,
+  q = round(x / s) (IEEE float32 Div / Round half-to-even: the same bits on every runtime), then
+  ``MatMulInteger`` (uint8 + 128 x int8: exact int32 sums, onnxruntime's prepacked GEMM) and
+  y = acc * w_scale / (1 / s). Rows of an int8 embedding go into the LSTM's input projection as they are;
+- the LSTM is written out as an input projection over all time steps and a ``Scan`` over time whose
+  body does ``h @ R`` the same way, then the gates in float32.
+
+So a row's result depends on that row alone: one-shot and stepped rollouts, batch 1 and batch 8 give
+the same numbers (bit for bit on one runtime), and runtimes differ only through their float32
+sigmoid / tanh (last bits; measured <= 6e-6 in the logits over 1,000 tokens, Python vs Node vs WebAssembly).
+The weights are int8, so a one-token step streams a quarter of the fp32 bytes.
+
+``quantize_rowwise(model)`` rewrites an fp32 ONNX model exported by ``onnx_export`` in place:
+``LSTM`` (forward, one direction, no sequence_lens / peepholes / clip), ``MatMul`` and ``Gemm`` with a
+constant 2-D weight, ``Gather`` from a constant 2-D table. Other ops (GRU / RNN cells, attention
+MatMuls between activations) stay fp32.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+DIGIT = 127.0        # |hi| <= 127
+LO_BASE = 254.0      # lo = round((x/s - hi) * 254), |lo| <= 127
+# Activation digits: 1 = one int8 per value (default). 2 = a second int8 digit for the rounding
+# residue (x/s = hi + lo/254, ~15 bits). Measured on suggest-en: 2 digits cost +25 % native and +65 %
+# in WebAssembly (two rows through every GEMM), for perplexity +0.019 % vs +0.018 % and no smaller
+# runtime differences (5.7e-6 with one digit, 6.4e-4 with two: the lo digit rounds 254x more often).
+DIGITS = 1
+# (An ``If`` with a T == 1 branch that skips the Scan measured no faster: the Scan's own cost is ~6 us.)
+ZERO = 128           # int8 activations travel as uint8 + 128 (a_zero_point 128)
+TINY = 1e-12         # a row of zeros gets this max (no division by zero; results stay 0)
+SCHEME = "rowwise-int8"
+
+
+def _q_weight(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric int8 of ``w`` with one scale per index of ``axis`` (the output channel)."""
+    w = np.asarray(w, np.float32)
+    other = tuple(i for i in range(w.ndim) if i != axis)
+    m = np.abs(w).max(axis=other, keepdims=True)
+    s = np.where(m > 0, m / DIGIT, 1.0).astype(np.float32)
+    q = np.clip(np.rint(w / s), -127, 127).astype(np.int8)
+    return q, s.reshape(-1).astype(np.float32)
+
+
+def dequant_weight(q: np.ndarray, s: np.ndarray, axis: int) -> np.ndarray:
+    shape = [1] * q.ndim
+    shape[axis] = -1
+    return q.astype(np.float32) * s.reshape(shape)
+
+
+class _Builder:
+    """Collects the nodes / initializers of the rewritten graph, with unique names."""
+
+    def __init__(self, model):
+        from onnx import numpy_helper
+
+        self.model = model
+        self.graph = model.graph
+        self.inits = {t.name: numpy_helper.to_array(t) for t in self.graph.initializer}
+        self.new_inits: dict[str, np.ndarray] = {}
+        self.count = 0
+        self.consts: dict[tuple, str] = {}
+        self.names = {n for node in self.graph.node for n in list(node.input) + list(node.output)}
+        self.names |= set(self.inits)
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+        if self.opset < 13:
+            raise ValueError(f"row-wise int8 needs opset >= 13 (Split / Squeeze with inputs), the graph has {self.opset}")
+
+    def fresh(self, base: str) -> str:
+        while True:
+            self.count += 1
+            name = f"rq/{base}_{self.count}"
+            if name not in self.names:
+                self.names.add(name)
+                return name
+
+    def init(self, base: str, value: np.ndarray) -> str:
+        name = self.fresh(base)
+        self.new_inits[name] = np.asarray(value)
+        return name
+
+    def const(self, value, dtype) -> str:
+        """A shared scalar / small constant initializer."""
+        arr = np.asarray(value, dtype)
+        key = (arr.dtype.str, arr.shape, arr.tobytes())
+        if key not in self.consts:
+            self.consts[key] = self.init("c", arr)
+        return self.consts[key]
+
+
+def _node(nodes: list, b: _Builder, op: str, inputs: list[str], n_out: int = 1, outputs=None, **attrs):
+    from onnx import helper
+
+    outs = outputs or [b.fresh(op.lower()) for _ in range(n_out)]
+    nodes.append(helper.make_node(op, inputs, outs, name=b.fresh(op), **attrs))
+    return outs[0] if n_out == 1 else outs
+
+
+def rowwise_matmul(nodes: list, b: _Builder, x: str, wq: str, ws: str, out: str | None = None) -> str:
+    """``x[..., K] @ W[K, N]`` with int8 ``W`` (``wq``, per-column scales ``ws`` [N]) and ``x``
+    quantised per row in two int8 digits. Appends the nodes; returns the output name.
+
+    s = max|row| / 127, u = x / s, hi = round(u), lo = round((u - hi) * 254): x = s (hi + lo / 254)
+    to 1 / 64516 of the row's largest value. hi and lo rows are stacked on axis 0 and go through one
+    MatMulInteger (exact int32 sums): y = (acc_hi + acc_lo / 254) * w_scale * s.
+    """
+    from onnx import TensorProto
+
+    f = np.float32
+    absx = _node(nodes, b, "Abs", [x])
+    rmax = (_node(nodes, b, "ReduceMax", [absx, b.const([-1], np.int64)], keepdims=1) if b.opset >= 18 else
+            _node(nodes, b, "ReduceMax", [absx], axes=[-1], keepdims=1))
+    m = _node(nodes, b, "Max", [rmax, b.const(TINY, f)])
+    inv = _node(nodes, b, "Div", [b.const(DIGIT, f), m])            # 1 / s
+    u = _node(nodes, b, "Mul", [x, inv])
+    hi = _node(nodes, b, "Round", [u])
+    zp = b.const(ZERO, np.uint8)
+    if DIGITS == 1:
+        q = _node(nodes, b, "Cast", [_node(nodes, b, "Add", [hi, b.const(ZERO, f)])], to=TensorProto.UINT8)
+        acc = _node(nodes, b, "Cast", [_node(nodes, b, "MatMulInteger", [q, wq, zp])], to=TensorProto.FLOAT)
+        return _node(nodes, b, "Div", [_node(nodes, b, "Mul", [acc, ws]), inv], outputs=[out] if out else None)
+    lo = _node(nodes, b, "Round", [_node(nodes, b, "Mul", [_node(nodes, b, "Sub", [u, hi]), b.const(LO_BASE, f)])])
+    # uint8 with zero point 128: onnxruntime's fast (prepacked) integer GEMM is u8 x s8
+    q = _node(nodes, b, "Cast", [_node(nodes, b, "Add", [_node(nodes, b, "Concat", [hi, lo], axis=0), b.const(ZERO, f)])],
+              to=TensorProto.UINT8)
+    acc = _node(nodes, b, "Cast", [_node(nodes, b, "MatMulInteger", [q, wq, zp])], to=TensorProto.FLOAT)
+    a_hi, a_lo = _node(nodes, b, "Split", [acc], n_out=2, axis=0)
+    v = _node(nodes, b, "Add", [a_hi, _node(nodes, b, "Mul", [a_lo, b.const(1.0 / LO_BASE, f)])])
+    return _node(nodes, b, "Div", [_node(nodes, b, "Mul", [v, ws]), inv], outputs=[out] if out else None)
+
+
+def int8_rows_matmul(nodes: list, b: _Builder, xq: str, xs: str, wq: str, ws: str, out: str | None = None) -> str:
+    """``x @ W`` where x = xq * xs is already int8 (rows of an int8 embedding table, scale ``xs``
+    scalar or per row): exact, no activation rounding at all."""
+    from onnx import TensorProto
+
+    acc = _node(nodes, b, "Cast", [_node(nodes, b, "MatMulInteger", [xq, wq, b.const(ZERO, np.uint8)])],
+                to=TensorProto.FLOAT)
+    return _node(nodes, b, "Mul", [_node(nodes, b, "Mul", [acc, ws]), xs], outputs=[out] if out else None)
+
+
+def _weight(b: _Builder, key: str, w: np.ndarray, axis: int, cache: dict) -> tuple[str, str]:
+    """(int8 name, scale name) of a weight, quantised once per distinct array."""
+    if key not in cache:
+        q, s = _q_weight(w, axis)
+        cache[key] = (b.init("w_q", q), b.init("w_s", s))
+    return cache[key]
+
+
+def _table(b: _Builder, key: str, table: np.ndarray, cache: dict, per_row: bool) -> tuple[str, str]:
+    """(int8 table, scale) of a Gather table: scales [V, 1] per row, or one scalar."""
+    k = (key, "table")
+    if k not in cache:
+        if per_row:
+            q, s = _q_weight(table, 0)
+            s = s.reshape(-1, 1)
+        else:
+            m = float(np.abs(table).max())
+            s = np.float32(m / DIGIT if m > 0 else 1.0)
+            q = np.clip(np.rint(table / s), -127, 127).astype(np.int8)
+        # stored as uint8 = q + 128: its rows feed MatMulInteger directly (a_zero_point 128)
+        cache[k] = (b.init("table_q", (q.astype(np.int16) + ZERO).astype(np.uint8)), b.init("table_s", np.asarray(s, np.float32)))
+    return cache[k]
+
+
+def _attr(node, name, default=None):
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _lstm_supported(node, b: _Builder) -> str | None:
+    """None if the LSTM node can be rewritten, else why not."""
+    ins = list(node.input) + [""] * (8 - len(node.input))
+    if ins[1] not in b.inits or ins[2] not in b.inits or (ins[3] and ins[3] not in b.inits):
+        return "weights are not constant"
+    if ins[4] or ins[7]:
+        return "sequence_lens / peepholes"
+    direction = _attr(node, "direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    if direction != "forward":
+        return f"direction {direction}"
+    if _attr(node, "clip") is not None or _attr(node, "input_forget", 0):
+        return "clip / input_forget"
+    acts = [a.decode() if isinstance(a, bytes) else a for a in (_attr(node, "activations") or [])]
+    if acts and [a.lower() for a in acts] != ["sigmoid", "tanh", "tanh"]:
+        return f"activations {acts}"
+    if _attr(node, "layout", 0):
+        return "layout 1"
+    return None
+
+
+def _rewrite_lstm(node, b: _Builder, nodes: list, cache: dict, x_int8: tuple[str, str] | None = None) -> None:
+    from onnx import TensorProto, helper
+
+    f = np.float32
+    ins = list(node.input) + [""] * (8 - len(node.input))
+    outs = list(node.output) + [""] * (3 - len(node.output))
+    W, R = b.inits[ins[1]][0], b.inits[ins[2]][0]          # [4H, I], [4H, H]
+    H = R.shape[1]
+    bias = b.inits[ins[3]][0] if ins[3] else np.zeros(8 * H, f)
+    bias = (bias[:4 * H] + bias[4 * H:]).astype(f)
+    wq, ws = _weight(b, ins[1] + "/T", W.T, 1, cache)       # [I, 4H], scales per gate row
+    rq, rs = _weight(b, ins[2] + "/T", R.T, 1, cache)       # [H, 4H]
+    bname = b.init("lstm_b", bias)
+    zero = b.const([0], np.int64)
+
+    # input projection of every time step at once: [T, B, 4H]
+    if x_int8:   # the input is rows of an int8 table: exact
+        xw = _node(nodes, b, "Add", [int8_rows_matmul(nodes, b, x_int8[0], x_int8[1], wq, ws), bname])
+    else:
+        xw = _node(nodes, b, "Add", [rowwise_matmul(nodes, b, ins[0], wq, ws), bname])
+
+    def initial(name: str) -> str:
+        if name:
+            return _node(nodes, b, "Squeeze", [name, zero])
+        shape = _node(nodes, b, "Shape", [ins[0]])
+        batch = _node(nodes, b, "Slice", [shape, b.const([1], np.int64), b.const([2], np.int64)])
+        dims = _node(nodes, b, "Concat", [batch, b.const([H], np.int64)], axis=0)
+        return _node(nodes, b, "ConstantOfShape", [dims], value=helper.make_tensor("z", TensorProto.FLOAT, [1], [0.0]))
+
+    h0, c0 = initial(ins[5]), initial(ins[6])
+
+    vi = lambda n, shape: helper.make_tensor_value_info(n, TensorProto.FLOAT, shape)  # noqa: E731
+
+    def cell(body: list, h_in: str, c_in: str, x_t: str) -> tuple[str, str]:
+        g = _node(body, b, "Add", [x_t, rowwise_matmul(body, b, h_in, rq, rs)])
+        gi, go, gf, gc = _node(body, b, "Split", [g], n_out=4, axis=-1)   # ONNX gate order i, o, f, c
+        i, o, fg = (_node(body, b, "Sigmoid", [t]) for t in (gi, go, gf))
+        c_new = _node(body, b, "Add", [_node(body, b, "Mul", [fg, c_in]),
+                                       _node(body, b, "Mul", [i, _node(body, b, "Tanh", [gc])])])
+        h_new = _node(body, b, "Mul", [o, _node(body, b, "Tanh", [c_new])])
+        return h_new, c_new
+
+    # Scan body: (h, c, xw_t) -> (h', c', h')
+    body: list = []
+    h_in, c_in, x_t = b.fresh("h"), b.fresh("c"), b.fresh("xw_t")
+    h_out, c_out = cell(body, h_in, c_in, x_t)
+    y_out = b.fresh("y_t")
+    body.append(helper.make_node("Identity", [h_out], [y_out], name=b.fresh("Identity")))
+    graph = helper.make_graph(body, b.fresh("lstm_body"),
+                              [vi(h_in, ["B", H]), vi(c_in, ["B", H]), vi(x_t, ["B", 4 * H])],
+                              [vi(h_out, ["B", H]), vi(c_out, ["B", H]), vi(y_out, ["B", H])])
+    h_T, c_T, ys = b.fresh("h_T"), b.fresh("c_T"), b.fresh("ys")
+    nodes.append(helper.make_node("Scan", [h0, c0, xw], [h_T, c_T, ys], name=b.fresh("Scan"),
+                                  num_scan_inputs=1, body=graph))
+    # LSTM outputs: Y [T, 1, B, H], Y_h [1, B, H], Y_c [1, B, H]
+    if outs[0]:
+        _node(nodes, b, "Unsqueeze", [ys, b.const([1], np.int64)], outputs=[outs[0]])
+    if outs[1]:
+        _node(nodes, b, "Unsqueeze", [h_T, zero], outputs=[outs[1]])
+    if outs[2]:
+        _node(nodes, b, "Unsqueeze", [c_T, zero], outputs=[outs[2]])
+
+
+def quantize_rowwise(model, op_types=("LSTM", "MatMul", "Gemm", "Gather"), exclude=()) -> dict[str, Any]:
+    """Rewrite ``model`` (an ``onnx.ModelProto``, fp32) in place; returns what was done
+    ({"rewritten": {op: n}, "kept": {reason: n}, "tied": [names]})."""
+    from onnx import numpy_helper
+
+    b = _Builder(model)
+    cache: dict[str, tuple[str, str]] = {}
+    done: dict[str, int] = {}
+    kept: dict[str, int] = {}
+    tied: list[str] = []
+    # Tied weights: a MatMul weight [K, N] that is the transpose of a Gather table [N, K] shares its int8.
+    tables = {n.input[0]: b.inits[n.input[0]] for n in model.graph.node
+              if n.op_type == "Gather" and n.input[0] in b.inits and b.inits[n.input[0]].ndim == 2
+              and _attr(n, "axis", 0) == 0 and "Gather" in op_types}
+
+    def _tie(w):
+        return next((t for t, arr in tables.items() if arr.shape == w.T.shape and np.array_equal(arr, w.T)), None)
+
+    # A table tied to an output layer keeps one scale per row (= the layer's per-column scales);
+    # any other table one scale for all (its rows are read, not multiplied: nothing to gain per row).
+    tied_tables = set()
+    for n in model.graph.node:
+        w = b.inits.get(n.input[1]) if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 else None
+        if w is not None and w.ndim == 2:
+            t = _tie(w.T if n.op_type == "Gemm" and _attr(n, "transB", 0) else w)
+            if t is not None:
+                tied_tables.add(t)
+    producers = {o: n for n in model.graph.node for o in n.output}
+    alias: dict[str, tuple[str, str]] = {}   # fp32 tensor -> (int8 tensor, scale) holding the same values
+
+    def int8_of(name: str):
+        """The int8 twin of ``name`` (rows of an int8 table, maybe transposed), built on demand."""
+        if name in alias:
+            return alias[name]
+        node = producers.get(name)
+        if node is None or node.op_type != "Transpose" or len(node.output) != 1:
+            return None
+        src = int8_of(node.input[0])
+        if src is None:
+            return None
+        perm = _attr(node, "perm")
+        q = _node(new_nodes, b, "Transpose", [src[0]], perm=perm)
+        sc = src[1] if src[1] in b.new_inits and b.new_inits[src[1]].ndim == 0 else \
+            _node(new_nodes, b, "Transpose", [src[1]], perm=perm)
+        alias[name] = (q, sc)
+        return alias[name]
+
+    new_nodes: list = []
+    for node in model.graph.node:
+        if node.name in exclude or node.op_type not in op_types:
+            new_nodes.append(node)
+            continue
+        if node.op_type == "LSTM":
+            why = _lstm_supported(node, b)
+            if why:
+                kept[f"LSTM: {why}"] = kept.get(f"LSTM: {why}", 0) + 1
+                new_nodes.append(node)
+                continue
+            _rewrite_lstm(node, b, new_nodes, cache, int8_of(node.input[0]))
+        elif node.op_type == "Gather":
+            table = node.input[0]
+            if table not in tables or np.issubdtype(tables[table].dtype, np.integer):
+                new_nodes.append(node)
+                continue
+            per_row = table in tied_tables
+            rows_q, scale = _table(b, table, tables[table], cache, per_row)
+            gathered = _node(new_nodes, b, "Gather", [rows_q, node.input[1]], axis=0)
+            if per_row:
+                scale = _node(new_nodes, b, "Gather", [scale, node.input[1]], axis=0)
+            rows = _node(new_nodes, b, "Sub", [_node(new_nodes, b, "Cast", [gathered], to=1), b.const(ZERO, np.float32)])
+            _node(new_nodes, b, "Mul", [rows, scale], outputs=[node.output[0]])
+            alias[node.output[0]] = (gathered, scale)
+        else:  # MatMul / Gemm with a constant 2-D weight
+            w_name = node.input[1] if len(node.input) > 1 else ""
+            w = b.inits.get(w_name)
+            ok = w is not None and w.ndim == 2 and w.dtype == np.float32
+            if node.op_type == "Gemm":
+                ok = ok and not _attr(node, "transA", 0) and _attr(node, "alpha", 1.0) == 1.0 \
+                    and _attr(node, "beta", 1.0) == 1.0
+            if not ok:
+                new_nodes.append(node)
+                continue
+            if node.op_type == "Gemm" and _attr(node, "transB", 0):
+                w = w.T
+            tie = _tie(w)
+            if tie is not None:
+                tq, ts_col = _table(b, tie, tables[tie], cache, per_row=True)
+                # int8 = uint8 - 128, transposed: constants, folded by onnxruntime at load
+                wq = _node(new_nodes, b, "Cast", [_node(new_nodes, b, "Sub", [
+                    _node(new_nodes, b, "Cast", [_node(new_nodes, b, "Transpose", [tq], perm=[1, 0])], to=6),
+                    b.const(ZERO, np.int32)])], to=3)
+                ws = _node(new_nodes, b, "Reshape", [ts_col, b.const([-1], np.int64)])
+                tied.append(f"{tie} = {w_name}^T")
+            else:
+                wq, ws = _weight(b, w_name + ("/T" if node.op_type == "Gemm" and _attr(node, "transB", 0) else ""),
+                                 w, 1, cache)
+            if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
+                y = rowwise_matmul(new_nodes, b, node.input[0], wq, ws)
+                _node(new_nodes, b, "Add", [y, node.input[2]], outputs=[node.output[0]])
+            else:
+                rowwise_matmul(new_nodes, b, node.input[0], wq, ws, out=node.output[0])
+        done[node.op_type] = done.get(node.op_type, 0) + 1
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes)
+    # initializers: add the new ones, drop those no node reads any more
+    used = set()
+
+    def collect(g):
+        for n in g.node:
+            used.update(n.input)
+            for a in n.attribute:
+                if a.type == a.GRAPH:
+                    collect(a.g)
+    collect(model.graph)
+    used |= {o.name for o in model.graph.output}
+    keep = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in b.new_inits.items())
+    # drop value_info of removed tensors (shape inference re-derives what it needs)
+    del model.graph.value_info[:]
+    return {"rewritten": done, "kept": kept, "tied": tied}

@@ -1,0 +1,82 @@
+"""Which operators a graph uses, and which onnxruntime packages run it (torch-free).
+
+``rnnkit verify`` and the manifest (``graph_ops``) list them, so an app developer knows before
+shipping whether a bundle runs on a phone or in a browser. The answer per package:
+
+- onnxruntime (Python), onnxruntime-node, onnxruntime-web (WebAssembly): run on every shipped
+  step graph by the conformance test (``tests/test_conformance_js.py``, ``node/conformance.js``);
+- onnxruntime-android (Maven) and onnxruntime-objc (CocoaPods): the full packages hold every CPU
+  operator of their version (the reduced "mobile" packages were retired after 1.15); not run here.
+
+A standard-domain graph (the row-wise int8 export) needs only an onnxruntime that knows its opset;
+com.microsoft operators add their own minimum versions (``CONTRIB_MIN``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+PACKAGES = ("onnxruntime", "onnxruntime-node", "onnxruntime-web", "onnxruntime-android", "onnxruntime-objc")
+TESTED = ("onnxruntime", "onnxruntime-node", "onnxruntime-web")
+# the first onnxruntime release that runs an opset (CPU execution provider)
+OPSET_MIN = {13: "1.7", 14: "1.10", 15: "1.11", 16: "1.12", 17: "1.13", 18: "1.14", 19: "1.16", 20: "1.17",
+             21: "1.18"}
+# com.microsoft operators our exports can hold, and the first release that runs them as we use them
+CONTRIB_MIN = {"DynamicQuantizeLSTM": "1.7", "DynamicQuantizeMatMul": "1.7", "MatMulIntegerToFloat": "1.7",
+               "MatMulNBits": "1.22"}  # 8-bit MatMulNBits on CPU: 1.22
+
+
+def graph_ops(path: str | os.PathLike) -> dict[str, Any]:
+    """``{"opset": n, "ops": {"[domain.]Op": count}}`` of a graph, subgraphs (Scan / If bodies) included."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    counts: dict[str, int] = {}
+
+    def walk(graph) -> None:
+        for n in graph.node:
+            key = f"{n.domain}.{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
+            counts[key] = counts.get(key, 0) + 1
+            for a in n.attribute:
+                if a.type == a.GRAPH:
+                    walk(a.g)
+                for g in a.graphs:
+                    walk(g)
+
+    walk(model.graph)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return {"opset": opset, "ops": dict(sorted(counts.items()))}
+
+
+def _vkey(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
+
+
+def runs_on(listing: dict[str, Any]) -> dict[str, Any]:
+    """``{"min_onnxruntime": "1.x", "packages": {package: "tested" | "full package"}}`` for a
+    ``graph_ops`` listing; an operator we know nothing about names itself in ``unknown``."""
+    need = [OPSET_MIN.get(listing.get("opset", 0), "1.7")]
+    unknown = []
+    for op in listing.get("ops", {}):
+        if op.startswith("com.microsoft."):
+            name = op.split(".", 2)[2]
+            if name in CONTRIB_MIN:
+                need.append(CONTRIB_MIN[name])
+            else:
+                unknown.append(op)
+    out: dict[str, Any] = {"min_onnxruntime": max(need, key=_vkey),
+                           "packages": {p: ("tested" if p in TESTED else "full package") for p in PACKAGES}}
+    if unknown:
+        out["unknown"] = unknown
+    return out
+
+
+def describe(listing: dict[str, Any]) -> str:
+    """One line: the operators, then where they run."""
+    ops = ", ".join(f"{k}x{v}" if v > 1 else k for k, v in listing["ops"].items())
+    r = runs_on(listing)
+    tested = ", ".join(p for p, how in r["packages"].items() if how == "tested")
+    full = ", ".join(p for p, how in r["packages"].items() if how != "tested")
+    return (f"opset {listing['opset']}: {ops}; runs on onnxruntime >= {r['min_onnxruntime']}: "
+            f"{tested} (tested), {full} (full packages)")
