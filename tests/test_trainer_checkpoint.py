@@ -18,6 +18,8 @@ import torch
 from rnnkit.core import checkpoint as ck
 from rnnkit.core.checkpoint import CheckpointError, find_latest, load_checkpoint, save_checkpoint
 from rnnkit.core.rng import get_rng_state, set_rng_state
+from rnnkit.core.schedules import build_optimizer
+from rnnkit.core.train_types import TrainConfig
 from test_trainer_toys import tiny_lm
 
 torch.set_num_threads(1)
@@ -172,7 +174,9 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
         step = _latest_step(run / "checkpoints")
         assert step is not None and target <= step < max_steps, (target, step)
         seen.append(step)
-        got = load_checkpoint(run / "checkpoints", tiny_lm(), torch.optim.AdamW(tiny_lm().parameters()))
+        model, cfg = tiny_lm(), TrainConfig()  # the toy script's optimizer, built as the trainer builds it
+        got = load_checkpoint(run / "checkpoints", model,
+                              build_optimizer(model, cfg.optimizer, 3e-3, cfg.weight_decay, cfg.momentum))
         assert got.state["step"] == step
     assert len(seen) == 3 and seen == sorted(seen), seen
     done = subprocess.run([sys.executable, str(TOYS), str(run), *args, "--resume"], capture_output=True,
