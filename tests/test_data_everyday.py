@@ -25,7 +25,6 @@ at http://example.com/table .
 On Thu, 22 Aug 2002, Bob wrote:
 > Lunch on Friday sounds good.
 > See you there.
-SL> quoted with initials
 
 Thanks, Alice
 --
