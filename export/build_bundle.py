@@ -23,8 +23,8 @@ from . import names as N
 from .bundle import find_tokenizer, read_metrics, run_task, sha256_file, write_bundle
 from .onnx_export import OPSET, export_model
 from .parity import TOLERANCE, assert_parity, check_parity, ort_session, parity_limit
-from .quantize import (DEFAULT_SCHEME, HEAD_BITS, HEAD_BLOCK, SCHEMES, compare_random, int8_text_report,
-                       quantize_graph, size_ratio)
+from .quantize import (DEFAULT_SCHEME, DEFAULT_TARGET, HEAD_BITS, HEAD_BLOCK, SCHEMES, TARGETS, compare_random,
+                       int8_text_report, quantize_graph, size_ratio)
 
 # Export-time parity: a few random inputs (the full grid runs in CI, tests/test_export_parity.py).
 QUICK_BATCHES, QUICK_TIMES, QUICK_ROLLOUT = (1, 3), (1, 9), 20
@@ -98,12 +98,16 @@ def validation_ids(run_dir: Path, tokenizer_path: Path | None, text_file: str | 
 def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: bool = False,
                   int8_head: str = "int8", seed: int = 0, eval_text: str | os.PathLike | None = None,
                   eval_tokens: int = 0, eval_task: bool = False, int8_only: bool = False,
-                  int8_scheme: str = DEFAULT_SCHEME, ort_format: bool = False, log=print) -> dict[str, Any]:
+                  int8_scheme: str = DEFAULT_SCHEME, ort_format: bool = False, int8_target: str = DEFAULT_TARGET,
+                  log=print) -> dict[str, Any]:
     """Export ``run_dir`` to a bundle at ``out_dir``; returns the manifest written.
 
     ``int8_scheme``: "rowwise" (default: int8 weights, activations quantised per token in standard
     ops; the same logits however the input is chunked or batched, and on every onnxruntime) or
     "dynamic" (the earlier onnxruntime dynamic quantisation), see ``quantize.SCHEMES``.
+    ``int8_target`` (rowwise): "portable" (default: LSTM activations by table lookup, bit-exact on every
+    runtime) or "native" (onnxruntime's Tanh / Sigmoid: ~15-25 % faster one-token step on x86, but
+    WebAssembly / ARM drift from x86 by up to ~0.1 in the logits over a long text), see ``quantize.TARGETS``.
     ``int8_head``: "int8" (default) quantises the layer producing ``logits`` too; "fp32" keeps it fp32
     (four times its bytes: on suggest-en the one-token step is ~1.9x slower).
     ``ort_format``: also write each graph in onnxruntime's ORT format (``<job>[.int8].ort``, listed in
@@ -124,6 +128,8 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
         raise ValueError("--int8-only needs --int8")
     if int8_head not in ("fp32", "int8"):
         raise ValueError(f"int8_head must be fp32 or int8, got {int8_head!r}")
+    if int8_target not in TARGETS:
+        raise ValueError(f"int8_target must be one of {', '.join(TARGETS)}, got {int8_target!r}")
     if int8_scheme not in SCHEMES:
         raise ValueError(f"int8_scheme must be one of {', '.join(SCHEMES)}, got {int8_scheme!r}")
     torch.manual_seed(seed)
@@ -163,8 +169,8 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
         if int8:
             # ``graphs`` is the manifest's own dict: _quantize_all repoints it at the int8 files.
             manifest["int8"] = _quantize_all(fp32, Path(scratch), files, graphs, record["config"], int8_head, log,
-                                             int8_scheme)
-            manifest["int8_options"] = int8_options(int8_scheme, int8_head)
+                                             int8_scheme, int8_target)
+            manifest["int8_options"] = int8_options(int8_scheme, int8_head, int8_target)
             manifest["precision"] = "int8"
             real = validation_ids(run_dir, tok, eval_text, log) if kind == "lm" else None
             if real:
@@ -193,14 +199,16 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
     return manifest
 
 
-def int8_options(scheme: str, head: str) -> dict[str, Any]:
+def int8_options(scheme: str, head: str, target: str = DEFAULT_TARGET) -> dict[str, Any]:
     """The manifest's ``int8_options``: how the int8 graphs were made."""
     if scheme == "rowwise":
-        from .rowwise import SCHEME
+        from .rowwise import SCHEME, TANH_MAX, TANH_STEPS
 
-        return {"scheme": SCHEME, "weights": "int8, symmetric, one scale per output channel",
+        return {"scheme": SCHEME, "target": target, "weights": "int8, symmetric, one scale per output channel",
                 "activations": "int8 per row (token): scale max|row| / 127, standard ONNX ops",
-                "lstm": "input projection + Scan over time", "output_head": head}
+                "lstm": "input projection + Scan over time; gates " + (
+                    f"by tanh table lookup ({TANH_STEPS} points per unit on [-{TANH_MAX}, {TANH_MAX}])"
+                    if target == "portable" else "by onnxruntime's Tanh / Sigmoid"), "output_head": head}
     return {"scheme": "dynamic", "per_channel": True, "weight_type": "QInt8", "output_head": head,
             **({"head_bits": HEAD_BITS, "head_block": HEAD_BLOCK} if head == "int8" else {})}
 
@@ -234,14 +242,15 @@ def _write_ort(graphs: dict[str, str], scratch: Path, files: dict[str, Path], co
 
 
 def _quantize_all(fp32: dict[str, Path], scratch: Path, files: dict[str, Path], graphs: dict[str, str],
-                  config: dict[str, Any], head: str, log, scheme: str = DEFAULT_SCHEME) -> dict[str, Any]:
+                  config: dict[str, Any], head: str, log, scheme: str = DEFAULT_SCHEME,
+                  target: str = DEFAULT_TARGET) -> dict[str, Any]:
     """Quantise every graph; point ``graphs`` at the int8 files. Returns the per-job figures."""
     from .verify import rollout_self_check
 
     figures: dict[str, Any] = {}
     for job, src in fp32.items():
         dst = scratch / N.graph_file(job, "int8")
-        quantize_graph(src, dst, head=head, scheme=scheme)
+        quantize_graph(src, dst, head=head, scheme=scheme, target=target)
         sess = ort_session(dst)
         smoke = compare_random(ort_session(src), sess, config)
         figures[job] = {"size_ratio": size_ratio(src, dst), "fp32_bytes": src.stat().st_size,

@@ -46,6 +46,10 @@ def register(subparsers) -> None:
                         "ONNX ops; the same logits however the text is chunked or batched, and on every onnxruntime: "
                         "Python, Node, WebAssembly, mobile) or dynamic (onnxruntime's quantize_dynamic, one activation "
                         "scale per call: results depend on the chunking; kept to compare with)")
+    p.add_argument("--target", choices=("portable", "native"), default="portable",
+                   help="with --int8 (rowwise): portable (default: LSTM gates by table lookup, bit-exact on every "
+                        "onnxruntime) or native (onnxruntime's Tanh/Sigmoid: a ~15-25%% faster one-token step on x86, "
+                        "but WebAssembly/ARM drift from x86 by up to ~0.1 in the logits over a long text)")
     p.add_argument("--ort", action="store_true",
                    help="also write every graph in onnxruntime's ORT format (<job>[.int8].ort, listed and hashed in "
                         "the manifest's ort_graphs) for onnxruntime-android / onnxruntime-objc")
@@ -79,7 +83,7 @@ def run_export(args) -> int:
     try:
         export_bundle(args.run_dir, args.out, int8=args.int8, int8_head=args.int8_head, int8_only=args.int8_only, seed=args.seed,
                       eval_text=args.eval_text, eval_tokens=args.eval_tokens, eval_task=args.eval_task,
-                      int8_scheme=args.int8_scheme, ort_format=args.ort)
+                      int8_scheme=args.int8_scheme, ort_format=args.ort, int8_target=args.target)
     except FileExistsError as e:
         raise ValueError(str(e)) from None
     except OSError as e:  # a read-only or full --out: one line, not a traceback

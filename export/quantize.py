@@ -44,24 +44,32 @@ MIN_ORT_INT8_HEAD = (1, 22)  # the first onnxruntime whose CPU MatMulNBits runs 
 # How the int8 graphs are made (``scheme``):
 # - "rowwise" (default, export/rowwise.py): int8 weights per output channel, activations quantised per
 #   row (token) in standard ops, the LSTM as an input projection + a Scan. A row's result depends on
-#   that row alone: the same logits however the text is chunked or batched, and on every onnxruntime
-#   (Python, Node, WebAssembly: measured <= 1e-5 apart). Measured on suggest-en (shared 2-core machine, one thread):
-#   one-token step 0.28 ms native (dynamic: 0.26), 2.3 ms in onnxruntime-web (dynamic: 11-21 ms);
-#   perplexity +0.02 % over the dequantised weights (dynamic: +0.04 %).
+#   that row alone: the same logits however the text is chunked or batched; with ``target="portable"``
+#   (default: gate activations by table lookup) bit-exact on every onnxruntime (Python, Node, WebAssembly).
+#   Measured (shared 2-core machine, one thread, p50 relative to "dynamic"): one-token step 1.3x (suggest-en)
+#   / 1.7x (char-shakespeare) native, 0.2x in onnxruntime-web; perplexity within 0.03 % of the fp32 graph.
 # - "dynamic" (the earlier export): onnxruntime ``quantize_dynamic`` (one activation scale per call:
 #   results depend on the chunking) + the block-wise MatMulNBits head (int8 activations only where the
 #   CPU has dot products: x86, ARM and WebAssembly differ). Kept to compare with.
 SCHEMES = ("rowwise", "dynamic")
 DEFAULT_SCHEME = "rowwise"
 META_INT8_SCHEME = "int8_scheme"
+META_INT8_TARGET = "int8_target"
+
+
+TARGETS = ("portable", "native")
+DEFAULT_TARGET = "portable"
 
 
 def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, per_channel: bool = True,
-                   op_types: Sequence[str] = OP_TYPES, head: str = "int8", scheme: str = DEFAULT_SCHEME) -> Path:
+                   op_types: Sequence[str] = OP_TYPES, head: str = "int8", scheme: str = DEFAULT_SCHEME,
+                   target: str = DEFAULT_TARGET) -> Path:
     """Write the int8 version of ``src`` to ``dst`` (atomically), metadata carried over with precision=int8
     (and ``int8_scheme``).
 
     ``scheme``: "rowwise" (default) or "dynamic", see ``SCHEMES``.
+    ``target`` (rowwise): "portable" (default: LSTM activations by table lookup, the same bits on every
+    runtime) or "native" (onnxruntime's Tanh / Sigmoid: faster, but WebAssembly / ARM may drift from x86).
     ``head``: "int8" quantises the layer producing ``logits`` too (row-wise; "dynamic": block-wise,
     ``HEAD_BLOCK``); "fp32" keeps it fp32 (four times its bytes, a slower step).
     """
@@ -79,8 +87,11 @@ def quantize_graph(src: str | os.PathLike, dst: str | os.PathLike, per_channel: 
     if scheme == "rowwise":
         from .rowwise import SCHEME, quantize_rowwise
 
-        quantize_rowwise(model, op_types=tuple(op_types), exclude=head_nodes if head == "fp32" else ())
-        set_metadata(model, {**meta, N.META_PRECISION: "int8", META_INT8_SCHEME: SCHEME})
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+        quantize_rowwise(model, op_types=tuple(op_types), exclude=head_nodes if head == "fp32" else (),
+                         activation="table" if target == "portable" else "ort")
+        set_metadata(model, {**meta, N.META_PRECISION: "int8", META_INT8_SCHEME: SCHEME, META_INT8_TARGET: target})
 
         def write_rowwise(tmp: str) -> None:
             onnx.save(model, tmp)

@@ -16,11 +16,12 @@ This scheme uses standard ONNX ops only (nothing from com.microsoft):
   ``MatMulInteger`` (uint8 + 128 x int8: exact int32 sums, onnxruntime's prepacked GEMM) and
   y = acc * w_scale / (1 / s). Rows of an int8 embedding go into the LSTM's input projection as they are;
 - the LSTM is written out as an input projection over all time steps and a ``Scan`` over time whose
-  body does ``h @ R`` the same way, then the gates in float32.
+  body does ``h @ R`` the same way, then the gates in float32, tanh / sigmoid by table lookup.
 
 So a row's result depends on that row alone: one-shot and stepped rollouts, batch 1 and batch 8 give
-the same numbers (bit for bit on one runtime), and runtimes differ only through their float32
-sigmoid / tanh (last bits; measured <= 6e-6 in the logits over 1,000 tokens, Python vs Node vs WebAssembly).
+the same numbers (bit for bit), and so do runtimes: every op of the recurrence is exact IEEE float32 or
+integer arithmetic, the same on x86, ARM and WebAssembly (what may still differ: an fp32 MatMul left
+in the graph, e.g. attention, by float32 rounding).
 The weights are int8, so a one-token step streams a quarter of the fp32 bytes.
 
 ``quantize_rowwise(model)`` rewrites an fp32 ONNX model exported by ``onnx_export`` in place:
@@ -42,7 +43,16 @@ LO_BASE = 254.0      # lo = round((x/s - hi) * 254), |lo| <= 127
 # in WebAssembly (two rows through every GEMM), for perplexity +0.019 % vs +0.018 % and no smaller
 # runtime differences (5.7e-6 with one digit, 6.4e-4 with two: the lo digit rounds 254x more often).
 DIGITS = 1
-# (An ``If`` with a T == 1 branch that skips the Scan measured no faster: the Scan's own cost is ~6 us.)
+# LSTM gate activations (``activation=``): "table" (target portable, default): tanh / sigmoid by lookup in a
+# tanh table (TANH_STEPS points per unit on [-TANH_MAX, TANH_MAX], nearest point: error <= 4.9e-4, perplexity
+# +0.01 % on suggest-en / char-shakespeare): bit-exact on every runtime. "ort" (target native): onnxruntime's
+# Tanh / Sigmoid, which differ in the last bits between x86, ARM and WebAssembly; a last bit can flip the
+# rounding of an int8 activation and the state then drifts apart (char-shakespeare, 600 characters: 4e-2 in
+# the logits, Python vs WebAssembly). Measured cost of the table: ~+60 us per LSTM layer and one-token step
+# (ORT's per-node overhead: 8 more small nodes per layer).
+# (An ``If`` with a T == 1 branch that skips the Scan measured ~10 us faster per layer: not worth twice the nodes.)
+ACTIVATIONS = ("table", "ort")
+TANH_STEPS, TANH_MAX = 1024, 8
 ZERO = 128           # int8 activations travel as uint8 + 128 (a_zero_point 128)
 TINY = 1e-12         # a row of zeros gets this max (no division by zero; results stay 0)
 SCHEME = "rowwise-int8"
@@ -76,6 +86,7 @@ class _Builder:
         self.new_inits: dict[str, np.ndarray] = {}
         self.count = 0
         self.consts: dict[tuple, str] = {}
+        self.consts_named: dict[str, str] = {}
         self.names = {n for node in self.graph.node for n in list(node.input) + list(node.output)}
         self.names |= set(self.inits)
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -155,6 +166,24 @@ def int8_rows_matmul(nodes: list, b: _Builder, xq: str, xs: str, wq: str, ws: st
     return _node(nodes, b, "Mul", [_node(nodes, b, "Mul", [acc, ws]), xs], outputs=[out] if out else None)
 
 
+def _table_tanh(nodes: list, b: _Builder, x: str, scale: np.ndarray | None) -> str:
+    """tanh(x * scale) by table lookup: the nearest of TANH_STEPS points per unit on [-TANH_MAX, TANH_MAX].
+    IEEE float32 Mul / Round and an integer Gather: the same bits on every runtime (onnxruntime's own
+    Tanh / Sigmoid differ in the last bits between x86, ARM and WebAssembly, and a last bit can flip
+    the rounding of an int8 activation)."""
+    f = np.float32
+    k = TANH_STEPS * (scale if scale is not None else 1.0)
+    lim = TANH_STEPS * TANH_MAX
+    if "tanh_table" not in b.consts_named:
+        # index j in [-lim, lim] reads tanh(j / TANH_STEPS): j >= 0 at j, j < 0 from the end (Gather's
+        # negative indices), so no offset is added at run time
+        j = np.concatenate([np.arange(0, lim + 1), np.arange(-lim, 0)]).astype(np.float64)
+        b.consts_named["tanh_table"] = b.init("tanh_table", np.tanh(j / TANH_STEPS).astype(f))
+    pos = _node(nodes, b, "Clip", [_node(nodes, b, "Mul", [x, b.const(k, f)]), b.const(-lim, f), b.const(lim, f)])
+    idx = _node(nodes, b, "Cast", [_node(nodes, b, "Round", [pos])], to=6)   # int32
+    return _node(nodes, b, "Gather", [b.consts_named["tanh_table"], idx], axis=0)
+
+
 def _weight(b: _Builder, key: str, w: np.ndarray, axis: int, cache: dict) -> tuple[str, str]:
     """(int8 name, scale name) of a weight, quantised once per distinct array."""
     if key not in cache:
@@ -209,7 +238,8 @@ def _lstm_supported(node, b: _Builder) -> str | None:
     return None
 
 
-def _rewrite_lstm(node, b: _Builder, nodes: list, cache: dict, x_int8: tuple[str, str] | None = None) -> None:
+def _rewrite_lstm(node, b: _Builder, nodes: list, cache: dict, x_int8: tuple[str, str] | None = None,
+                  activation: str = "table") -> None:
     from onnx import TensorProto, helper
 
     f = np.float32
@@ -244,6 +274,15 @@ def _rewrite_lstm(node, b: _Builder, nodes: list, cache: dict, x_int8: tuple[str
 
     def cell(body: list, h_in: str, c_in: str, x_t: str) -> tuple[str, str]:
         g = _node(body, b, "Add", [x_t, rowwise_matmul(body, b, h_in, rq, rs)])
+        if activation == "table":
+            # sigmoid(x) = (1 + tanh(x / 2)) / 2 for the i, o, f gates, tanh for c: one table lookup
+            a = np.concatenate([np.full(3 * H, 0.5, f), np.ones(H, f)])
+            act = _node(body, b, "Add", [_node(body, b, "Mul", [_table_tanh(body, b, g, a), b.const(a, f)]),
+                                         b.const(np.concatenate([np.full(3 * H, 0.5, f), np.zeros(H, f)]), f)])
+            i, o, fg, gc = _node(body, b, "Split", [act], n_out=4, axis=-1)   # ONNX gate order i, o, f, c
+            c_new = _node(body, b, "Add", [_node(body, b, "Mul", [fg, c_in]), _node(body, b, "Mul", [i, gc])])
+            h_new = _node(body, b, "Mul", [o, _table_tanh(body, b, c_new, None)])
+            return h_new, c_new
         gi, go, gf, gc = _node(body, b, "Split", [g], n_out=4, axis=-1)   # ONNX gate order i, o, f, c
         i, o, fg = (_node(body, b, "Sigmoid", [t]) for t in (gi, go, gf))
         c_new = _node(body, b, "Add", [_node(body, b, "Mul", [fg, c_in]),
@@ -272,9 +311,12 @@ def _rewrite_lstm(node, b: _Builder, nodes: list, cache: dict, x_int8: tuple[str
         _node(nodes, b, "Unsqueeze", [c_T, zero], outputs=[outs[2]])
 
 
-def quantize_rowwise(model, op_types=("LSTM", "MatMul", "Gemm", "Gather"), exclude=()) -> dict[str, Any]:
+def quantize_rowwise(model, op_types=("LSTM", "MatMul", "Gemm", "Gather"), exclude=(),
+                     activation: str = "table") -> dict[str, Any]:
     """Rewrite ``model`` (an ``onnx.ModelProto``, fp32) in place; returns what was done
-    ({"rewritten": {op: n}, "kept": {reason: n}, "tied": [names]})."""
+    ({"rewritten": {op: n}, "kept": {reason: n}, "tied": [names]}). ``activation``: see ``ACTIVATIONS``."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
     from onnx import numpy_helper
 
     b = _Builder(model)
@@ -330,7 +372,7 @@ def quantize_rowwise(model, op_types=("LSTM", "MatMul", "Gemm", "Gather"), exclu
                 kept[f"LSTM: {why}"] = kept.get(f"LSTM: {why}", 0) + 1
                 new_nodes.append(node)
                 continue
-            _rewrite_lstm(node, b, new_nodes, cache, int8_of(node.input[0]))
+            _rewrite_lstm(node, b, new_nodes, cache, int8_of(node.input[0]), activation)
         elif node.op_type == "Gather":
             table = node.input[0]
             if table not in tables or np.issubdtype(tables[table].dtype, np.integer):

@@ -40,7 +40,7 @@ def test_lstm_becomes_rowwise_int8_in_standard_ops(graphs):
     assert ops.get("Scan") == 2 and "LSTM" not in ops, ops
     assert "MatMul" not in ops and ops.get("MatMulInteger") == 3, ops  # 2 input projections + the head
     assert not any(k.startswith("com.microsoft") for k in ops), ops
-    assert size_ratio(fp32, int8) < 0.35
+    assert size_ratio(fp32, int8) < 0.4  # 0.26 + the 64 KB tanh table (large on this 0.6 M-parameter toy)
 
 
 def test_gru_keeps_fp32_recurrence_and_quantises_matmul(graphs):
@@ -56,7 +56,7 @@ def test_int8_graph_checks_and_keeps_metadata(graphs):
     a = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
     b = {p.key: p.value for p in onnx.load(str(int8)).metadata_props}
     assert b.pop("precision") == "int8" and a.pop("precision") == "fp32"
-    assert b.pop("int8_scheme") == "rowwise-int8"
+    assert b.pop("int8_scheme") == "rowwise-int8" and b.pop("int8_target") == "portable"
     b.pop("onnx.infer", None)  # the quantiser notes itself
     assert a == b
     domains = {n.domain for n in onnx.load(str(int8)).graph.node}
@@ -93,6 +93,23 @@ def test_rowwise_int8_does_not_depend_on_chunking_or_batching(graphs, cell):
     whole, stepped, batched = _rollouts(int8, 2, 96, 500, lstm=cell == "lstm")
     assert np.abs(whole - stepped).max() <= 1e-4
     assert np.abs(whole - batched).max() <= 1e-4
+
+
+def _body_ops(path) -> set[str]:
+    g = onnx.load(str(path))
+    return {n.op_type for node in g.graph.node for a in node.attribute if a.type == a.GRAPH for n in a.g.node}
+
+
+def test_portable_target_has_no_transcendental_op_in_the_recurrence(graphs, tmp_path):
+    """Portable: tanh / sigmoid by table lookup (bit-exact everywhere); native: onnxruntime's own."""
+    fp32, int8 = graphs["lstm"]
+    assert "Gather" in _body_ops(int8) and not _body_ops(int8) & {"Tanh", "Sigmoid"}
+    native = quantize_graph(fp32, tmp_path / "native.onnx", target="native")
+    assert {"Tanh", "Sigmoid"} <= _body_ops(native)
+    whole, stepped, batched = _rollouts(native, 2, 96, 500)
+    assert np.abs(whole - stepped).max() <= 1e-4 and np.abs(whole - batched).max() <= 1e-4
+    a, _, _ = _rollouts(int8, 2, 96, 500)
+    assert np.abs(a - whole).max() < 0.05  # the table's nearest point: within 4.9e-4 of tanh
 
 
 def test_dynamic_scheme_still_there_and_depends_on_chunking(graphs, tmp_path):

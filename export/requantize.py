@@ -1,0 +1,161 @@
+"""Re-quantise a shipped int8 bundle whose training run is gone: ``python -m rnnkit.export.requantize BUNDLE``.
+
+models/ ships int8 graphs only and their runs are not in the repo. The int8 graphs hold the int8
+weights and their scales, so ``quantize.dequantize_model`` rebuilds the fp32 graph those weights
+define (exactly what the int8 graph multiplies with); that graph is quantised again with
+``quantize_graph`` (the row-wise scheme by default) and the bundle re-written:
+
+- ``graphs`` point at the new int8 files (same names); every file hashed again;
+- ``int8`` figures re-measured against the rebuilt fp32 graph (sizes, random inputs, step vs whole
+  rollout, and real text for a language model / the recipe's task metrics for other kinds), with the
+  previous figures kept under ``previous``;
+- ``requantized`` says what was done, from which files (their sha256) and why the reference is the
+  rebuilt graph rather than the original fp32 one (``parity`` and ``metrics`` still describe the
+  original export and training run);
+- the bundle's README.md (model card, not part of the manifest) is kept, with its int8 line updated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import names as N
+
+
+def _recipe_name(bundle_dir: Path) -> str:
+    return bundle_dir.resolve().name
+
+
+def _lm_ids(bundle, recipe_name: str):
+    from rnnkit.core.lm_data import encode_stream, load_splits
+    from rnnkit.core.recipes import resolve_recipe
+    from rnnkit.core.tokenizers import CharTokenizer, load_tokenizer
+
+    recipe = resolve_recipe(recipe_name, "full")
+    lines = load_splits(recipe["data"])["valid"]
+    tok = load_tokenizer(bundle.tokenizer_path.parent)
+    kind = "char" if isinstance(tok, CharTokenizer) else "word"
+    source = f"{recipe['data'].get('corpus', recipe_name)} valid"
+    return encode_stream(tok, kind, lines).tolist(), source
+
+
+def _task_metrics(bundle, recipe_name: str, graph_sets: dict[str, dict[str, Path]]) -> dict[str, Any]:
+    """The recipe task's metrics of each graph set (the task rebuilt with the bundle's tokenizer)."""
+    import torch
+
+    from rnnkit.core import recipes
+    from rnnkit.core.registry import build_model
+
+    from .ort_model import ort_model
+
+    recipe = recipes.resolve_recipe(recipe_name, "full")
+    config = build_model(bundle.kind, bundle.model_config).config
+    with tempfile.TemporaryDirectory(prefix="rnnkit-requant-task-") as run_dir:
+        shutil.copy(bundle.tokenizer_path, Path(run_dir) / bundle.tokenizer_path.name)
+        torch.manual_seed(0)
+        _, task, _ = recipes.build(recipe, run_dir)
+        out: dict[str, Any] = {"metric": task.metric}
+        for label, paths in graph_sets.items():
+            out[label] = task.evaluate(ort_model(bundle.kind, paths, config))
+    return out
+
+
+def requantize_bundle(src: str | Path, out: str | Path | None = None, scheme: str = "rowwise",
+                      head: str | None = None, eval_tokens: int = 0, target: str = "portable",
+                      log=print) -> dict[str, Any]:
+    import onnx
+
+    from .build_bundle import _quantize_all, _versions, graph_listing, int8_options
+    from .bundle import open_bundle, write_bundle
+    from .quantize import dequantize_model, int8_text_report
+
+    src = Path(src)
+    out = Path(out) if out else src
+    bundle = open_bundle(src)
+    old = json.loads(json.dumps(bundle.manifest))
+    if bundle.fp32_graphs:
+        raise ValueError(f"{src} has fp32 graphs: re-export them with `rnnkit export` instead")
+    head = head or (old.get("int8_options") or {}).get("output_head", "int8")
+    recipe_name = _recipe_name(src)
+    readme = (src / "README.md").read_text(encoding="utf-8") if (src / "README.md").is_file() else None
+    with tempfile.TemporaryDirectory(prefix="rnnkit-requant-") as scratch:
+        scratch = Path(scratch)
+        fp32: dict[str, Path] = {}
+        for job, path in bundle.graphs.items():
+            model = dequantize_model(onnx.load(str(path)))
+            fp32[job] = scratch / N.graph_file(job)
+            onnx.save(model, fp32[job])
+        files: dict[str, Path] = {}
+        graphs: dict[str, str] = {}
+        figures = _quantize_all(fp32, scratch, files, graphs, bundle.model_config, head, log, scheme, target)
+        for job in figures:
+            figures[job]["previous"] = (old.get("int8") or {}).get(job)
+        if bundle.kind == "lm" and N.JOB_STEP in graphs:
+            try:
+                ids, source = _lm_ids(bundle, recipe_name)
+            except (OSError, ValueError, KeyError) as e:
+                log(f"note: no validation text ({e})")
+            else:
+                rep = int8_text_report(fp32[N.JOB_STEP], scratch / graphs[N.JOB_STEP], ids, eval_tokens or None)
+                figures[N.JOB_STEP]["text"] = {"source": source, "reference": "fp32 graph rebuilt from the shipped "
+                                               "int8 weights", **rep}
+                log(f"int8 on {source} ({rep['tokens']} tokens): top-1 agreement {rep['top1_agreement']:.2%}, "
+                    f"ppl {rep['fp32_ppl']:.3f} -> {rep['int8_ppl']:.3f} ({rep['ppl_change']:+.3%})")
+        elif (old.get("int8") or {}).get("task"):
+            sets = {"fp32": fp32, "previous_int8": dict(bundle.graphs),
+                    "int8": {j: scratch / f for j, f in graphs.items()}}
+            figures["task"] = _task_metrics(bundle, recipe_name, sets)
+            figures["task"]["torch_at_export"] = old["int8"]["task"].get("torch")
+            k = figures["task"]["metric"]
+            log("task " + ", ".join(f"{label} {figures['task'][label][k]:.4f}" for label in sets))
+        manifest = {k: v for k, v in old.items() if k not in ("files", "sizes")}
+        manifest.update({
+            "graphs": graphs, "fp32_graphs": {}, "int8": figures, "int8_options": int8_options(scheme, head, target),
+            "graph_ops": graph_listing({j: scratch / f for j, f in graphs.items()}),
+            "requantized": {
+                "from": {f: old["files"][f] for f in old["graphs"].values()},
+                "from_int8_options": old.get("int8_options"),
+                "note": "re-quantised from the int8 weights of the shipped graphs (their training run is not in the "
+                        "repo): fp32 graphs rebuilt from int8 values x scales, quantised again; the int8 figures "
+                        "compare with that rebuilt fp32 graph. parity and metrics are the original export's.",
+                "with": _versions()},
+        })
+        for name in old["files"]:
+            if name not in old["graphs"].values():
+                files[name] = bundle.path / name  # tokenizer, lexicon, ...
+        staged = scratch / "files"
+        staged.mkdir()
+        for name, path in list(files.items()):  # copy out before the bundle directory is replaced
+            shutil.copy(path, staged / name)
+            files[name] = staged / name
+        write_bundle(out, files, manifest)
+    if readme is not None:
+        (out / "README.md").write_text(readme, encoding="utf-8")
+    log(f"wrote {out}: graphs {', '.join(f'{j}={f}' for j, f in graphs.items())}")
+    return manifest
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m rnnkit.export.requantize", description=__doc__.splitlines()[0])
+    p.add_argument("bundle")
+    p.add_argument("--out", help="write here instead of replacing BUNDLE")
+    p.add_argument("--scheme", choices=("rowwise", "dynamic"), default="rowwise")
+    p.add_argument("--head", choices=("int8", "fp32"), help="default: as the bundle was exported")
+    p.add_argument("--eval-tokens", type=int, default=0)
+    p.add_argument("--target", choices=("portable", "native"), default="portable")
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    requantize_bundle(args.bundle, args.out, args.scheme, args.head, args.eval_tokens, args.target)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
