@@ -275,6 +275,11 @@ def load_checkpoint(root: str | Path, model: nn.Module, optimizer: Optional[torc
         raise CheckpointError(f"checkpoint {path} does not fit this model: {_line(e)}") from None
     try:
         if optimizer is not None:
+            saved = [len(g.get("params", ())) for g in state["optimizer"]["param_groups"]]
+            ours = [len(g["params"]) for g in optimizer.param_groups]
+            if saved != ours:  # before the shapes: a different grouping maps indices to other parameters
+                raise CheckpointError(f"checkpoint optimizer has parameter groups of sizes {saved[:8]}, this run "
+                                      f"{ours[:8]}: resume with the same optimizer settings")
             _check_optimizer_tensors(optimizer, tensors)
             _unpack_optimizer(optimizer, state["optimizer"], tensors)
         carry_spec, rng_meta = state["carry"], state["rng"]
