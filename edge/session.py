@@ -364,10 +364,16 @@ class TypingSession:
         is there already) but a completion far less likely than the best word (``min_ratio``)
         is not offered either. After a complete word ("hundred") the only extensions left are
         junk ("hundredfour"): fewer suggestions beat wrong ones. A phrase continues the best
-        word, the typed one included. With a lexicon, the search looks further (``2k + 2``
-        words) so that the words it drops as non-words leave room for real ones.
+        word, the typed one included. With a lexicon, a search that finds fewer than ``k``
+        real words looks again, further (``2k + 2`` words, reusing the rows it computed), so
+        the words it drops as non-words leave room for real ones.
         """
-        want = 2 * k + 2 if self.lexicon is not None else k
+        first = self._offer(rows, typed, k + 1 if self.lexicon is not None else k, k, prev)
+        if self.lexicon is None or len(first[0]) >= k:
+            return first
+        return self._offer(rows, typed, 2 * k + 2, k, prev)
+
+    def _offer(self, rows, typed: bytes, want: int, k: int, prev: str | None) -> tuple[list, list, float]:
         if not typed:
             hits = self._adapt(rows, b"", search_words(self.vocab, rows, b" ", want, self.beam, self.max_pieces), prev)
             return self._real_words(hits, 0.0)[:k], hits[:1], 0.0
