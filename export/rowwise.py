@@ -44,15 +44,16 @@ LO_BASE = 254.0      # lo = round((x/s - hi) * 254), |lo| <= 127
 # runtime differences (5.7e-6 with one digit, 6.4e-4 with two: the lo digit rounds 254x more often).
 DIGITS = 1
 # LSTM gate activations (``activation=``): "table" (target portable, default): tanh / sigmoid by lookup in a
-# tanh table (TANH_STEPS points per unit on [-TANH_MAX, TANH_MAX], nearest point: error <= 4.9e-4, perplexity
-# +0.01 % on suggest-en / char-shakespeare): bit-exact on every runtime. "ort" (target native): onnxruntime's
+# tanh table (TANH_STEPS points per unit on [-TANH_MAX, TANH_MAX], 6 KB; the nearest point: error <= 3.9e-3,
+# perplexity vs the fp32 graph +0.04 % on suggest-en, +0.01 % on char-shakespeare; 1024 points per unit, a
+# 64 KB table: +0.03 % / +0.005 %): bit-exact on every runtime. "ort" (target native): onnxruntime's
 # Tanh / Sigmoid, which differ in the last bits between x86, ARM and WebAssembly; a last bit can flip the
 # rounding of an int8 activation and the state then drifts apart (char-shakespeare, 600 characters: 4e-2 in
 # the logits, Python vs WebAssembly). Measured cost of the table: ~+60 us per LSTM layer and one-token step
 # (ORT's per-node overhead: 8 more small nodes per layer).
 # (An ``If`` with a T == 1 branch that skips the Scan measured ~10 us faster per layer: not worth twice the nodes.)
 ACTIVATIONS = ("table", "ort")
-TANH_STEPS, TANH_MAX = 1024, 8
+TANH_STEPS, TANH_MAX = 128, 6
 ZERO = 128           # int8 activations travel as uint8 + 128 (a_zero_point 128)
 TINY = 1e-12         # a row of zeros gets this max (no division by zero; results stay 0)
 SCHEME = "rowwise-int8"
@@ -87,6 +88,7 @@ class _Builder:
         self.count = 0
         self.consts: dict[tuple, str] = {}
         self.consts_named: dict[str, str] = {}
+        self.pre: list = []   # nodes that go first in the main graph (constants computed at load)
         self.names = {n for node in self.graph.node for n in list(node.input) + list(node.output)}
         self.names |= set(self.inits)
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
@@ -166,20 +168,37 @@ def int8_rows_matmul(nodes: list, b: _Builder, xq: str, xs: str, wq: str, ws: st
     return _node(nodes, b, "Mul", [_node(nodes, b, "Mul", [acc, ws]), xs], outputs=[out] if out else None)
 
 
-def _table_tanh(nodes: list, b: _Builder, x: str, scale: np.ndarray | None) -> str:
+def _gate_vectors(b: _Builder, H: int) -> tuple[str, str, str]:
+    """[0.5] * 3H + [1] * H (the i, o, f gates read tanh(x / 2)), the same times TANH_STEPS, and
+    [0.5] * 3H + [0] * H: built from scalars by nodes onnxruntime folds at load (no bytes in the file)."""
+    key = f"gates{H}"
+    if key not in b.consts_named:
+        from onnx import TensorProto, helper
+
+        def vec(parts):
+            pieces = [_node(b.pre, b, "ConstantOfShape", [b.const([n], np.int64)],
+                            value=helper.make_tensor("v", TensorProto.FLOAT, [1], [float(v)])) for n, v in parts]
+            return _node(b.pre, b, "Concat", pieces, axis=0)
+
+        b.consts_named[key] = (vec([(3 * H, 0.5), (H, 1.0)]), vec([(3 * H, 0.5 * TANH_STEPS), (H, TANH_STEPS)]),
+                               vec([(3 * H, 0.5), (H, 0.0)]))
+    return b.consts_named[key]
+
+
+def _table_tanh(nodes: list, b: _Builder, x: str, scale: str | None) -> str:
     """tanh(x * scale) by table lookup: the nearest of TANH_STEPS points per unit on [-TANH_MAX, TANH_MAX].
     IEEE float32 Mul / Round and an integer Gather: the same bits on every runtime (onnxruntime's own
     Tanh / Sigmoid differ in the last bits between x86, ARM and WebAssembly, and a last bit can flip
     the rounding of an int8 activation)."""
     f = np.float32
-    k = TANH_STEPS * (scale if scale is not None else 1.0)
-    lim = TANH_STEPS * TANH_MAX
+    k = scale if scale is not None else b.const(float(TANH_STEPS), f)   # x * k: the table index
+    lim = int(TANH_STEPS * TANH_MAX)
     if "tanh_table" not in b.consts_named:
         # index j in [-lim, lim] reads tanh(j / TANH_STEPS): j >= 0 at j, j < 0 from the end (Gather's
         # negative indices), so no offset is added at run time
         j = np.concatenate([np.arange(0, lim + 1), np.arange(-lim, 0)]).astype(np.float64)
         b.consts_named["tanh_table"] = b.init("tanh_table", np.tanh(j / TANH_STEPS).astype(f))
-    pos = _node(nodes, b, "Clip", [_node(nodes, b, "Mul", [x, b.const(k, f)]), b.const(-lim, f), b.const(lim, f)])
+    pos = _node(nodes, b, "Clip", [_node(nodes, b, "Mul", [x, k]), b.const(-lim, f), b.const(lim, f)])
     idx = _node(nodes, b, "Cast", [_node(nodes, b, "Round", [pos])], to=6)   # int32
     return _node(nodes, b, "Gather", [b.consts_named["tanh_table"], idx], axis=0)
 
@@ -276,9 +295,8 @@ def _rewrite_lstm(node, b: _Builder, nodes: list, cache: dict, x_int8: tuple[str
         g = _node(body, b, "Add", [x_t, rowwise_matmul(body, b, h_in, rq, rs)])
         if activation == "table":
             # sigmoid(x) = (1 + tanh(x / 2)) / 2 for the i, o, f gates, tanh for c: one table lookup
-            a = np.concatenate([np.full(3 * H, 0.5, f), np.ones(H, f)])
-            act = _node(body, b, "Add", [_node(body, b, "Mul", [_table_tanh(body, b, g, a), b.const(a, f)]),
-                                         b.const(np.concatenate([np.full(3 * H, 0.5, f), np.zeros(H, f)]), f)])
+            a, a_k, off = _gate_vectors(b, H)
+            act = _node(body, b, "Add", [_node(body, b, "Mul", [_table_tanh(body, b, g, a_k), a]), off])
             i, o, fg, gc = _node(body, b, "Split", [act], n_out=4, axis=-1)   # ONNX gate order i, o, f, c
             c_new = _node(body, b, "Add", [_node(body, b, "Mul", [fg, c_in]), _node(body, b, "Mul", [i, gc])])
             h_new = _node(body, b, "Mul", [o, _table_tanh(body, b, c_new, None)])
@@ -417,7 +435,7 @@ def quantize_rowwise(model, op_types=("LSTM", "MatMul", "Gemm", "Gather"), exclu
                 rowwise_matmul(new_nodes, b, node.input[0], wq, ws, out=node.output[0])
         done[node.op_type] = done.get(node.op_type, 0) + 1
     del model.graph.node[:]
-    model.graph.node.extend(new_nodes)
+    model.graph.node.extend(b.pre + new_nodes)
     # initializers: add the new ones, drop those no node reads any more
     used = set()
 
