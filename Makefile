@@ -17,7 +17,7 @@ CHROMIUM ?= $(or $(RNNKIT_CHROMIUM),/usr/bin/chromium)
 # package missing, any other reason) fails instead: CI cannot go green by skipping (tests/conftest.py).
 STRICT := RNNKIT_REQUIRE_BROWSER=1 RNNKIT_REQUIRE_DATA=1 RNNKIT_REQUIRE_DEPS=1 RNNKIT_REQUIRE_ALL=1
 
-.PHONY: setup demo test test-fast test-latest lock browser-deps bench clean
+.PHONY: setup demo test test-fast test-latest lock system-deps browser-deps bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,20 +30,28 @@ setup: $(BIN)/python $(SETUP_LOCK)
 	$(BIN)/pip install -q -c $(SETUP_LOCK) "$(TORCH)"
 	$(BIN)/pip install -q -c $(SETUP_LOCK) -e ".[all]"
 
-# Debian's Chromium for the Playwright tests (Playwright's own browser download cannot work here).
-# Fails when Chromium cannot be installed: the browser tests must run, not skip.
-browser-deps:
-	@if [ ! -x "$(CHROMIUM)" ]; then \
+# Debian packages the tests and `rnnkit data fetch` use: Chromium for the Playwright tests
+# (Playwright's own browser download cannot work here), tmux for the real-terminal test, npm
+# (`npm pack`, two corpora are npm tarballs; and the Node conformance test) with Node.js.
+# Fails when one cannot be installed: those tests must run, not skip.
+SYSTEM_PKGS := chromium tmux nodejs npm
+system-deps:
+	@missing=; [ -x "$(CHROMIUM)" ] || missing="chromium"; \
+	for tool in tmux node npm; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium \
-	    || { echo "browser-deps: could not install Debian's chromium (apt-get install chromium)" >&2; exit 1; }; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PKGS) \
+	    || { echo "system-deps: could not install Debian's $(SYSTEM_PKGS) (missing:$$missing)" >&2; exit 1; }; \
 	fi
-	@test -x "$(CHROMIUM)" || { echo "browser-deps: $(CHROMIUM) is missing after the install (set RNNKIT_CHROMIUM?)" >&2; exit 1; }
+	@test -x "$(CHROMIUM)" || { echo "system-deps: $(CHROMIUM) is missing after the install (set RNNKIT_CHROMIUM?)" >&2; exit 1; }
+	@for tool in tmux node npm; do command -v $$tool >/dev/null || { echo "system-deps: $$tool is missing after the install" >&2; exit 1; }; done
+
+browser-deps: system-deps
 
 demo: setup
 	$(BIN)/rnnkit demo
 
-test: setup browser-deps
+test: setup system-deps
 	$(BIN)/rnnkit data fetch
 	$(STRICT) $(BIN)/python -m pytest -q
 
