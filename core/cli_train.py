@@ -1,11 +1,11 @@
-"""``rnnkit train`` (a recipe, a size, checked overrides, your own files) and ``rnnkit sample``.
+"""``rnnkit train`` (a recipe, a size, checked overrides, your own files) and ``rnnkit generate`` (``sample``).
 
     rnnkit train --list
     rnnkit train --recipe char-shakespeare --size smoke
     rnnkit train --recipe suggest-en --set hidden_size=640 --set train.max_minutes=30 --quiet
     rnnkit train --recipe char-shakespeare --train my.txt [--valid v.txt] --run-dir runs/mine
     rnnkit train --resume runs/suggest-en [--set max_minutes=20]   (--set: this call only)
-    rnnkit sample runs/char-shakespeare --prompt "ROMEO:" --temperature 0.8 --length 400
+    rnnkit generate runs/char-shakespeare --prompt "ROMEO:" --temperature 0.8 --length 400   (alias: sample)
 
 A run directory holds ``recipe.json`` (the resolved recipe), the tokenizer (trained on the
 train split or on ``--train``), everything the trainer writes (core/trainer.py) and, from the
@@ -48,7 +48,8 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar (for nohup logs)")
     p.set_defaults(func=run_train)
 
-    s = subparsers.add_parser("sample", help="stream text from a trained language model run")
+    s = subparsers.add_parser("generate", aliases=["sample"],
+                              help="stream text from a trained language model run (alias: sample)")
     s.add_argument("run_dir", help="a run directory made by `rnnkit train`")
     s.add_argument("--prompt", default="", help="text to continue (default: start a new line)")
     s.add_argument("--length", type=int, default=300, help="tokens to generate (default 300)")

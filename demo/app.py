@@ -1,10 +1,12 @@
-"""rnnkit's Gradio demo: Generate, Translate, Sentiment and Suggest, all on ONNX bundles.
+"""rnnkit's Gradio demo: Generate, Translate, Sentiment, Suggest, Entities and Forecast, on ONNX bundles.
 
     python -m rnnkit.demo.app            # or: rnnkit demo [--host 127.0.0.1] [--port 7860] [--share]
+                                         #     rnnkit demo --models bundles/ | rnnkit demo BUNDLE...
 
-The top half is plain functions (validation, inference calls, HTML/data for the visuals: no
-gradio); the bottom half only wires them into ``gr.Blocks``. ``build_demo(models_dir)`` is importable
-(tests launch it on a free port); ``launch()`` runs only under ``__main__``.
+This file holds the plain functions (validation, inference calls through ``rnnkit.edge.predict``'s
+engines, data for the visuals: no gradio) and the launch options; ``demo/tabs.py`` wires them into
+``gr.Blocks``, one function per tab. ``build_demo(models_dir)`` is importable (tests launch it on a
+free port); ``launch()`` runs only under ``__main__``.
 """
 
 from __future__ import annotations
@@ -18,35 +20,44 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .shelf import GENERATORS, ModelUnavailable, Shelf, load_shelf
-from .validation import (MAX_PROMPT_CHARS, MAX_REVIEW_CHARS, MAX_SENTENCE_CHARS, MAX_SUGGESTION_CHARS,
-                         MAX_TYPING_CHARS, InputError, check_number, check_text)
-from .visuals import attention_html, running_table, shade_css, tokens_html
+from .shelf import ModelUnavailable, Shelf, load_shelf  # noqa: F401  (load_shelf: tests use app.load_shelf)
+from .validation import (MAX_ENTITY_CHARS, MAX_HISTORY_CHARS, MAX_HORIZON, MAX_PROMPT_CHARS, MAX_REVIEW_CHARS,
+                         MAX_SENTENCE_CHARS, MAX_SUGGESTION_CHARS, MAX_TYPING_CHARS, InputError, check_number,
+                         check_text)
+from .visuals import attention_html, forecast_table, running_table, shade_css, tokens_html
 
 log = logging.getLogger("rnnkit.demo")
 
 MAX_NEW_TOKENS = 1000
 MAX_BEAM = 8
-DEFAULT_PROMPTS = {"shakespeare": "ROMEO:", "english": "The film was"}
+DEFAULT_PROMPTS = {"char-shakespeare": "ROMEO:", "suggest-en": "The film was"}  # by bundle folder
+OTHER_PROMPT = "The"
 STREAM_INTERVAL_S = 0.05  # 20 screen updates a second look smooth; more only costs server CPU per message
 # Every event has an api_name; only the four tabs' main ones are public, the rest (Enter key,
 # Stop, tapping a suggestion) are api_visibility="private".
 # Concurrency per endpoint on a small CPU box: the cheap, latency-bound ones (a keystroke, the
 # first generated token) get many slots so they never wait behind a long job; the ones that
 # render a figure get few, so they cannot starve the others.
-LIMITS = {"generate": 16, "suggest": 16, "sentiment": 2, "translate": 2}
+LIMITS = {"generate": 16, "suggest": 16, "sentiment": 2, "translate": 2, "entities": 4, "forecast": 2}
 SESSIONS_KEPT = 256  # Gradio sessions whose state the server keeps (least recently used dropped)
 
 
 # --------------------------------------------------------------------------- plain functions
+def generator_slot(shelf: Shelf, model: str):
+    """The Generate tab's bundle named by its label, its folder or an old slot name."""
+    tab = shelf.tabs["generate"]
+    if model in ("shakespeare", "english"):
+        return shelf[model]
+    found = tab.choices.get(model) or tab.by_folder(str(model))
+    if found is None:
+        raise InputError(f"unknown model {str(model)[:60]!r}; choose one of: {', '.join(tab.choices) or 'none'}")
+    return found
+
+
 def generate(shelf: Shelf, model: str, prompt: str, temperature: float, top_k: int, top_p: float,
              length: int, seed: int, warn=lambda msg: None) -> Iterator[str]:
-    """Stream prompt + continuation. ``model`` is a slot name or its label; seed < 0: random."""
-    names = {shelf[g].label: g for g in GENERATORS}
-    slot = names.get(model, model)
-    if slot not in GENERATORS:
-        raise InputError(f"unknown model {model!r}; choose one of: {', '.join(names)}")
-    engine = shelf[slot].get()
+    """Stream prompt + continuation. ``model`` is a bundle's label (or folder); seed < 0: random."""
+    engine = generator_slot(shelf, model).get()
     prompt = check_text(prompt, "prompt", MAX_PROMPT_CHARS)
     temperature = check_number(temperature, "temperature", 0.05, 5.0)
     top_k = check_number(top_k, "top-k", 0, 100_000, integer=True)
@@ -60,17 +71,24 @@ def generate(shelf: Shelf, model: str, prompt: str, temperature: float, top_k: i
                              min_interval=STREAM_INTERVAL_S)
 
 
+def default_prompt(shelf: Shelf, model: str | None) -> str:
+    try:
+        folder = generator_slot(shelf, model).directory.name if model else ""
+    except InputError:
+        folder = ""
+    return DEFAULT_PROMPTS.get(folder, OTHER_PROMPT)
+
+
 def swap_prompt(shelf: Shelf, model: str, prompt: str) -> str:
     """On a model change, an untouched default prompt becomes the new model's default."""
-    if prompt not in DEFAULT_PROMPTS.values():
+    if prompt not in (*DEFAULT_PROMPTS.values(), OTHER_PROMPT):
         return prompt
-    slot = next((g for g in GENERATORS if shelf[g].label == model), GENERATORS[0])
-    return DEFAULT_PROMPTS[slot]
+    return default_prompt(shelf, model)
 
 
-def translate(shelf: Shelf, text: str, beam: int):
+def translate(shelf: Shelf, text: str, beam: int, model: str | None = None):
     """English -> German: (translation, attention heatmap HTML, attention as JSON)."""
-    engine = shelf["translate"].get()
+    engine = shelf.tabs["translate"].slot(model).get()
     text = check_text(text, "sentence", MAX_SENTENCE_CHARS)
     beam = check_number(beam, "beam width", 1, MAX_BEAM, integer=True)
     out = engine.translate(text, beam)
@@ -84,9 +102,9 @@ def polarity(positive: float) -> dict[str, float]:
     return {"positive": round(positive, 4), "negative": round(1.0 - positive, 4)}
 
 
-def sentiment(shelf: Shelf, text: str):
+def sentiment(shelf: Shelf, text: str, model: str | None = None):
     """(polarity with confidence, score line, coloured tokens, running-score table, data as JSON)."""
-    engine = shelf["sentiment"].get()
+    engine = shelf.tabs["sentiment"].slot(model).get()
     text = check_text(text, "review", MAX_REVIEW_CHARS)
     r = engine.analyse(text)
     mood = "positive" if r.score > 0.05 else "negative" if r.score < -0.05 else "neutral"
@@ -97,10 +115,10 @@ def sentiment(shelf: Shelf, text: str):
             running_table(r.pieces, r.running), data)
 
 
-def suggest(shelf: Shelf, typing, text: str, k: int):
+def suggest(shelf: Shelf, typing, text: str, k: int, model: str | None = None):
     """(suggestions as dicts, latency line, typing key). ``typing``: None on first use, then the
     key this returned (the session itself lives in the engine's bounded LRU), or a ``Typing``."""
-    engine = shelf["suggest"].get()
+    engine = shelf.tabs["suggest"].slot(model).get()
     text = check_text(text, "text", MAX_TYPING_CHARS, allow_empty=True)
     k = check_number(k, "k", 1, 10, integer=True)
     if typing is None or isinstance(typing, str):
@@ -163,9 +181,33 @@ def suggest_caption(text: str, results: list[dict], latency: str) -> str:
     return f"{what}  \n{latency}" if latency else what
 
 
+def entities(shelf: Shelf, text: str, model: str | None = None):
+    """(highlighted segments for gr.HighlightedText, entities as JSON)."""
+    from rnnkit.edge.predict_tag import highlighted
+
+    engine = shelf.tabs["entities"].slot(model).get()
+    text = check_text(text, "text", MAX_ENTITY_CHARS)
+    out = engine.predict(text)
+    return highlighted(text, out["entities"]), {"entities": out["entities"], "tokens": out["tokens"], "tags": out["tags"]}
+
+
+def forecast(shelf: Shelf, history: str, horizon: int, model: str | None = None):
+    """(history + forecast as a table for gr.LinePlot, caption, data as JSON)."""
+    engine = shelf.tabs["forecast"].slot(model).get()
+    history = check_text(history, "history", MAX_HISTORY_CHARS)
+    horizon = check_number(horizon, "horizon", 1, MAX_HORIZON, integer=True)
+    from rnnkit.edge.predict_series import parse_history
+
+    values = parse_history(history)
+    out = engine.forecast(values, horizon)
+    caption = (f"{len(values)} values in, {horizon} forecast; season of {out['period']} (like "
+               f"`{out['series']}`{', in logs' if out['log'] else ''}), normalised by this history")
+    return forecast_table(values, out["forecast"]), caption, {"history": values, **out}
+
+
 # --------------------------------------------------------------------------- gradio wiring
 TITLE = "rnnkit — recurrent networks in your browser"
-INTRO = ("Four small RNNs trained with rnnkit and exported to ONNX. Everything here runs with "
+INTRO = ("Small RNNs trained with rnnkit and exported to ONNX. Everything here runs with "
          "**onnxruntime on the CPU** — no PyTorch at run time; the Suggest tab uses the very bundle a phone would.")
 CSS = """
 .gradio-container {max-width: 1180px !important; margin: auto;}
@@ -247,153 +289,36 @@ def _guard(fn):
     return call
 
 
-def build_demo(models_dir: str | Path = "models") -> "gr.Blocks":
+def build_demo(models_dir: str | Path = "models", bundles: list[str | Path] | None = None) -> "gr.Blocks":
+    """The demo on every bundle under ``models_dir`` (found by manifest kind), or exactly ``bundles``."""
     import gradio as gr
 
-    shelf = load_shelf(models_dir)
-    status = lambda name: gr.Markdown(shelf[name].status_markdown(), elem_classes="model-status")
+    from . import tabs
 
+    shelf = load_shelf(models_dir, bundles)
     # delete_cache: Gradio's temporary files (none expected: uploads are off) go after 10 minutes.
     with gr.Blocks(title="rnnkit demo", analytics_enabled=False, delete_cache=(600, 600)) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}", elem_id="title")
+        if shelf.skipped:
+            gr.Markdown("<small>Not shown: " + "; ".join(html.escape(x) for x in shelf.skipped[:8]) + "</small>",
+                        elem_classes="model-status")
         with gr.Tabs():
-            # ---------------------------------------------------------------- Generate
-            with gr.Tab("Generate", id="generate"):
-                gr.Markdown("  \n".join(shelf[g].status_markdown() for g in GENERATORS), elem_classes="model-status")
-                with gr.Row():
-                    with gr.Column(scale=2):
-                        model = gr.Radio([shelf[g].label for g in GENERATORS], value=shelf[GENERATORS[0]].label,
-                                         label="Model")
-                        prompt = gr.Textbox(DEFAULT_PROMPTS[GENERATORS[0]], label="Prompt", lines=3,
-                                            max_length=MAX_PROMPT_CHARS,
-                                            elem_id="gen-prompt")
-                        with gr.Row():
-                            go = gr.Button("Generate", variant="primary", elem_id="gen-go")
-                            stop = gr.Button("Stop", variant="stop", elem_id="gen-stop")
-                    with gr.Column(scale=1):
-                        temperature = gr.Slider(0.05, 2.0, value=0.8, step=0.05, label="Temperature")
-                        top_k = gr.Slider(0, 200, value=40, step=1, label="Top-k (0 = off)")
-                        top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.01, label="Top-p (nucleus)")
-                        length = gr.Slider(1, MAX_NEW_TOKENS, value=300, step=1, label="Length (new tokens)")
-                        seed = gr.Number(1234, precision=0, label="Seed (-1 = random)", minimum=-1)
-                generated = gr.Textbox(label="Generated text", lines=14, elem_id="gen-out",
-                                       buttons=["copy"], autoscroll=True)
-
-                def run_generate(model, prompt, temperature, top_k, top_p, length, seed):
-                    yield from generate(shelf, model, prompt, temperature, top_k, top_p, length, seed,
-                                        warn=gr.Warning)
-
-                gen_event = go.click(_guard(run_generate), [model, prompt, temperature, top_k, top_p, length, seed],
-                                     generated, api_name="generate", concurrency_limit=LIMITS["generate"],
-                                     concurrency_id="generate", show_progress="minimal")
-                enter_event = prompt.submit(_guard(run_generate), [model, prompt, temperature, top_k, top_p, length, seed],
-                              generated, api_name="generate_on_enter", api_visibility="private",
-                              concurrency_id="generate")
-                stop.click(None, None, None, cancels=[gen_event, enter_event], api_name="stop",
-                           api_visibility="private")
-                model.change(functools.partial(swap_prompt, shelf), [model, prompt], prompt,
-                             api_name="swap_prompt", api_visibility="private", show_progress="hidden")
-
-            # ---------------------------------------------------------------- Translate
-            with gr.Tab("Translate", id="translate"):
-                status("translate")
-                with gr.Row():
-                    with gr.Column():
-                        src = gr.Textbox("In the beginning God created the heavens and the earth.",
-                                         label="English", lines=3, max_length=MAX_SENTENCE_CHARS, elem_id="tr-in")
-                        beam = gr.Slider(1, MAX_BEAM, value=4, step=1, label="Beam width")
-                        tr_go = gr.Button("Translate", variant="primary", elem_id="tr-go")
-                        gr.Examples([["And God said, Let there be light, and there was light."],
-                                     ["Love your neighbor as yourself."],
-                                     ["The Lord is my shepherd; I shall not want."]], [src])
-                    with gr.Column():
-                        tgt = gr.Textbox(label="German", lines=3, elem_id="tr-out", buttons=["copy"])
-                heat = gr.HTML(elem_id="tr-attn", label="attention")
-                attention = gr.JSON(visible=False, label="attention data")
-                run_translate = _guard(functools.partial(translate, shelf))
-                run_translate.__name__ = "translate"
-                tr_go.click(run_translate, [src, beam], [tgt, heat, attention], api_name="translate",
-                            concurrency_limit=LIMITS["translate"], concurrency_id="translate")
-                src.submit(run_translate, [src, beam], [tgt, heat, attention], api_name="translate_on_enter",
-                           api_visibility="private", concurrency_id="translate")
-
-            # ---------------------------------------------------------------- Sentiment
-            with gr.Tab("Sentiment", id="sentiment"):
-                status("sentiment")
-                with gr.Row():
-                    with gr.Column():
-                        review = gr.Textbox("The first hour is slow and predictable, but the ending is "
-                                            "surprisingly moving and beautifully acted.", label="Review",
-                                            lines=4, max_length=MAX_REVIEW_CHARS, elem_id="se-in")
-                        se_go = gr.Button("Analyse", variant="primary", elem_id="se-go")
-                        gr.Examples([["A gorgeous, witty and heartfelt film."],
-                                     ["Dull, lifeless and far too long."],
-                                     ["It starts brilliantly, then collapses into a boring, clumsy mess."]], [review])
-                    with gr.Column():
-                        label = gr.Label(label="Polarity", num_top_classes=2, elem_id="se-label")
-                        score = gr.Markdown(elem_id="se-score", label="score")
-                gr.Markdown("**The score after each token** (red −1 … green +1; hover a token for its value)")
-                tokens = gr.HTML(elem_id="se-tokens", label="tokens")
-                trajectory = gr.LinePlot(x="token", y="score", y_lim=[-1, 1], tooltip=["token", "score"],
-                                         x_title="", y_title="score so far", x_label_angle=-50, height=320,
-                                         label="How the score turns, token by token", elem_id="se-plot")
-                details = gr.JSON(visible=False, label="details")
-                def run_sentiment(text):
-                    *head, table, data = sentiment(shelf, text)
-                    # the tokens in reading order (a nominal axis would sort them alphabetically)
-                    return *head, gr.LinePlot(table, sort=list(table["token"])), data
-
-                run_sentiment = _guard(run_sentiment)
-                outputs = [label, score, tokens, trajectory, details]
-                se_go.click(run_sentiment, review, outputs, api_name="sentiment",
-                            concurrency_limit=LIMITS["sentiment"], concurrency_id="sentiment")
-                review.submit(run_sentiment, review, outputs, api_name="sentiment_on_enter", api_visibility="private",
-                              concurrency_id="sentiment")
-
-            # ---------------------------------------------------------------- Suggest
-            with gr.Tab("Suggest", id="suggest"):
-                status("suggest")
-                typing = gr.State(None, time_to_live=1800)  # a key into the engine's bounded LRU
-                results = gr.JSON(visible=False, label="suggestions")
-                with gr.Row():
-                    box = gr.Textbox(label="Type here — suggestions update on every keystroke", lines=4, scale=4,
-                                     placeholder="I would like to", max_length=MAX_TYPING_CHARS, elem_id="su-in")
-                    k = gr.Slider(1, 5, value=3, step=1, label="Suggestions", scale=1)
-                with gr.Row(elem_classes="picks"):
-                    picks = [gr.Button(visible=False, elem_id=f"su-pick{i}", scale=0, min_width=90) for i in range(6)]
-                caption = gr.Markdown("Start typing: suggestions appear here.", elem_id="su-latency", label="latency")
-
-                def run_suggest(text, k, typing):
-                    found, lat, typing = suggest(shelf, typing, text, k)
-                    buttons = [gr.Button(pick_label(found[i]), visible=True,
-                                         variant="primary" if found[i]["kind"] == "phrase" else "secondary")
-                               if i < len(found) else gr.Button(visible=False) for i in range(len(picks))]
-                    return [found, suggest_caption(text, found, lat), typing, *buttons]
-
-                outputs = [results, caption, typing, *picks]
-                box.input(_guard(run_suggest), [box, k, typing], outputs, api_name="suggest",
-                          trigger_mode="always_last", concurrency_limit=LIMITS["suggest"], concurrency_id="suggest",
-                          show_progress="hidden")
-                for i, b in enumerate(picks):
-                    pick = _guard(functools.partial(accept_pick, i))
-                    pick.__name__ = f"accept_pick_{i}"
-                    tap = b.click(pick, [box, results], box, show_progress="hidden",
-                                  api_name=f"accept_suggestion_{i}", api_visibility="private")
-                    tap.then(_guard(run_suggest), [box, k, typing], outputs, show_progress="hidden",
-                             api_name=f"suggest_after_accept_{i}", api_visibility="private", concurrency_id="suggest")
-        gr.Markdown("<small>Each model's card (data, metric, the command that made it): `models/*/MODEL_CARD.md`. "
-                    "Source: `demo/app.py`.</small>")
+            for tab in (tabs.generate_tab, tabs.translate_tab, tabs.sentiment_tab, tabs.suggest_tab,
+                        tabs.entities_tab, tabs.forecast_tab):
+                tab(shelf)
+        gr.Markdown("<small>Each model's card (data, metric, the command that made it): `models/*/README.md`. "
+                    "Source: `demo/app.py`, `demo/tabs.py`; the engines: `edge/predict*.py`.</small>")
     demo.queue(default_concurrency_limit=4, max_size=128)
     return demo
 
 
 def launch(models_dir: str | Path = "models", host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-           allow_hosts: tuple[str, ...] = (), **kwargs: Any):
+           allow_hosts: tuple[str, ...] = (), bundles: list[str | Path] | None = None, **kwargs: Any):
     """Build and serve the demo (blocks until stopped unless ``prevent_thread_lock=True``)."""
     from .suggest import limit_malloc_arenas
 
     limit_malloc_arenas()  # before Gradio's worker threads exist: memory returns after a burst
-    demo = build_demo(models_dir)
+    demo = build_demo(models_dir, bundles)
     demo.launch(server_name=host, server_port=port, share=share, **launch_options(host, share, allow_hosts), **kwargs)
     return demo
 

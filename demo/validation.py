@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import unicodedata
 
+# Per-request token caps (applied by the engines right after tokenising, before any model call)
+# and the error type live with the engines, which ``rnnkit predict`` shares.
+from rnnkit.edge.predict import (MAX_HISTORY_POINTS, MAX_HORIZON, MAX_PROMPT_TOKENS,  # noqa: F401
+                                 MAX_REVIEW_TOKENS, MAX_SOURCE_TOKENS, MAX_TAG_TOKENS, InputError)
+
 # Per-field limits in characters: long enough for a paragraph, short enough that one
 # request cannot hold a worker for seconds.
 MAX_PROMPT_CHARS = 2000
 MAX_SENTENCE_CHARS = 1000
 MAX_REVIEW_CHARS = 1000  # the model was trained on single sentences
 MAX_TYPING_CHARS = 10_000
-# Per-request token caps, applied right after tokenising and before any model call: characters
-# alone do not bound the work (1,000 emoji are 4,000 byte-fallback tokens).
-MAX_PROMPT_TOKENS = 2048
-MAX_SOURCE_TOKENS = 128    # the translation model was trained on sentences of <= 48 tokens
-MAX_REVIEW_TOKENS = 256
+MAX_ENTITY_CHARS = 2000
+MAX_HISTORY_CHARS = 60_000  # a series pasted as numbers (co2's 2,284 weekly values are ~17 kB)
 MAX_SUGGESTION_CHARS = 200  # a tapped suggestion comes back from the browser: a phrase, not a paste
-
-
-class InputError(ValueError):
-    """A user mistake; the message says what to change."""
 
 
 def _bad_char(ch: str) -> bool:

@@ -77,3 +77,17 @@ def running_table(pieces: Sequence[str], running: Sequence[float]):
     assert len(pieces) == len(running), (len(pieces), len(running))
     labels = [f"{i} {_short(p, 12)}" for i, p in enumerate(pieces, 1)]
     return pd.DataFrame({"token": labels, "score": np.round(running, 4), "position": np.arange(1, len(pieces) + 1)})
+
+
+def forecast_table(history: Sequence[float], forecast: Sequence[float], max_history: int = 600):
+    """History then forecast as a table for ``gr.LinePlot`` (step, value, part): the forecast line
+    starts at the last observed value so that the two join. Long histories show their recent end
+    (the plot stays readable and the message small)."""
+    import pandas as pd
+
+    n = len(history)
+    first = max(0, n - max_history)
+    steps = list(range(first + 1, n + 1)) + list(range(n, n + len(forecast) + 1))
+    values = list(history[first:]) + [history[-1], *forecast]
+    parts = ["history"] * (n - first) + ["forecast"] * (len(forecast) + 1)
+    return pd.DataFrame({"step": steps, "value": np.round(np.asarray(values, dtype=float), 4), "part": parts})

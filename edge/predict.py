@@ -1,0 +1,163 @@
+"""Torch-free inference on every bundle kind: one place for ``rnnkit predict`` and the demo.
+
+    from rnnkit.edge.predict import open_predictor
+    p = open_predictor("models/sentiment-mr")     # verifies the bundle's hashes first
+    p.predict("A gorgeous, witty film.")          # {"label": "positive", "positive": 0.97, "score": 0.71, ...}
+
+``open_predictor(dir)`` reads the manifest's kind and returns its engine:
+
+    lm          TextGenerator      continue text (edge/predict_text.py)
+    classifier  SentimentScorer    polarity with confidence, score in [-1, 1], score after each token
+    seq2seq     Translator         beam search with attention (edge/predict_text.py)
+    tagger      EntityTagger       entities in a text (edge/predict_tag.py)
+    forecaster  SeriesForecaster   next values of a series (edge/predict_series.py)
+
+Every engine opens a verified bundle (``rnnkit.export.bundle.open_bundle``) and reads every
+dimension and special id from the graphs' metadata, so any bundle of its kind works. Engines keep
+no per-request state: one engine serves many threads (``InferenceSession.run`` is thread-safe).
+Work per request is bounded by the token caps below, checked right after tokenising and before
+any model call. Imports only numpy, onnxruntime and sentencepiece (through the tokenizer).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnnkit.export import names
+from rnnkit.export.bundle import Bundle, BundleError, open_bundle
+
+# Per-request token caps: characters alone do not bound the work (1,000 emoji are 4,000
+# byte-fallback tokens).
+MAX_PROMPT_TOKENS = 2048
+MAX_SOURCE_TOKENS = 128    # the translation model was trained on sentences of <= 48 tokens
+MAX_REVIEW_TOKENS = 256
+MAX_TAG_TOKENS = 512       # words of one text to tag
+MAX_HISTORY_POINTS = 5000  # values of one series to forecast from (co2 has 2,284 weekly points)
+MAX_HORIZON = 520
+
+
+class InputError(ValueError):
+    """A user mistake; the message says what to change (shown as is by the demo and the CLI)."""
+
+
+def _split(value: str) -> list[str]:
+    return [s for s in (value or "").split(",") if s]
+
+
+class Graph:
+    """One graph of a bundle: ``run(**feeds) -> {output name: array}`` plus its state layout."""
+
+    def __init__(self, bundle: Bundle, job: str, threads: int = 1):
+        self.job = job
+        # mem_arena off: a shared session would keep an arena at the peak of concurrent runs
+        self.session = bundle.session(job, threads=threads, mem_arena=False)
+        self.meta = bundle.metadata(job)
+        self.inputs = {i.name: i for i in self.session.get_inputs()}
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.state_in = _split(self.meta.get(names.META_STATE_INPUTS, ""))
+        self.state_out = _split(self.meta.get(names.META_STATE_OUTPUTS, ""))
+
+    def int_meta(self, key: str, default: int = -1) -> int:
+        try:
+            return int(self.meta.get(key, default))
+        except ValueError:
+            return default
+
+    def zero_state(self, batch: int) -> tuple[np.ndarray, ...]:
+        """Zeros for every state input, each (L*D, batch, H) with L*D and H from the graph."""
+        out = []
+        for name in self.state_in:
+            shape = self.inputs[name].shape
+            if len(shape) != 3 or not isinstance(shape[0], int) or not isinstance(shape[2], int):
+                raise BundleError(f"{self.job} graph: state input {name} has no fixed (L, B, H) shape: {shape}")
+            if not (0 < shape[0] <= 128 and 0 < shape[2] <= 1 << 15):  # a graph's numbers decide this allocation
+                raise BundleError(f"{self.job} graph: state input {name} shape {shape} is out of bounds")
+            out.append(np.zeros((shape[0], batch, shape[2]), dtype=np.float32))
+        return tuple(out)
+
+    def run(self, **feeds: np.ndarray) -> dict[str, np.ndarray]:
+        missing = set(self.inputs) - set(feeds)
+        if missing:
+            raise BundleError(f"{self.job} graph needs inputs {sorted(missing)} rnnkit does not know")
+        values = self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})
+        return dict(zip(self.outputs, values))
+
+
+def load_bundle(directory: str | Path, kind: str, tokenizer: bool = True) -> Bundle:
+    """A verified bundle of ``kind`` (``BundleError`` naming the problem otherwise)."""
+    bundle = open_bundle(directory)
+    if bundle.kind != kind:
+        raise BundleError(f"{directory}: a {bundle.kind} bundle; this needs a {kind} bundle")
+    if tokenizer and bundle.tokenizer_path is None:
+        raise BundleError(f"{directory}: the bundle has no tokenizer file")
+    return bundle
+
+
+def load_tokenizer(bundle: Bundle):
+    from rnnkit.core.tokenizers import load_tokenizer as load
+
+    # The manifest's tokenizer file (hashed, and checked against the graphs), never a directory listing.
+    return load(bundle.tokenizer_path)
+
+
+def piece_text(tok, i: int) -> str:
+    """A token as the user should see it (sentencepiece's ``▁`` shown as a space)."""
+    return str(tok.id_to_piece(int(i))).replace("\u2581", " ")
+
+
+# The figures worth a glance, most telling first (a bundle's metrics come from its run's metrics.jsonl).
+HEADLINE_METRICS = {"test_acc": "test accuracy {:.1f}%", "test_f1": "test entity F1 {:.1f}",
+                    "test_bleu": "test BLEU {:.1f}", "test_chrf": "chrF {:.1f}",
+                    "test_rel_rmse": "test RMSE {:.2f}× seasonal-naive",
+                    "test_ppl": "test perplexity {:.1f}", "test_bits": "test {:.2f} bits/{unit}",
+                    "val_acc": "valid accuracy {:.1f}%", "val_f1": "valid entity F1 {:.1f}",
+                    "val_rel_rmse": "valid RMSE {:.2f}× seasonal-naive",
+                    "val_ppl": "valid perplexity {:.2f}", "val_bits": "valid {:.2f} bits/{unit}"}
+
+
+def describe(bundle: Bundle) -> str:
+    """One line about a bundle for people: cell, size, precision and up to two headline metrics."""
+    cfg = bundle.model_config
+    cell = str(cfg.get("cell", "?")).upper()
+    layers, hidden = cfg.get("num_layers", "?"), cfg.get("hidden_size", "?")
+    size_mb = sum(bundle.manifest.get("sizes", {}).values()) / 1e6
+    text = f"{cell} {layers}×{hidden}, {bundle.precision}, {size_mb:.1f} MB"
+    metrics = bundle.manifest.get("metrics") or {}
+    last = metrics.get("last")
+    last = last if isinstance(last, dict) else {}
+    # The final (test) record if there is one, else the last evaluation; never "best", which is
+    # picked by a min/max mode that a run may not record (an accuracy "best" can be the worst).
+    record = metrics.get("final") or (last if last.get("kind") in ("final", "eval") else {})
+    record = record if isinstance(record, dict) else {}
+    unit = str(record.get("unit", "token"))  # char models record "char"
+    shown = [f.format(record[k], unit=unit) for k, f in HEADLINE_METRICS.items()
+             if isinstance(record.get(k), (int, float))]
+    return text + "".join(f", {x}" for x in shown[:2])
+
+
+# kind -> "module:class" of its engine (imported when asked for)
+ENGINES = {"lm": "predict_text:TextGenerator", "classifier": "predict_text:SentimentScorer",
+           "seq2seq": "predict_text:Translator", "tagger": "predict_tag:EntityTagger",
+           "forecaster": "predict_series:SeriesForecaster"}
+WHAT = {"lm": "continues text", "classifier": "scores sentiment", "seq2seq": "translates",
+        "tagger": "tags entities", "forecaster": "forecasts a series"}
+
+
+def engine_class(kind: str):
+    import importlib
+
+    if kind not in ENGINES:
+        raise BundleError(f"rnnkit predict has no engine for {kind!r} bundles; it runs: {', '.join(ENGINES)}")
+    module, cls = ENGINES[kind].split(":")
+    return getattr(importlib.import_module(f"rnnkit.edge.{module}"), cls)
+
+
+def open_predictor(directory: str | Path, threads: int = 1) -> Any:
+    """The engine for the bundle at ``directory``, chosen by its manifest's kind."""
+    from rnnkit.export.bundle import read_manifest
+
+    kind = read_manifest(directory)["kind"]
+    return engine_class(kind)(directory, threads=threads)
