@@ -1,0 +1,142 @@
+"""One bundle, one answer: every shipped graph under onnxruntime (Python), onnxruntime-node and
+onnxruntime-web (WebAssembly), on the same real text (issue 14).
+
+Needs node and `npm ci --ignore-scripts` in node/ (`make node-deps`). Skips, saying so, only where
+`node` is missing; with RNNKIT_REQUIRE_NODE=1 (CI) it fails instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnkit.export import conformance as C
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+BUNDLES = sorted(p for p in MODELS.iterdir() if (p / "manifest.json").is_file()) if MODELS.is_dir() else []
+CHUNK_LIMIT, BATCH_LIMIT, RUNTIME_LIMIT = 1e-4, 1e-4, 1e-3
+
+
+def _need_node() -> None:
+    if shutil.which("node") is None:
+        msg = "node is not installed (apt-get install -y nodejs npm; then npm ci --ignore-scripts in node/)"
+        if os.environ.get("RNNKIT_REQUIRE_NODE") == "1":
+            pytest.fail(f"RNNKIT_REQUIRE_NODE=1 but {msg}")
+        pytest.skip(msg)
+    why = C.node_available()
+    if why:  # node is there: missing packages are a setup error, not a reason to skip
+        pytest.fail(why)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    _need_node()
+    if not BUNDLES:
+        pytest.fail(f"no bundles in {MODELS}")
+    table, _ = C.run_all(BUNDLES, tokens=1000, timing_steps=30, warmup_steps=20)
+    print("\n" + C.format_table(table))
+    return table
+
+
+def test_every_shipped_graph_runs_everywhere(rows):
+    graphs = {r["graph"] for r in rows}
+    for b in BUNDLES:
+        manifest = json.loads((b / "manifest.json").read_text())
+        for f in manifest["graphs"].values():
+            assert f"{b.name}/{f}" in graphs
+    assert {r["runtime"] for r in rows} == {"python", *C.RUNTIMES}
+
+
+def test_same_answer_however_the_input_is_chunked(rows):
+    """A step graph fed 1,000 tokens in one call equals one token per call, state fed back."""
+    bad = [(r["graph"], r["runtime"], r["chunk"]) for r in rows if r["step_graph"] and r["chunk"] > CHUNK_LIMIT]
+    assert not bad, f"one-shot vs stepped differs by more than {CHUNK_LIMIT}: {bad}"
+
+
+def test_same_answer_alone_or_in_a_batch_of_8(rows):
+    bad = [(r["graph"], r["runtime"], r["batch"]) for r in rows if r["batch"] > BATCH_LIMIT]
+    assert not bad, f"batch of 8 vs batch of 1 differs by more than {BATCH_LIMIT}: {bad}"
+
+
+def test_same_answer_on_every_runtime(rows):
+    """Node and WebAssembly within 1e-3 of Python in every output, the same top-3 at every position."""
+    others = [r for r in rows if r["runtime"] != "python"]
+    bad = [(r["graph"], r["runtime"], r["vs_python"], r.get("top3_same")) for r in others
+           if r["vs_python"] > RUNTIME_LIMIT or r["vs_python_batch"] > RUNTIME_LIMIT or r.get("top3_same", 1.0) < 1.0]
+    assert not bad, f"runtimes disagree with onnxruntime (Python): {bad}"
+
+
+# ----------------------------------------------------------------------------- the app example (docs/APP.md)
+def _app(bundle: Path, text: str, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["node", str(C.NODE_DIR / "app_example.js"), str(bundle), text, *flags],
+                          capture_output=True, text=True, timeout=300, cwd=C.NODE_DIR)
+
+
+def _python_next_word(bundle: Path, text: str) -> tuple[list[int], str]:
+    """The example's algorithm with the Python tokenizer and onnxruntime: the reference."""
+    from rnnkit.core.tokenizers import load_tokenizer
+    from rnnkit.export.bundle import open_bundle
+
+    b = open_bundle(bundle)
+    cfg = b.model_config
+    tok = load_tokenizer(bundle)
+    sess = b.session("step")
+    ids = tok.encode(text.rstrip())
+    state = {i.name: np.zeros((i.shape[0], 1, i.shape[2]), np.float32) for i in sess.get_inputs() if i.name != "tokens"}
+
+    def feed(t):
+        out = dict(zip([o.name for o in sess.get_outputs()],
+                       sess.run(None, {"tokens": np.asarray([t], np.int64), **state})))
+        state.update({k: out["next_" + k] for k in list(state)})
+        return out["logits"][0, -1]
+
+    pieces = [tok.id_to_piece(i) for i in range(cfg["vocab_size"])]
+    control = {i for i in (cfg["pad_id"], cfg["bos_id"], cfg["eos_id"], cfg["unk_id"]) if i >= 0}
+    starts = np.array([p.startswith("\u2581") and p != "\u2581" and i not in control for i, p in enumerate(pieces)])
+    logits = feed([cfg["eos_id"], *ids])
+    word = [int(np.where(starts, logits, -np.inf).argmax())]
+    for _ in range(8):
+        logits = feed([word[-1]])
+        logits[list(control)] = -np.inf
+        nxt = int(logits.argmax())
+        piece = tok.decode([nxt])
+        if pieces[nxt].startswith("\u2581") or not any(ch.isalnum() or ch in "'-" for ch in piece):
+            break
+        word.append(nxt)
+    return ids, tok.decode(word).strip()
+
+
+@pytest.mark.parametrize("flag", ["", "--web"])
+def test_app_example_picks_the_next_word_like_python(flag):
+    _need_node()
+    bundle = MODELS / "suggest-en"
+    for text in ("Thank you for the", "I would like to", "Héllo wörld, naïve café ✓ 123"):
+        proc = _app(bundle, text, *([flag] if flag else []))
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
+        ids, word = _python_next_word(bundle, text)
+        assert out["ids"] == ids  # the JavaScript SentencePiece encoder = the Python one
+        assert out["next_word"] == word and word and len(out["top3"]) == 3
+
+
+def test_app_example_refuses_a_tampered_bundle(tmp_path):
+    _need_node()
+    bundle = tmp_path / "suggest-en"
+    shutil.copytree(MODELS / "suggest-en", bundle)
+    graph = bundle / json.loads((bundle / "manifest.json").read_text())["graphs"]["step"]
+    data = bytearray(graph.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    graph.write_bytes(bytes(data))
+    proc = _app(bundle, "Thank you")
+    assert proc.returncode == 1 and "sha256" in proc.stderr and proc.stdout == ""
+    shutil.copy(MODELS / "suggest-en" / graph.name, graph)
+    (bundle / "tokenizer.model").write_bytes(b"short")
+    proc = _app(bundle, "Thank you")
+    assert proc.returncode == 1 and "bytes, the manifest says" in proc.stderr
