@@ -1,0 +1,70 @@
+"""Tune the suggestion session's two knobs on VALIDATION text (never the test split).
+
+    .venv/bin/python bench/tune_suggest.py models/suggest-en [--chars 4000] [--adapt-chars 15000]
+
+- ``oov_min_prob``: how sure the model must be, given the letters typed, to offer a word the
+  lexicon does not know. Typed over a spread sample of everyday_en/valid.txt: keystroke
+  savings and the share of offered strings that are not words (training words + wordfreq).
+- ``lam`` of the user cache (edge/adapt.py): typed over a contiguous stretch of valid.txt
+  (whole conversations, so people repeat themselves as they would on a phone), adaptation on.
+
+Prints both grids and writes them to --out (JSON). The defaults in edge/session.py and
+edge/adapt.py are set from this output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+CORPORA = Path(os.environ.get("RNNKIT_DATA", Path.home() / ".cache" / "rnnkit")) / "corpora"
+
+
+def main(argv=None) -> int:
+    from rnnkit.edge.adapt import UserCache
+    from rnnkit.edge.cli import spread_lines
+    from rnnkit.edge.eval import lstm_eval, reference_lexicon
+    from rnnkit.edge.session import open_session
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("bundle")
+    ap.add_argument("--chars", type=int, default=4000, help="characters typed per oov_min_prob value")
+    ap.add_argument("--adapt-chars", type=int, default=15000, help="characters typed per lam value")
+    ap.add_argument("--oov", default="0.2,0.35,0.5,0.7,1.0")
+    ap.add_argument("--lam", default="0,0.05,0.1,0.15,0.25,0.35")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    valid = (CORPORA / "everyday_en" / "valid.txt").read_text(encoding="utf-8")
+    words = [w.strip() for w in (CORPORA / "wordfreq_en" / "words.txt").read_text(encoding="utf-8").splitlines()]
+    session = open_session(args.bundle)
+    lexicon = session.lexicon
+    is_word = reference_lexicon(words, list(lexicon._words) if lexicon is not None else [])
+    report = {"bundle": args.bundle, "oov_min_prob": [], "lam": []}
+    sample = spread_lines(valid, args.chars)
+    for v in (float(x) for x in args.oov.split(",")):
+        session.oov_min_prob = v
+        r = lstm_eval(session, sample, is_word=is_word)
+        row = {"oov_min_prob": v, "keystroke_savings": r["keystroke_savings"], "not_words": r["not_words"],
+               "next_word_top3": r["next_word_top3"]}
+        report["oov_min_prob"].append(row)
+        print(json.dumps(row), flush=True)
+    session.oov_min_prob = 0.5
+    stretch = valid[len(valid) // 3:len(valid) // 3 + args.adapt_chars]
+    stretch = stretch[stretch.find("\n") + 1:]
+    for lam in (float(x) for x in args.lam.split(",")):
+        session.user = UserCache(lam=lam) if lam > 0 else None
+        r = lstm_eval(session, stretch)
+        row = {"lam": lam, "keystroke_savings": r["keystroke_savings"], "next_word_top3": r["next_word_top3"],
+               "latency_ms_p99": r["latency_ms_p99"]}
+        report["lam"].append(row)
+        print(json.dumps(row), flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
