@@ -9,6 +9,10 @@ runs in; fp32 is a ``nullcontext``.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
+import sys
+from functools import lru_cache
 from typing import ContextManager, Iterator, Optional
 
 import torch
@@ -95,11 +99,80 @@ def mkldnn(enabled: bool) -> Iterator[None]:
         torch.backends.mkldnn.enabled = keep
 
 
+# glibc malloc serves every block above M_MMAP_THRESHOLD with its own mmap, and that threshold
+# adapts only up to 32 MiB (DEFAULT_MMAP_THRESHOLD_MAX). A word LM's logits and their gradient are
+# bigger (batch 32 x bptt 35 x vocab 10k x 4 B = 45 MiB), so each training step mmaps and munmaps
+# them afresh and the kernel zero-fills every page on first touch: measured on ptb-lm's model
+# (2x256, fp32, one thread) 46k minor page faults and 102 ms system time per step against 363 ms
+# user (22 % of the CPU time in the kernel; bf16 autocast adds its casts on top). Served from the
+# heap instead (M_MMAP_MAX 0) and kept there (M_TRIM_THRESHOLD 256 MiB): 0 faults, 0.2 ms system
+# time per step, 3,733 vs 2,614 tokens per CPU second; peak RSS 781 vs 629 MB.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+HEAP_TRIM_BYTES = 256 << 20
+MALLOC_TUNE_ENV = "RNNKIT_MALLOC_TUNE"  # "0" keeps glibc's defaults
+_malloc_tuned: Optional[bool] = None
+
+
+def tune_cpu_allocator() -> bool:
+    """Serve large CPU tensors from the glibc heap instead of one mmap each (see above).
+
+    Process-wide and idempotent; True when applied. A no-op (False) off Linux/glibc, under
+    another allocator that lacks ``mallopt``, or with ``RNNKIT_MALLOC_TUNE=0``."""
+    global _malloc_tuned
+    if _malloc_tuned is not None:
+        return _malloc_tuned
+    _malloc_tuned = False
+    if os.environ.get(MALLOC_TUNE_ENV, "1").strip() == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # glibc only: musl's / jemalloc's mallopt differ or do nothing
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    _malloc_tuned = bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_BYTES))
+    return _malloc_tuned
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX). Without it, bf16 autocast
+    converts to fp32 around every op: measured 2.2-2.5x slower than fp32 on an AVX-512 Xeon."""
+    cap = ""
+    try:
+        cap = str(torch.backends.cpu.get_cpu_capability()).lower()
+    except Exception:  # pragma: no cover - older torch
+        pass
+    if "amx" in cap:
+        return True
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def precision_warning(device: torch.device, precision: str) -> Optional[str]:
+    """One line for the run's log when the chosen precision is known to be slow here, else None."""
+    if device.type == "cpu" and precision == "bf16" and not cpu_has_native_bf16():
+        return ("warning: precision bf16 on a CPU without native bf16 (no avx512_bf16 / amx_bf16): "
+                "autocast converts around every op, ~2x slower than fp32; use precision fp32 (or auto)")
+    return None
+
+
 def configure_backends(device: torch.device) -> None:
-    """Backend switches decided once per run: the measured-faster oneDNN setting on CPU,
-    TF32 matmuls on CUDA (fp32 runs on Ampere+ get tensor cores; nanoGPT does the same)."""
+    """Backend switches decided once per run: the measured-faster oneDNN setting and the heap
+    allocator setting (``tune_cpu_allocator``) on CPU, TF32 matmuls on CUDA (fp32 runs on Ampere+
+    get tensor cores; nanoGPT does the same)."""
     if device.type == "cpu" and torch.backends.mkldnn.is_available():
         torch.backends.mkldnn.enabled = MKLDNN_FOR_TRAINING
+    if device.type == "cpu":
+        tune_cpu_allocator()
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -113,4 +186,6 @@ def describe(device: torch.device, precision: str) -> dict:
         info["gpu"] = torch.cuda.get_device_name(device)
     if device.type == "cpu":
         info["mkldnn"] = bool(torch.backends.mkldnn.enabled)
+        info["malloc_heap"] = bool(_malloc_tuned)
+        info["native_bf16"] = cpu_has_native_bf16()
     return info

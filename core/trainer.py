@@ -260,6 +260,9 @@ class _Run:
         n = sum(p.numel() for p in model.parameters())
         self.log.print(f"training {getattr(self.task, 'name', 'task')} on {self.device} ({self.precision}), "
                        f"{n:,} parameters" + (f", resuming at step {self.st['step']}" if resume else ""))
+        warning = devices.precision_warning(self.device, self.precision)
+        if warning:
+            self.log.print(warning)
 
     def finish(self, stop_reason: str) -> TrainResult:
         st = self.st
