@@ -1,0 +1,188 @@
+"""`rnnkit predict` and the torch-free engines of edge/predict*.py, on every bundle kind."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from predict_fixtures import tiny_models
+from test_demo_fixtures import demo_models  # noqa: F401  (session fixture)
+from test_edge_torchfree import BLOCKER
+
+
+@pytest.fixture(scope="module")
+def models(demo_models, tmp_path_factory) -> Path:
+    """The demo fixture's four bundles plus a tiny tagger and forecaster, in one folder."""
+    root = tmp_path_factory.mktemp("predict")
+    out = tiny_models(root)
+    for d in demo_models.iterdir():
+        shutil.copytree(d, out / d.name)
+    return out
+
+
+def cli(*args: str, stdin: str = "", blocked: bool = False) -> subprocess.CompletedProcess:
+    code = f"import sys\nfrom rnnkit.cli import main\nsys.exit(main({list(args)!r}))\n"
+    return subprocess.run([sys.executable, "-c", (BLOCKER if blocked else "") + code], input=stdin,
+                          capture_output=True, text=True, timeout=120)
+
+
+# --------------------------------------------------------------------------- torch-free, every kind
+def test_predict_runs_every_kind_without_torch(models):
+    """Every engine through open_predictor, torch / gradio / onnx imports blocked."""
+    code = BLOCKER + textwrap.dedent(f"""
+        import json, sys
+        from rnnkit.edge.predict import open_predictor
+        m = {str(models)!r}
+        out = {{
+            "lm": open_predictor(m + "/char-shakespeare").predict("ROMEO:", length=20, seed=1),
+            "classifier": open_predictor(m + "/sentiment-mr").predict("a good film"),
+            "seq2seq": open_predictor(m + "/translate-en-de").predict("love your neighbor", beam=2),
+            "tagger": open_predictor(m + "/ner-tiny").predict("John Smith visited Paris ."),
+            "forecaster": open_predictor(m + "/ts-tiny").predict(" ".join(str(100 + i % 12) for i in range(48)), 6),
+        }}
+        heavy = sorted(x for x in sys.modules if x.split(".")[0] in ("torch", "gradio", "onnx", "safetensors"))
+        print(json.dumps({{"out": out, "heavy": heavy}}))
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["heavy"] == []
+    out = res["out"]
+    assert out["lm"]["text"].startswith("ROMEO:") and out["lm"]["continuation"]
+    assert out["classifier"]["label"] in ("positive", "negative") and -1 <= out["classifier"]["score"] <= 1
+    assert isinstance(out["seq2seq"]["translation"], str)
+    assert out["tagger"]["tokens"] == ["John", "Smith", "visited", "Paris", "."] and len(out["tagger"]["tags"]) == 5
+    assert len(out["forecaster"]["forecast"]) == 6 and out["forecaster"]["period"] == 12
+
+
+def test_json_cli_one_line_in_one_line_out_without_torch(models):
+    lines = '{"text": "a dull film"}\nnot json\n\n{"text": 5}\n{"text": "ok", "beam": 2}\n["a"]\n{"text": "fine"}\n'
+    r = cli("predict", str(models / "sentiment-mr"), "--json", stdin=lines, blocked=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    answers = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(answers) == 7
+    assert answers[0]["label"] in ("positive", "negative") and answers[0]["ms"] > 0
+    assert "not JSON" in answers[1]["error"] and "empty line" in answers[2]["error"]
+    assert "text" in answers[3]["error"] and "unknown key(s) ['beam']" in answers[4]["error"]
+    assert "error" in answers[5] and "label" in answers[6]
+
+
+@pytest.mark.parametrize("bundle, request_line, check", [
+    ("char-shakespeare", {"text": "ROMEO:", "length": 15, "seed": 3}, lambda a: a["text"].startswith("ROMEO:")),
+    ("char-shakespeare", {"text": "ROMEO:", "length": 5000}, lambda a: "length must be from 1 to 1000" in a["error"]),
+    ("translate-en-de", {"text": "the lord is my shepherd", "beam": 3}, lambda a: "translation" in a),
+    ("translate-en-de", {"text": "x", "beam": 99}, lambda a: "beam must be from 1 to 16" in a["error"]),
+    ("ner-tiny", {"text": "Mary Jones works for Google in London ."},
+     lambda a: all(e["text"] == "Mary Jones works for Google in London ."[e["start"]:e["end"]] for e in a["entities"])),
+    ("ner-tiny", {"tokens": ["Anna", "Berg", "."]}, lambda a: a["tokens"] == ["Anna", "Berg", "."]),
+    ("ts-tiny", {"history": [100 + (i % 12) for i in range(40)], "horizon": 3}, lambda a: len(a["forecast"]) == 3),
+    ("ts-tiny", {"history": [1, 2, 3]}, lambda a: "needs 14" in a["error"]),
+    ("ts-tiny", {"history": [1.0] * 30, "series": "nope"}, lambda a: "unknown series 'nope'" in a["error"]),
+])
+def test_json_requests_of_each_kind(models, bundle, request_line, check):
+    r = cli("predict", str(models / bundle), "--json", stdin=json.dumps(request_line) + "\n")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (answer,) = [json.loads(x) for x in r.stdout.splitlines()]
+    assert check(answer), answer
+
+
+def test_plain_output_per_kind(models, tmp_path):
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("a good film\n\nawful\n", encoding="utf-8")
+    r = cli("predict", str(models / "sentiment-mr"), "--file", str(reviews))
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 2  # blank lines are skipped
+    assert all(line.split("\t")[0] in ("positive", "negative") for line in r.stdout.splitlines())
+    r = cli("predict", str(models / "ner-tiny"), stdin="John Smith visited Paris .\n")
+    assert r.returncode == 0 and r.stdout.split()[0].startswith("John")
+    series = tmp_path / "s.csv"
+    series.write_text("date,value\n" + "".join(f"2000-{i},{100 + i % 12}\n" for i in range(40)) + "2003-1,\n")
+    r = cli("predict", str(models / "ts-tiny"), "--file", str(series), "--horizon", "5")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.split()) == 5 and all(float(v) > 0 for v in r.stdout.split())
+
+
+def test_cli_errors_are_one_line(models, tmp_path):
+    r = cli("predict", str(tmp_path / "nope"), "--text", "x")
+    assert r.returncode == 2 and "no such bundle directory" in r.stderr and "Traceback" not in r.stderr
+    r = cli("predict", str(models / "char-shakespeare"), "--text", "x", "--top-p", "3")
+    assert r.returncode == 2 and "top_p must be from 0.01 to 1" in r.stderr
+
+
+def test_generate_is_the_name_and_sample_its_alias():
+    from rnnkit.cli import build_parser
+
+    p = build_parser()
+    for name in ("generate", "sample"):
+        args = p.parse_args([name, "runs/x", "--prompt", "Hi", "--length", "5"])
+        assert (args.run_dir, args.prompt, args.length) == ("runs/x", "Hi", 5) and args.func.__name__ == "run_sample"
+
+
+# --------------------------------------------------------------------------- engines
+def test_entity_spans_are_the_scorers_chunks():
+    """edge.predict_tag.spans (torch-free) == core.tasks_tagger.chunks on random tag sequences."""
+    from rnnkit.core.tasks_tagger import chunks
+    from rnnkit.edge.predict_tag import spans
+
+    rng = random.Random(0)
+    tags = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "I-LOC", "B-LOC", "I-ORG", "MISC"]
+    for _ in range(2000):
+        seq = [rng.choice(tags) for _ in range(rng.randint(0, 9))]
+        assert spans(seq) == chunks(seq), seq
+
+
+def test_tokenize_keeps_offsets_and_highlighting_rebuilds_the_text():
+    from rnnkit.edge.predict_tag import highlighted, tokenize
+
+    text = "The U.S. and Mr. O'Neil's 1,000-strong team met in São Paulo (Brazil)."
+    toks = tokenize(text)
+    assert [t for t, _, _ in toks][:3] == ["The", "U.S.", "and"] and "1,000-strong" in [t for t, _, _ in toks]
+    assert all(text[a:b] == t for t, a, b in toks)
+    ents = [{"type": "LOC", "start": text.index("São"), "end": text.index(" (")}]
+    segs = highlighted(text, ents)
+    assert "".join(s for s, _ in segs) == text and ("São Paulo", "LOC") in segs
+
+
+def test_forecast_equals_the_tasks_recursive_forecast(models):
+    """The engine's forecast = TimeseriesTask.multi_step of the PyTorch model (history's own mu / sd)."""
+    import torch  # noqa: F401
+
+    from rnnkit.core import registry
+    from rnnkit.core.tasks_timeseries import Series, TimeseriesTask
+    from rnnkit.edge.predict_series import SeriesForecaster
+
+    history = [100 + 20 * np.sin(i / 2) + i for i in range(60)]
+    got = SeriesForecaster(models / "ts-tiny").forecast(history, 10)["forecast"]
+    model = registry.load(models.parent / "runs" / "ts-tiny" / "model")
+    task = TimeseriesTask([Series("x", history + [history[-1]] * 10, 12, val_len=0, test_len=10, log=True)],
+                          sarimax=False)
+    want = task.multi_step(model, task.series[0], 60, 70)
+    # the bundle is int8: the same forecast within the quantisation's error
+    assert np.allclose(got, want, rtol=2e-2), (got, want)
+
+
+def test_sentiment_predict_agrees_with_the_demo_analysis(models):
+    from rnnkit.edge.predict_text import SentimentScorer
+
+    s = SentimentScorer(models / "sentiment-mr")
+    p, r = s.predict("a dull film with a moving story"), s.analyse("a dull film with a moving story")
+    assert p["score"] == pytest.approx(r.score, abs=1e-6) and p["positive"] == pytest.approx(r.positive, abs=1e-6)
+
+
+def test_parse_history_formats():
+    from rnnkit.edge.predict import InputError
+    from rnnkit.edge.predict_series import parse_history
+
+    assert parse_history("1 2,3;4\n5") == [1, 2, 3, 4, 5]
+    assert parse_history("date,value\n2000-01,1\n2000-02,\n2000-03,3\n") == [1, 2, 3]
+    with pytest.raises(InputError, match="'abc' is not a finite number"):
+        parse_history("1 2\nabc")
+    with pytest.raises(InputError, match="not a finite number"):
+        parse_history("1 nan inf")
