@@ -18,6 +18,12 @@ Prints (and with --out writes as JSON):
    word (a space: the word is read, next words searched), the first letter of a word, the others;
    with idle-time prefetch between keystrokes; and with --run, for the fp32 graph too.
 
+4. with ``--runtimes`` (and --bundle): the same bundle under onnxruntime (Python), onnxruntime-node and
+   onnxruntime-web (WebAssembly, node/conformance.js; `npm ci --ignore-scripts` in node/): one-shot vs
+   one-token-per-call rollout, batch of 1 vs 8, each runtime vs Python on 1,000 tokens of real text, and
+   the one-token step p50 in each (``rnnkit.export.conformance``; `python -m rnnkit.export.conformance
+   models/*` does every bundle).
+
 A figure printed here is a measurement on this machine, shared with other jobs: check the
 load average printed beside it.
 """
@@ -273,6 +279,8 @@ def main(argv=None) -> int:
     ap.add_argument("--kind-chars", type=int, default=3000,
                     help="characters typed for the per-kind keystroke figures (default 3000)")
     ap.add_argument("--out", help="write the figures as JSON here")
+    ap.add_argument("--runtimes", action="store_true",
+                    help="with --bundle: also run it under onnxruntime-node and onnxruntime-web and compare (node/)")
     args = ap.parse_args(argv)
 
     import torch
@@ -347,6 +355,16 @@ def main(argv=None) -> int:
         res["keystroke_kinds_prefetch"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=False, prefetch=3)
         if not args.bundle:  # trained fp32 weights exist only for a run (a shipped bundle is int8-only)
             res["keystroke_kinds_fp32"] = keystroke_kinds(b32, text[:args.kind_chars], phrase=False)
+    if args.runtimes and args.bundle:
+        from rnnkit.export import conformance
+
+        why = conformance.node_available()
+        if why:
+            print(f"--runtimes: {why}")
+        else:
+            rows, _ = conformance.run_all([Path(args.bundle)], tokens=1000, timing_steps=args.steps)
+            res["runtimes"] = rows
+            print(conformance.format_table(rows))
     res["loadavg_after"] = os.getloadavg()
     report(res)
     if args.out:

@@ -99,7 +99,7 @@ def build_cases(bundle_dirs: list[Path], tokens: int = 1000, timing_steps: int =
         cfg = b.model_config
         pad = max(0, int(cfg.get("pad_id", 0)))
         for job in b.graphs:
-            path = b.graph_path(job)
+            path = b.graph_path(job).resolve()
             sess = ort_session(path)
             inputs = [i.name for i in sess.get_inputs()]
             outputs = [o.name for o in sess.get_outputs()]

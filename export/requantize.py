@@ -124,7 +124,8 @@ def requantize_bundle(src: str | Path, out: str | Path | None = None, scheme: st
                 "note": "re-quantised from the int8 weights of the shipped graphs (their training run is not in the "
                         "repo): fp32 graphs rebuilt from int8 values x scales, quantised again; the int8 figures "
                         "compare with that rebuilt fp32 graph. parity and metrics are the original export's.",
-                "with": _versions()},
+                "with": _versions(),
+                "command": f"python -m rnnkit.export.requantize {src} --scheme {scheme} --head {head} --target {target}"},
         })
         for name in old["files"]:
             if name not in old["graphs"].values():
@@ -135,10 +136,42 @@ def requantize_bundle(src: str | Path, out: str | Path | None = None, scheme: st
             shutil.copy(path, staged / name)
             files[name] = staged / name
         write_bundle(out, files, manifest)
+    manifest = json.loads((Path(out) / N.MANIFEST).read_text(encoding="utf-8"))  # with files and sizes
     if readme is not None:
-        (out / "README.md").write_text(readme, encoding="utf-8")
+        (out / "README.md").write_text(_card(readme, manifest), encoding="utf-8")
     log(f"wrote {out}: graphs {', '.join(f'{j}={f}' for j, f in graphs.items())}")
     return manifest
+
+
+def _card(readme: str, manifest: dict[str, Any]) -> str:
+    """The model card with its int8 figures re-measured and a "Runs on" section (``runtimes.card_section``)."""
+    import re
+
+    from .runtimes import card_section
+
+    text = (manifest.get("int8") or {}).get(N.JOB_STEP, {}).get("text")
+    if text:
+        line = (f"int8 (re-quantised, row-wise) vs the fp32 graph rebuilt from the shipped int8 weights, on "
+                f"{text['source']} ({text['tokens']:,} tokens): top-1 agreement {text['top1_agreement']:.2%}, "
+                f"perplexity {text['fp32_ppl']:.3f} → {text['int8_ppl']:.3f} ({text['ppl_change']:+.3%}).")
+        readme = re.sub(r"^int8 (\(re-quantised.*|vs fp32 on .*)$", line, readme, flags=re.M)
+    task = (manifest.get("int8") or {}).get("task")
+    if task:
+        line = "Recipe metrics of the graphs (re-quantised): " + ", ".join(
+            f"{k} fp32 rebuilt from int8 {task['fp32'][k]:.4g} / previous int8 {task['previous_int8'][k]:.4g} / "
+            f"row-wise int8 {task['int8'][k]:.4g}" for k in task["fp32"] if k.startswith("val_"))
+        readme = re.sub(r"^Recipe metrics of the graphs.*$", line, readme, flags=re.M)
+    if manifest.get("sizes"):
+        size = sum(manifest["sizes"].values())
+        readme = re.sub(r"^\| bundle size \| .* \|$", f"| bundle size | {size / 1e6:.1f} MB |", readme, flags=re.M)
+    readme = re.sub(r"\n## Runs on\n.*?(?=\n## |\Z)", "", readme, flags=re.S)
+    section = card_section(manifest)
+    marker = "\n## Reproduce"
+    if marker in readme:
+        readme = readme.replace(marker, f"\n{section}\n{marker}", 1)
+    else:
+        readme = readme.rstrip() + "\n\n" + section + "\n"
+    return readme
 
 
 def main(argv=None) -> int:

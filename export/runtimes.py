@@ -74,9 +74,41 @@ def runs_on(listing: dict[str, Any]) -> dict[str, Any]:
 
 def describe(listing: dict[str, Any]) -> str:
     """One line: the operators, then where they run."""
-    ops = ", ".join(f"{k}x{v}" if v > 1 else k for k, v in listing["ops"].items())
+    ops = ", ".join(f"{k}×{v}" if v > 1 else k for k, v in listing["ops"].items())
     r = runs_on(listing)
     tested = ", ".join(p for p, how in r["packages"].items() if how == "tested")
     full = ", ".join(p for p, how in r["packages"].items() if how != "tested")
     return (f"opset {listing['opset']}: {ops}; runs on onnxruntime >= {r['min_onnxruntime']}: "
             f"{tested} (tested), {full} (full packages)")
+
+
+def card_section(manifest: dict[str, Any]) -> str:
+    """The model card's "Runs on" section (markdown) from a manifest's ``graph_ops`` / ``int8_options``."""
+    ops = manifest.get("graph_ops") or {}
+    if not ops:
+        return ""
+    lines = ["## Runs on", "", "| graph | operators (subgraphs included) | onnxruntime packages |", "|---|---|---|"]
+    for file, entry in ops.items():
+        listing = ", ".join(f"{k}×{v}" if v > 1 else k for k, v in entry["ops"].items())
+        pk = entry.get("packages") or runs_on(entry)["packages"]
+        tested = ", ".join(p for p, how in pk.items() if how == "tested")
+        full = ", ".join(p for p, how in pk.items() if how != "tested")
+        lines.append(f"| `{file}` | opset {entry['opset']}: {listing} | >= {entry.get('min_onnxruntime', '?')}: "
+                     f"{tested} (run by tests/test_conformance_js.py); {full} (full packages) |")
+    opt = manifest.get("int8_options") or {}
+    if opt.get("scheme") == "rowwise-int8":
+        lines += ["", f"int8: row-wise, target {opt.get('target', 'portable')} ({opt.get('weights')}; activations "
+                      f"{opt.get('activations')}; LSTM {opt.get('lstm')}): a token's logits do not depend on how the "
+                      "text was chunked or batched" + (", and are the same on every onnxruntime."
+                                                        if opt.get("target", "portable") == "portable" else ".")]
+        rolls = {j: f["rollout_step_vs_whole"] for j, f in (manifest.get("int8") or {}).items()
+                 if isinstance(f, dict) and "rollout_step_vs_whole" in f}
+        if rolls:
+            lines[-1] += " One call vs one token per call: max abs diff " + ", ".join(
+                f"{j} {v:.1e}" for j, v in rolls.items()) + "."
+    req = manifest.get("requantized")
+    if req:
+        lines += ["", f"Re-quantised: {req['note']}" + (f" Command: `{req['command']}`." if req.get("command") else "")]
+    if manifest.get("ort_graphs"):
+        lines += ["", "ORT format (mobile): " + ", ".join(f"`{f}`" for f in manifest["ort_graphs"].values()) + "."]
+    return "\n".join(lines)
