@@ -72,15 +72,14 @@ def write_text(path: Path, n: int = 200, seed: int = 0) -> Path:
     return path
 
 
-def write_pairs(path: Path, n: int = 200, seed: int = 0) -> Path:
+def write_pairs(path: Path, n: int = 200, seed: int = 0, distinct: int = 24) -> Path:
+    """source<TAB>target pairs: ``distinct`` word-for-word sentences, repeated (a tiny model learns them)."""
     rng = random.Random(seed)
     lex = {"the": "der", "dog": "hund", "cat": "katze", "sees": "sieht", "loves": "liebt", "man": "mann",
            "house": "haus", "big": "grosse", "small": "kleine"}
     en = list(lex)
-    lines = []
-    for _ in range(n):
-        words = [rng.choice(en) for _ in range(rng.randint(2, 5))]
-        lines.append(" ".join(words) + "\t" + " ".join(lex[w] for w in words))
+    pool = [[rng.choice(en) for _ in range(rng.randint(2, 5))] for _ in range(distinct)]
+    lines = [" ".join(w) + "\t" + " ".join(lex[x] for x in w) for w in (rng.choice(pool) for _ in range(n))]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
