@@ -38,11 +38,23 @@ import numpy as np
 
 DIGIT = 127.0        # |hi| <= 127
 LO_BASE = 254.0      # lo = round((x/s - hi) * 254), |lo| <= 127
-# Activation digits: 1 = one int8 per value (default). 2 = a second int8 digit for the rounding
-# residue (x/s = hi + lo/254, ~15 bits). Measured on suggest-en: 2 digits cost +25 % native and +65 %
-# in WebAssembly (two rows through every GEMM), for perplexity +0.019 % vs +0.018 % and no smaller
-# runtime differences (5.7e-6 with one digit, 6.4e-4 with two: the lo digit rounds 254x more often).
+# Activation digits: 1 = one int8 per value. 2 = a second int8 digit for the rounding residue
+# (x/s = hi + lo/254, ~15 bits): a last-bit difference in x then moves the result by at most s/254, not s.
+# A MatMul whose input is exact (the same bits on every runtime: see ``_inexact``) gets 1 digit; one fed by
+# an op that is not (an fp32 MatMul between activations, Softmax, Exp, ...: seq2seq attention) gets 2, so
+# runtimes stay within ~1e-4 there (1 digit: 1.2e-2 on translate-en-de's decoder, WebAssembly vs x86).
+# Measured on suggest-en with 2 digits everywhere: +25 % native, +65 % WebAssembly, perplexity the same.
 DIGITS = 1
+# Ops whose float32 results are the same bits on every runtime (IEEE basic arithmetic, data movement,
+# comparisons, integer ops). Anything else (MatMul / Gemm left fp32, Softmax, Exp, Tanh, ReduceSum, ...) may
+# differ in the last bits between x86, ARM and WebAssembly.
+EXACT_OPS = {"Add", "Sub", "Mul", "Div", "Neg", "Abs", "Max", "Min", "Clip", "Relu", "Round", "Floor", "Ceil",
+             "Sqrt", "Sign", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split", "Slice", "Gather",
+             "GatherElements", "Expand", "Tile", "Where", "Cast", "Identity", "Shape", "Size", "Equal", "Less",
+             "Greater", "LessOrEqual", "GreaterOrEqual", "Not", "And", "Or", "Xor", "ConstantOfShape", "Constant",
+             "Range", "ReduceMax", "ReduceMin", "Pad", "Flatten", "Dropout", "If", "Mod", "MatMulInteger",
+             "Scan", "ArgMax", "ArgMin", "TopK", "CumSum", "NonZero", "OneHot", "ScatterElements", "ScatterND",
+             "GatherND", "Trilu"}
 # LSTM gate activations (``activation=``): "table" (target portable, default): tanh / sigmoid by lookup in a
 # tanh table (TANH_STEPS points per unit on [-TANH_MAX, TANH_MAX], 6 KB; the nearest point: error <= 3.9e-3,
 # perplexity vs the fp32 graph +0.04 % on suggest-en, +0.01 % on char-shakespeare; 1024 points per unit, a
@@ -125,7 +137,8 @@ def _node(nodes: list, b: _Builder, op: str, inputs: list[str], n_out: int = 1, 
     return outs[0] if n_out == 1 else outs
 
 
-def rowwise_matmul(nodes: list, b: _Builder, x: str, wq: str, ws: str, out: str | None = None) -> str:
+def rowwise_matmul(nodes: list, b: _Builder, x: str, wq: str, ws: str, out: str | None = None,
+                   digits: int | None = None) -> str:
     """``x[..., K] @ W[K, N]`` with int8 ``W`` (``wq``, per-column scales ``ws`` [N]) and ``x``
     quantised per row in two int8 digits. Appends the nodes; returns the output name.
 
@@ -144,7 +157,7 @@ def rowwise_matmul(nodes: list, b: _Builder, x: str, wq: str, ws: str, out: str 
     u = _node(nodes, b, "Mul", [x, inv])
     hi = _node(nodes, b, "Round", [u])
     zp = b.const(ZERO, np.uint8)
-    if DIGITS == 1:
+    if (digits or DIGITS) == 1:
         q = _node(nodes, b, "Cast", [_node(nodes, b, "Add", [hi, b.const(ZERO, f)])], to=TensorProto.UINT8)
         acc = _node(nodes, b, "Cast", [_node(nodes, b, "MatMulInteger", [q, wq, zp])], to=TensorProto.FLOAT)
         return _node(nodes, b, "Div", [_node(nodes, b, "Mul", [acc, ws]), inv], outputs=[out] if out else None)
@@ -156,6 +169,42 @@ def rowwise_matmul(nodes: list, b: _Builder, x: str, wq: str, ws: str, out: str 
     a_hi, a_lo = _node(nodes, b, "Split", [acc], n_out=2, axis=0)
     v = _node(nodes, b, "Add", [a_hi, _node(nodes, b, "Mul", [a_lo, b.const(1.0 / LO_BASE, f)])])
     return _node(nodes, b, "Div", [_node(nodes, b, "Mul", [v, ws]), inv], outputs=[out] if out else None)
+
+
+def _reduce_max_abs(nodes: list, b: _Builder, x: str, axis: int) -> str:
+    absx = _node(nodes, b, "Abs", [x])
+    r = (_node(nodes, b, "ReduceMax", [absx, b.const([axis], np.int64)], keepdims=1) if b.opset >= 18 else
+         _node(nodes, b, "ReduceMax", [absx], axes=[axis], keepdims=1))
+    return _node(nodes, b, "Max", [r, b.const(TINY, np.float32)])
+
+
+def act_matmul(nodes: list, b: _Builder, a: str, w: str, a_digits: int, w_digits: int, out: str) -> str:
+    """``a[..., M, K] @ w[..., K, N]`` between two activations (attention): ``a`` quantised per row, ``w`` per
+    column, each in 1 or 2 int8 digits (2 for an operand that may differ in its last bits between runtimes),
+    one exact MatMulInteger. Every row of the result depends on that row of ``a`` and on ``w`` alone."""
+    from onnx import TensorProto
+
+    f = np.float32
+    inv_a = _node(nodes, b, "Div", [b.const(DIGIT, f), _reduce_max_abs(nodes, b, a, -1)])   # [..., M, 1]
+    inv_w = _node(nodes, b, "Div", [b.const(DIGIT, f), _reduce_max_abs(nodes, b, w, -2)])   # [..., 1, N]
+
+    def digits(x, inv, n, axis):
+        u = _node(nodes, b, "Mul", [x, inv])
+        hi = _node(nodes, b, "Round", [u])
+        if n == 1:
+            return hi
+        lo = _node(nodes, b, "Round", [_node(nodes, b, "Mul", [_node(nodes, b, "Sub", [u, hi]), b.const(LO_BASE, f)])])
+        return _node(nodes, b, "Concat", [hi, lo], axis=axis)
+
+    qa = _node(nodes, b, "Cast", [_node(nodes, b, "Add", [digits(a, inv_a, a_digits, -2), b.const(ZERO, f)])],
+               to=TensorProto.UINT8)
+    qw = _node(nodes, b, "Cast", [digits(w, inv_w, w_digits, -1)], to=TensorProto.INT8)
+    acc = _node(nodes, b, "Cast", [_node(nodes, b, "MatMulInteger", [qa, qw, b.const(ZERO, np.uint8)])],
+                to=TensorProto.FLOAT)
+    if a_digits == 2 or w_digits == 2:
+        hi, lo = _node(nodes, b, "Split", [acc], n_out=2, axis=-2 if a_digits == 2 else -1)
+        acc = _node(nodes, b, "Add", [hi, _node(nodes, b, "Mul", [lo, b.const(1.0 / LO_BASE, f)])])
+    return _node(nodes, b, "Div", [_node(nodes, b, "Div", [acc, inv_a]), inv_w], outputs=[out])
 
 
 def int8_rows_matmul(nodes: list, b: _Builder, xq: str, xs: str, wq: str, ws: str, out: str | None = None) -> str:
@@ -258,7 +307,7 @@ def _lstm_supported(node, b: _Builder) -> str | None:
 
 
 def _rewrite_lstm(node, b: _Builder, nodes: list, cache: dict, x_int8: tuple[str, str] | None = None,
-                  activation: str = "table") -> None:
+                  activation: str = "table", digits: int | None = None) -> None:
     from onnx import TensorProto, helper
 
     f = np.float32
@@ -277,7 +326,7 @@ def _rewrite_lstm(node, b: _Builder, nodes: list, cache: dict, x_int8: tuple[str
     if x_int8:   # the input is rows of an int8 table: exact
         xw = _node(nodes, b, "Add", [int8_rows_matmul(nodes, b, x_int8[0], x_int8[1], wq, ws), bname])
     else:
-        xw = _node(nodes, b, "Add", [rowwise_matmul(nodes, b, ins[0], wq, ws), bname])
+        xw = _node(nodes, b, "Add", [rowwise_matmul(nodes, b, ins[0], wq, ws, digits=digits), bname])
 
     def initial(name: str) -> str:
         if name:
@@ -292,7 +341,7 @@ def _rewrite_lstm(node, b: _Builder, nodes: list, cache: dict, x_int8: tuple[str
     vi = lambda n, shape: helper.make_tensor_value_info(n, TensorProto.FLOAT, shape)  # noqa: E731
 
     def cell(body: list, h_in: str, c_in: str, x_t: str) -> tuple[str, str]:
-        g = _node(body, b, "Add", [x_t, rowwise_matmul(body, b, h_in, rq, rs)])
+        g = _node(body, b, "Add", [x_t, rowwise_matmul(body, b, h_in, rq, rs, digits=digits)])
         if activation == "table":
             # sigmoid(x) = (1 + tanh(x / 2)) / 2 for the i, o, f gates, tanh for c: one table lookup
             a, a_k, off = _gate_vectors(b, H)
@@ -327,6 +376,29 @@ def _rewrite_lstm(node, b: _Builder, nodes: list, cache: dict, x_int8: tuple[str
         _node(nodes, b, "Unsqueeze", [h_T, zero], outputs=[outs[1]])
     if outs[2]:
         _node(nodes, b, "Unsqueeze", [c_T, zero], outputs=[outs[2]])
+
+
+def _inexact(model, op_types, exclude) -> set[str]:
+    """Tensors whose values may differ in the last bits between runtimes: outputs of ops outside
+    ``EXACT_OPS`` that this rewrite does not replace, and everything computed from them."""
+    inits = {t.name for t in model.graph.initializer}
+    out: set[str] = set()
+
+    def reads(node) -> list[str]:
+        names = list(node.input)
+        for a in node.attribute:  # outer-scope names a subgraph reads
+            for g in ([a.g] if a.type == a.GRAPH else []) + list(a.graphs):
+                for n in g.node:
+                    names += reads(n)
+        return names
+
+    for node in model.graph.node:
+        tainted = any(i in out for i in reads(node) if i and i not in inits)
+        rewritten = node.op_type in op_types and node.name not in exclude  # MatMul: constant or activation
+        replaced = node.op_type in ("Tanh", "Sigmoid")   # by table lookups when their input is exact
+        if tainted or not (node.op_type in EXACT_OPS or rewritten or replaced):
+            out.update(o for o in node.output if o)
+    return out
 
 
 def quantize_rowwise(model, op_types=("LSTM", "MatMul", "Gemm", "Gather"), exclude=(),
@@ -379,8 +451,28 @@ def quantize_rowwise(model, op_types=("LSTM", "MatMul", "Gemm", "Gather"), exclu
         alias[name] = (q, sc)
         return alias[name]
 
+    inexact = _inexact(model, op_types, exclude)
     new_nodes: list = []
     for node in model.graph.node:
+        if node.op_type in ("Tanh", "Sigmoid") and activation == "table" and node.input[0] not in inexact:
+            # exact in, exact out (e.g. an encoder's bridge to the decoder's initial state)
+            x = node.input[0]
+            if node.op_type == "Tanh":
+                _node(new_nodes, b, "Identity", [_table_tanh(new_nodes, b, x, None)], outputs=[node.output[0]])
+            else:  # sigmoid(x) = (1 + tanh(x / 2)) / 2
+                t = _table_tanh(new_nodes, b, x, b.const(0.5 * TANH_STEPS, np.float32))
+                _node(new_nodes, b, "Add", [_node(new_nodes, b, "Mul", [t, b.const(0.5, np.float32)]),
+                                            b.const(0.5, np.float32)], outputs=[node.output[0]])
+            done[node.op_type] = done.get(node.op_type, 0) + 1
+            continue
+        if (node.op_type == "MatMul" and "MatMul" in op_types and node.name not in exclude
+                and all(i not in b.inits for i in node.input)
+                and not (node.input[0] in inexact and node.input[1] in inexact)):
+            # between two activations (attention): row-independent and exact unless an operand is not
+            act_matmul(new_nodes, b, node.input[0], node.input[1], 2 if node.input[0] in inexact else 1,
+                       2 if node.input[1] in inexact else 1, node.output[0])
+            done["MatMul(activations)"] = done.get("MatMul(activations)", 0) + 1
+            continue
         if node.name in exclude or node.op_type not in op_types:
             new_nodes.append(node)
             continue
@@ -390,7 +482,9 @@ def quantize_rowwise(model, op_types=("LSTM", "MatMul", "Gemm", "Gather"), exclu
                 kept[f"LSTM: {why}"] = kept.get(f"LSTM: {why}", 0) + 1
                 new_nodes.append(node)
                 continue
-            _rewrite_lstm(node, b, new_nodes, cache, int8_of(node.input[0]), activation)
+            # an input that may differ in its last bits between runtimes: 2 digits, here and in the recurrence
+            _rewrite_lstm(node, b, new_nodes, cache, int8_of(node.input[0]), activation,
+                          2 if node.input[0] in inexact or (len(node.input) > 5 and node.input[5] in inexact) else None)
         elif node.op_type == "Gather":
             table = node.input[0]
             if table not in tables or np.issubdtype(tables[table].dtype, np.integer):
@@ -428,11 +522,12 @@ def quantize_rowwise(model, op_types=("LSTM", "MatMul", "Gemm", "Gather"), exclu
             else:
                 wq, ws = _weight(b, w_name + ("/T" if node.op_type == "Gemm" and _attr(node, "transB", 0) else ""),
                                  w, 1, cache)
+            digits = 2 if node.input[0] in inexact else None
             if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
-                y = rowwise_matmul(new_nodes, b, node.input[0], wq, ws)
+                y = rowwise_matmul(new_nodes, b, node.input[0], wq, ws, digits=digits)
                 _node(new_nodes, b, "Add", [y, node.input[2]], outputs=[node.output[0]])
             else:
-                rowwise_matmul(new_nodes, b, node.input[0], wq, ws, out=node.output[0])
+                rowwise_matmul(new_nodes, b, node.input[0], wq, ws, out=node.output[0], digits=digits)
         done[node.op_type] = done.get(node.op_type, 0) + 1
     del model.graph.node[:]
     model.graph.node.extend(b.pre + new_nodes)

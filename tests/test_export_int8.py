@@ -251,3 +251,24 @@ def test_export_int8_measures_on_the_recipes_validation_text(tmp_path):
     assert text["tokens"] == min(200, n_ids - 1) // 16 * 16
     assert 0.0 <= text["top1_agreement"] <= 1.0 and text["fp32_ppl"] > 1.0
     assert text["ppl_change"] == pytest.approx(text["int8_ppl"] / text["fp32_ppl"] - 1.0)
+
+
+def test_seq2seq_attention_is_row_wise_too(tmp_path):
+    """The decoder's attention MatMuls (between activations) become exact MatMulInteger rows; Softmax stays
+    float32 (it may differ in its last bits between runtimes), so what it feeds gets two int8 digits."""
+    from rnnkit.export.verify import rollout_self_check
+
+    torch.manual_seed(0)
+    cfg = dict(src_vocab_size=120, tgt_vocab_size=120, cell="lstm", embed_size=24, hidden_size=16, num_layers=1,
+               bidirectional=True, attention="luong", input_feeding=False, shared_vocab=True, tie_output=True)
+    model = build_model("seq2seq", cfg).eval()
+    graphs = export_model(model, tmp_path)
+    q = quantize_graph(graphs["decoder"], tmp_path / "decoder.int8.onnx")
+    ops = op_counts(q)
+    assert "MatMul" not in ops and "LSTM" not in ops and ops.get("Softmax") == 1, ops
+    meta = {p.key: p.value for p in onnx.load(str(q)).metadata_props}
+    diff, _ = rollout_self_check(ort_session(q), {**cfg, "pad_id": 0, "bos_id": 2, "eos_id": 3, "unk_id": 1}, meta,
+                                 steps=25, batch=3)
+    assert diff <= 1e-6
+    enc = quantize_graph(graphs["encoder"], tmp_path / "encoder.int8.onnx")
+    assert "Tanh" not in op_counts(enc)  # the bridge's tanh: exact input, so a table lookup
