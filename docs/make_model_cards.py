@@ -1,6 +1,7 @@
 """Write models/<recipe>/README.md for the shipped bundles from their manifests and runs.
 
     python docs/make_model_cards.py            # after exporting the runs into models/
+    python docs/make_model_cards.py ner-conll=/work/runs/ner   # one card, its run elsewhere
 
 The figures come from each bundle's manifest.json (training metrics, parity, int8 checks) and
 the run's recipe.json / results.json; nothing is typed by hand except the commands below.
@@ -35,6 +36,20 @@ SHIPPED = {
         "rnnkit train --recipe translate-en-de --run-dir runs/translate-en-de --threads 1 --quiet "
         "--set train.max_minutes=60",
         "rnnkit export runs/translate-en-de --out models/translate-en-de --int8 --int8-only --eval-task"]),
+    "ner-conll": ("runs/ner-conll", [
+        "rnnkit data fetch",
+        "rnnkit train --recipe ner-conll --run-dir runs/ner-conll --threads 1 --quiet --set train.max_minutes=15",
+        "rnnkit export runs/ner-conll --out models/ner-conll --int8 --int8-only --eval-task",
+        "rnnkit eval models/ner-conll --data ~/.cache/rnnkit/corpora/conll2003/test.txt --json "
+        "> docs/results/ner-conll-eval.json"]),
+    "timeseries": ("runs/timeseries", [
+        "rnnkit data fetch",
+        "rnnkit train --recipe timeseries --run-dir runs/timeseries --threads 1 --quiet",
+        "rnnkit export runs/timeseries --out models/timeseries --int8 --int8-only --eval-task",
+        "rnnkit eval models/timeseries --data ~/.cache/rnnkit/corpora/timeseries/airline.csv --horizon 24 --json "
+        "> docs/results/timeseries-eval-airline.json",
+        "rnnkit eval models/timeseries --data ~/.cache/rnnkit/corpora/timeseries/co2.csv --series co2 --horizon 104 "
+        "--json > docs/results/timeseries-eval-co2.json"]),
 }
 
 # Figures measured on the bundle itself (not in the manifest): read from the JSON that the
@@ -98,11 +113,63 @@ def suggest_extra() -> str:
     return "\n".join(out) + "\n"
 
 
-EXTRA = {"suggest-en": suggest_extra}
+def _eval_json(name: str) -> dict:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def ner_extra() -> str:
+    """How to use the tagger, and its entity F1 on the test split measured on this bundle."""
+    r = _eval_json("ner-conll-eval")
+    out = ["## Use it (torch-free)", "", "```bash",
+           'rnnkit predict models/ner-conll --text "EU rejects German call to boycott British lamb."',
+           "# EU/B-ORG rejects German/B-MISC call to boycott British/B-MISC lamb .",
+           'echo \'{"text": "Angela Merkel met Barack Obama in Paris."}\' | rnnkit predict models/ner-conll --json',
+           '# {"tokens": [...], "tags": [...], "entities": [{"text": "Angela Merkel", "type": "PER", "start": 0, '
+           '"end": 13}, ...]}', "```", "",
+           "Words are split CoNLL-style (punctuation apart); tags are the argmax per word (no CRF)."]
+    if r:
+        out += ["", f"On this int8 bundle (`rnnkit eval`, CoNLL-2003 test, {r['sentences']:,} sentences): entity F1 "
+                f"**{r['f1']:.1f}** (precision {r['precision']:.1f}, recall {r['recall']:.1f}); per type "
+                + ", ".join(f"{k[3:]} {v:.1f}" for k, v in sorted(r.items()) if k.startswith("f1_")) + "."]
+    return "\n".join(out) + "\n"
+
+
+def timeseries_extra() -> str:
+    """How to forecast, and the held-out RMSE measured on this bundle."""
+    out = ["## Use it (torch-free)", "", "```bash",
+           "rnnkit predict models/timeseries --file ~/.cache/rnnkit/corpora/timeseries/airline.csv --horizon 12",
+           "rnnkit predict models/timeseries --file my_series.csv --series co2 --horizon 52   # weekly, like co2",
+           'echo \'{"history": [112, 118, 132, ...], "horizon": 12}\' | rnnkit predict models/timeseries --json',
+           "```", "",
+           "A history takes the period and log transform of a series this model was trained on (`--series`; "
+           "default airline: monthly, period 12, in logs) and is normalised by its own seasonal differences "
+           "unless `--series` names one (then that series' training figures are used). Give at least one "
+           "season plus two values."]
+    rows = [(n, _eval_json(f"timeseries-eval-{n}")) for n in ("airline", "co2")]
+    rows = [(n, r) for n, r in rows if r]
+    if rows:
+        out += ["", "On this int8 bundle (`rnnkit eval`, the last values of each series held out):", "",
+                "| series | held out | RNN one-step RMSE | RNN recursive RMSE | seasonal-naive one-step | ratio |",
+                "|---|---|---|---|---|---|"]
+        out += [f"| {n} | last {r['horizon']} | {r['rmse_1step']:.3g} | {r['rmse_multi']:.3g} | "
+                f"{r['snaive_rmse_1step']:.3g} | {r['rel_rmse']:.2f}× |" for n, r in rows]
+    return "\n".join(out) + "\n"
+
+
+EXTRA = {"suggest-en": suggest_extra, "ner-conll": ner_extra, "timeseries": timeseries_extra}
 
 
 def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _data(data: dict) -> str:
+    if data.get("corpus"):
+        return f"corpus `{data['corpus']}`"
+    if data.get("series"):
+        return "series " + ", ".join(f"`{x}`" for x in data["series"])
+    return "?"
 
 
 def card(name: str, run_dir: Path, commands: list[str]) -> str:
@@ -118,9 +185,9 @@ def card(name: str, run_dir: Path, commands: list[str]) -> str:
              f"| model | `{m['kind']}`: {cfg.get('cell')} {cfg.get('num_layers')}×{cfg.get('hidden_size')}"
              f"{' bidirectional' if cfg.get('bidirectional') else ''}, {final.get('params', '?'):,} parameters |"
              if isinstance(final.get('params'), int) else f"| model | `{m['kind']}` |",
-             f"| data | corpus `{recipe.get('data', {}).get('corpus', '?')}` (see docs/CONTRACTS.md, Corpora) |",
+             f"| data | {_data(recipe.get('data', {}))} (see docs/CONTRACTS.md, Corpora) |",
              f"| graphs | {', '.join(f'`{f}`' for f in m['graphs'].values())} ({m['precision']}) |",
-             f"| bundle size | {size / 1e6:.1f} MB |",
+             f"| bundle size | {f'{size / 1e6:.1f} MB' if size >= 100_000 else f'{size / 1e3:.0f} kB'} |",
              f"| parity, fp32 ONNX vs PyTorch | max abs diff {m['parity']['max_abs_diff']:.1e} |"]
     metrics = {k: v for k, v in final.items() if k not in ("kind", "params") and isinstance(v, (int, float))}
     lines += ["", "## Metrics (best checkpoint by validation; fp32 PyTorch)", "",
@@ -150,11 +217,14 @@ def card(name: str, run_dir: Path, commands: list[str]) -> str:
 
 
 def main(argv=None) -> int:
-    only = set((argv if argv is not None else sys.argv[1:]))  # recipe names; none: every shipped bundle
+    args = argv if argv is not None else sys.argv[1:]
+    # recipe names (none: every shipped bundle); NAME=RUN_DIR also reads that bundle's run from RUN_DIR
+    runs = dict(a.split("=", 1) for a in args if "=" in a)
+    only = {a.split("=", 1)[0] for a in args}
     for name, (run, commands) in SHIPPED.items():
         if only and name not in only:
             continue
-        run_dir, bundle = ROOT / run, ROOT / "models" / name
+        run_dir, bundle = ROOT / runs.get(name, run), ROOT / "models" / name
         if not (bundle / "manifest.json").exists():
             print(f"skip {name}: no bundle in models/", file=sys.stderr)
             continue

@@ -8,9 +8,11 @@
     echo '{"text": "a dull film"}' | rnnkit predict models/sentiment-mr --json
 
 Input: ``--text``, ``--file`` or stdin. Text models answer each line of a file or of stdin; a
-forecaster reads the whole input as one series (numbers, or CSV ``date,value``). ``--json``: one
-JSON object a line in, one out, in order, errors as ``{"error": ...}`` (as ``rnnkit suggest --json``);
-a request may carry the options of its kind (``"length"``, ``"beam"``, ``"horizon"``, ...).
+forecaster reads the whole input as one series (numbers, or CSV ``date,value``). ``--json`` prints
+each answer as one JSON object a line (errors as ``{"error": ...}``); without --text / --file it
+reads JSON requests on stdin, one a line, one answer out per line, in order (as ``rnnkit suggest
+--json``): ``{"text": ...}`` (``{"history": [...]}`` for a forecaster, ``{"tokens": [...]}`` for a
+tagger) with the options of its kind by name (``"length"``, ``"beam"``, ``"horizon"``, ...).
 Imports only numpy, onnxruntime and sentencepiece.
 """
 
@@ -162,32 +164,36 @@ def _defaults(args, kind: str) -> dict:
     return {k: getattr(args, k) for k in OPTIONS[kind] if getattr(args, k, None) not in (None, False)}
 
 
-def _lines(args):
-    """The inputs: --text, else each line of --file or stdin (the bytes split on \\n only)."""
-    from .cli import request_lines
+def _inputs(args, kind: str, keep_blank: bool):
+    """Requests from --text / --file / stdin: a forecaster's whole input is one series; text kinds
+    answer each line (the bytes split on \\n only; blank lines kept only when ``keep_blank``)."""
+    from .cli import MAX_LINE_BYTES, request_lines
 
+    if kind == "forecaster":
+        if args.text is not None:
+            yield {"history": args.text}
+        elif args.file:
+            yield {"history": Path(args.file).read_text(encoding="utf-8-sig")}
+        else:
+            yield {"history": sys.stdin.read()}
+        return
     if args.text is not None:
-        yield args.text
+        yield {"text": args.text}
         return
     if args.file:
         with open(args.file, "rb") as f:
-            yield from request_lines(f)
+            lines = list(request_lines(f))
     else:
-        yield from request_lines()
-
-
-def _series_input(args) -> str:
-    if args.text is not None:
-        return args.text
-    if args.file:
-        return Path(args.file).read_text(encoding="utf-8-sig")
-    return sys.stdin.read()
+        lines = request_lines()
+    for line in lines:
+        if line is None:
+            yield ValueError(f"line longer than {MAX_LINE_BYTES} bytes: not read")
+        elif line.strip() or keep_blank:
+            yield {"text": line}
 
 
 def run(args) -> int:
-    import json
-
-    from .cli import encode_answer
+    from .cli import encode_answer, request_lines
     from .predict import open_predictor
 
     if args.threads < 1:
@@ -197,21 +203,25 @@ def run(args) -> int:
     defaults = _defaults(args, kind)
     for key, value in defaults.items():
         _check(kind, key, value)
-    if args.json:
-        texts = _lines(args) if args.text is None else iter([json.dumps({"text": args.text})])
-        for line in texts:
+    if args.json and args.text is None and not args.file:  # JSON requests on stdin
+        for line in request_lines():
             print(encode_answer(json_answer(engine, kind, line, defaults)), flush=True)
         return 0
-    if kind == "forecaster":
-        print(plain(kind, answer(engine, kind, {"history": _series_input(args)}, defaults)))
-        return 0
     failed = 0
-    for line in _lines(args):
-        if line is None or not line.strip():
-            continue
+    for req in _inputs(args, kind, keep_blank=args.json):
         try:
-            print(plain(kind, answer(engine, kind, {"text": line}, defaults)), flush=True)
-        except ValueError as e:
+            if isinstance(req, Exception):
+                raise req
+            if args.json and not req.get("text", "x").strip():
+                raise ValueError("empty line")
+            out = answer(engine, kind, req, defaults)
+        except ValueError as e:  # InputError, BundleError, a bad option: one line, then the next input
             failed += 1
-            print(f"rnnkit predict: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+            msg = str(e).strip().splitlines()[0][:500] if str(e).strip() else type(e).__name__
+            if args.json:
+                print(encode_answer({"error": msg}), flush=True)
+            else:
+                print(f"rnnkit predict: {msg}", file=sys.stderr, flush=True)
+            continue
+        print(encode_answer(out) if args.json else plain(kind, out), flush=True)
     return 1 if failed else 0
