@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from typing import ClassVar, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .recurrent import RecurrentStack, State, check_cell, last_valid
+from .regularize import activation_penalty, embedding_dropout, linear_cross_entropy, locked_dropout
 
 
 class RecurrentModel(nn.Module):
@@ -52,9 +54,36 @@ class LMConfig:
     bos_id: int = -1
     eos_id: int = -1
     unk_id: int = -1
+    # Training-only regularisation (AWD-LSTM, Merity et al. 2018; core/regularize.py). The defaults
+    # are the plain model (old config.json files load unchanged); none of these change what the
+    # model computes in eval mode, so evaluation and the exported graph are the same.
+    dropout_input: float = -1.0    # dropout on the embeddings; < 0: `dropout`
+    dropout_hidden: float = -1.0   # dropout between recurrent layers; < 0: `dropout`
+    locked_dropout: bool = False   # input / between-layer / output dropout: one mask per sequence
+    embed_dropout: float = 0.0     # drop whole word types from the embedding, one mask per batch
+    weight_drop: float = 0.0       # DropConnect on the hidden-to-hidden weights, one mask per batch
+    ar_alpha: float = 0.0          # + alpha * mean(dropped last-layer output ^ 2)
+    tar_beta: float = 0.0          # + beta * mean((raw last-layer output_t - output_{t-1}) ^ 2)
 
     def __post_init__(self):
         check_cell(self.cell)
+        for name in ("dropout", "embed_dropout", "weight_drop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"LMConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("dropout_input", "dropout_hidden"):
+            if getattr(self, name) != -1.0 and not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"LMConfig.{name} must be in [0, 1) or -1 (= dropout), got {getattr(self, name)}")
+        for name in ("ar_alpha", "tar_beta"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"LMConfig.{name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def p_input(self) -> float:
+        return self.dropout if self.dropout_input < 0 else self.dropout_input
+
+    @property
+    def p_hidden(self) -> float:
+        return self.dropout if self.dropout_hidden < 0 else self.dropout_hidden
 
 
 class LanguageModel(RecurrentModel):
@@ -63,6 +92,10 @@ class LanguageModel(RecurrentModel):
     Used for char-level generation, word-level PTB and subword next-word suggestion.
     With ``tie_weights`` the output layer shares the embedding matrix (Press & Wolf 2017);
     when hidden != embed a small projection sits in between.
+
+    ``model(tokens, state, targets=y)`` (training) returns ``(loss, state)`` instead: the mean
+    cross-entropy against y (B, T), computed by ``linear_cross_entropy`` without a separate
+    log-probability tensor, plus the AR / TAR penalties in training mode.
     """
 
     kind = "lm"
@@ -72,7 +105,8 @@ class LanguageModel(RecurrentModel):
         self.config = c = config
         self.embed = nn.Embedding(c.vocab_size, c.embed_size)
         self.drop = nn.Dropout(c.dropout)
-        self.rnn = RecurrentStack(c.cell, c.embed_size, c.hidden_size, c.num_layers, c.dropout)
+        self.rnn = RecurrentStack(c.cell, c.embed_size, c.hidden_size, c.num_layers, c.p_hidden,
+                                  weight_drop=c.weight_drop, locked_dropout=c.locked_dropout)
         self.proj = nn.Linear(c.hidden_size, c.embed_size) if c.tie_weights and c.hidden_size != c.embed_size else None
         self.head = nn.Linear(c.embed_size if c.tie_weights else c.hidden_size, c.vocab_size)
         if c.tie_weights:
@@ -80,13 +114,32 @@ class LanguageModel(RecurrentModel):
         nn.init.uniform_(self.embed.weight, -0.1, 0.1)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, tokens: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
-        x = self.drop(self.embed(tokens))
-        out, state = self.rnn(x, state)
-        out = self.drop(out)
-        if self.proj is not None:
-            out = self.proj(out)
-        return self.head(out), state
+    def _dropout(self, x: Tensor, p: float) -> Tensor:
+        if not self.training or p <= 0:
+            return x
+        return locked_dropout(x, p) if self.config.locked_dropout else F.dropout(x, p, training=True)
+
+    def forward(self, tokens: Tensor, state: Optional[State] = None,
+                targets: Optional[Tensor] = None) -> tuple[Tensor, State]:
+        c = self.config
+        x = embedding_dropout(self.embed, tokens, c.embed_dropout, self.training)
+        x = self._dropout(x, c.p_input)
+        raw, state = self.rnn(x, state)
+        out = self._dropout(raw, c.dropout)
+        h = self.proj(out) if self.proj is not None else out
+        if targets is None:
+            return self.head(h), state
+        if torch.is_autocast_enabled(h.device.type):  # bf16 / fp16: the plain composition, as before
+            logits = self.head(h)
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
+        else:
+            loss = linear_cross_entropy(h.reshape(-1, h.shape[-1]), self.head.weight, self.head.bias,
+                                        targets.reshape(-1))
+        if self.training:
+            penalty = activation_penalty(out, raw, c.ar_alpha, c.tar_beta)
+            if penalty is not None:
+                loss = loss + penalty
+        return loss, state
 
 
 # --------------------------------------------------------------------------- many-to-one

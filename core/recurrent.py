@@ -7,6 +7,14 @@ branches on the cell type.
 
 The step function is ``forward(x, state) -> (outputs, state)``; a single time step is
 just ``T == 1``. Training, sampling and ONNX export all call it.
+
+Training-only options (unidirectional stacks; AWD-LSTM): ``weight_drop`` (DropConnect on the
+hidden-to-hidden weights, one mask per forward call, i.e. per batch of sequences) and
+``locked_dropout`` (the dropout between layers uses one mask per sequence, constant over time).
+With either on, a training forward calls the same fused kernels (``torch._VF.lstm`` / ``gru`` /
+``rnn_*``, which ``nn.LSTM`` itself calls) with the masked weights in place of the parameters --
+layer by layer when a locked mask sits between layers. In eval mode the plain ``nn.LSTM`` runs,
+so evaluation and the exported graph are unchanged.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from typing import Optional
 
 import torch
 from torch import Tensor, nn
+
+from .regularize import drop_connect, locked_dropout
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 State = tuple[Tensor, ...]
@@ -63,16 +73,24 @@ class RecurrentStack(nn.Module):
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                 dropout: float = 0.0, bidirectional: bool = False):
+                 dropout: float = 0.0, bidirectional: bool = False, *, weight_drop: float = 0.0,
+                 locked_dropout: bool = False):
         super().__init__()
         check_cell(cell)
         if num_layers < 1 or hidden_size < 1:
             raise ValueError(f"num_layers and hidden_size must be >= 1, got {num_layers}, {hidden_size}")
+        if not 0.0 <= weight_drop < 1.0:
+            raise ValueError(f"weight_drop must be in [0, 1), got {weight_drop}")
+        if bidirectional and (weight_drop > 0 or locked_dropout):
+            raise ValueError("weight_drop and locked_dropout are implemented for unidirectional stacks only")
         self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
         self.bidirectional = bidirectional
         self.num_directions = 2 if bidirectional else 1
+        self.weight_drop = weight_drop
+        # between-layer dropout with one mask per sequence; nn.LSTM's own (per step) is then off
+        self.locked_p = dropout if locked_dropout and num_layers > 1 else 0.0
         if not bidirectional:
-            self.rnn = _fused(cell, input_size, hidden_size, num_layers, dropout)
+            self.rnn = _fused(cell, input_size, hidden_size, num_layers, 0.0 if locked_dropout else dropout)
         else:
             self.fwd = nn.ModuleList()
             self.bwd = nn.ModuleList()
@@ -101,6 +119,28 @@ class RecurrentStack(nn.Module):
         out, h = rnn(x, state[0].contiguous())
         return out, (h,)
 
+    def _regularised(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """Training forward with DropConnect on weight_hh (one mask per call) and/or locked dropout
+        between layers. Parameters are read, never modified: gradients reach them through the masks."""
+        rnn = self.rnn
+        layers = []
+        for k in range(self.num_layers):
+            w_hh = drop_connect(getattr(rnn, f"weight_hh_l{k}"), self.weight_drop)
+            layers.append([getattr(rnn, f"weight_ih_l{k}"), w_hh, getattr(rnn, f"bias_ih_l{k}"),
+                           getattr(rnn, f"bias_hh_l{k}")])
+        if self.locked_p <= 0:  # one fused call over all layers (nn.LSTM's own between-layer dropout)
+            return _vf_call(self.cell, x, state, [w for ws in layers for w in ws], self.num_layers,
+                            rnn.dropout, True)
+        finals: list[list[Tensor]] = [[] for _ in state]
+        out = x
+        for k, params in enumerate(layers):
+            if k > 0:
+                out = locked_dropout(out, self.locked_p)
+            out, new = _vf_call(self.cell, out, tuple(s[k:k + 1] for s in state), params, 1, 0.0, True)
+            for i, t in enumerate(new):
+                finals[i].append(t)
+        return out, tuple(torch.cat(f, dim=0) for f in finals)
+
     def forward(self, x: Tensor, state: Optional[State] = None,
                 lengths: Optional[Tensor] = None) -> tuple[Tensor, State]:
         """x: (B, T, I) -> outputs (B, T, D*H), next state (tuple of (L*D, B, H)).
@@ -114,6 +154,8 @@ class RecurrentStack(nn.Module):
         if len(state) != state_size(self.cell):
             raise ValueError(f"{self.cell} state is a tuple of {state_size(self.cell)} tensors, got {len(state)}")
         if not self.bidirectional:
+            if self.training and (self.weight_drop > 0 or self.locked_p > 0):
+                return self._regularised(x, state)
             return self._call(self.rnn, x, state)
         if lengths is None:
             lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
@@ -130,6 +172,18 @@ class RecurrentStack(nn.Module):
             for i in range(len(state)):
                 finals[i] += [n_f[i], n_b[i]]
         return out, tuple(torch.cat(f, dim=0) for f in finals)
+
+
+def _vf_call(cell: str, x: Tensor, state: State, params: list[Tensor], num_layers: int,
+             dropout: float, training: bool) -> tuple[Tensor, State]:
+    """The fused kernel nn.LSTM / nn.GRU / nn.RNN call, with explicit weights (batch-first, unidirectional)."""
+    if cell == "lstm":
+        out, h, c = torch._VF.lstm(x, (state[0].contiguous(), state[1].contiguous()), params, True, num_layers,
+                                   dropout, training, False, True)
+        return out, (h, c)
+    fn = {"gru": torch._VF.gru, "rnn_tanh": torch._VF.rnn_tanh, "rnn_relu": torch._VF.rnn_relu}[cell]
+    out, h = fn(x, state[0].contiguous(), params, True, num_layers, dropout, training, False, True)
+    return out, (h,)
 
 
 def last_valid(outputs: Tensor, lengths: Optional[Tensor], num_directions: int = 1) -> Tensor:

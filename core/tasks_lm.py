@@ -47,19 +47,44 @@ def batchify(ids: Tensor, columns: int) -> Tensor:
 
 class LMWindows:
     """The (x, y) windows of one epoch: x, y (B, T) int64, y shifted by one. Sized, so the
-    trainer can count steps per epoch (cosine schedules with max_epochs)."""
+    trainer can count steps per epoch (cosine schedules with max_epochs).
 
-    def __init__(self, data: Tensor, bptt: int):
-        self.data, self.bptt = data, bptt
+    ``lengths``: the window lengths in order (variable-length BPTT); None = ``bptt`` each."""
+
+    def __init__(self, data: Tensor, bptt: int, lengths: Optional[Sequence[int]] = None):
+        self.data, self.bptt, self.lengths = data, bptt, lengths
 
     def __len__(self) -> int:
+        if self.lengths is not None:
+            return len(self.lengths)
         return math.ceil((self.data.shape[1] - 1) / self.bptt)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         n = self.data.shape[1]
-        for i in range(0, n - 1, self.bptt):
-            t = min(self.bptt, n - 1 - i)
+        if self.lengths is None:
+            for i in range(0, n - 1, self.bptt):
+                t = min(self.bptt, n - 1 - i)
+                yield self.data[:, i:i + t], self.data[:, i + 1:i + 1 + t]
+            return
+        i = 0
+        for t in self.lengths:
             yield self.data[:, i:i + t], self.data[:, i + 1:i + 1 + t]
+            i += t
+
+
+def variable_bptt_lengths(n: int, bptt: int, rng: random.Random) -> list[int]:
+    """AWD-LSTM's window lengths over a stream of ``n`` positions: the base is ``bptt`` with
+    probability 0.95 and ``bptt / 2`` otherwise, the length ~ N(base, 5) rounded down, at least
+    min(5, bptt); the last window is cut at the stream's end. Covers all n - 1 targets."""
+    out, i = [], 0
+    floor = min(5, bptt)
+    while i < n - 1:
+        base = bptt if rng.random() < 0.95 else bptt / 2
+        t = max(floor, int(rng.gauss(base, 5)))
+        t = min(t, n - 1 - i)
+        out.append(t)
+        i += t
+    return out
 
 
 class LMTask:
@@ -72,9 +97,10 @@ class LMTask:
     def __init__(self, train: Tensor, valid: Tensor, test: Optional[Tensor] = None, *, batch_size: int = 32,
                  bptt: int = 35, eval_batch_size: int = 10, seed: int = 0, unit: str = "token",
                  tokenizer: Any = None, next_word: bool = False, next_word_positions: int = 1000,
-                 sample_prompts: Sequence[str] = (), sample_length: int = 300):
+                 sample_prompts: Sequence[str] = (), sample_length: int = 300, variable_bptt: bool = False):
         if batch_size < 1 or bptt < 1:
             raise ValueError(f"batch_size and bptt must be >= 1, got {batch_size}, {bptt}")
+        self.variable_bptt = variable_bptt
         self.train, self.valid, self.test = train, valid, test
         self.batch_size, self.bptt, self.eval_batch_size = batch_size, bptt, eval_batch_size
         self.seed, self.unit, self.tokenizer = seed, unit, tokenizer
@@ -84,18 +110,25 @@ class LMTask:
 
     # ------------------------------------------------------------------ training
     def train_batches(self, epoch: int) -> LMWindows:
-        """Deterministic given (seed, epoch). Under DDP each rank takes its own B columns."""
-        offset = random.Random(self.seed * 1_000_003 + epoch).randrange(self.bptt) if epoch > 0 else 0
+        """Deterministic given (seed, epoch). Under DDP each rank takes its own B columns.
+        With ``variable_bptt`` the window lengths are drawn from the same (seed, epoch) generator."""
+        rng = random.Random(self.seed * 1_000_003 + epoch)
+        offset = rng.randrange(self.bptt) if epoch > 0 else 0
         cols = batchify(self.train[offset:], self.batch_size * self.world_size)
         mine = cols[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
-        return LMWindows(mine, self.bptt)
+        lengths = variable_bptt_lengths(mine.shape[1], self.bptt, rng) if self.variable_bptt else None
+        return LMWindows(mine, self.bptt, lengths)
+
+    def lr_scale(self, batch: tuple[Tensor, Tensor]) -> float:
+        """The trainer scales this step's learning rate by it: window length / bptt with variable
+        BPTT (AWD-LSTM: a short window must not weigh its tokens more), else 1."""
+        return batch[0].shape[1] / self.bptt if self.variable_bptt else 1.0
 
     def loss(self, model, batch: tuple[Tensor, Tensor], carry) -> tuple[Tensor, int, Any]:
         x, y = batch
         device = next(model.parameters()).device
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits, state = model(x, carry)  # (B, T, V)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1))
+        loss, state = model(x, carry, targets=y)  # mean cross-entropy (+ AR / TAR), no logits tensor kept
         return loss, y.numel(), state
 
     # ------------------------------------------------------------------ evaluation
@@ -131,11 +164,14 @@ class LMTask:
         return self.split_metrics(model, "valid")
 
     def describe(self) -> dict:
-        return {"task": "lm", "unit": self.unit, "batch_size": self.batch_size, "bptt": self.bptt,
-                "train_tokens": self.train.numel(), "valid_tokens": self.valid.numel(),
-                "test_tokens": None if self.test is None else self.test.numel(),
-                "metric": "nats per %s (val_loss); ppl = exp(val_loss)" % self.unit,
-                "next_word": self.next_word}
+        out = {"task": "lm", "unit": self.unit, "batch_size": self.batch_size, "bptt": self.bptt,
+               "train_tokens": self.train.numel(), "valid_tokens": self.valid.numel(),
+               "test_tokens": None if self.test is None else self.test.numel(),
+               "metric": "nats per %s (val_loss); ppl = exp(val_loss)" % self.unit,
+               "next_word": self.next_word}
+        if self.variable_bptt:
+            out["variable_bptt"] = True
+        return out
 
     # ------------------------------------------------------------------ after training
     def samples(self, model, count: int = 3, temperature: float = 0.8, seed: int = 0) -> list[str]:
@@ -232,5 +268,6 @@ def build(recipe: Mapping[str, Any], run_dir: Path):
                   unit="char" if tok_spec["kind"] == "char" else "token", tokenizer=tokenizer,
                   next_word=bool(data.get("next_word", False)),
                   next_word_positions=int(data.get("next_word_positions", 1000)),
-                  sample_prompts=data.get("sample_prompts", ()), sample_length=int(data.get("sample_length", 300)))
+                  sample_prompts=data.get("sample_prompts", ()), sample_length=int(data.get("sample_length", 300)),
+                  variable_bptt=bool(data.get("variable_bptt", False)))
     return model, task, tokenizer

@@ -51,6 +51,13 @@ class TrainConfig:
     seed: int = 1337
     log_every: int = 50
     quiet: bool = False           # log lines instead of a progress bar (for nohup logs)
+    # Averaged weights (core/averaging.py): none | ema | asgd | nt-asgd. Once active, the averages
+    # are what is evaluated and saved in model/ and model_last/ (so exported); training goes on
+    # from the raw weights.
+    average: str = "none"
+    average_start: int = 0        # ema / asgd: first step averaged
+    ema_decay: float = 0.999      # ema: avg = decay * avg + (1 - decay) * w each step
+    average_nonmono: int = 5      # nt-asgd: start once an evaluation is worse than the best before the last n
 
     def check(self) -> None:
         if self.max_steps <= 0 and self.max_epochs <= 0 and self.max_minutes <= 0:
@@ -63,6 +70,14 @@ class TrainConfig:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        from .averaging import AVERAGES
+
+        if self.average not in AVERAGES:
+            raise ValueError(f"average must be one of {', '.join(AVERAGES)}, got {self.average!r}")
+        if self.average_start < 0 or self.average_nonmono < 0:
+            raise ValueError("average_start and average_nonmono must be >= 0")
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
 
 
 @dataclass

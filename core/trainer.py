@@ -18,6 +18,8 @@ Run directory (``cfg.run_dir``)::
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import itertools
 import math
 import time
@@ -31,6 +33,7 @@ from torch import Tensor, nn
 from . import device as devices
 from . import distributed as ddp
 from .atomic import atomic_write_json
+from .averaging import STATE_DEFAULTS as AVG_STATE, WeightAverager
 from .checkpoint import (CheckpointError, find_latest, load_checkpoint, prepare_tmp_dir, save_checkpoint, save_rank_state,
                          shared_tmp_dir)
 from .rng import preserved_rng, seed_everything, set_rng_state
@@ -167,6 +170,8 @@ class _Run:
         self.st = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_metric": None, "best_step": None,
                    "patience_best": None, "bad_evals": 0, "elapsed": 0.0, "eval_step": -1, "last_eval": {},
                    "log_loss_sum": 0.0, "log_items": 0}  # the open log window, so resumed logs match
+        self.st.update({k: list(v) if isinstance(v, list) else v for k, v in AVG_STATE.items()})
+        self.averager: Optional[WeightAverager] = None  # set by train() once the parameters are known
         self.carry: Any = None
         self.ckpt_step = -1
         self.meter = _LossMeter(device, immediate=device.type == "cpu" and not info.enabled)
@@ -186,16 +191,18 @@ class _Run:
         value = float("nan")
         if self.main:
             self.model.eval()
-            with preserved_rng(), torch.no_grad(), devices.autocast(self.device, self.precision):
-                metrics = {k: float(v) for k, v in task.evaluate(self.model).items()}
+            with self.averaged():  # once averaging is active the averages are the model
+                with preserved_rng(), torch.no_grad(), devices.autocast(self.device, self.precision):
+                    metrics = {k: float(v) for k, v in task.evaluate(self.model).items()}
+                if task.metric not in metrics:
+                    raise ValueError(f"task.evaluate() returned {sorted(metrics)}, without task.metric "
+                                     f"{task.metric!r}")
+                value = metrics[task.metric]
+                is_best = _improved(value, st["best_metric"], task.metric_mode)
+                if is_best:
+                    st["best_metric"], st["best_step"] = value, st["step"]
+                    _save_model(self.model, self.run_dir / "model")
             self.model.train()
-            if task.metric not in metrics:
-                raise ValueError(f"task.evaluate() returned {sorted(metrics)}, without task.metric {task.metric!r}")
-            value = metrics[task.metric]
-            is_best = _improved(value, st["best_metric"], task.metric_mode)
-            if is_best:
-                st["best_metric"], st["best_step"] = value, st["step"]
-                _save_model(self.model, self.run_dir / "model")
             st["last_eval"] = {"step": st["step"], **metrics}
             self.log.eval_line({"kind": "eval", "step": st["step"], "epoch": st["epoch"], **metrics,
                                 "elapsed": round(self.elapsed(), 3)}, task.metric, is_best)
@@ -208,12 +215,19 @@ class _Run:
                 st["best_metric"], st["best_step"] = value, st["step"]  # same TrainResult on every rank
         if not scheduled:
             return False
+        if self.averager is not None:
+            started = self.averager.observe(value, st["step"])
+            if started:
+                self.log.print(started)
         self.schedule.observe(value)
         if _improved(value, st["patience_best"], task.metric_mode):
             st["patience_best"], st["bad_evals"] = value, 0
         else:
             st["bad_evals"] += 1
         return bool(self.cfg.early_stop_patience) and st["bad_evals"] >= self.cfg.early_stop_patience
+
+    def averaged(self):
+        return self.averager.swapped() if self.averager is not None else contextlib.nullcontext()
 
     def checkpoint(self) -> None:
         self.check_finite()  # never overwrite a good checkpoint with a diverged model
@@ -272,9 +286,10 @@ class _Run:
         if self.ckpt_step != st["step"]:
             self.checkpoint()
         if self.main:
-            _save_model(self.model, self.run_dir / "model_last")
-            if not (self.run_dir / "model").exists():  # never evaluated to a finite metric
-                _save_model(self.model, self.run_dir / "model")
+            with self.averaged():
+                _save_model(self.model, self.run_dir / "model_last")
+                if not (self.run_dir / "model").exists():  # never evaluated to a finite metric
+                    _save_model(self.model, self.run_dir / "model")
             from .plots import plot_losses, read_metrics
             plot_losses(read_metrics(self.run_dir / "metrics.jsonl"), self.run_dir / "loss.png", self.task.metric)
             self.log.print(f"done: {stop_reason} at step {st['step']}, best {self.task.metric} "
@@ -333,10 +348,10 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
         if ckpt.state.get("world_size", 1) != info.world_size:
             raise ValueError(f"the checkpoint was written by {ckpt.state.get('world_size', 1)} process(es), this run "
                              f"has {info.world_size}: resume with the same torchrun --nproc_per_node")
-        missing = [k for k in (*st, "schedule") if k not in ckpt.state]
+        missing = [k for k in (*st, "schedule") if k not in ckpt.state and k not in AVG_STATE]
         if missing:
             raise CheckpointError(f"checkpoint {ckpt.path} lacks {missing}: not a trainer checkpoint")
-        st.update({k: ckpt.state[k] for k in st})
+        st.update({k: ckpt.state[k] if k in ckpt.state else copy.deepcopy(AVG_STATE[k]) for k in st})
         try:
             schedule.load_state_dict(ckpt.state["schedule"])
             if scaler is not None and ckpt.state.get("scaler"):
@@ -352,6 +367,11 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
         run.write_config(resume)
 
     params = [p for p in model.parameters() if p.requires_grad]
+    run.averager = WeightAverager(cfg.average, params, optimizer, st, cfg.average_start, cfg.ema_decay,
+                                  cfg.average_nonmono, task.metric_mode)
+    if resume:
+        run.averager.check_resumed(run.ckpt_root / "latest")
+    lr_scale = getattr(task, "lr_scale", None)  # e.g. variable-length BPTT: window length / bptt
     run.meter = _LossMeter(device, run.meter.immediate, float(st["log_loss_sum"]), int(st["log_items"]))
     last_log_t = time.perf_counter()
     rate_items = 0  # items since the last log line in this process (for items/s)
@@ -376,6 +396,11 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
                 run.carry, st["batch_in_epoch"] = None, 0  # a new epoch starts from a fresh state
             for batch in batches:
                 lr = schedule.apply(st["step"])
+                if lr_scale is not None:
+                    scale = float(lr_scale(batch))
+                    if scale != 1.0:
+                        for group in optimizer.param_groups:
+                            group["lr"] = lr * scale
                 with amp:
                     loss, n_items, carry = task.loss(net, batch, run.carry)
                 run.carry = detach_state(carry)  # truncated BPTT: gradients stop at the chunk boundary
@@ -385,6 +410,9 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
                 rate_items += int(n_items)
                 st["step"] += 1
                 st["batch_in_epoch"] += 1
+                started = run.averager.after_step(st["step"])
+                if started:
+                    log.print(started)
                 log.step()
 
                 step = st["step"]
