@@ -123,8 +123,9 @@ def describe(bundle: Bundle) -> str:
     cfg = bundle.model_config
     cell = str(cfg.get("cell", "?")).upper()
     layers, hidden = cfg.get("num_layers", "?"), cfg.get("hidden_size", "?")
-    size_mb = sum(bundle.manifest.get("sizes", {}).values()) / 1e6
-    text = f"{cell} {layers}×{hidden}, {bundle.precision}, {size_mb:.1f} MB"
+    size = sum(bundle.manifest.get("sizes", {}).values())
+    text = f"{cell} {layers}×{hidden}, {bundle.precision}, " + (f"{size / 1e6:.1f} MB" if size >= 100_000
+                                                                  else f"{size / 1e3:.0f} kB")
     metrics = bundle.manifest.get("metrics") or {}
     last = metrics.get("last")
     last = last if isinstance(last, dict) else {}
