@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NODE_DIR = ROOT / "node"
 RUNTIMES = ("onnxruntime-node", "onnxruntime-web")
 CORPUS = {"suggest-en": ("suggest_en", "test.txt"), "char-shakespeare": ("shakespeare", "test.txt"),
-          "sentiment-mr": ("mr", "test.tsv"), "translate-en-de": ("bible_en_de", "test.tsv")}
+          "sentiment-mr": ("mr", "test.tsv"), "translate-en-de": ("bible_en_de", "test.tsv"),
+          "ner-conll": ("conll2003", "test.txt")}
 BATCH, BATCH_TIME = 8, 48
 
 
@@ -52,7 +53,10 @@ def real_text(bundle_name: str, chars: int = 20000) -> tuple[str, str]:
         path = data_root() / "corpora" / corpus / file
         if corpus and path.is_file():
             text = path.read_text(encoding="utf-8")[:chars * 2]
-            if file.endswith(".tsv"):  # score<TAB>text or en<TAB>de: the English column
+            if corpus == "conll2003":  # token POS chunk NER: the tokens
+                text = " ".join(line.split()[0] for line in text.splitlines()
+                                if line.strip() and not line.startswith("-DOCSTART-"))
+            elif file.endswith(".tsv"):  # score<TAB>text or en<TAB>de: the English column
                 text = "\n".join(line.split("\t")[1 if corpus == "mr" else 0] for line in text.splitlines()
                                  if "\t" in line)
             return text[:chars], f"{corpus}/{file}"
@@ -84,6 +88,43 @@ def _rows(ids: list[int], n: int, t: int, pad: int) -> tuple[np.ndarray, np.ndar
     return x, lengths
 
 
+def _series(n: int, features: int, shift: int = 0) -> np.ndarray:
+    """A seasonal series in the forecaster's input layout: (z_t, sin, cos of a 12-step phase)."""
+    t = np.arange(shift, shift + n, dtype=np.float64)
+    phase = 2 * np.pi * t / 12
+    cols = [0.8 * np.sin(phase + 0.3) + 0.2 * np.sin(t / 5.0), np.sin(phase), np.cos(phase)]
+    return np.stack((cols * features)[:features], -1).astype(np.float32)
+
+
+def _tagger_feeds(bundle, text: str, inputs: list[str]) -> tuple[dict, dict]:
+    """words (lower-cased, digits -> 0) and characters of real text, as the tagger's vocabulary reads them."""
+    import re
+
+    voc = json.loads(bundle.tokenizer_path.read_text(encoding="utf-8"))
+    w2i = {w: i for i, w in enumerate(voc["words"])}
+    c2i = {c: i for i, c in enumerate(voc["chars"])}
+    width = int(voc.get("max_word_len", 20))
+    words = text.split()
+
+    def row(ws, t):
+        ids = np.zeros(t, np.int64)
+        chars = np.zeros((t, width), np.int64)
+        for k, w in enumerate(ws[:t]):
+            ids[k] = w2i.get(re.sub(r"[0-9]", "0", w.lower()), 1)
+            cs = [c2i.get(ch, 1) for ch in w[:width]]
+            chars[k, :len(cs)] = cs
+        return ids, chars
+
+    t = min(64, len(words))
+    ids, chars = row(words, t)
+    one = {N.TOKENS: ids[None], N.LENGTHS: np.array([t], np.int64), N.CHARS: chars[None]}
+    rows = [row(words, t)] + [row(words[37 * r:], t - (r * 5) % (t // 2)) for r in range(1, BATCH)]
+    many = {N.TOKENS: np.stack([np.pad(r[0], (0, t - len(r[0]))) for r in rows]),
+            N.LENGTHS: np.array([len(r[0]) for r in rows], np.int64),
+            N.CHARS: np.stack([np.pad(r[1], ((0, t - len(r[1])), (0, 0))) for r in rows])}
+    return ({k: v for k, v in one.items() if k in inputs}, {k: v for k, v in many.items() if k in inputs})
+
+
 def build_cases(bundle_dirs: list[Path], tokens: int = 1000, timing_steps: int = 300,
                 warmup_steps: int = 200) -> list[dict[str, Any]]:
     """Every graph of every bundle, with its inputs as numpy arrays (``feeds``) and, for step
@@ -92,10 +133,10 @@ def build_cases(bundle_dirs: list[Path], tokens: int = 1000, timing_steps: int =
     from .parity import ort_session
 
     cases = []
-    for d in bundle_dirs:
+    for n_bundle, d in enumerate(bundle_dirs):
         b = open_bundle(d)
         text, source = real_text(Path(d).resolve().name)
-        ids = _tokenize(b, text)
+        ids = _tokenize(b, text) if b.kind not in ("tagger", "forecaster") else []
         cfg = b.model_config
         pad = max(0, int(cfg.get("pad_id", 0)))
         for job in b.graphs:
@@ -104,7 +145,7 @@ def build_cases(bundle_dirs: list[Path], tokens: int = 1000, timing_steps: int =
             inputs = [i.name for i in sess.get_inputs()]
             outputs = [o.name for o in sess.get_outputs()]
             state = {i: o for i, o in zip(N.ALL_STATE_IN, N.ALL_STATE_OUT) if i in inputs and o in outputs}
-            base = {"name": f"{Path(d).name}.{job}", "bundle": Path(d).name, "job": job, "graph": str(path),
+            base = {"name": f"{n_bundle}.{Path(d).name}.{job}", "bundle": str(d), "job": job, "graph": str(path),
                     "text": source}
             if b.kind == "lm":
                 n = min(tokens, len(ids))
@@ -144,6 +185,18 @@ def build_cases(bundle_dirs: list[Path], tokens: int = 1000, timing_steps: int =
                     many.update({k: np.repeat(v, BATCH, 0 if k in (N.MEMORY, N.SRC_MASK) else 1)
                                  for k, v in one.items() if k != N.PREV})
                     timed = [N.PREV]
+            elif b.kind == "tagger":
+                one, many = _tagger_feeds(b, text, inputs)
+                timed = []
+            elif b.kind == "forecaster":
+                n = min(tokens, 300)
+                feats = _series(n, int(cfg.get("input_size", 3)))
+                one = {N.FEATURES: feats[None], **_zeros_state(sess, 1)}
+                rows = [feats[:BATCH_TIME]] + [_series(BATCH_TIME, feats.shape[1], shift=7 * r) for r in range(1, BATCH)]
+                many = {N.FEATURES: np.stack(rows), **_zeros_state(sess, BATCH)}
+                timed = [N.FEATURES]
+                source = "a synthetic seasonal series"
+                base["text"] = source
             else:
                 continue
             step = bool(state and timed)

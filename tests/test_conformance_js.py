@@ -50,7 +50,7 @@ def test_every_shipped_graph_runs_everywhere(rows):
     for b in BUNDLES:
         manifest = json.loads((b / "manifest.json").read_text())
         for f in manifest["graphs"].values():
-            assert f"{b.name}/{f}" in graphs
+            assert f"{b}/{f}" in graphs
     assert {r["runtime"] for r in rows} == {"python", *C.RUNTIMES}
 
 
