@@ -272,3 +272,25 @@ def test_seq2seq_attention_is_row_wise_too(tmp_path):
     assert diff <= 1e-6
     enc = quantize_graph(graphs["encoder"], tmp_path / "encoder.int8.onnx")
     assert "Tanh" not in op_counts(enc)  # the bridge's tanh: exact input, so a table lookup
+
+
+def test_export_ort_writes_ort_format_twins_listed_in_the_manifest(tmp_path):
+    """``rnnkit export --int8 --ort``: <job>.int8.ort beside each graph (mobile), hashed, same outputs."""
+    from rnnkit.cli import main as rnnkit_main
+    from rnnkit.core.registry import save
+    from rnnkit.export.bundle import open_bundle
+
+    torch.manual_seed(0)
+    save(build_model("lm", dict(vocab_size=50, embed_size=8, hidden_size=8, num_layers=1)), tmp_path / "run" / "model")
+    assert rnnkit_main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "b"), "--int8", "--int8-only",
+                        "--ort"]) == 0
+    b = open_bundle(tmp_path / "b")
+    assert b.manifest["ort_graphs"] == {"step": "step.int8.ort"} and "step.int8.ort" in b.manifest["files"]
+    ops = b.manifest["graph_ops"]["step.int8.onnx"]
+    assert ops["opset"] == 17 and "Scan" in ops["ops"] and ops["packages"]["onnxruntime-web"] == "tested"
+    feeds = {"tokens": np.array([[3, 4, 5]], np.int64), "h0": np.zeros((1, 1, 8), np.float32),
+             "c0": np.zeros((1, 1, 8), np.float32)}
+    a = ort_session(tmp_path / "b" / "step.int8.onnx").run(None, feeds)
+    o = ort_session(tmp_path / "b" / "step.int8.ort").run(None, feeds)
+    assert all(np.array_equal(x, y) for x, y in zip(a, o))
+    assert rnnkit_main(["verify", str(tmp_path / "b")]) == 0
