@@ -68,7 +68,9 @@ def _task_metrics(bundle, recipe_name: str, graph_sets: dict[str, dict[str, Path
 
 def requantize_bundle(src: str | Path, out: str | Path | None = None, scheme: str = "rowwise",
                       head: str | None = None, eval_tokens: int = 0, target: str = "portable",
-                      log=print) -> dict[str, Any]:
+                      source_ref: str | None = None, log=print) -> dict[str, Any]:
+    """``source_ref``: the git revision the source bundle comes from, when it is not ``out`` itself (for the
+    command recorded in the manifest)."""
     import onnx
 
     from .build_bundle import _quantize_all, _versions, graph_listing, int8_options
@@ -125,7 +127,8 @@ def requantize_bundle(src: str | Path, out: str | Path | None = None, scheme: st
                         "repo): fp32 graphs rebuilt from int8 values x scales, quantised again; the int8 figures "
                         "compare with that rebuilt fp32 graph. parity and metrics are the original export's.",
                 "with": _versions(),
-                "command": f"python -m rnnkit.export.requantize {src} --scheme {scheme} --head {head} --target {target}"},
+                "command": (f"git checkout {source_ref} -- {out} && " if source_ref else "")
+                + f"python -m rnnkit.export.requantize {out} --scheme {scheme} --head {head} --target {target}"},
         })
         for name in old["files"]:
             if name not in old["graphs"].values():
@@ -182,11 +185,12 @@ def main(argv=None) -> int:
     p.add_argument("--head", choices=("int8", "fp32"), help="default: as the bundle was exported")
     p.add_argument("--eval-tokens", type=int, default=0)
     p.add_argument("--target", choices=("portable", "native"), default="portable")
+    p.add_argument("--source-ref", help="git revision BUNDLE was checked out from (recorded in the command)")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    requantize_bundle(args.bundle, args.out, args.scheme, args.head, args.eval_tokens, args.target)
+    requantize_bundle(args.bundle, args.out, args.scheme, args.head, args.eval_tokens, args.target, args.source_ref)
     return 0
 
 

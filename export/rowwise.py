@@ -110,7 +110,7 @@ class _Builder:
     def fresh(self, base: str) -> str:
         while True:
             self.count += 1
-            name = f"rq/{base}_{self.count}"
+            name = f"r{self.count}"   # short: a shipped graph repeats each name in every node that reads it
             if name not in self.names:
                 self.names.add(name)
                 return name
@@ -121,11 +121,19 @@ class _Builder:
         return name
 
     def const(self, value, dtype) -> str:
-        """A shared scalar / small constant initializer."""
+        """A shared scalar / small constant: an initializer, or for int64 (axes, shapes) a Constant node, which
+        stays inline when a graph's initializers are moved to external data (shape inference must read it)."""
+        from onnx import helper, numpy_helper
+
         arr = np.asarray(value, dtype)
         key = (arr.dtype.str, arr.shape, arr.tobytes())
         if key not in self.consts:
-            self.consts[key] = self.init("c", arr)
+            if arr.dtype == np.int64:
+                name = self.fresh("k")
+                self.pre.append(helper.make_node("Constant", [], [name], value=numpy_helper.from_array(arr)))
+                self.consts[key] = name
+            else:
+                self.consts[key] = self.init("c", arr)
         return self.consts[key]
 
 
@@ -133,7 +141,7 @@ def _node(nodes: list, b: _Builder, op: str, inputs: list[str], n_out: int = 1, 
     from onnx import helper
 
     outs = outputs or [b.fresh(op.lower()) for _ in range(n_out)]
-    nodes.append(helper.make_node(op, inputs, outs, name=b.fresh(op), **attrs))
+    nodes.append(helper.make_node(op, inputs, outs, **attrs))   # unnamed: bytes matter in a shipped file
     return outs[0] if n_out == 1 else outs
 
 
@@ -362,7 +370,7 @@ def _rewrite_lstm(node, b: _Builder, nodes: list, cache: dict, x_int8: tuple[str
     h_in, c_in, x_t = b.fresh("h"), b.fresh("c"), b.fresh("xw_t")
     h_out, c_out = cell(body, h_in, c_in, x_t)
     y_out = b.fresh("y_t")
-    body.append(helper.make_node("Identity", [h_out], [y_out], name=b.fresh("Identity")))
+    body.append(helper.make_node("Identity", [h_out], [y_out]))
     graph = helper.make_graph(body, b.fresh("lstm_body"),
                               [vi(h_in, ["B", H]), vi(c_in, ["B", H]), vi(x_t, ["B", 4 * H])],
                               [vi(h_out, ["B", H]), vi(c_out, ["B", H]), vi(y_out, ["B", H])])

@@ -7,6 +7,8 @@ time and memory.
 
 from __future__ import annotations
 
+import json
+
 import os
 import shutil
 
@@ -169,7 +171,8 @@ def test_missing_graph_file(lm_bundle):
 def test_graph_grown_by_one_byte(lm_bundle):
     with open(lm_bundle / GRAPH, "ab") as f:
         f.write(b"\0")
-    refused(lm_bundle, "the manifest says 2054297")
+    size = json.loads((lm_bundle / "manifest.json").read_text())["sizes"][GRAPH]
+    refused(lm_bundle, f"{size + 1} bytes, the manifest says {size}")
 
 
 # --------------------------------------------------------------------------- external data
