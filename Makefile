@@ -15,9 +15,9 @@ SETUP_LOCK := $(if $(filter $(LOCKED_TORCH),$(TORCH)),$(LOCK),$(VENV)/constraint
 CHROMIUM ?= $(or $(RNNKIT_CHROMIUM),/usr/bin/chromium)
 # Under these switches a test that would skip (no Chromium, a corpus not fetched, an optional
 # package missing, any other reason) fails instead: CI cannot go green by skipping (tests/conftest.py).
-STRICT := RNNKIT_REQUIRE_BROWSER=1 RNNKIT_REQUIRE_DATA=1 RNNKIT_REQUIRE_DEPS=1 RNNKIT_REQUIRE_ALL=1
+STRICT := RNNKIT_REQUIRE_BROWSER=1 RNNKIT_REQUIRE_DATA=1 RNNKIT_REQUIRE_DEPS=1 RNNKIT_REQUIRE_ALL=1 RNNKIT_REQUIRE_NODE=1
 
-.PHONY: setup demo test test-fast test-latest lock system-deps browser-deps bench clean
+.PHONY: setup demo test test-fast test-latest lock system-deps browser-deps node-deps bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -48,10 +48,15 @@ system-deps:
 
 browser-deps: system-deps
 
+# onnxruntime-node and onnxruntime-web for the conformance test and the app example (node/, locked).
+# --ignore-scripts: onnxruntime-node's install script would download CUDA libraries.
+node-deps: system-deps
+	cd node && npm ci --ignore-scripts --no-audit --no-fund
+
 demo: setup
 	$(BIN)/rnnkit demo
 
-test: setup system-deps
+test: setup system-deps node-deps
 	$(BIN)/rnnkit data fetch
 	$(STRICT) $(BIN)/python -m pytest -q
 

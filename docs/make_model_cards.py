@@ -209,6 +209,9 @@ def card(name: str, run_dir: Path, commands: list[str]) -> str:
         lines += ["", "## Samples", ""] + [f"- `{json.dumps(s, ensure_ascii=False)[:300]}`" for s in samples[:5]]
     elif (run_dir / "samples.txt").exists():
         lines += ["", "## Samples", "", "```", (run_dir / "samples.txt").read_text()[:1200].rstrip(), "```"]
+    from rnnkit.export.runtimes import card_section
+    if card_section(m):
+        lines += ["", card_section(m)]
     if name in EXTRA:
         lines += ["", EXTRA[name]().rstrip()]
     lines += ["", "## Reproduce", "", "```bash"] + commands + ["```", "",
