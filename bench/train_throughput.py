@@ -18,6 +18,17 @@ Each side's user and system CPU seconds are read between two of its own log line
 (peer: ``/proc/<pid>/stat`` when it prints a batch line; rnnkit: ``getrusage`` at each step), so
 start-up, data loading and evaluation are left out of both.
 
+Measured (2026-11-29, 2 shared cores under load ~8, torch 2.13 CPU, one thread each, ``--vs-peer
+--default-malloc``; tokens per CPU second, x word_language_model; system time per token in brackets):
+
+    wlm (2x200, B 20, SGD)          peer 3,756 (23.0 us) | rnnkit 4,171 (0.7 us) 1.11x | glibc default malloc 1.11x
+    ptb-lm (2x256 tied, B 32)       peer 2,652 (94.1 us) | rnnkit 3,599 (0.6 us) 1.36x | glibc default malloc 1.18x
+    char-shakespeare (2x384, B 32)  peer 5,432 (23.3 us) | rnnkit 5,983 (0.3 us) 1.10x | glibc default malloc 0.96x
+
+User time per token is within 2-4 % on each side (the output-layer GEMMs and oneDNN's LSTM are
+~75 % of it, the same kernels for both); rnnkit's lead is the kernel time it no longer spends
+(core/device.py ``tune_cpu_allocator``) plus the fused output loss (core/regularize.py).
+
 Prints, side by side in one run:
 1. tokens/s of ``rnnkit.core.trainer.train`` and of a bare word_language_model-style loop on the
    same LSTM LM, batch, optimizer (AdamW) and grad clipping, alternated ``--rounds`` times
