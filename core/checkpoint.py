@@ -249,6 +249,17 @@ def save_checkpoint(root: str | Path, model: nn.Module, optimizer: torch.optim.O
     return root / LATEST
 
 
+def saved_group_count(root: str | Path) -> Optional[int]:
+    """How many optimizer parameter groups the latest checkpoint has (None: none readable). Runs
+    started before weight decay was split by parameter kind have one group."""
+    path = find_latest(Path(root))
+    try:
+        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8")) if path is not None else None
+        return len(state["optimizer"]["param_groups"]) if state else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # load_checkpoint then says what is wrong, in one line
+
+
 def load_checkpoint(root: str | Path, model: nn.Module, optimizer: Optional[torch.optim.Optimizer] = None,
                     device: torch.device | str = "cpu", rank: int = 0) -> Checkpoint:
     """Fill ``model`` (and ``optimizer``) from ``root/latest``; returns the rest for the trainer.

@@ -12,6 +12,7 @@ Run directory (``cfg.run_dir``)::
     metrics.jsonl    see core/run_log.py
     model/           registry.save of the best model by task.metric (the last one if never evaluated)
     model_last/      registry.save of the model at the end of the run
+                     (with cfg.average active, both hold the averaged weights: core/averaging.py)
     checkpoints/latest/  see core/checkpoint.py
     loss.png         train loss and validation curve
 """
@@ -35,7 +36,7 @@ from . import distributed as ddp
 from .atomic import atomic_write_json
 from .averaging import STATE_DEFAULTS as AVG_STATE, WeightAverager
 from .checkpoint import (CheckpointError, find_latest, load_checkpoint, prepare_tmp_dir, save_checkpoint, save_rank_state,
-                         shared_tmp_dir)
+                         saved_group_count, shared_tmp_dir)
 from .rng import preserved_rng, seed_everything, set_rng_state
 from .run_log import RunLog
 from .schedules import LRSchedule, build_optimizer
@@ -333,7 +334,10 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
     total = _total_steps(cfg, task)  # before seeding: a task may draw randomness to build batches
     seed_everything(cfg.seed + info.rank)  # ranks draw different dropout masks
     model.to(device).train()
-    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+    # A run checkpointed with one parameter group (before decay groups) resumes with one group.
+    legacy = resume and saved_group_count(run_dir / "checkpoints") == 1
+    optimizer = build_optimizer(list(model.parameters()) if legacy else model, cfg.optimizer, cfg.lr,
+                                cfg.weight_decay, cfg.momentum)
     schedule = LRSchedule(optimizer, cfg.schedule, cfg.lr, cfg.warmup_steps, total, cfg.min_lr_ratio,
                           task.metric_mode, cfg.plateau_factor, cfg.plateau_patience)
     scaler = devices.make_grad_scaler(device, precision)

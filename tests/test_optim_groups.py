@@ -41,3 +41,21 @@ def test_coupled_decay_that_erases_weights_is_refused():
         build_optimizer(model, "sgd", 20.0, 0.01)
     build_optimizer(model, "sgd", 20.0, 0.0)
     build_optimizer(model, "adamw", 20.0, 0.01)  # decoupled: fine
+
+
+def test_a_run_checkpointed_with_one_group_resumes(tmp_path, monkeypatch):
+    """Runs started before decay groups have a one-group optimizer in their checkpoints: they
+    resume with one group instead of refusing."""
+    from rnnkit.core import schedules, trainer
+    from rnnkit.core.checkpoint import saved_group_count
+    from test_trainer import cfg_for
+    from test_trainer_toys import ToyLMTask, tiny_lm
+
+    one_group = lambda params, *a, **kw: schedules.build_optimizer(  # noqa: E731
+        list(params.parameters()) if isinstance(params, torch.nn.Module) else params, *a, **kw)
+    with monkeypatch.context() as m:
+        m.setattr(trainer, "build_optimizer", one_group)
+        trainer.train(tiny_lm(), ToyLMTask(), cfg_for(tmp_path, weight_decay=0.01), stop_after_steps=6)
+    assert saved_group_count(tmp_path / "run" / "checkpoints") == 1
+    result = trainer.train(tiny_lm(seed=3), ToyLMTask(), cfg_for(tmp_path, weight_decay=0.01), resume=True)
+    assert result.steps == 24
