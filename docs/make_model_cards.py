@@ -159,6 +159,19 @@ def timeseries_extra() -> str:
 
 EXTRA = {"suggest-en": suggest_extra, "ner-conll": ner_extra, "timeseries": timeseries_extra}
 
+LIMITS = {
+    "suggest-en": "Trained for 100 minutes on one shared CPU core (about one pass over everyday_en): a small, "
+                  "undertrained model. Its English is 2018 student chat, 2002 tech mailing lists, dictionary "
+                  "example sentences and 2004-05 BBC news: it knows little of other registers, of names after "
+                  "2005, or of any language but English. It offers only words it saw at least twice (or that you "
+                  "typed, or that it is sure of); a new word takes a few uses before `--user-dir` offers it. "
+                  "Smart Compose phrases are rarely exactly right (see the curve above).",
+    "translate-en-de": "A 1.6 M-parameter model trained for 45 minutes on one CPU core: Bible verses (31 k) and "
+                       "14 k short everyday dictionary examples (Ding). Everyday English still comes out as broken "
+                       "German (test BLEU about 4.5); long or technical sentences, names and anything outside those "
+                       "two registers fail. Not for real translation work.",
+}
+
 
 def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
@@ -166,7 +179,8 @@ def _fmt(v) -> str:
 
 def _data(data: dict) -> str:
     if data.get("corpus"):
-        return f"corpus `{data['corpus']}`"
+        extra = "".join(f" + `{c}` (×{n})" for c, n in (data.get("extra_corpora") or {}).items())
+        return f"corpus `{data['corpus']}`{extra}"
     if data.get("series"):
         return "series " + ", ".join(f"`{x}`" for x in data["series"])
     return "?"
@@ -204,6 +218,9 @@ def card(name: str, run_dir: Path, commands: list[str]) -> str:
         lines += ["", "Recipe metrics of the graphs: " + ", ".join(
             f"{k} torch {task['torch'][k]:.4g} / fp32 {task['fp32'][k]:.4g} / int8 {task['int8'][k]:.4g}"
             for k in task["fp32"] if k.startswith("val_"))]
+    for source, picks in (results.get("samples_by_source") or {}).items():
+        lines += ["", f"## Samples from the {source} test split", ""] + [
+            f"- {p['src']} → {p['hyp']}  (reference: {p['ref']})" for p in picks[:8]]
     samples = results.get("samples")
     if isinstance(samples, list) and samples:
         lines += ["", "## Samples", ""] + [f"- `{json.dumps(s, ensure_ascii=False)[:300]}`" for s in samples[:5]]
@@ -214,6 +231,8 @@ def card(name: str, run_dir: Path, commands: list[str]) -> str:
         lines += ["", card_section(m)]
     if name in EXTRA:
         lines += ["", EXTRA[name]().rstrip()]
+    if name in LIMITS:
+        lines += ["", "## What it is not good at", "", LIMITS[name]]
     lines += ["", "## Reproduce", "", "```bash"] + commands + ["```", "",
               "Trained on a shared 2-core CPU machine (no GPU); see docs/RESULTS.md for every recipe.", ""]
     return "\n".join(lines)
