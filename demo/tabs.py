@@ -98,12 +98,13 @@ def translate_tab(shelf: Shelf) -> None:
         pick = _picker(tab, "tr-model", status)
         with gr.Row():
             with gr.Column():
-                src = gr.Textbox("In the beginning God created the heavens and the earth.", label="English", lines=3,
+                src = gr.Textbox("How heavy is the parcel?", label="English", lines=3,
                                  max_length=MAX_SENTENCE_CHARS, elem_id="tr-in")
                 beam = gr.Slider(1, A.MAX_BEAM, value=4, step=1, label="Beam width")
                 go = gr.Button("Translate", variant="primary", elem_id="tr-go")
-                gr.Examples([["And God said, Let there be light, and there was light."],
-                             ["Love your neighbor as yourself."], ["The Lord is my shepherd; I shall not want."]], [src])
+                gr.Examples([["Please call me when you arrive."], ["I don't have time today."],
+                             ["Where is the station?"], ["In the beginning God created the heavens and the earth."]],
+                            [src])
             with gr.Column():
                 tgt = gr.Textbox(label="German", lines=3, elem_id="tr-out", buttons=["copy"])
         heat = gr.HTML(elem_id="tr-attn", label="attention")
