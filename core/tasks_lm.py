@@ -4,7 +4,11 @@ The train split is one long stream of token ids cut into B parallel columns
 (word_language_model's ``batchify``); each step reads the next (B, bptt) window of every column
 and carries the LSTM state over from the previous window (detached by the trainer), so the
 model sees context longer than bptt. Each epoch starts the windows at a seeded offset in
-[0, bptt) so window boundaries move between epochs.
+[0, bptt) so window boundaries move between epochs. With ``data.variable_bptt`` the window
+lengths vary as in AWD-LSTM (``variable_bptt_lengths``; same seeded generator) and the trainer
+scales each step's learning rate by length / bptt (``LMTask.lr_scale``). ``loss`` calls
+``model(x, state, targets=y)``: the model returns the mean cross-entropy itself (fused output
+layer, plus AR / TAR when configured), so no (B, T, V) log-probability tensor is kept.
 
 Streams: char -- the text itself, lines joined by "\\n"; word / sentencepiece -- each line's
 ids followed by ``eos_id`` (so ``eos_id`` also means "a sentence starts here"; prompt a fresh
