@@ -1,0 +1,89 @@
+"""The "Everyday English" section of docs/RESULTS.md, from the JSON the commands wrote (docs/results/).
+
+    python docs/make_everyday_results.py     # rewrites the section between its markers in RESULTS.md
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RES = ROOT / "docs" / "results"
+BEGIN, END = "<!-- everyday:begin -->", "<!-- everyday:end -->"
+
+
+def pct(v) -> str:
+    return "-" if v is None or v != v else f"{100 * v:.1f} %"
+
+
+def section() -> str:
+    new = json.loads((RES / "suggest-en-eval.json").read_text())
+    old = json.loads((RES / "suggest-en-before-eval.json").read_text())
+    L, K, B = new["lstm"], new["kneser_ney"], old["lstm"]
+    out = [BEGIN, "## Everyday English: suggest-en and translate-en-de", "",
+           "`rnnkit eval-suggest BUNDLE --text ~/.cache/rnnkit/corpora/everyday_en/test.txt --spread --max-chars 8000 "
+           "--train-text ~/.cache/rnnkit/corpora/everyday_en/train.txt --reference-words "
+           "~/.cache/rnnkit/corpora/wordfreq_en/words.txt` "
+           f"({new['chars']:,} characters, {L['words']:,} scored words of the everyday_en test split; the typing "
+           "session itself; KN-3 = Kneser-Ney trigram trained on everyday_en train):", "",
+           "| | suggest-en now (everyday_en) | suggest-en before (Bible-mostly) | KN-3 | target |", "|---|---|---|---|---|"]
+    rows = [("next-word top-1", "next_word_top1", ""), ("next-word top-3", "next_word_top3", ">= 1.25 x KN-3"),
+            ("completion top-3 after 2 chars", "completion_2_top3", ""),
+            ("keystroke savings", "keystroke_savings", ">= 45 % and >= KN-3 + 6 points"),
+            ("offered strings that are not words", "not_words", "<= 1 %")]
+    for label, key, target in rows:
+        out.append(f"| {label} | {pct(L.get(key))} | {pct(B.get(key))} | {pct(K.get(key))} | {target} |")
+    out.append(f"| per keystroke CPU time p50 / p99 (shared, loaded machine) | {L['cpu_ms_p50']:.2f} / "
+               f"{L['cpu_ms_p99']:.2f} ms | {B['cpu_ms_p50']:.2f} / {B['cpu_ms_p99']:.2f} ms | - | |")
+    thr = {t["threshold"]: t for t in new["phrase"]["thresholds"]}
+    out += ["", "Smart Compose (phrases at every 2nd word start), trigger / exact / precision by threshold: " + "; ".join(
+        f"{t}: {pct(r['trigger_rate'])} / {pct(r['exact_match_rate'])} / {pct(r['precision'])}" for t, r in thr.items())
+        + " (target: a threshold with trigger >= 5 % and precision >= 50 %: not met)."]
+    people = sorted(RES.glob("suggest-en-adapt-*.json"))
+    if people:
+        out += ["", "Adaptation (`rnnkit eval-suggest models/suggest-en --text everyday_en/people/FILE --max-chars 20000 "
+                "--adapt`; writers held out of training whole):", "", "| writer | off | on | gain |", "|---|---|---|---|"]
+        gains = []
+        for f in people:
+            a = json.loads(f.read_text())
+            off, on = a["lstm"]["keystroke_savings"], a["lstm_adapt"]["keystroke_savings"]
+            gains.append(on - off)
+            out.append(f"| {f.stem.replace('suggest-en-adapt-', '')} | {pct(off)} | {pct(on)} | {100 * (on - off):+.2f} points |")
+        out.append(f"| mean | | | {100 * sum(gains) / len(gains):+.2f} points (target >= +4) |")
+    tune = RES / "suggest-en-tune.json"
+    if tune.exists():
+        t = json.loads(tune.read_text())
+        out += ["", "Tuned on validation (`python bench/tune_suggest.py models/suggest-en --chars 3000 --adapt-chars 10000 "
+                "--oov 0.2,0.5,0.8,1.0 --lam 0,0.1,0.2,0.3`): oov_min_prob " + ", ".join(
+                    f"{r['oov_min_prob']}: savings {pct(r['keystroke_savings'])}, not words {100 * r['not_words']:.2f} %"
+                    for r in t["oov_min_prob"]) + "; user-cache lambda " + ", ".join(
+                    f"{r['lam']}: {pct(r['keystroke_savings'])}" for r in t["lam"]) + "."]
+    tr = json.loads((ROOT / "models" / "translate-en-de" / "manifest.json").read_text())["metrics"]["final"]
+    out += ["", "translate-en-de (`rnnkit train --recipe translate-en-de --run-dir runs/translate-en-de --threads 1 "
+            "--quiet --set train.max_minutes=60`, beam 4, sacreBLEU):", "",
+            "| test split | now (Bible + everyday Ding pairs) | before (Bible only) | target |", "|---|---|---|---|",
+            f"| Bible (1,000 verses) | BLEU {tr['test_bleu']:.2f}, chrF {tr['test_chrf']:.1f} | BLEU 17.55, chrF 42.05 | within 2 of 17.6 |",
+            f"| everyday_en_de (437 pairs) | BLEU {tr['test_everyday_en_de_bleu']:.2f}, chrF {tr['test_everyday_en_de_chrf']:.1f} "
+            "| BLEU 1.48, chrF 18.2 (`rnnkit eval OLD_BUNDLE --data everyday_en_de/test.tsv --beam 4`) | BLEU >= 20 (missed) |",
+            END]
+    return "\n".join(out)
+
+
+def main() -> int:
+    path = ROOT / "docs" / "RESULTS.md"
+    text = path.read_text(encoding="utf-8")
+    new = section()
+    if BEGIN in text:
+        text = text[:text.index(BEGIN)] + new + text[text.index(END) + len(END):]
+    else:
+        head, _, rest = text.partition("\n## ")
+        text = head + "\n" + new + "\n\n## " + rest
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote the everyday section of {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
