@@ -256,7 +256,7 @@ def saved_group_count(root: str | Path) -> Optional[int]:
     try:
         state = json.loads((path / STATE_FILE).read_text(encoding="utf-8")) if path is not None else None
         return len(state["optimizer"]["param_groups"]) if state else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None  # load_checkpoint then says what is wrong, in one line
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnkit.core import registry
+from rnnkit.core.config import to_dict
 from rnnkit.edge.lexicon import FILE_NAME as LEXICON_FILE
 
 from . import names as N
@@ -137,6 +138,9 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
     record = registry.read_record(model_dir)
     model = registry.load(model_dir)
     refuse_non_finite(model, model_dir)
+    # The manifest's config is the loaded model's, as written into each graph's metadata: a
+    # config.json saved before a field with a default was added lacks that field.
+    record = {**record, "config": to_dict(model.config)}
     kind = record["kind"]
     tok = find_tokenizer(run_dir) or find_tokenizer(model_dir)
     if tok is None and kind != "forecaster":

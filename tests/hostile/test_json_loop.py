@@ -77,7 +77,10 @@ def test_each_line_gets_one_answer_and_the_loop_goes_on(session, case):
     else:
         assert want in first.get("error", ""), first
         assert len(first["error"]) < 600  # no echo of a megabyte of input
-    assert [s["kind"] for s in second["suggestions"]] == ["completion", "completion"]
+    # the loop went on: the next request is answered as usual (how many of k=2 pass the session's
+    # filters is the model's business; each is a completion of the typed "f")
+    assert 1 <= len(second["suggestions"]) <= 2, second
+    assert all(s["kind"] == "completion" and s["text"].startswith("f") for s in second["suggestions"]), second
 
 
 def test_last_line_without_newline_is_answered(session):
