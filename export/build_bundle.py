@@ -90,7 +90,13 @@ def validation_ids(run_dir: Path, tokenizer_path: Path | None, text_file: str | 
         except (OSError, ValueError, KeyError) as e:  # corpus not fetched: int8 figures stay random-input only
             log(f"note: no validation text for the int8 check ({e})")
             return None
-        source = f"{recipe['data'].get('corpus') or recipe['data'].get('valid_file') or 'recipe'} valid"
+        data = recipe["data"]
+        if data.get("valid_file"):  # the user's files: name what was read, never the recipe's corpus
+            source = str(data["valid_file"])
+        elif data.get("train_file"):
+            source = f"the held-out end of {data['train_file']}"
+        else:
+            source = f"{data.get('corpus') or 'recipe'} valid"
     tok = load_tokenizer(tokenizer_path)
     kind = "char" if isinstance(tok, CharTokenizer) else "word"
     return encode_stream(tok, kind, lines).tolist(), source

@@ -247,7 +247,7 @@ def test_export_int8_measures_on_the_recipes_validation_text(tmp_path):
     assert rnnkit_main(["export", str(run), "--out", str(tmp_path / "b"), "--int8", "--eval-tokens", "200"]) == 0
     text = open_bundle(tmp_path / "b").manifest["int8"]["step"]["text"]
     n_ids = sum(len(line.split()) + 1 for line in lines[:60])  # words + <eos> per line
-    assert text["source"].endswith("valid.txt valid")
+    assert text["source"] == str(tmp_path / "valid.txt")  # the user's file, never the recipe's corpus
     assert text["tokens"] == min(200, n_ids - 1) // 16 * 16
     assert 0.0 <= text["top1_agreement"] <= 1.0 and text["fp32_ppl"] > 1.0
     assert text["ppl_change"] == pytest.approx(text["int8_ppl"] / text["fp32_ppl"] - 1.0)
