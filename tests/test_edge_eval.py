@@ -246,3 +246,42 @@ def test_non_word_shares_counted_by_hand():
     assert (r["offered_next"], r["not_words_next"]) == (4, 0.5)
     assert (r["offered_completion"], r["not_words_completion"]) == (12, 4 / 12)
     assert r["not_words"] == 6 / 16
+
+
+class _OracleSession(_FixedSession):
+    """Always suggests the word being typed (or the next word) of a known text: scored against
+    its own keystroke it is always right, against any other keystroke often wrong."""
+
+    def __init__(self, text):
+        self.text = text
+
+    def suggest(self, so_far, k=3, phrase=False):
+        from rnnkit.edge.session import Suggestion
+        start = len(so_far) - len(so_far.split(" ")[-1])
+        word = self.text[start:].split(" ")[0]
+        kind = "completion" if so_far and not so_far[-1].isspace() else "next"
+        return [Suggestion(word, 0.5, kind, 0.5)] if word else []
+
+
+def test_each_keystroke_is_scored_with_its_own_suggestions():
+    from rnnkit.edge.eval import lstm_eval
+    text = "see you at noon"
+    r = lstm_eval(_OracleSession(text), text)
+    assert r["next_word_top1"] == 1.0 and r["completion_1_top1"] == 1.0
+    # every word accepted at its first keystroke: saves len - 1 of each
+    assert r["keystroke_savings"] == pytest.approx((2 + 2 + 1 + 3) / len(text))
+
+
+def test_phrase_exact_match_needs_every_word():
+    from rnnkit.edge.eval import phrase_eval
+    from rnnkit.edge.phrase import PhraseHit
+
+    class Phrases(_FixedSession):
+        def phrase_candidates(self, text, give_up_below=None):
+            # at every word start: "you at" (right after "see") or "you there" (first word right only)
+            return {2: PhraseHit("you at" if text == "see " else "you there", -1.0, -0.1, 2, 3)}
+
+    r = phrase_eval(Phrases(), "see you at noon", thresholds=(-0.5,))
+    row = r["thresholds"][0]
+    assert r["positions"] == 4 and row["trigger_rate"] == 1.0
+    assert row["exact_match_rate"] == 0.25  # only after "see " does the whole phrase follow
