@@ -278,10 +278,10 @@ def test_phrase_exact_match_needs_every_word():
 
     class Phrases(_FixedSession):
         def phrase_candidates(self, text, give_up_below=None):
-            # at every word start: "you at" (right after "see") or "you there" (first word right only)
-            return {2: PhraseHit("you at" if text == "see " else "you there", -1.0, -0.1, 2, 3)}
+            # after "see ": "you xx" (its first word right only); after "see you ": "at noon" (right)
+            return {2: PhraseHit({"see ": "you xx", "see you ": "at noon"}.get(text, "xx yy"), -1.0, -0.1, 2, 3)}
 
     r = phrase_eval(Phrases(), "see you at noon", thresholds=(-0.5,))
     row = r["thresholds"][0]
     assert r["positions"] == 4 and row["trigger_rate"] == 1.0
-    assert row["exact_match_rate"] == 0.25  # only after "see " does the whole phrase follow
+    assert row["exact_match_rate"] == 0.25  # only "at noon" follows whole; "you xx" is not a match
