@@ -14,9 +14,9 @@ import sys
 
 # (module, what it adds). A module missing here is a bug, not a user error.
 COMMAND_MODULES = [
-    "rnnkit.core.cli_data",      # data fetch / data info
-    "rnnkit.core.cli_train",     # train, generate (alias sample)
-    "rnnkit.core.cli_eval",      # eval: a task's metric on your file, for a run or a bundle
+    "rnnkit.core.cli.data",      # data fetch / data info
+    "rnnkit.core.cli.train",     # train, generate (alias sample)
+    "rnnkit.core.cli.eval",      # eval: a task's metric on your file, for a run or a bundle
     "rnnkit.export.cli",         # export, verify
     "rnnkit.edge.cli",           # suggest, eval-suggest
     "rnnkit.edge.predict_cli",   # predict: any bundle on your input (torch-free)

@@ -209,8 +209,8 @@ def synthetic_run(out: Path, corpus: Path) -> Path:
     import sentencepiece as spm
     import torch
 
-    from rnnkit.core import registry
-    from rnnkit.core.models import LanguageModel, LMConfig
+    from rnnkit.core.models import registry
+    from rnnkit.core.models.kinds import LanguageModel, LMConfig
 
     out.mkdir(parents=True, exist_ok=True)
     lines = (corpus / "train.txt").read_text(encoding="utf-8").splitlines()[:60_000]
@@ -285,7 +285,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from rnnkit.core import registry
+    from rnnkit.core.models import registry
     from rnnkit.export.build_bundle import export_bundle
     from rnnkit.export.onnx_export import export_model
 

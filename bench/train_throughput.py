@@ -27,15 +27,15 @@ Measured (2026-11-29, 2 shared cores under load ~8, torch 2.13 CPU, one thread e
 
 User time per token is within 2-4 % on each side (the output-layer GEMMs and oneDNN's LSTM are
 ~75 % of it, the same kernels for both); rnnkit's lead is the kernel time it no longer spends
-(core/device.py ``tune_cpu_allocator``) plus the fused output loss (core/regularize.py).
+(core/train/device.py ``tune_cpu_allocator``) plus the fused output loss (core/models/regularize.py).
 
 Prints, side by side in one run:
-1. tokens/s of ``rnnkit.core.trainer.train`` and of a bare word_language_model-style loop on the
+1. tokens/s of ``rnnkit.core.train.trainer.train`` and of a bare word_language_model-style loop on the
    same LSTM LM, batch, optimizer (AdamW) and grad clipping, alternated ``--rounds`` times
    (median of each) -- and the trainer's overhead in %.
 2. the trainer in fp32 vs bf16 autocast (CPU: bf16 is only faster with AMX / avx512_bf16 kernels).
 3. the fused nn.LSTM alone with torch.backends.mkldnn on vs off: forward+backward at batch 1 and
-   batch 32, and one single-token step at batch 1 (inference). core/device.py cites these.
+   batch 32, and one single-token step at batch 1 (inference). core/train/device.py cites these.
 
 Times are taken per step both as wall seconds and as process CPU seconds: with one torch
 thread (the default here) CPU seconds measure the work and hardly move when neighbours load
@@ -61,8 +61,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from rnnkit.core.models import LanguageModel, LMConfig
-from rnnkit.core.trainer import TrainConfig, detach_state, train
+from rnnkit.core.models.kinds import LanguageModel, LMConfig
+from rnnkit.core.train.trainer import TrainConfig, detach_state, train
 
 
 class Clock:
@@ -302,8 +302,8 @@ def rnnkit_worker(argv) -> None:
     p.add_argument("--precision", default="fp32")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    from rnnkit.core.lm_data import encode_stream, train_tokenizer
-    from rnnkit.core.tasks_lm import LMTask
+    from rnnkit.core.tasks.lm_data import encode_stream, train_tokenizer
+    from rnnkit.core.tasks.lm import LMTask
 
     cfg = json.loads(a.config)
     lines = {s: Path(a.data, f"{s}.txt").read_text(encoding="utf-8").splitlines() for s in ("train", "valid")}

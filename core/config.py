@@ -13,7 +13,7 @@ import typing
 from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
-from .atomic import atomic_write_json
+from rnnkit.core.atomic import atomic_write_json
 
 T = TypeVar("T")
 

@@ -203,7 +203,7 @@ def card(name: str, run_dir: Path, commands: list[str]) -> str:
              f"| graphs | {', '.join(f'`{f}`' for f in m['graphs'].values())} ({m['precision']}) |",
              f"| bundle size | {f'{size / 1e6:.1f} MB' if size >= 100_000 else f'{size / 1e3:.0f} kB'} |",
              f"| parity, fp32 ONNX vs PyTorch | max abs diff {m['parity']['max_abs_diff']:.1e} |"]
-    # The training-time next-word figure is a cheaper proxy (core/next_word.py): named apart from
+    # The training-time next-word figure is a cheaper proxy (core/tasks/next_word_proxy.py): named apart from
     # eval-suggest's, which types the text through the real session (the figure that counts).
     metrics = {k.replace("_next_", "_next_proxy_"): v for k, v in final.items()
                if k not in ("kind", "params") and isinstance(v, (int, float))}

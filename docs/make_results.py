@@ -5,7 +5,7 @@
 Reads each run's recipe.json (what was trained, the command), config.json (hardware),
 metrics.jsonl (curves, wall time, the final line) and results.json / samples.txt (the best
 model on valid and test, samples). Copies loss.png to docs/results/<run>-loss.png. For
-suggest-en it also scores the Kneser-Ney trigram baseline (core/kneser_ney.py) on the same
+suggest-en it also scores the Kneser-Ney trigram baseline (core/text/kneser_ney.py) on the same
 train / test split, with the same next-word positions, and the LSTM's perplexity per word.
 """
 
@@ -117,7 +117,7 @@ def verdict(value, op, bar) -> str:
 def kn_baseline(cache: Path | None = None) -> dict:
     """Kneser-Ney trigram trained on suggest_en/train, scored on suggest_en/test (cached: pure Python, slow-ish)."""
     from rnnkit.core.data import load_lines
-    from rnnkit.core.kneser_ney import KneserNeyTrigram, tokenize
+    from rnnkit.core.text.kneser_ney import KneserNeyTrigram, tokenize
 
     if cache is not None and cache.is_file():
         return read_json(cache)
@@ -145,17 +145,17 @@ def suggest_baselines(run: Path) -> dict:
     """The Kneser-Ney figures + the LSTM's nats on the same test text per Kneser-Ney token
     (words, punctuation, </s>), i.e. a per-word perplexity comparable with KN's."""
     from rnnkit.core.data import load_lines
-    from rnnkit.core.kneser_ney import tokenize
+    from rnnkit.core.text.kneser_ney import tokenize
 
     out = kn_baseline(run.parent / "kn-suggest-en.json")
     test = load_lines("suggest_en", "test")
     n_tokens = sum(len(tokenize(line)) + 1 for line in test if tokenize(line))
     import torch
 
-    from rnnkit.core import registry
-    from rnnkit.core.lm_data import encode_stream
-    from rnnkit.core.tasks_lm import LMTask
-    from rnnkit.core.tokenizers import load_tokenizer
+    from rnnkit.core.models import registry
+    from rnnkit.core.tasks.lm_data import encode_stream
+    from rnnkit.core.tasks.lm import LMTask
+    from rnnkit.core.text.tokenizers import load_tokenizer
 
     torch.set_num_threads(1)
     tok = load_tokenizer(run)
@@ -249,7 +249,7 @@ def main(argv=None) -> int:
             "`results.json` scores the best checkpoint (by validation loss) on valid and test.", "",
             "Next-word top-1/top-3 (suggest-en): at evenly spaced held-out positions where a new word starts, "
             "the model's 3 most likely word-initial pieces, each extended greedily to a whole word, "
-            "against the true next word (exact, case-sensitive). See `core/next_word.py`.", ""]
+            "against the true next word (exact, case-sensitive). See `core/tasks/next_word_proxy.py`.", ""]
     atomic_write_text(out, "\n".join(head + summary + [""] + body) + "\n")
     print(f"wrote {out} ({len(runs)} runs)")
     return 0

@@ -265,7 +265,7 @@ def _interactive(session, k: int) -> int:
 # ---------------------------------------------------------------------------- eval-suggest
 def cmd_eval(args) -> int:
     from rnnkit.core.atomic import atomic_write_json
-    from rnnkit.core.kneser_ney import KneserNeyTrigram
+    from rnnkit.core.text.kneser_ney import KneserNeyTrigram
 
     from .eval import kn_eval, lstm_eval, phrase_eval, reference_lexicon
 

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rnnkit.core.kneser_ney import KneserNeyTrigram, tokenize
+from rnnkit.core.text.kneser_ney import KneserNeyTrigram, tokenize
 
 from .phrase import pick_phrase
 from .session import TypingSession

@@ -1,6 +1,6 @@
 """Token choice in numpy: temperature, top-k, top-p (nucleus), seeded; and beam search.
 
-The same rules as ``rnnkit.core.sampling`` (which is torch) so a seed means the same
+The same rules as ``rnnkit.core.models.sampling`` (which is torch) so a seed means the same
 filtering in training-time samples, in `rnnkit predict` and in the demo; tests compare the two.
 """
 
@@ -88,7 +88,7 @@ def beam_search(step: StepFn, state: State, bos_id: int, eos_id: int, pad_id: in
 
     ``step(prev (K,), state) -> (logits (K, V), next_state, attention (K, S) or None)`` runs the
     K beams as one batch; ``state`` arrives with K rows (callers tile the encoder's outputs
-    once). The same algorithm as ``rnnkit.core.seq2seq_search.beam_search``, so predict and the demo
+    once). The same algorithm as ``rnnkit.core.models.seq2seq_search.beam_search``, so predict and the demo
     match the BLEU the recipe reports: a finished beam stays with its score frozen (its
     only continuation is a pad at cost 0) and the final beams are ranked with GNMT's length
     penalty. ``beam=1`` is exactly greedy decoding.

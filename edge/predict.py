@@ -97,7 +97,7 @@ def load_bundle(directory: str | Path, kind: str, tokenizer: bool = True) -> Bun
 
 
 def load_tokenizer(bundle: Bundle):
-    from rnnkit.core.tokenizers import load_tokenizer as load
+    from rnnkit.core.text.tokenizers import load_tokenizer as load
 
     # The manifest's tokenizer file (hashed, and checked against the graphs), never a directory listing.
     return load(bundle.tokenizer_path)

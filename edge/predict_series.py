@@ -1,6 +1,6 @@
 """Forecasts from a ``forecaster`` bundle (``step`` graph + the run's series record), torch-free.
 
-The transform is the recipe's (``rnnkit.core.tasks_timeseries``): lv = log y (or y), seasonal
+The transform is the recipe's (``rnnkit.core.tasks.timeseries``): lv = log y (or y), seasonal
 difference d_t = lv_t - lv_{t-m}, z = (d - mu) / sd; inputs (z_t, sin, cos of the phase t / m),
 the output at t predicts z_{t+1}. A forecast feeds the history through the graph once, then its
 own predictions back, one step at a time (``TimeseriesTask.multi_step``).

@@ -2,7 +2,7 @@
 
 The text is split into CoNLL-like tokens (words, numbers, each punctuation mark; ``U.S.`` stays
 one token), each token gets a tag, and runs of tags become entities with their character
-offsets in the text. The word / character ids follow ``rnnkit.core.tasks_tagger.TaggerVocab``
+offsets in the text. The word / character ids follow ``rnnkit.core.tasks.tagger.TaggerVocab``
 (words lower-cased with digits -> 0, characters with their case; 0 pad, 1 unk).
 """
 
@@ -41,7 +41,7 @@ def _split_tag(tag: str) -> tuple[str, str]:
 def spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     """Entities as (type, first, last) token indices, inclusive: the conlleval chunk rules
     (BIO1, BIO2 and IOBES; an I- after O or after another type starts an entity), the same
-    chunks ``rnnkit.core.tasks_tagger.chunks`` scores (tested)."""
+    chunks ``rnnkit.core.tasks.tagger.chunks`` scores (tested)."""
     out: list[tuple[str, int, int]] = []
     prev, ptype, begin = "O", "", -1
     for i, tag in enumerate(list(tags) + ["O"]):

@@ -21,7 +21,7 @@ from .npsample import beam_search, sample_next
 from .predict import (MAX_PROMPT_TOKENS, MAX_REVIEW_TOKENS, MAX_SOURCE_TOKENS, Graph, InputError, load_bundle,
                       load_tokenizer, piece_text)
 
-LENGTH_PENALTY = 0.6  # GNMT alpha; the translation recipe's default (rnnkit.core.tasks_seq2seq)
+LENGTH_PENALTY = 0.6  # GNMT alpha; the translation recipe's default (rnnkit.core.tasks.translate)
 MAX_TARGET_TOKENS = 160  # 2 x MAX_SOURCE_TOKENS + 10 would be 266: the cap keeps the worst request short
 MAX_NEW_TOKENS = 1000
 
@@ -55,7 +55,7 @@ class TextGenerator:
         """Yield ``prompt`` + the continuation so far, after the first new token and then at most
         every ``min_interval`` seconds (and at the end). A fixed seed gives the same text.
 
-        Word and subword models were trained on lines each followed by EOS (rnnkit.core.tasks_lm),
+        Word and subword models were trained on lines each followed by EOS (rnnkit.core.tasks.lm),
         so EOS starts the context ("a sentence starts here") and a generated EOS is a line break.
         """
         prompt_ids, _ = self.encode_prompt(prompt)
@@ -112,7 +112,7 @@ MAX_RUNNING_POINTS = 64  # running scores computed exactly up to this many token
 class SentimentScorer:
     """Score and polarity of a text (``classifier`` kind: ``classify`` + ``running`` graphs).
 
-    Class 1 is positive (``rnnkit.core.tasks_classify``). Without a score head the score is
+    Class 1 is positive (``rnnkit.core.tasks.classify``). Without a score head the score is
     p(positive) - p(negative), which also lies in [-1, 1].
     """
 
@@ -215,7 +215,7 @@ class Translator:
         self.pad_id = meta.int_meta(names.META_PAD_ID, int(cfg.get("pad_id", 0)))
 
     def source_ids(self, text: str) -> list[int]:
-        # Sources are plain ids, no BOS/EOS, as in training (rnnkit.core.tasks_seq2seq).
+        # Sources are plain ids, no BOS/EOS, as in training (rnnkit.core.tasks.translate).
         return list(self.tok.encode(text))
 
     def translate(self, text: str, beam: int = 4, max_len: Optional[int] = None,

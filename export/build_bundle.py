@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rnnkit.core import registry
+from rnnkit.core.models import registry
 from rnnkit.core.config import to_dict
 from rnnkit.edge.lexicon import FILE_NAME as LEXICON_FILE
 
@@ -73,8 +73,8 @@ def validation_ids(run_dir: Path, tokenizer_path: Path | None, text_file: str | 
         if text_file is not None:
             raise ValueError(f"--eval-text needs the run's tokenizer; none found in {run_dir}")
         return None
-    from rnnkit.core.lm_data import encode_stream, load_splits
-    from rnnkit.core.tokenizers import CharTokenizer, load_tokenizer
+    from rnnkit.core.tasks.lm_data import encode_stream, load_splits
+    from rnnkit.core.text.tokenizers import CharTokenizer, load_tokenizer
 
     if text_file is not None:
         lines, source = Path(text_file).read_text(encoding="utf-8").splitlines(), str(text_file)

@@ -66,7 +66,7 @@ def real_text(bundle_name: str, chars: int = 20000) -> tuple[str, str]:
 
 
 def _tokenize(bundle, text: str) -> list[int]:
-    from rnnkit.core.tokenizers import load_tokenizer
+    from rnnkit.core.text.tokenizers import load_tokenizer
 
     return list(load_tokenizer(bundle.tokenizer_path.parent).encode(text))
 

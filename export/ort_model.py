@@ -111,14 +111,14 @@ class OrtSeq2Seq(nn.Module):
         return logits, state
 
     def greedy(self, src: Tensor, src_len: Tensor, max_len: int = 100):
-        from rnnkit.core.seq2seq_search import greedy_search
+        from rnnkit.core.models.seq2seq_search import greedy_search
 
         with torch.no_grad():
             return greedy_search(self, src, src_len, max_len)
 
     def beam_search(self, src: Tensor, src_len: Tensor, beam: int = 4, max_len: int = 100,
                     length_penalty: float = 0.0):
-        from rnnkit.core.seq2seq_search import beam_search
+        from rnnkit.core.models.seq2seq_search import beam_search
 
         with torch.no_grad():
             return beam_search(self, src, src_len, beam, max_len, length_penalty)

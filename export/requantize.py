@@ -33,9 +33,9 @@ def _recipe_name(bundle_dir: Path) -> str:
 
 
 def _lm_ids(bundle, recipe_name: str):
-    from rnnkit.core.lm_data import encode_stream, load_splits
+    from rnnkit.core.tasks.lm_data import encode_stream, load_splits
     from rnnkit.core.recipes import resolve_recipe
-    from rnnkit.core.tokenizers import CharTokenizer, load_tokenizer
+    from rnnkit.core.text.tokenizers import CharTokenizer, load_tokenizer
 
     recipe = resolve_recipe(recipe_name, "full")
     lines = load_splits(recipe["data"])["valid"]
@@ -50,7 +50,7 @@ def _task_metrics(bundle, recipe_name: str, graph_sets: dict[str, dict[str, Path
     import torch
 
     from rnnkit.core import recipes
-    from rnnkit.core.registry import build_model
+    from rnnkit.core.models.registry import build_model
 
     from .ort_model import ort_model
 

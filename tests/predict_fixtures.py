@@ -87,9 +87,9 @@ def write_pairs(path: Path, n: int = 200, seed: int = 0, distinct: int = 24) -> 
 def _tagger_run(root: Path) -> Path:
     import torch
 
-    from rnnkit.core import registry
-    from rnnkit.core.models import Tagger, TaggerConfig
-    from rnnkit.core.tasks_tagger import TaggerVocab
+    from rnnkit.core.models import registry
+    from rnnkit.core.models.kinds import Tagger, TaggerConfig
+    from rnnkit.core.tasks.tagger import TaggerVocab
 
     vocab = TaggerVocab.build(ner_sentences(60))
     torch.manual_seed(0)
@@ -104,8 +104,8 @@ def _tagger_run(root: Path) -> Path:
 def _forecaster_run(root: Path) -> Path:
     import torch
 
-    from rnnkit.core import registry
-    from rnnkit.core.models import Forecaster, ForecasterConfig
+    from rnnkit.core.models import registry
+    from rnnkit.core.models.kinds import Forecaster, ForecasterConfig
 
     torch.manual_seed(0)
     model = Forecaster(ForecasterConfig(input_size=3, output_size=1, hidden_size=8))

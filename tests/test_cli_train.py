@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from rnnkit.cli import main
-from rnnkit.core.tokenizers import load_tokenizer
+from rnnkit.core.text.tokenizers import load_tokenizer
 
 torch.set_num_threads(1)
 
@@ -124,8 +124,8 @@ def test_list_shows_the_lm_recipes(capsys):
 def test_data_folder_and_holdout(tmp_path, my_text):
     import argparse
 
-    from rnnkit.core.cli_train import user_data_overrides
-    from rnnkit.core.lm_data import load_splits
+    from rnnkit.core.cli.train import user_data_overrides
+    from rnnkit.core.tasks.lm_data import load_splits
 
     folder = tmp_path / "mine"
     folder.mkdir()

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from rnnkit.core import recipes as R
-from rnnkit.core import registry
-from rnnkit.core.models import ConditionedGenerator, OneToManyConfig
-from rnnkit.core.tasks_classify import COLORS, ColorsInverseTask, read_color_file
-from rnnkit.core.trainer import TrainConfig, train
+from rnnkit.core.models import registry
+from rnnkit.core.models.kinds import ConditionedGenerator, OneToManyConfig
+from rnnkit.core.tasks.classify import COLORS, ColorsInverseTask, read_color_file
+from rnnkit.core.train.trainer import TrainConfig, train
 
 torch.set_num_threads(1)
 
@@ -39,7 +39,7 @@ def test_colors_recipe_reaches_mse_below_one_rgb_unit(tmp_path):
 
 
 def test_colors_inverse_generates_each_phrase(tmp_path):
-    from rnnkit.core.lm_data import train_tokenizer
+    from rnnkit.core.tasks.lm_data import train_tokenizer
 
     tok = train_tokenizer({"kind": "char"}, [t for t, _ in COLORS])
     task = ColorsInverseTask(tok)

@@ -104,7 +104,7 @@ def _app(bundle: Path, text: str, *flags: str) -> subprocess.CompletedProcess:
 
 def _python_next_word(bundle: Path, text: str) -> tuple[list[int], str]:
     """The example's algorithm with the Python tokenizer and onnxruntime: the reference."""
-    from rnnkit.core.tokenizers import load_tokenizer
+    from rnnkit.core.text.tokenizers import load_tokenizer
     from rnnkit.export.bundle import open_bundle
 
     b = open_bundle(bundle)

@@ -2,7 +2,6 @@
 downloaders' dispatch, and the fetched corpus's splits (needs `rnnkit data fetch`)."""
 
 import io
-import lzma
 import tarfile
 import zipfile
 
@@ -173,7 +172,7 @@ def test_everyday_splits_do_not_leak():
 
 
 def test_data_card_names_sources_licences_and_why(capsys):
-    from rnnkit.core.cli_data import data_card
+    from rnnkit.core.cli.data import data_card
     card = data_card("everyday_en")
     for needle in ("chitchat-dataset 0.9.0", "licence: MIT", "npm", "apt", "why:"):
         assert needle in card, needle

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 
 
 def _torch_model(models_dir, name):
-    from rnnkit.core import registry
+    from rnnkit.core.models import registry
 
     run = models_dir.parent / "runs" / name / "model"
     if not run.is_dir():
@@ -49,7 +49,7 @@ def test_a_golden_difference_passes_only_at_a_tie():
 
 
 def test_greedy_generation_matches_pytorch(demo_models):
-    from rnnkit.core.sampling import generate
+    from rnnkit.core.models.sampling import generate
     from rnnkit.demo.engines import TextGenerator
 
     gen = TextGenerator(demo_models / "char-shakespeare")
@@ -127,7 +127,7 @@ def test_beam_search_matches_pytorch(demo_models, beam):
 
                 first_difference_is_a_tie(want, got, logits_after)
             else:  # beam search: both finals score the same up to rounding (length-normalised)
-                from rnnkit.core.seq2seq_search import length_normalised
+                from rnnkit.core.models.seq2seq_search import length_normalised
 
                 lp = model.sequence_logprob(s.repeat(2, 1), n.repeat(2), torch.tensor(
                     [want + [tr.eos_id] * (12 - len(want)), got + [tr.eos_id] * (12 - len(got))]))

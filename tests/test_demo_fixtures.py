@@ -29,7 +29,7 @@ _BUILT: dict[str, Path] = {}
 
 
 def _run_dir(model, tokenizer, root: Path, name: str) -> Path:
-    from rnnkit.core import registry
+    from rnnkit.core.models import registry
 
     run = root / "runs" / name
     registry.save(model, run / "model")
@@ -43,11 +43,11 @@ def build_models(root: Path) -> Path:
         return _BUILT[str(root)]
     import torch
 
-    from rnnkit.core.models import ClassifierConfig, LanguageModel, LMConfig, SequenceClassifier
-    from rnnkit.core.seq2seq import Seq2Seq, Seq2SeqConfig
+    from rnnkit.core.models.kinds import ClassifierConfig, LanguageModel, LMConfig, SequenceClassifier
+    from rnnkit.core.models.seq2seq import Seq2Seq, Seq2SeqConfig
     from rnnkit.export.build_bundle import export_bundle
 
-    from rnnkit.core.tokenizers import CharTokenizer, train_sentencepiece
+    from rnnkit.core.text.tokenizers import CharTokenizer, train_sentencepiece
 
     torch.manual_seed(0)
     chars = CharTokenizer.train(["ROMEO:\nBut soft, what light through yonder window breaks?\n"] + EN)

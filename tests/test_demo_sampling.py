@@ -15,7 +15,7 @@ from rnnkit.demo.validation import InputError, check_number, check_text, control
                                                      (0.5, 10, 0.5), (2.0, 1, 1.0), (1.0, 0, 0.05)])
 def test_filter_logits_matches_torch(temperature, top_k, top_p):
     torch = pytest.importorskip("torch")
-    from rnnkit.core.sampling import filter_logits as torch_filter
+    from rnnkit.core.models.sampling import filter_logits as torch_filter
 
     x = np.random.default_rng(0).normal(size=(3, 40)).astype(np.float32) * 3
     ours = filter_logits(x, temperature, top_k, top_p)

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from rnnkit.core.kneser_ney import EOS, UNK, KneserNeyTrigram, discounts, tokenize
+from rnnkit.core.text.kneser_ney import EOS, UNK, KneserNeyTrigram, discounts, tokenize
 
 from test_edge_support import TRAIN_TEXT
 

@@ -3,7 +3,6 @@ words, and the probability given what was typed."""
 
 from __future__ import annotations
 
-import math
 
 import pytest
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.core import registry
+from rnnkit.core.models import registry
 from rnnkit.edge.runner import EdgeError, StepRunner
 from rnnkit.edge.session import TypingSession, open_session
 from rnnkit.edge.pieces import SentencePieceVocab

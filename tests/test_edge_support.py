@@ -60,7 +60,7 @@ def train_tiny_lm(tokenizer_model: Path, cell: str = "lstm", steps: int = 150, s
     import sentencepiece as spm
     import torch
 
-    from rnnkit.core.models import LanguageModel, LMConfig
+    from rnnkit.core.models.kinds import LanguageModel, LMConfig
 
     torch.manual_seed(seed)
     threads = torch.get_num_threads()
@@ -94,7 +94,7 @@ def train_tiny_lm(tokenizer_model: Path, cell: str = "lstm", steps: int = 150, s
 
 def make_run(run_dir: Path, cell: str = "lstm", steps: int = 150) -> Path:
     """A run directory the exporter accepts: model/ (registry) + tokenizer.model + metrics.jsonl."""
-    from rnnkit.core import registry
+    from rnnkit.core.models import registry
 
     run_dir.mkdir(parents=True, exist_ok=True)
     tok = train_tokenizer(run_dir)

@@ -37,7 +37,7 @@ def test_edge_session_runs_without_torch():
     bundle = tiny_bundle("lstm")
     r = run_blocked(f"""
         import json, sys
-        import rnnkit.edge.cli, rnnkit.edge.eval, rnnkit.edge.phrase, rnnkit.core.kneser_ney
+        import rnnkit.edge.cli, rnnkit.edge.eval, rnnkit.edge.phrase, rnnkit.core.text.kneser_ney
         from rnnkit.edge.session import open_session
         s = open_session({str(bundle)!r})
         out = [x.as_dict() for x in s.suggest("Thank you f")]

@@ -50,7 +50,7 @@ def close(a: float, b: float, rel: float, abs_: float) -> bool:
 @pytest.mark.parametrize("kind", [pytest.param(k, marks=pytest.mark.slow) if k == "seq2seq" else k for k in CASES])
 def test_run_and_bundle_agree(kind, tmp_path, capsys):
     from rnnkit.cli import main
-    from rnnkit.core.cli_eval import evaluate
+    from rnnkit.core.cli.eval import evaluate
 
     run, bundle, data = train_and_export(kind, tmp_path)
     torch_res = evaluate(run, data)

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from rnnkit.cli import main as rnnkit_main
-from rnnkit.core.registry import build_model, save
-from rnnkit.core.tokenizers import CharTokenizer
+from rnnkit.core.models.registry import build_model, save
+from rnnkit.core.text.tokenizers import CharTokenizer
 from rnnkit.export import names as N
 from rnnkit.export.bundle import BundleError, open_bundle
 from rnnkit.export.onnx_export import _export_kwargs, export_graph, export_model, graph_metadata, symbolic_dims

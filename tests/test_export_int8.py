@@ -9,7 +9,7 @@ import onnx
 import pytest
 import torch
 
-from rnnkit.core.registry import build_model
+from rnnkit.core.models.registry import build_model
 from rnnkit.export.onnx_export import export_model
 from rnnkit.export.parity import ort_session
 from rnnkit.export.quantize import lm_stream_eval, op_counts, quantize_graph, size_ratio
@@ -227,8 +227,8 @@ def test_export_int8_measures_on_the_recipes_validation_text(tmp_path):
     import json
 
     from rnnkit.cli import main as rnnkit_main
-    from rnnkit.core.registry import save
-    from rnnkit.core.tokenizers import WordTokenizer
+    from rnnkit.core.models.registry import save
+    from rnnkit.core.text.tokenizers import WordTokenizer
     from rnnkit.export.bundle import open_bundle
 
     lines = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog"] * 40
@@ -277,7 +277,7 @@ def test_seq2seq_attention_is_row_wise_too(tmp_path):
 def test_export_ort_writes_ort_format_twins_listed_in_the_manifest(tmp_path):
     """``rnnkit export --int8 --ort``: <job>.int8.ort beside each graph (mobile), hashed, same outputs."""
     from rnnkit.cli import main as rnnkit_main
-    from rnnkit.core.registry import save
+    from rnnkit.core.models.registry import save
     from rnnkit.export.bundle import open_bundle
 
     torch.manual_seed(0)

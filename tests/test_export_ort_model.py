@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnkit.core.registry import build_model
+from rnnkit.core.models.registry import build_model
 from rnnkit.export.onnx_export import export_model
 from rnnkit.export.ort_model import OrtModel
 

@@ -1,15 +1,15 @@
-"""core/recurrent.py and core/models.py: state layout, step == one-shot, padding, save/load."""
+"""core/models/recurrent.py and core/models/kinds.py: state layout, step == one-shot, padding, save/load."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from rnnkit.core import registry
-from rnnkit.core.models import (ClassifierConfig, ConditionedGenerator, Forecaster, ForecasterConfig,
+from rnnkit.core.models import registry
+from rnnkit.core.models.kinds import (ClassifierConfig, ConditionedGenerator, Forecaster, ForecasterConfig,
                                 LanguageModel, LMConfig, OneToManyConfig, SequenceClassifier, Tagger,
                                 TaggerConfig)
-from rnnkit.core.recurrent import CELLS, RecurrentStack, last_valid, reverse_padded
+from rnnkit.core.models.recurrent import CELLS, RecurrentStack, last_valid, reverse_padded
 
 torch.set_num_threads(1)
 ATOL = 1e-12  # every model runs in float64 here: equal means equal up to rounding

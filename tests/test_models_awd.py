@@ -1,4 +1,4 @@
-"""AWD-LSTM options of the language model (core/regularize.py, core/recurrent.py, core/models.py):
+"""AWD-LSTM options of the language model (core/models/regularize.py, core/models/recurrent.py, core/models/kinds.py):
 each is training-only, off by default, and does what it says; the fused output loss equals the
 plain one; eval mode and the exported graph are unchanged."""
 
@@ -10,10 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnkit.core.models import LanguageModel, LMConfig
-from rnnkit.core.recurrent import RecurrentStack
-from rnnkit.core.registry import build_model
-from rnnkit.core.regularize import embedding_dropout, linear_cross_entropy, locked_dropout
+from rnnkit.core.models.kinds import LanguageModel, LMConfig
+from rnnkit.core.models.recurrent import RecurrentStack
+from rnnkit.core.models.registry import build_model
+from rnnkit.core.models.regularize import embedding_dropout, linear_cross_entropy, locked_dropout
 
 torch.set_num_threads(1)
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.core import numpy_lstm_gru as nlg
-from rnnkit.core import numpy_rnn as nr
+from rnnkit.core.reference import numpy_lstm_gru as nlg
+from rnnkit.core.reference import numpy_rnn as nr
 
 torch.set_num_threads(1)
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from rnnkit.core.models import LanguageModel, LMConfig
-from rnnkit.core.schedules import build_optimizer, decay_groups
+from rnnkit.core.models.kinds import LanguageModel, LMConfig
+from rnnkit.core.train.schedules import build_optimizer, decay_groups
 
 
 def test_decay_only_on_weight_matrices_not_embeddings_biases():
@@ -46,8 +46,9 @@ def test_coupled_decay_that_erases_weights_is_refused():
 def test_a_run_checkpointed_with_one_group_resumes(tmp_path, monkeypatch):
     """Runs started before decay groups have a one-group optimizer in their checkpoints: they
     resume with one group instead of refusing."""
-    from rnnkit.core import schedules, trainer
-    from rnnkit.core.checkpoint import saved_group_count
+    from rnnkit.core.train import schedules
+    from rnnkit.core.train import trainer
+    from rnnkit.core.train.checkpoint import saved_group_count
     from test_trainer import cfg_for
     from test_trainer_toys import ToyLMTask, tiny_lm
 

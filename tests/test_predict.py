@@ -127,8 +127,8 @@ def test_generate_is_the_name_and_sample_its_alias():
 
 # --------------------------------------------------------------------------- engines
 def test_entity_spans_are_the_scorers_chunks():
-    """edge.predict_tag.spans (torch-free) == core.tasks_tagger.chunks on random tag sequences."""
-    from rnnkit.core.tasks_tagger import chunks
+    """edge.predict_tag.spans (torch-free) == core.tasks.tagger.chunks on random tag sequences."""
+    from rnnkit.core.tasks.tagger import chunks
     from rnnkit.edge.predict_tag import spans
 
     rng = random.Random(0)
@@ -154,8 +154,8 @@ def test_forecast_equals_the_tasks_recursive_forecast(models):
     """The engine's forecast = TimeseriesTask.multi_step of the PyTorch model (history's own mu / sd)."""
     import torch  # noqa: F401
 
-    from rnnkit.core import registry
-    from rnnkit.core.tasks_timeseries import Series, TimeseriesTask
+    from rnnkit.core.models import registry
+    from rnnkit.core.tasks.timeseries import Series, TimeseriesTask
     from rnnkit.edge.predict_series import SeriesForecaster
 
     history = [100 + 20 * np.sin(i / 2) + i for i in range(60)]

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from rnnkit.core import recipes as R
-from rnnkit.core.models import LanguageModel, LMConfig
-from rnnkit.core.next_word import next_word_accuracy, true_word
-from rnnkit.core.tasks_lm import LMTask, LMWindows, append_jsonl, batchify
+from rnnkit.core.models.kinds import LanguageModel, LMConfig
+from rnnkit.core.tasks.next_word_proxy import next_word_accuracy, true_word
+from rnnkit.core.tasks.lm import LMTask, LMWindows, batchify
+from rnnkit.core.train.run_log import append_jsonl
 
 torch.set_num_threads(1)
 LM_RECIPES = ("char-shakespeare", "ptb-lm", "suggest-en")
@@ -122,7 +123,7 @@ def _periodic_stream(n=4000, period=5, vocab=11):
 
 
 def test_lm_task_learns_a_periodic_stream_with_the_trainer(tmp_path):
-    from rnnkit.core.trainer import TrainConfig, train
+    from rnnkit.core.train.trainer import TrainConfig, train
 
     torch.manual_seed(0)
     stream = _periodic_stream()
@@ -254,8 +255,8 @@ def test_make_results_reports_figures_against_bars(tmp_path):
 
 
 def test_decode_continuation_cuts_the_prompt_and_maps_eos_to_newline():
-    from rnnkit.core.tasks_lm import decode_continuation, start_ids
-    from rnnkit.core.tokenizers import CharTokenizer, WordTokenizer
+    from rnnkit.core.tasks.lm import decode_continuation, start_ids
+    from rnnkit.core.text.tokenizers import CharTokenizer, WordTokenizer
 
     ch = CharTokenizer.train(["ab c\n"])
     ids = start_ids(ch, "ab")

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.core.tasks_classify import Batches, SentimentSplit, SentimentTask, bucketed_batches, pad_ids
-from rnnkit.core.tasks_tagger import TaggerTask, TaggerVocab, chunk_f1, chunks
-from rnnkit.core.tasks_timeseries import Series, TimeseriesTask, _Prepared, mape, rmse, seasonal_naive
+from rnnkit.core.tasks.classify import SentimentSplit, SentimentTask
+from rnnkit.core.tasks.common import Batches, bucketed_batches, pad_ids
+from rnnkit.core.tasks.tagger import TaggerTask, TaggerVocab, chunk_f1, chunks
+from rnnkit.core.tasks.timeseries import Series, TimeseriesTask, _Prepared, mape, rmse, seasonal_naive
 
 torch.set_num_threads(1)
 
@@ -178,7 +179,7 @@ class _WordTok:
 
 
 def test_sentiment_task_learns_a_toy_polarity():
-    from rnnkit.core.models import ClassifierConfig, SequenceClassifier
+    from rnnkit.core.models.kinds import ClassifierConfig, SequenceClassifier
 
     pos, neg = ["good fun", "great good", "fun great film"], ["bad dull", "awful bad", "dull awful film"]
     texts = pos + neg + ["film"]
@@ -209,7 +210,7 @@ def test_sentiment_split_rejects_out_of_range_scores():
 
 
 def test_tagger_vocab_and_task_on_tiny_conll(tmp_path):
-    from rnnkit.core.models import Tagger, TaggerConfig
+    from rnnkit.core.models.kinds import Tagger, TaggerConfig
 
     train = [(["John", "lives", "in", "Paris"], ["B-PER", "O", "O", "B-LOC"]),
              (["Mary", "Smith", "visited", "Berlin", "in", "1999"], ["B-PER", "I-PER", "O", "B-LOC", "O", "O"])]
@@ -353,10 +354,10 @@ def test_translation_task_learns_a_toy_mapping_and_finalizes(tmp_path):
     import json
     import random
 
-    from rnnkit.core.seq2seq import Seq2Seq, Seq2SeqConfig
-    from rnnkit.core.tasks_seq2seq import TranslationTask, corpus_scores
-    from rnnkit.core.tokenizers import WordTokenizer
-    from rnnkit.core.trainer import TrainConfig, train
+    from rnnkit.core.models.seq2seq import Seq2Seq, Seq2SeqConfig
+    from rnnkit.core.tasks.translate import TranslationTask, corpus_scores
+    from rnnkit.core.text.tokenizers import WordTokenizer
+    from rnnkit.core.train.trainer import TrainConfig, train
 
     rng = random.Random(0)
     words = "zero one two three four five six seven".split()

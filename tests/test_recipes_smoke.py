@@ -33,7 +33,7 @@ def test_lm_recipe_smoke_on_real_corpus(recipe, tmp_path):
     first_train = [r for r in recs if r.get("kind") == "train"][0]["loss"]
     assert final["val_loss"] < first_train, (first_train, final["val_loss"])
     # an untrained model scores about ln(vocab): the trained one must be clearly better
-    from rnnkit.core.tokenizers import load_tokenizer
+    from rnnkit.core.text.tokenizers import load_tokenizer
 
     assert final["val_loss"] < 0.95 * math.log(load_tokenizer(run).vocab_size)
     if recipe == "suggest-en":

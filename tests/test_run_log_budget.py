@@ -1,6 +1,6 @@
 """The progress bar tells the budget that binds: with a time budget, no step-based ETA."""
 
-from rnnkit.core.run_log import RunLog
+from rnnkit.core.train.run_log import RunLog
 
 
 def test_time_budget_bar_has_no_step_eta_and_shows_minutes(tmp_path, capsys):

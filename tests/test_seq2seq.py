@@ -11,9 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rnnkit.core import registry
-from rnnkit.core.seq2seq import Seq2Seq, Seq2SeqConfig
-from rnnkit.core.seq2seq_search import length_normalised
+from rnnkit.core.models import registry
+from rnnkit.core.models.seq2seq import Seq2Seq, Seq2SeqConfig
+from rnnkit.core.models.seq2seq_search import length_normalised
 
 torch.set_num_threads(1)
 PAD, BOS, EOS = 0, 1, 2

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from rnnkit.core.tasks_seq2seq import corpus_scores
-from rnnkit.core.tasks_tagger import chunk_f1
+from rnnkit.core.tasks.translate import corpus_scores
+from rnnkit.core.tasks.tagger import chunk_f1
 
 
 def test_entity_f1_by_hand():
@@ -26,7 +26,7 @@ def test_bleu_is_hypotheses_against_references():
 
 
 def test_sentiment_accuracy_and_mae_by_hand():
-    from rnnkit.core.tasks_classify import SentimentTask
+    from rnnkit.core.tasks.classify import SentimentTask
 
     task = object.__new__(SentimentTask)  # only split_metrics is exercised: no model, no data
     task.splits = {"val": SimpleNamespace(texts=["a", "b", "c", "d"], scores=[0.5, -0.5, 1.0, 0.0])}

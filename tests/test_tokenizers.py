@@ -9,7 +9,7 @@ import sys
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from rnnkit.core.tokenizers import (CharTokenizer, SentencePieceTokenizer, WordTokenizer,
+from rnnkit.core.text.tokenizers import (CharTokenizer, SentencePieceTokenizer, WordTokenizer,
                                     load_tokenizer, train_sentencepiece)
 
 CORPUS = [
@@ -209,7 +209,7 @@ def test_load_tokenizer_errors(tmp_path):
 
 
 def test_module_is_torch_free():
-    code = ("import sys; import rnnkit.core.tokenizers, rnnkit.core.data, rnnkit.core.data.readers; "
+    code = ("import sys; import rnnkit.core.text.tokenizers, rnnkit.core.data, rnnkit.core.data.readers; "
             "bad = [m for m in ('torch', 'tqdm', 'statsmodels', 'pandas') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

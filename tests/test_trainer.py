@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from rnnkit.core import registry
-from rnnkit.core.checkpoint import find_latest, load_checkpoint
-from rnnkit.core.schedules import LRSchedule
-from rnnkit.core.trainer import NonFiniteLossError, TrainConfig, detach_state, seed_everything, train
+from rnnkit.core.models import registry
+from rnnkit.core.train.checkpoint import find_latest, load_checkpoint
+from rnnkit.core.train.schedules import LRSchedule
+from rnnkit.core.train.trainer import NonFiniteLossError, TrainConfig, detach_state, seed_everything, train
 from test_trainer_toys import ToyLMTask, tiny_lm
 
 torch.set_num_threads(1)
@@ -251,7 +251,7 @@ def test_progress_bar_and_quiet_log_lines(tmp_path, capsys):
 
 def test_deferred_nonfinite_check_as_on_gpu(tmp_path, monkeypatch):
     # On GPU the NaN check stays on the device and is read at log / checkpoint steps only.
-    from rnnkit.core import trainer as trainer_mod
+    from rnnkit.core.train import trainer as trainer_mod
 
     class Deferred(trainer_mod._LossMeter):
         def __init__(self, device, immediate, *a):
@@ -265,7 +265,7 @@ def test_deferred_nonfinite_check_as_on_gpu(tmp_path, monkeypatch):
 
 
 def test_device_and_precision_choice(monkeypatch):
-    from rnnkit.core import device as dev
+    from rnnkit.core.train import device as dev
 
     cpu = torch.device("cpu")
     assert dev.resolve_device("cpu") == cpu
@@ -290,7 +290,7 @@ def test_device_and_precision_choice(monkeypatch):
 
 
 def test_oneDNN_switch_is_scoped_and_training_picks_the_measured_setting(tmp_path):
-    from rnnkit.core import device as dev
+    from rnnkit.core.train import device as dev
 
     torch.backends.mkldnn.enabled = not dev.MKLDNN_FOR_TRAINING
     train(tiny_lm(), ToyLMTask(), cfg_for(tmp_path, max_steps=2))

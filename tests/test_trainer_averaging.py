@@ -10,11 +10,11 @@ import random
 import pytest
 import torch
 
-from rnnkit.core import registry
-from rnnkit.core import trainer as trainer_mod
-from rnnkit.core.checkpoint import find_latest
-from rnnkit.core.tasks_lm import LMTask, variable_bptt_lengths
-from rnnkit.core.trainer import TrainConfig, train
+from rnnkit.core.models import registry
+from rnnkit.core.train import trainer as trainer_mod
+from rnnkit.core.train.checkpoint import find_latest
+from rnnkit.core.tasks.lm import LMTask, variable_bptt_lengths
+from rnnkit.core.train.trainer import TrainConfig, train
 from test_trainer_toys import ToyLMTask, tiny_lm
 
 torch.set_num_threads(1)

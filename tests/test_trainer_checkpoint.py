@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.core import checkpoint as ck
-from rnnkit.core.checkpoint import CheckpointError, find_latest, load_checkpoint, save_checkpoint
-from rnnkit.core.rng import get_rng_state, set_rng_state
-from rnnkit.core.schedules import build_optimizer
-from rnnkit.core.train_types import TrainConfig
+from rnnkit.core.train import checkpoint as ck
+from rnnkit.core.train.checkpoint import CheckpointError, find_latest, load_checkpoint, save_checkpoint
+from rnnkit.core.train.rng import get_rng_state, set_rng_state
+from rnnkit.core.train.schedules import build_optimizer
+from rnnkit.core.train.types import TrainConfig
 from test_trainer_toys import tiny_lm
 
 torch.set_num_threads(1)
@@ -77,7 +77,7 @@ def test_rng_state_round_trip():
 def test_checkpoint_rejects_a_different_model(tmp_path):
     model = tiny_lm()
     save_checkpoint(tmp_path, model, torch.optim.SGD(model.parameters(), lr=0.1), {"step": 1})
-    from rnnkit.core.models import LanguageModel, LMConfig
+    from rnnkit.core.models.kinds import LanguageModel, LMConfig
 
     bigger = LanguageModel(LMConfig(vocab_size=16, embed_size=12, hidden_size=32, num_layers=2))
     with pytest.raises(CheckpointError, match="does not fit this model"):

@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from rnnkit.core import device as dev
-from rnnkit.core.trainer import TrainConfig, train
+from rnnkit.core.train import device as dev
+from rnnkit.core.train.trainer import TrainConfig, train
 from test_trainer_toys import ToyLMTask, tiny_lm
 
 torch.set_num_threads(1)

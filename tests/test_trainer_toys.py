@@ -14,7 +14,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from rnnkit.core.models import LanguageModel, LMConfig
+from rnnkit.core.models.kinds import LanguageModel, LMConfig
 
 
 def tiny_lm(seed: int = 0, vocab: int = 16, cell: str = "lstm", dropout: float = 0.3) -> LanguageModel:
@@ -89,7 +89,7 @@ class ToyLMTask:
 
 def main(argv=None) -> int:
     """Train the toy LM; the SIGKILL and torchrun tests run this in a subprocess."""
-    from rnnkit.core.trainer import TrainConfig, train
+    from rnnkit.core.train.trainer import TrainConfig, train
 
     p = argparse.ArgumentParser()
     p.add_argument("run_dir")

@@ -10,11 +10,11 @@ errors), ``loaders`` (``load_text("ptb", "train")`` and friends over the fetched
 Torch-free: stdlib + numpy (+ statsmodels for the co2 series, imported only then).
 """
 
-from .fetcher import (CORPORA, CorpusMissingError, DataFetchError, corpus_dir, data_root,
+from rnnkit.core.data.fetcher import (CORPORA, CorpusMissingError, DataFetchError, corpus_dir, data_root,
                       fetch, is_complete, read_meta)
-from .loaders import (load_conll, load_lines, load_parallel, load_sentiment, load_series,
+from rnnkit.core.data.loaders import (load_conll, load_lines, load_parallel, load_sentiment, load_series,
                       load_text, split_path)
-from .readers import (ReaderError, Series, read_conll, read_parallel_tsv, read_series_csv,
+from rnnkit.core.data.readers import (ReaderError, Series, read_conll, read_parallel_tsv, read_series_csv,
                       read_text_lines, read_tsv)
 
 __all__ = ["CORPORA", "CorpusMissingError", "DataFetchError", "ReaderError", "Series",

@@ -21,8 +21,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from ..atomic import atomic_write_bytes, atomic_write_text
-from .textclean import detokenize, shakespeare_markdown_to_plain, squash_spaces
+from rnnkit.core.atomic import atomic_write_bytes, atomic_write_text
+from rnnkit.core.data.textclean import detokenize, shakespeare_markdown_to_plain, squash_spaces
 
 SPLITS = ("train", "valid", "test")
 SEED = 1337

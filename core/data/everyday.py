@@ -27,8 +27,8 @@ import zipfile
 from collections import defaultdict
 from pathlib import Path
 
-from .corpora import SEED, SPLITS, _conll_sentences, write_lines
-from .textclean import detokenize, squash_spaces
+from rnnkit.core.data.corpora import SEED, SPLITS, _conll_sentences, write_lines
+from rnnkit.core.data.textclean import detokenize, squash_spaces
 
 WHY = ("Natural proportions, no resampling: chat is over half because people type chat-like "
        "text; email adds requests, plans and sign-offs (\"Can we schedule a meeting\"); WordNet, "

@@ -25,9 +25,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
-from ..atomic import atomic_write_json, atomic_write_text, sha256_file
-from . import corpora as C
-from . import everyday as E
+from rnnkit.core.atomic import atomic_write_json, atomic_write_text, sha256_file
+from rnnkit.core.data import corpora as C
+from rnnkit.core.data import everyday as E
 
 COMPLETE = ".complete"
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .fetcher import corpus_dir
-from .readers import Series, read_conll, read_parallel_tsv, read_series_csv, read_text_lines, \
+from rnnkit.core.data.fetcher import corpus_dir
+from rnnkit.core.data.readers import Series, read_conll, read_parallel_tsv, read_series_csv, read_text_lines, \
     read_tsv
 
 FILES = {  # corpus -> (split names, file extension)

@@ -166,7 +166,7 @@ CONFIG_CASES = {
 
 @pytest.mark.parametrize("case", sorted(CONFIG_CASES))
 def test_model_config_that_does_not_fit_the_weights(run, case):
-    from rnnkit.core import registry
+    from rnnkit.core.models import registry
 
     edit, match = CONFIG_CASES[case]
     path, cfg = _config(run)
@@ -181,7 +181,7 @@ def test_model_config_that_does_not_fit_the_weights(run, case):
                                   '{"kind": "classifier", "config": {"hidden_size": ' + "9" * 5000 + "}}",
                                   '{"kind": "classifier", "config": {"dropout": NaN}}'])
 def test_model_config_that_is_not_json_or_not_finite(run, text):
-    from rnnkit.core import registry
+    from rnnkit.core.models import registry
 
     _config(run)[0].write_text(text)
     with bounded(10), pytest.raises(ValueError) as e:
@@ -200,7 +200,7 @@ def test_weights_file_that_does_not_fit(run, case):
 
     from safetensors.torch import load_file, save_file
 
-    from rnnkit.core import registry
+    from rnnkit.core.models import registry
 
     path = _weights(run)
     data = path.read_bytes()

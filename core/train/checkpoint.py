@@ -35,8 +35,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from .atomic import fsync_dir, atomic_write, atomic_write_json
-from .rng import get_rng_state
+from rnnkit.core.atomic import fsync_dir, atomic_write, atomic_write_json
+from rnnkit.core.train.rng import get_rng_state
 
 FORMAT_VERSION = 1
 LATEST, PREV, TMP_PREFIX = "latest", ".prev", ".tmp-"
@@ -391,7 +391,7 @@ def _check_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str
 def _check_rng(meta: Any, tensors: dict[str, Tensor]) -> None:
     """Apply the saved generator states once (then put the current ones back): a tampered state
     fails here, as one line, instead of after the batches were skipped."""
-    from .rng import get_rng_state, set_rng_state
+    from rnnkit.core.train.rng import get_rng_state, set_rng_state
 
     current = get_rng_state()
     try:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .tasks_classify import Batches, evaluating, model_device
+from rnnkit.core.tasks.common import Batches, evaluating, model_device
 
 INPUT_SIZE = 3  # z, sin(phase), cos(phase)
 
@@ -260,8 +260,8 @@ class TimeseriesTask:
         """Best model's scores; per series a CSV of the test span: actual and every forecast."""
         from pathlib import Path
 
-        from .atomic import atomic_write_text
-        from .tasks_classify import write_final
+        from rnnkit.core.atomic import atomic_write_text
+        from rnnkit.core.tasks.common import write_final
 
         rec = self.evaluate(model)
         for p in self.series:
@@ -305,17 +305,17 @@ def build(recipe, run_dir):
     data.series names the fetched series (airline, co2) and data.specs their split / transform /
     SARIMAX settings; with --train my.csv the user's series uses data.user_series instead.
     """
-    from .models import Forecaster, ForecasterConfig
-    from .tasks_classify import model_fields, seeded_model
+    from rnnkit.core.models.kinds import Forecaster, ForecasterConfig
+    from rnnkit.core.tasks.common import model_fields, seeded_model
 
     data = recipe["data"]
     if data.get("train_file"):
-        from .data.readers import read_series_csv
+        from rnnkit.core.data.readers import read_series_csv
 
         raw = read_series_csv(data["train_file"])
         loaded = [(raw.name, raw, data.get("user_series", {}))]
     else:
-        from .data.loaders import load_series
+        from rnnkit.core.data.loaders import load_series
 
         specs = data.get("specs", {})
         names = list(data.get("series", ["airline", "co2"]))

@@ -14,18 +14,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import atomic_write, atomic_write_json
-from .config import from_dict, to_dict
+from rnnkit.core.atomic import atomic_write, atomic_write_json
+from rnnkit.core.config import from_dict, to_dict
 
 # kind -> (module, config class, model class); imported lazily so one broken or heavy
 # model module does not stop the others from loading.
 KINDS: dict[str, tuple[str, str, str]] = {
-    "lm": ("rnnkit.core.models", "LMConfig", "LanguageModel"),
-    "classifier": ("rnnkit.core.models", "ClassifierConfig", "SequenceClassifier"),
-    "tagger": ("rnnkit.core.models", "TaggerConfig", "Tagger"),
-    "forecaster": ("rnnkit.core.models", "ForecasterConfig", "Forecaster"),
-    "one_to_many": ("rnnkit.core.models", "OneToManyConfig", "ConditionedGenerator"),
-    "seq2seq": ("rnnkit.core.seq2seq", "Seq2SeqConfig", "Seq2Seq"),
+    "lm": ("rnnkit.core.models.kinds", "LMConfig", "LanguageModel"),
+    "classifier": ("rnnkit.core.models.kinds", "ClassifierConfig", "SequenceClassifier"),
+    "tagger": ("rnnkit.core.models.kinds", "TaggerConfig", "Tagger"),
+    "forecaster": ("rnnkit.core.models.kinds", "ForecasterConfig", "Forecaster"),
+    "one_to_many": ("rnnkit.core.models.kinds", "OneToManyConfig", "ConditionedGenerator"),
+    "seq2seq": ("rnnkit.core.models.seq2seq", "Seq2SeqConfig", "Seq2Seq"),
 }
 
 CONFIG_FILE = "config.json"
@@ -96,7 +96,7 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu") -> nn.
     from safetensors import SafetensorError
     from safetensors.torch import load_model
 
-    from .weights_check import WeightsError, check_fits
+    from rnnkit.core.models.weights_check import WeightsError, check_fits
 
     directory = Path(directory)
     record = read_record(directory)

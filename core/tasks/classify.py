@@ -5,14 +5,10 @@ Each task follows the trainer's Task protocol (docs/CONTRACTS.md): deterministic
 ``evaluate(model) -> dict`` holding ``metric``, and ``describe()``.
 
 Accuracies and F1 scores are reported in percent; colors MSE in RGB units (0..255)^2.
-The small batching helpers here (padding, length buckets, rank sharding) are shared by
-the tagger and seq2seq tasks.
 """
 
 from __future__ import annotations
 
-import contextlib
-import random
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -20,98 +16,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnkit.core.tasks.common import (Batches, bucketed_batches, evaluating, model_device, model_fields, pad_ids,
+                                      seeded_model, seeded_subset, unwrap, user_or_corpus_splits,
+                                      write_final)
+
 # The seed's three phrases and their RGB colours.
 COLORS: list[tuple[str, tuple[int, int, int]]] = [
     ("The Forest", (0, 128, 0)),
     ("The Sea", (0, 0, 255)),
     ("The Fire", (255, 165, 0)),
 ]
-
-
-# --------------------------------------------------------------------------- batching helpers
-def pad_ids(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    """Right-pad id lists -> tokens (B, T) int64, lengths (B,) int64. Empty lists become one pad."""
-    lengths = [max(1, len(s)) for s in seqs]
-    out = torch.full((len(seqs), max(lengths)), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if len(s):
-            out[i, :len(s)] = torch.as_tensor(list(s), dtype=torch.long)
-    return out, torch.tensor(lengths, dtype=torch.long)
-
-
-def bucketed_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
-                     shuffle: bool = True, rank: int = 0, world_size: int = 1) -> list[list[int]]:
-    """Index batches of similar lengths (less padding), deterministic in (seed, epoch).
-
-    Shuffle, sort within windows of 50 batches by length, cut, shuffle the batches. Under
-    DDP each rank takes every ``world_size``-th batch of the same list, trimmed so all ranks
-    take the same number of steps.
-    """
-    idx = list(range(len(lengths)))
-    if not shuffle:
-        batches = [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
-    else:
-        rng = random.Random(seed * 1_000_003 + epoch)
-        rng.shuffle(idx)
-        window = batch_size * 50
-        batches = []
-        for w in range(0, len(idx), window):
-            chunk = sorted(idx[w:w + window], key=lambda i: lengths[i])
-            batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-        rng.shuffle(batches)
-    if world_size > 1:
-        batches = batches[: len(batches) - len(batches) % world_size][rank::world_size]
-    return batches
-
-
-class Batches:
-    """A sized, re-iterable epoch of batches: ``len()`` costs nothing (the trainer asks for
-    ``len(task.train_batches(0))`` to size a cosine schedule); batches are built lazily."""
-
-    def __init__(self, plan: Sequence, make):
-        self.plan, self.make = list(plan), make
-
-    def __len__(self) -> int:
-        return len(self.plan)
-
-    def __iter__(self):
-        return (self.make(k, p) for k, p in enumerate(self.plan))
-
-
-def unwrap(model):
-    """The model inside a DistributedDataParallel wrapper (for methods other than forward)."""
-    return getattr(model, "module", model)
-
-
-def model_device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
-@contextlib.contextmanager
-def evaluating(model):
-    """eval() + no_grad for the block, then the model's previous mode back."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was)
-
-
-def write_final(run_dir, record: dict) -> dict:
-    """``results.json`` + a ``{"kind": "final"}`` line in ``metrics.jsonl`` (as the LM tasks do)."""
-    from pathlib import Path
-
-    from .atomic import atomic_write_json
-    from .tasks_lm import append_jsonl
-
-    record = {"kind": "final", **record}
-    if run_dir is not None:
-        atomic_write_json(Path(run_dir) / "results.json", record)
-        append_jsonl(Path(run_dir) / "metrics.jsonl",
-                     {k: v for k, v in record.items() if isinstance(v, (int, float, str))})
-    return record
 
 
 # --------------------------------------------------------------------------- sentiment
@@ -331,7 +245,7 @@ class ColorsInverseTask:
 
     def generate(self, model, rgb: Sequence[float]) -> str:
         """Greedy phrase for one colour (0..255 units)."""
-        from .sampling import generate
+        from rnnkit.core.models.sampling import generate
 
         cond = torch.tensor([list(rgb)], dtype=torch.float32, device=model_device(model)) / 255.0
         with evaluating(model):
@@ -349,56 +263,6 @@ class ColorsInverseTask:
 
 
 # --------------------------------------------------------------------------- recipe builders
-def seeded_model(recipe, cls, cfg):
-    """Build the model with its weights drawn from the recipe's seed (the trainer seeds only
-    after the model exists), so two runs of one recipe start from the same weights."""
-    torch.manual_seed(int(recipe["train"].get("seed", 1337)))
-    return cls(cfg)
-
-
-def model_fields(recipe) -> dict:
-    """The recipe's model section without ``kind`` (the builder fills vocabulary-dependent fields)."""
-    return {k: v for k, v in recipe["model"].items() if k != "kind"}
-
-
-def seeded_holdout(rows: list, fraction: float, seed: int) -> tuple[list, list]:
-    """(kept, held out): a seeded random ``fraction`` held out (user files are often sorted by label)."""
-    if len(rows) < 2:
-        raise ValueError(f"need at least 2 rows to hold out a validation part, got {len(rows)} (or pass --valid FILE)")
-    idx = list(range(len(rows)))
-    random.Random(seed).shuffle(idx)
-    n = max(1, int(round(len(rows) * fraction)))
-    held = set(idx[:n])
-    return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
-
-
-def seeded_subset(rows: list, n: int, seed: int) -> list:
-    """``n`` rows drawn at random in their original order (0 = all). Corpora files are often
-    sorted (MR: positives first, Bible: by book), so a head would be one-sided."""
-    if n <= 0 or n >= len(rows):
-        return rows
-    keep = sorted(random.Random(seed).sample(range(len(rows)), n))
-    return [rows[i] for i in keep]
-
-
-def user_or_corpus_splits(data: dict, read, load, holdout: float, seed: int) -> tuple[list, list, list | None]:
-    """(train, valid, test) rows: the user's ``train_file`` [``valid_file`` ``test_file``] read with
-    ``read(path)`` (a seeded ``holdout`` fraction of train when no valid file), else the fetched
-    corpus through ``load(split)``."""
-    if not data.get("train_file"):
-        return load("train"), load("valid"), load("test")
-    train = read(data["train_file"])
-    if data.get("valid_file"):
-        valid = read(data["valid_file"])
-    else:
-        train, valid = seeded_holdout(train, holdout, seed)
-    from .data.readers import warn_small_valid
-
-    warn_small_valid(len(valid), "rows", held_out=not data.get("valid_file"), fraction=holdout)
-    return train, valid, (read(data["test_file"]) if data.get("test_file") else None)
-
-
-
 def clean_mr_text(text: str) -> str:
     """VADER's MR sentences keep HTML entities and '' for double quotes."""
     import html
@@ -408,14 +272,14 @@ def clean_mr_text(text: str) -> str:
 
 def build_sentiment(recipe, run_dir):
     """``(model, task, tokenizer)`` for sentiment-mr: MR sentences (or the user's TSV score/label, text)."""
-    from .data.readers import read_tsv
-    from .lm_data import train_tokenizer
-    from .models import ClassifierConfig, SequenceClassifier
-    from .recipes import load_or_train_tokenizer
+    from rnnkit.core.data.readers import read_tsv
+    from rnnkit.core.tasks.lm_data import train_tokenizer
+    from rnnkit.core.models.kinds import ClassifierConfig, SequenceClassifier
+    from rnnkit.core.recipes import load_or_train_tokenizer
 
     data = recipe["data"]
     seed = int(recipe["train"].get("seed", 1337))
-    from .data.loaders import load_sentiment
+    from rnnkit.core.data.loaders import load_sentiment
 
     train, valid, test = user_or_corpus_splits(
         data, lambda path: read_tsv(path, columns=("score", "text")), load_sentiment, 0.1, seed)
@@ -436,7 +300,7 @@ def build_sentiment(recipe, run_dir):
 
 def read_color_file(path) -> list[tuple[str, tuple[float, float, float]]]:
     """The user's colors: ``phrase<TAB>r<TAB>g<TAB>b`` a line (values 0..255)."""
-    from .data.readers import ReaderError, iter_lines
+    from rnnkit.core.data.readers import ReaderError, iter_lines
 
     rows = []
     for no, text in iter_lines(path):
@@ -456,9 +320,9 @@ def read_color_file(path) -> list[tuple[str, tuple[float, float, float]]]:
 
 def build_colors(recipe, run_dir):
     """``(model, task, tokenizer)`` for the seed's colors toy (or the user's phrase/RGB file)."""
-    from .lm_data import train_tokenizer
-    from .models import ClassifierConfig, SequenceClassifier
-    from .recipes import load_or_train_tokenizer
+    from rnnkit.core.tasks.lm_data import train_tokenizer
+    from rnnkit.core.models.kinds import ClassifierConfig, SequenceClassifier
+    from rnnkit.core.recipes import load_or_train_tokenizer
 
     data = recipe["data"]
     rows = read_color_file(data["train_file"]) if data.get("train_file") else COLORS

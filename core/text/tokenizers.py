@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .atomic import atomic_write_bytes  # stdlib only
+from rnnkit.core.atomic import atomic_write_bytes  # stdlib only
 
 MODEL_FILE = "tokenizer.model"
 JSON_FILE = "tokenizer.json"

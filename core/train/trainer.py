@@ -9,11 +9,11 @@ Run directory (``cfg.run_dir``)::
 
     config.json      {"train": resolved TrainConfig, "model": registry record, "task": task.describe(),
                       "hardware": {...}, "world_size": n}
-    metrics.jsonl    see core/run_log.py
+    metrics.jsonl    see core/train/run_log.py
     model/           registry.save of the best model by task.metric (the last one if never evaluated)
     model_last/      registry.save of the model at the end of the run
-                     (with cfg.average active, both hold the averaged weights: core/averaging.py)
-    checkpoints/latest/  see core/checkpoint.py
+                     (with cfg.average active, both hold the averaged weights: core/train/averaging.py)
+    checkpoints/latest/  see core/train/checkpoint.py
     loss.png         train loss and validation curve
 """
 
@@ -31,16 +31,16 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from . import device as devices
-from . import distributed as ddp
-from .atomic import atomic_write_json
-from .averaging import STATE_DEFAULTS as AVG_STATE, WeightAverager
-from .checkpoint import (CheckpointError, find_latest, load_checkpoint, prepare_tmp_dir, save_checkpoint, save_rank_state,
+from rnnkit.core.train import device as devices
+from rnnkit.core.train import distributed as ddp
+from rnnkit.core.atomic import atomic_write_json
+from rnnkit.core.train.averaging import STATE_DEFAULTS as AVG_STATE, WeightAverager
+from rnnkit.core.train.checkpoint import (CheckpointError, find_latest, load_checkpoint, prepare_tmp_dir, save_checkpoint, save_rank_state,
                          saved_group_count, shared_tmp_dir)
-from .rng import preserved_rng, seed_everything, set_rng_state
-from .run_log import RunLog
-from .schedules import LRSchedule, build_optimizer
-from .train_types import NonFiniteLossError, Task, TrainConfig, TrainResult, detach_state
+from rnnkit.core.train.rng import preserved_rng, seed_everything, set_rng_state
+from rnnkit.core.train.run_log import RunLog
+from rnnkit.core.train.schedules import LRSchedule, build_optimizer
+from rnnkit.core.train.types import NonFiniteLossError, Task, TrainConfig, TrainResult, detach_state
 
 __all__ = ["Task", "TrainConfig", "TrainResult", "NonFiniteLossError", "train", "detach_state",
            "seed_everything"]
@@ -65,7 +65,7 @@ def _improved(value: float, best: Optional[float], mode: str) -> bool:
 
 
 def _save_model(model: nn.Module, directory: Path) -> None:
-    from . import registry
+    from rnnkit.core.models import registry
 
     if hasattr(model, "kind") and hasattr(model, "config"):
         registry.save(model, directory)
@@ -263,7 +263,7 @@ class _Run:
         cfg, model = self.cfg, self.model
         record = None
         if hasattr(model, "kind") and hasattr(model, "config"):
-            from .registry import model_record
+            from rnnkit.core.models.registry import model_record
             record = model_record(model)
         describe = getattr(self.task, "describe", None)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -291,7 +291,8 @@ class _Run:
                 _save_model(self.model, self.run_dir / "model_last")
                 if not (self.run_dir / "model").exists():  # never evaluated to a finite metric
                     _save_model(self.model, self.run_dir / "model")
-            from .plots import plot_losses, read_metrics
+            from rnnkit.core.train.plots import plot_losses
+            from rnnkit.core.train.run_log import read_metrics
             plot_losses(read_metrics(self.run_dir / "metrics.jsonl"), self.run_dir / "loss.png", self.task.metric)
             self.log.print(f"done: {stop_reason} at step {st['step']}, best {self.task.metric} "
                            f"{st['best_metric']} (step {st['best_step']}), {self.elapsed():.1f}s")

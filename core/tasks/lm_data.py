@@ -24,13 +24,13 @@ HOLDOUT = 0.05
 
 
 def _read_lines(path: str | Path) -> list[str]:
-    from .data.readers import read_text_lines
+    from rnnkit.core.data.readers import read_text_lines
 
     return list(read_text_lines(path))
 
 
 def _corpus_lines(corpus: str, split: str) -> list[str]:
-    from .data import load_lines  # raises "run `rnnkit data fetch`" when the corpus is missing
+    from rnnkit.core.data import load_lines  # raises "run `rnnkit data fetch`" when the corpus is missing
 
     return list(load_lines(corpus, split))
 
@@ -48,7 +48,7 @@ def load_splits(data: Mapping[str, Any]) -> dict[str, list[str]]:
                 raise ValueError(f"{data['train_file']}: need at least 2 lines to hold out a validation part "
                                  f"(or pass --valid FILE)")
             splits = {"train": lines[:-n_valid], "valid": lines[-n_valid:]}
-        from .data.readers import warn_small_valid
+        from rnnkit.core.data.readers import warn_small_valid
 
         warn_small_valid(len(splits["valid"]), "lines", held_out=not data.get("valid_file"),
                          fraction=HOLDOUT, minimum=MIN_VALID_LINES)
@@ -65,7 +65,7 @@ def load_splits(data: Mapping[str, Any]) -> dict[str, list[str]]:
 
 def train_tokenizer(spec: Mapping[str, Any], lines: Sequence[str]):
     """Train the recipe's tokenizer (``spec["kind"]``: char | word | sentencepiece) on ``lines``."""
-    from . import tokenizers as T
+    from rnnkit.core.text import tokenizers as T
 
     kind = spec.get("kind")
     if kind == "char":

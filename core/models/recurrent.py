@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .regularize import drop_connect, locked_dropout
+from rnnkit.core.models.regularize import drop_connect, locked_dropout
 
 CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 State = tuple[Tensor, ...]

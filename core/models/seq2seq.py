@@ -33,9 +33,9 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from .models import RecurrentModel
-from .recurrent import RecurrentStack, State, check_cell, last_valid, state_size
-from .seq2seq_search import Decoded, beam_search, greedy_search, log_probs
+from rnnkit.core.models.kinds import RecurrentModel
+from rnnkit.core.models.recurrent import RecurrentStack, State, check_cell, last_valid, state_size
+from rnnkit.core.models.seq2seq_search import Decoded, beam_search, greedy_search, log_probs
 
 ATTENTIONS = ("luong", "bahdanau")
 

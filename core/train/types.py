@@ -1,5 +1,5 @@
 """The trainer's public types: the Task protocol, TrainConfig, TrainResult, NonFiniteLossError,
-and ``detach_state`` (truncated BPTT). ``rnnkit.core.trainer`` re-exports all of them."""
+and ``detach_state`` (truncated BPTT). ``rnnkit.core.train.trainer`` re-exports all of them."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class TrainConfig:
     seed: int = 1337
     log_every: int = 50
     quiet: bool = False           # log lines instead of a progress bar (for nohup logs)
-    # Averaged weights (core/averaging.py): none | ema | asgd | nt-asgd. Once active, the averages
+    # Averaged weights (core/train/averaging.py): none | ema | asgd | nt-asgd. Once active, the averages
     # are what is evaluated and saved in model/ and model_last/ (so exported); training goes on
     # from the raw weights.
     average: str = "none"
@@ -70,7 +70,7 @@ class TrainConfig:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
-        from .averaging import AVERAGES
+        from rnnkit.core.train.averaging import AVERAGES
 
         if self.average not in AVERAGES:
             raise ValueError(f"average must be one of {', '.join(AVERAGES)}, got {self.average!r}")

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .atomic import atomic_write_json
-from .tasks_classify import Batches, bucketed_batches, evaluating, model_device
+from rnnkit.core.atomic import atomic_write_json
+from rnnkit.core.tasks.common import Batches, bucketed_batches, evaluating, model_device
 
 Sentence = tuple[list[str], list[str]]  # (tokens, tags)
 
@@ -243,7 +243,7 @@ class TaggerTask:
 
     def finalize(self, model, run_dir=None, samples: int = 5) -> dict:
         """Best model's val / test entity scores (per type too) and a few tagged test sentences."""
-        from .tasks_classify import write_final
+        from rnnkit.core.tasks.common import write_final
 
         rec = self.evaluate(model)
         sents = self.splits.get("test") or self.splits["val"]
@@ -268,13 +268,13 @@ def build(recipe, run_dir):
     The "tokenizer" of a tagger is its ``TaggerVocab`` (words, characters, tags), built on the
     train split and saved as ``run_dir/tagger_vocab.json`` (reused on --resume).
     """
-    from .data.readers import read_conll
-    from .models import Tagger, TaggerConfig
-    from .tasks_classify import model_fields, seeded_model, seeded_subset, user_or_corpus_splits
+    from rnnkit.core.data.readers import read_conll
+    from rnnkit.core.models.kinds import Tagger, TaggerConfig
+    from rnnkit.core.tasks.common import model_fields, seeded_model, seeded_subset, user_or_corpus_splits
 
     data, run_dir = recipe["data"], Path(run_dir)
     seed = int(recipe["train"].get("seed", 1337))
-    from .data.loaders import load_conll
+    from rnnkit.core.data.loaders import load_conll
 
     train, valid, test = user_or_corpus_splits(data, read_conll, load_conll, 0.1, seed)
     train = seeded_subset(train, int(data.get("max_train_sentences", 0) or 0), seed)

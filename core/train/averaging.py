@@ -111,7 +111,7 @@ class WeightAverager:
 
     def check_resumed(self, where) -> None:
         """After loading a checkpoint: the counters are sane and the averages are there."""
-        from .checkpoint import CheckpointError
+        from rnnkit.core.train.checkpoint import CheckpointError
 
         st = self.st
         if not isinstance(st["avg_active"], bool) or not (isinstance(st["avg_count"], int)

@@ -19,8 +19,8 @@ from typing import Optional, Sequence
 import torch.nn.functional as F
 from torch import Tensor
 
-from .atomic import atomic_write_text
-from .tasks_classify import Batches, bucketed_batches, evaluating, model_device, pad_ids
+from rnnkit.core.atomic import atomic_write_text
+from rnnkit.core.tasks.common import Batches, bucketed_batches, evaluating, model_device, pad_ids
 
 Pair = tuple[str, str]
 
@@ -164,7 +164,7 @@ class TranslationTask:
                               "".join(f"{clean(s)}\t{clean(r)}\t{clean(h)}\n" for (s, r), h in zip(pairs, hyps)))
             atomic_write_text(run_dir / "samples.txt", "\n".join(
                 f"SRC: {p['src']}\nREF: {p['ref']}\nHYP: {p['hyp']}\n" for p in picks))
-        from .tasks_classify import write_final
+        from rnnkit.core.tasks.common import write_final
 
         for name in self.extra_tests:
             extra = self.raw[f"test_{name}"]
@@ -197,15 +197,15 @@ def build(recipe, run_dir):
     shared embeddings); false: ``run_dir/tokenizer_src/`` and ``run_dir/tokenizer_tgt/`` and
     the returned tokenizer is the pair (src, tgt).
     """
-    from .data.readers import read_parallel_tsv
-    from .lm_data import train_tokenizer
-    from .recipes import load_or_train_tokenizer
-    from .seq2seq import Seq2Seq, Seq2SeqConfig
-    from .tasks_classify import model_fields, seeded_model, seeded_subset, user_or_corpus_splits
+    from rnnkit.core.data.readers import read_parallel_tsv
+    from rnnkit.core.tasks.lm_data import train_tokenizer
+    from rnnkit.core.recipes import load_or_train_tokenizer
+    from rnnkit.core.models.seq2seq import Seq2Seq, Seq2SeqConfig
+    from rnnkit.core.tasks.common import model_fields, seeded_model, seeded_subset, user_or_corpus_splits
 
     data, tok_spec, run_dir = recipe["data"], dict(recipe["tokenizer"]), Path(run_dir)
     seed = int(recipe["train"].get("seed", 1337))
-    from .data.loaders import load_parallel
+    from rnnkit.core.data.loaders import load_parallel
 
     corpus = data.get("corpus", "bible_en_de")
     train, valid, test = user_or_corpus_splits(

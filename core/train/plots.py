@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Iterable
 
-from .atomic import atomic_write
-
-
-def read_metrics(path: str | Path) -> list[dict]:
-    """Records of a metrics.jsonl file; a torn last line (run killed mid-write) is skipped."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+from rnnkit.core.atomic import atomic_write
 
 
 def plot_losses(records: Iterable[dict], path: str | Path, metric: str | None = None) -> Path | None:

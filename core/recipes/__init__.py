@@ -7,7 +7,7 @@ A recipe file (``core/recipes/<name>.json``) looks like::
      "data":      {"corpus": "ptb", "batch_size": 32, "bptt": 35, ...},   # corpus + batching
      "tokenizer": {"kind": "char" | "word" | "sentencepiece", "vocab_size": 8000, "model_type": "unigram"},
      "model":     {"kind": "lm", ...fields of the model's config dataclass (vocab/special ids come from the tokenizer)},
-     "train":     {...fields of rnnkit.core.trainer.TrainConfig},
+     "train":     {...fields of rnnkit.core.train.trainer.TrainConfig},
      "sizes":     {"smoke": {"model": {...}, "train": {...}, "data": {...}}, "full": {...}}}
 
 ``resolve_recipe(name, size, overrides)`` merges ``sizes[size]`` then the overrides into the base
@@ -31,19 +31,19 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-RECIPE_DIR = Path(__file__).parent / "recipes"
+RECIPE_DIR = Path(__file__).parent  # the recipe JSON files live beside this module
 
-# recipe name -> builder "module:function". Language models (tasks_lm) and the other tasks;
+# recipe name -> builder "module:function". Language models (tasks/lm.py) and the other tasks;
 # a recipe whose JSON file is missing is simply not listed.
 RECIPES: dict[str, str] = {
-    "char-shakespeare": "rnnkit.core.tasks_lm:build",
-    "ptb-lm": "rnnkit.core.tasks_lm:build",
-    "suggest-en": "rnnkit.core.tasks_lm:build",
-    "colors": "rnnkit.core.tasks_classify:build_colors",
-    "sentiment-mr": "rnnkit.core.tasks_classify:build_sentiment",
-    "translate-en-de": "rnnkit.core.tasks_seq2seq:build",
-    "ner-conll": "rnnkit.core.tasks_tagger:build",
-    "timeseries": "rnnkit.core.tasks_timeseries:build",
+    "char-shakespeare": "rnnkit.core.tasks.lm:build",
+    "ptb-lm": "rnnkit.core.tasks.lm:build",
+    "suggest-en": "rnnkit.core.tasks.lm:build",
+    "colors": "rnnkit.core.tasks.classify:build_colors",
+    "sentiment-mr": "rnnkit.core.tasks.classify:build_sentiment",
+    "translate-en-de": "rnnkit.core.tasks.translate:build",
+    "ner-conll": "rnnkit.core.tasks.tagger:build",
+    "timeseries": "rnnkit.core.tasks.timeseries:build",
 }
 
 SECTIONS = ("data", "tokenizer", "model", "train")
@@ -85,14 +85,14 @@ def read_recipe(name: str) -> dict[str, Any]:
 
 def _train_config_fields() -> list[str] | None:
     try:
-        from .trainer import TrainConfig
+        from rnnkit.core.train.trainer import TrainConfig
     except ImportError:  # trainer not importable: fall back to the recipe's own keys
         return None
     return [f.name for f in dataclasses.fields(TrainConfig) if f.name not in RESERVED_TRAIN_KEYS]
 
 
 def _model_config_fields(kind: str) -> list[str] | None:
-    from .registry import KINDS, classes
+    from rnnkit.core.models.registry import KINDS, classes
 
     if kind not in KINDS:
         raise RecipeError(f"model kind {kind!r} unknown; allowed: {', '.join(KINDS)}")
@@ -184,7 +184,7 @@ def build(recipe: Mapping[str, Any], run_dir: str | Path):
 
 def load_or_train_tokenizer(run_dir: str | Path, train: Callable[[], Any]):
     """The tokenizer saved in ``run_dir`` (resume, or a second build), else ``train()`` and save it."""
-    from .tokenizers import load_tokenizer
+    from rnnkit.core.text.tokenizers import load_tokenizer
 
     run_dir = Path(run_dir)
     if (run_dir / "tokenizer.model").is_file() or (run_dir / "tokenizer.json").is_file():
@@ -203,7 +203,7 @@ def load_or_train_tokenizer(run_dir: str | Path, train: Callable[[], Any]):
 
 
 def save_recipe(recipe: Mapping[str, Any], run_dir: str | Path) -> Path:
-    from .atomic import atomic_write_json
+    from rnnkit.core.atomic import atomic_write_json
 
     return atomic_write_json(Path(run_dir) / "recipe.json", dict(recipe))
 

@@ -54,13 +54,13 @@ class Subject:
 def open_subject(path: str | Path, precision: str | None = None) -> Subject:
     from rnnkit.export.bundle import open_bundle, run_task
 
-    from . import registry
+    from rnnkit.core.models import registry
 
     path = Path(path)
     if (path / "manifest.json").is_file():
         from rnnkit.export.ort_model import ort_model
 
-        from .config import from_dict
+        from rnnkit.core.config import from_dict
 
         bundle = open_bundle(path)
         if bundle.kind not in HEADLINE:
@@ -86,10 +86,10 @@ def _strip(metrics: dict, prefix: str) -> dict:
 
 
 def eval_lm(s: Subject, data: Path, **_) -> dict:
-    from .data.readers import read_text_lines
-    from .lm_data import encode_stream
-    from .tasks_lm import LMTask
-    from .tokenizers import CharTokenizer, load_tokenizer
+    from rnnkit.core.data.readers import read_text_lines
+    from rnnkit.core.tasks.lm_data import encode_stream
+    from rnnkit.core.tasks.lm import LMTask
+    from rnnkit.core.text.tokenizers import CharTokenizer, load_tokenizer
 
     tok = load_tokenizer(s.directory)
     lines = read_text_lines(data, skip_blank=True)
@@ -105,9 +105,9 @@ def eval_lm(s: Subject, data: Path, **_) -> dict:
 
 
 def eval_classifier(s: Subject, data: Path, **_) -> dict:
-    from .data.readers import read_tsv
-    from .tasks_classify import SentimentSplit, SentimentTask
-    from .tokenizers import load_tokenizer
+    from rnnkit.core.data.readers import read_tsv
+    from rnnkit.core.tasks.classify import SentimentSplit, SentimentTask
+    from rnnkit.core.text.tokenizers import load_tokenizer
 
     rows = read_tsv(data)
     if not rows:
@@ -119,8 +119,8 @@ def eval_classifier(s: Subject, data: Path, **_) -> dict:
 
 
 def eval_tagger(s: Subject, data: Path, **_) -> dict:
-    from .data.readers import read_conll
-    from .tasks_tagger import TaggerTask, TaggerVocab
+    from rnnkit.core.data.readers import read_conll
+    from rnnkit.core.tasks.tagger import TaggerTask, TaggerVocab
 
     sents = [x for x in read_conll(data) if x[0]]
     if not sents:
@@ -131,7 +131,7 @@ def eval_tagger(s: Subject, data: Path, **_) -> dict:
 
 
 def _seq2seq_tokenizers(directory: Path):
-    from .tokenizers import load_tokenizer
+    from rnnkit.core.text.tokenizers import load_tokenizer
 
     if (directory / "tokenizer_src").is_dir():
         return load_tokenizer(directory / "tokenizer_src"), load_tokenizer(directory / "tokenizer_tgt")
@@ -140,8 +140,8 @@ def _seq2seq_tokenizers(directory: Path):
 
 
 def eval_seq2seq(s: Subject, data: Path, beam: int = 4, **_) -> dict:
-    from .data.readers import read_parallel_tsv
-    from .tasks_seq2seq import TranslationTask, corpus_scores
+    from rnnkit.core.data.readers import read_parallel_tsv
+    from rnnkit.core.tasks.translate import TranslationTask, corpus_scores
 
     pairs = read_parallel_tsv(data)
     if not pairs:
@@ -160,8 +160,8 @@ def eval_seq2seq(s: Subject, data: Path, beam: int = 4, **_) -> dict:
 
 
 def eval_forecaster(s: Subject, data: Path, horizon: int | None = None, series: str | None = None, **_) -> dict:
-    from .data.readers import read_series_csv
-    from .tasks_timeseries import Series, TimeseriesTask
+    from rnnkit.core.data.readers import read_series_csv
+    from rnnkit.core.tasks.timeseries import Series, TimeseriesTask
 
     known = (s.task.get("series") or {}) if isinstance(s.task, dict) else {}
     if not known:

@@ -19,10 +19,9 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Mapping, Optional
 
-from .atomic import atomic_write_text
-from .plots import read_metrics
+from rnnkit.core.atomic import atomic_write_text
 
 
 class RunLog:
@@ -109,3 +108,25 @@ def _json_number(v):
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)
     return v
+
+
+def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
+    """Append one record by rewriting the file atomically (runs once per run, so O(n) is fine)."""
+    old = path.read_text(encoding="utf-8") if path.is_file() else ""
+    if old and not old.endswith("\n"):
+        old += "\n"
+    atomic_write_text(path, old + json.dumps(dict(record)) + "\n")
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """Records of a metrics.jsonl file; a torn last line (run killed mid-write) is skipped."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out

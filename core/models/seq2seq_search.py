@@ -2,7 +2,7 @@
 
 Works with any model that has ``encode(src, src_len) -> (memory, src_mask, state)``,
 ``decode_step(prev (B, 1), state, memory, src_mask) -> (logits, state, attn)`` and a config
-with ``bos_id``, ``eos_id``, ``pad_id`` (``rnnkit.core.seq2seq.Seq2Seq``). Every state tensor
+with ``bos_id``, ``eos_id``, ``pad_id`` (``rnnkit.core.models.seq2seq.Seq2Seq``). Every state tensor
 has the batch on dim 1, so reordering beams is one ``index_select`` per tensor.
 Call these through ``Seq2Seq.greedy`` / ``Seq2Seq.beam_search`` (eval mode, no grad).
 """

@@ -8,7 +8,7 @@
     rnnkit generate runs/char-shakespeare --prompt "ROMEO:" --temperature 0.8 --length 400   (alias: sample)
 
 A run directory holds ``recipe.json`` (the resolved recipe), the tokenizer (trained on the
-train split or on ``--train``), everything the trainer writes (core/trainer.py) and, from the
+train split or on ``--train``), everything the trainer writes (core/train/trainer.py) and, from the
 task's ``finalize``, ``results.json`` / ``samples.txt``.
 """
 
@@ -124,7 +124,7 @@ TRAIN_LIMITS = {"lr": 1e6, "weight_decay": 1e6, "momentum": 1e6, "grad_clip": 1e
 
 
 def _has_checkpoint(run_dir: Path) -> bool:
-    from .checkpoint import find_latest
+    from rnnkit.core.train.checkpoint import find_latest
 
     return find_latest(run_dir / "checkpoints") is not None
 
@@ -132,9 +132,9 @@ def _has_checkpoint(run_dir: Path) -> bool:
 def _check_values(recipe: dict, run_dir: Path) -> None:
     """Every train and model value has its field's type and a sane size, before anything is
     written: ``lr=abc`` names ``train.lr`` here instead of failing inside the optimizer."""
-    from .config import check_dims, coerce_fields, from_dict
-    from .registry import classes
-    from .trainer import TrainConfig
+    from rnnkit.core.config import check_dims, coerce_fields, from_dict
+    from rnnkit.core.models.registry import classes
+    from rnnkit.core.train.trainer import TrainConfig
 
     try:
         cfg = from_dict(TrainConfig, {**recipe["train"], "run_dir": str(run_dir)})
@@ -154,7 +154,7 @@ def _check_values(recipe: dict, run_dir: Path) -> None:
 
 def _check_like_recipe(recipe: dict) -> None:
     """data / tokenizer values keep the JSON type the recipe file gives them (no dataclass there)."""
-    from . import recipes as R
+    from rnnkit.core import recipes as R
 
     raw = R.read_recipe(recipe["name"])
     for section in ("data", "tokenizer"):
@@ -211,7 +211,7 @@ def _start_over(run_dir: Path, recipe: dict, old: dict | None) -> None:
 
 
 def _recorded_recipe(run_dir: Path) -> dict | None:
-    from . import recipes as R
+    from rnnkit.core import recipes as R
 
     try:
         recipe = R.load_run_recipe(run_dir)
@@ -233,8 +233,8 @@ def run_train(args) -> int:
 def _run_train(args) -> int:
     import torch
 
-    from . import recipes as R
-    from .config import from_dict, parse_overrides
+    from rnnkit.core import recipes as R
+    from rnnkit.core.config import from_dict, parse_overrides
 
     if args.list:
         for name in R.list_recipes():
@@ -291,7 +291,7 @@ def _run_train(args) -> int:
         if old is not run_recipe and old is not None:  # the directory's history stays with it
             run_recipe["commands"] = [*old.get("commands", []), *run_recipe.get("commands", [])]
 
-    from .trainer import TrainConfig, train
+    from rnnkit.core.train.trainer import TrainConfig, train
 
     run_recipe["commands"] = [*run_recipe.get("commands", []), command_line(args, run_dir)]
     R.save_recipe(run_recipe, run_dir)  # first: a run killed while building is then restartable or resumable
@@ -306,7 +306,7 @@ def _run_train(args) -> int:
     print(f"{recipe['name']}: {result.stop_reason} after {result.steps} steps, {result.wall_seconds:.0f}s; "
           f"best {result.metric} {result.best_metric}", flush=True)
     if hasattr(task, "finalize") and result.stop_reason != "paused":
-        from . import registry
+        from rnnkit.core.models import registry
 
         best = registry.load(run_dir / "model")
         final = task.finalize(best, run_dir)
@@ -317,10 +317,10 @@ def _run_train(args) -> int:
 
 
 def run_sample(args) -> int:
-    from . import registry
-    from .sampling import generate
-    from .tasks_lm import decode_continuation, start_ids
-    from .tokenizers import load_tokenizer
+    from rnnkit.core.models import registry
+    from rnnkit.core.models.sampling import generate
+    from rnnkit.core.tasks.lm import decode_continuation, start_ids
+    from rnnkit.core.text.tokenizers import load_tokenizer
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "model").is_dir():

@@ -23,7 +23,6 @@ writes ``results.json`` and ``samples.txt``, and appends a ``{"kind": "final"}``
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from pathlib import Path
@@ -35,10 +34,11 @@ from torch import Tensor
 
 from rnnkit.edge.lexicon import FILE_NAME as LEXICON_FILE, build_lexicon, write_lexicon
 
-from .atomic import atomic_write_json, atomic_write_text
-from .models import LanguageModel, LMConfig
-from .lm_data import encode_stream, load_splits, train_tokenizer
-from .next_word import next_word_accuracy
+from rnnkit.core.atomic import atomic_write_json, atomic_write_text
+from rnnkit.core.models.kinds import LanguageModel, LMConfig
+from rnnkit.core.tasks.lm_data import encode_stream, load_splits, train_tokenizer
+from rnnkit.core.tasks.next_word_proxy import next_word_accuracy
+from rnnkit.core.train.run_log import append_jsonl
 
 
 def batchify(ids: Tensor, columns: int) -> Tensor:
@@ -179,7 +179,7 @@ class LMTask:
 
     # ------------------------------------------------------------------ after training
     def samples(self, model, count: int = 3, temperature: float = 0.8, seed: int = 0) -> list[str]:
-        from .sampling import generate
+        from rnnkit.core.models.sampling import generate
 
         tok = self.tokenizer
         prompts = self.sample_prompts or [""]
@@ -207,14 +207,6 @@ class LMTask:
             atomic_write_text(run_dir / "samples.txt", "\n\n=====\n\n".join(samples) + "\n")
         append_jsonl(run_dir / "metrics.jsonl", {k: v for k, v in rec.items() if k != "samples"})
         return rec
-
-
-def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
-    """Append one record by rewriting the file atomically (runs once per run, so O(n) is fine)."""
-    old = path.read_text(encoding="utf-8") if path.is_file() else ""
-    if old and not old.endswith("\n"):
-        old += "\n"
-    atomic_write_text(path, old + json.dumps(dict(record)) + "\n")
 
 
 def start_ids(tokenizer, prompt: str) -> list[int]:
@@ -251,8 +243,8 @@ def decode_lines(tokenizer, ids: list[int]) -> str:
 
 # --------------------------------------------------------------------------- builder
 def build(recipe: Mapping[str, Any], run_dir: Path):
-    """``(model, task, tokenizer)`` for an LM recipe (see core/recipes.py for the schema)."""
-    from .recipes import load_or_train_tokenizer
+    """``(model, task, tokenizer)`` for an LM recipe (see core/recipes/__init__.py for the schema)."""
+    from rnnkit.core.recipes import load_or_train_tokenizer
 
     data, tok_spec = dict(recipe["data"]), dict(recipe["tokenizer"])
     splits = load_splits(data)

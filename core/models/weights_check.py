@@ -69,8 +69,8 @@ def check_fits(kind: str, config: dict[str, Any], weights: str | os.PathLike) ->
     ``kind`` / ``config`` builds. Builds that model on the meta device: no memory, milliseconds."""
     import torch
 
-    from .config import check_dims
-    from .registry import build_model
+    from rnnkit.core.config import check_dims
+    from rnnkit.core.models.registry import build_model
 
     if not isinstance(config, dict):
         raise WeightsError(f"{weights}: the model config is not a JSON object")

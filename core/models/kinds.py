@@ -10,7 +10,7 @@ state a tuple of (L*D, B, H) tensors ((h, c) for LSTM, (h,) otherwise).
 | tagger        | many-to-many (aligned)  | ``Tagger``              |
 | forecaster    | many-to-many (aligned)  | ``Forecaster``          |
 | one_to_many   | one-to-many             | ``ConditionedGenerator``|
-| seq2seq       | encoder-decoder         | ``rnnkit.core.seq2seq`` |
+| seq2seq       | encoder-decoder         | ``rnnkit.core.models.seq2seq`` |
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .recurrent import RecurrentStack, State, check_cell, last_valid
-from .regularize import activation_penalty, embedding_dropout, linear_cross_entropy, locked_dropout
+from rnnkit.core.models.recurrent import RecurrentStack, State, check_cell, last_valid
+from rnnkit.core.models.regularize import activation_penalty, embedding_dropout, linear_cross_entropy, locked_dropout
 
 
 class RecurrentModel(nn.Module):
@@ -54,7 +54,7 @@ class LMConfig:
     bos_id: int = -1
     eos_id: int = -1
     unk_id: int = -1
-    # Training-only regularisation (AWD-LSTM, Merity et al. 2018; core/regularize.py). The defaults
+    # Training-only regularisation (AWD-LSTM, Merity et al. 2018; core/models/regularize.py). The defaults
     # are the plain model (old config.json files load unchanged); none of these change what the
     # model computes in eval mode, so evaluation and the exported graph are the same.
     dropout_input: float = -1.0    # dropout on the embeddings; < 0: `dropout`

@@ -27,7 +27,7 @@ The last line is why gradients vanish or explode: going back one step multiplies
 diag(1 - h_t^2) W, so after k steps the gradient has been multiplied k times by W (and by
 factors <= 1). If W's largest singular value is < 1 it shrinks geometrically; if W is large
 and tanh is not saturated it grows geometrically. ``backward`` records ||dL/dh_t|| for
-every t so you can watch it happen (``python -m rnnkit.core.numpy_rnn``).
+every t so you can watch it happen (``python -m rnnkit.core.reference.numpy_rnn``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The ``rnnkit`` subcommands that need torch: train, generate, eval, data."""

@@ -1,0 +1,1 @@
+"""Plain-NumPy reference implementations of the seed's equations (Elman RNN with BPTT, LSTM, GRU)."""

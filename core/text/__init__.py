@@ -1,0 +1,1 @@
+"""Text utilities that need no torch: tokenizers and the Kneser-Ney baseline."""
