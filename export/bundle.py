@@ -55,44 +55,11 @@ def find_tokenizer(directory: str | os.PathLike) -> Path | None:
 
 # ----------------------------------------------------------------------------- metrics
 def read_metrics(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """``{"metric", "best", "last"[, "final"]}`` from ``run_dir/metrics.jsonl`` ({} if absent).
+    """What the manifest records about the run: ``summarize_run`` (core/train/run_log.py owns
+    metrics.jsonl and best.json): ``{"metric", "mode", "best", "last"[, "final"]}``, {} if absent."""
+    from rnnkit.core.train.run_log import summarize_run
 
-    ``best`` is the evaluation of the saved model (the trainer saves ``model/`` at each new best):
-    the best value of ``metric``, the task's metric when it names a logged key, else ``val_loss``;
-    lower is better for losses and errors (``task.metric_mode`` overrides). Not the checkpoint's
-    ``best_step``: a checkpoint can lag behind ``model/``.
-    Unparseable lines are skipped, not fatal: metrics are informative.
-    """
-    run_dir = Path(run_dir)
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return {}
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict):
-            records.append(rec)
-    evals = [r for r in records if r.get("kind") == "eval"] or [r for r in records if "kind" not in r]
-    if not evals:
-        return {}
-    task = run_task(run_dir)
-    metric = task.get("metric") if any(task.get("metric") in r for r in evals) else "val_loss"
-    out: dict[str, Any] = {"metric": metric, "last": evals[-1]}
-    scored = [r for r in evals if isinstance(r.get(metric), (int, float))]
-    if scored:
-        mode = task.get("metric_mode") or ("min" if any(k in metric for k in _LOWER_IS_BETTER) else "max")
-        # the first of equal values: the trainer saves on strict improvement only
-        out["best"] = (min if mode == "min" else max)(scored, key=lambda r: r[metric])
-    final = [r for r in records if r.get("kind") == "final"]
-    if final:
-        out["final"] = final[-1]
-    return out
-
-
-_LOWER_IS_BETTER = ("loss", "ppl", "bits", "rmse", "mae", "mse", "err")
+    return summarize_run(run_dir)
 
 
 def _json(path: Path) -> dict[str, Any]:

@@ -136,24 +136,24 @@ def test_manifest_must_not_name_files_it_lacks(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_read_metrics_last_and_best(tmp_path):
+def test_read_metrics_takes_best_from_the_trainers_record_never_from_the_name(tmp_path):
+    from rnnkit.core.train.run_log import write_best
+
     lines = [{"kind": "train", "step": 1, "loss": 9.0}, {"kind": "eval", "step": 1, "val_acc": 0.5},
              {"kind": "eval", "step": 2, "val_acc": 0.8}, {"kind": "eval", "step": 3, "val_acc": 0.7},
              {"kind": "final", "test_acc": 0.75}]
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\nnot json\n")
-    (tmp_path / "config.json").write_text(json.dumps({"task": {"metric": "val_acc"}}))
+    # no best.json (a run older than it): last and final, but no guessed best
     m = read_metrics(tmp_path)
-    # accuracy: higher is better, even without a metric_mode
-    assert m["metric"] == "val_acc" and m["last"]["step"] == 3 and m["best"]["step"] == 2
-    assert m["final"]["test_acc"] == 0.75
-    (tmp_path / "config.json").write_text(json.dumps({"task": {"metric": "val_acc", "metric_mode": "min"}}))
-    assert read_metrics(tmp_path)["best"]["step"] == 1  # an explicit mode wins over the name
-    # a descriptive task metric falls back to val_loss, lower is better
-    (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps({"kind": "eval", "step": s, "val_loss": v})
-                                                      for s, v in [(1, 3.0), (2, 2.5), (3, 2.7)]))
-    (tmp_path / "config.json").write_text(json.dumps({"task": {"metric": "nats per token (val_loss)"}}))
+    assert "best" not in m and "mode" not in m and m["last"]["step"] == 3 and m["final"]["test_acc"] == 0.75
+    write_best(tmp_path, "val_acc", "max", lines[2])
     m = read_metrics(tmp_path)
-    assert m["metric"] == "val_loss" and m["best"]["step"] == 2
+    assert (m["metric"], m["mode"], m["best"]["step"], m["best"]["val_acc"]) == ("val_acc", "max", 2, 0.8)
+    # a name that sounds like a loss does not flip what the trainer recorded
+    write_best(tmp_path, "err_rate", "max", {"kind": "eval", "step": 1, "err_rate": 0.5})
+    assert read_metrics(tmp_path)["best"]["step"] == 1
+    with pytest.raises(ValueError, match="min' or 'max"):
+        write_best(tmp_path, "val_acc", "up", lines[2])
     assert read_metrics(tmp_path / "nothing") == {}
 
 

@@ -95,6 +95,10 @@ def test_run_directory_contents(tmp_path):
     assert result.best_step == best["step"] and result.best_metric == pytest.approx(best["val_loss"])
     reloaded = registry.load(run / "model")
     assert ToyLMTask().evaluate(reloaded)["val_loss"] == pytest.approx(best["val_loss"], abs=1e-6)
+    # best.json says which evaluation model/ is and which way the metric points
+    written = json.loads((run / "best.json").read_text())
+    assert (written["metric"], written["mode"], written["best_step"]) == ("val_loss", "min", best["step"])
+    assert written["record"] == best and written["best_value"] == best["val_loss"]
     assert_same_params(params_of(registry.load(run / "model_last")), params_of(model.eval()))
     assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert find_latest(run / "checkpoints") == run / "checkpoints" / "latest"
@@ -135,6 +139,10 @@ def test_early_stopping_on_task_metric(tmp_path):
     result = train(tiny_lm(), Flat(), cfg_for(tmp_path, max_steps=1000, eval_every=3, early_stop_patience=2))
     assert result.stop_reason == "early_stop" and result.steps == 9
     assert result.best_metric == 0.5 and result.best_step == 3
+    from rnnkit.export.bundle import read_metrics  # what a bundle's manifest will say: the max, step 3
+
+    m = read_metrics(tmp_path / "run")
+    assert (m["metric"], m["mode"], m["best"]["step"], m["best"]["val_acc"]) == ("val_acc", "max", 3, 0.5)
 
 
 def test_time_budget_stops_cleanly_and_resumes(tmp_path):

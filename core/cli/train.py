@@ -115,7 +115,7 @@ def _default_run_dir(name: str, size: str, user: dict) -> Path:
 
 # What a run directory holds besides recipe.json: removed when a run that never reached its first
 # checkpoint is started over (a stale model/ would otherwise pass for the new run's).
-RUN_ARTEFACTS = ("config.json", "metrics.jsonl", "checkpoints", "model", "model_last", "loss.png", "results.json",
+RUN_ARTEFACTS = ("config.json", "metrics.jsonl", "best.json", "checkpoints", "model", "model_last", "loss.png", "results.json",
                  "samples.txt", "test_translations.tsv")
 TOKENIZER_ARTEFACTS = ("tokenizer.model", "tokenizer.json", "tokenizer_src", "tokenizer_tgt", "tagger_vocab.json")
 # Numbers a typo or a paste can make absurd; beyond these, torch fails deep inside a step.

@@ -11,6 +11,10 @@ it whole every log would be quadratic, and a line torn by a crash is skipped by
 ``plots.read_metrics``. On
 resume it is rewritten atomically up to the checkpoint's step, so no step appears twice.
 Only the main process (rank 0) writes or prints.
+
+``best.json`` says which evaluation the saved ``model/`` is and which way the metric points, so
+nothing downstream guesses "lower is better" from a metric's name. ``summarize_run`` is what a
+bundle's manifest records about its run.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from rnnkit.core.atomic import atomic_write_text
+from rnnkit.core.atomic import atomic_write_json, atomic_write_text
+
+BEST_FILE = "best.json"
 
 
 class RunLog:
@@ -129,4 +135,43 @@ def read_metrics(path: str | Path) -> list[dict]:
             out.append(json.loads(line))
         except json.JSONDecodeError:
             continue
+    return out
+
+
+def write_best(run_dir: str | Path, metric: str, mode: str, record: Mapping[str, Any]) -> None:
+    """``best.json`` for the model just saved as ``model/``: the metric, its direction, the step."""
+    if mode not in ("min", "max"):
+        raise ValueError(f"metric mode must be 'min' or 'max', got {mode!r}")
+    atomic_write_json(Path(run_dir) / BEST_FILE, {"metric": metric, "mode": mode, "best_step": record["step"],
+                                                  "best_value": _json_number(record[metric]),
+                                                  "record": {k: _json_number(v) for k, v in record.items()}})
+
+
+def read_best(run_dir: str | Path) -> dict[str, Any]:
+    """``best.json`` of a run, {} if the run has none (runs older than it, or never evaluated)."""
+    try:
+        best = json.loads((Path(run_dir) / BEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    ok = isinstance(best, dict) and best.get("mode") in ("min", "max") and isinstance(best.get("record"), dict)
+    return best if ok else {}
+
+
+def summarize_run(run_dir: str | Path) -> dict[str, Any]:
+    """``{"metric", "mode", "best", "last"[, "final"]}`` of a run ({} if it has no evaluation).
+
+    ``best`` is the evaluation the saved ``model/`` was chosen at, as ``best.json`` records it;
+    a run without ``best.json`` gets no ``best`` (its direction is unknown, so it is not guessed).
+    """
+    records = [r for r in read_metrics(Path(run_dir) / "metrics.jsonl") if isinstance(r, dict)]
+    evals = [r for r in records if r.get("kind") == "eval"]
+    if not evals:
+        return {}
+    best = read_best(run_dir)
+    out: dict[str, Any] = {"last": evals[-1]}
+    if best:
+        out.update(metric=best["metric"], mode=best["mode"], best=best["record"])
+    final = [r for r in records if r.get("kind") == "final"]
+    if final:
+        out["final"] = final[-1]
     return out

@@ -11,6 +11,8 @@ Run directory (``cfg.run_dir``)::
                       "hardware": {...}, "world_size": n}
     metrics.jsonl    see core/train/run_log.py
     model/           registry.save of the best model by task.metric (the last one if never evaluated)
+    best.json        which evaluation model/ is: {"metric", "mode" (min|max), "best_step", "best_value",
+                     "record"}; written right after model/ (core/train/run_log.py)
     model_last/      registry.save of the model at the end of the run
                      (with cfg.average active, both hold the averaged weights: core/train/averaging.py)
     checkpoints/latest/  see core/train/checkpoint.py
@@ -38,7 +40,7 @@ from rnnkit.core.train.averaging import STATE_DEFAULTS as AVG_STATE, WeightAvera
 from rnnkit.core.train.checkpoint import (CheckpointError, find_latest, load_checkpoint, prepare_tmp_dir, save_checkpoint, save_rank_state,
                          saved_group_count, shared_tmp_dir)
 from rnnkit.core.train.rng import preserved_rng, seed_everything, set_rng_state
-from rnnkit.core.train.run_log import RunLog
+from rnnkit.core.train.run_log import RunLog, write_best
 from rnnkit.core.train.schedules import LRSchedule, build_optimizer
 from rnnkit.core.train.types import NonFiniteLossError, Task, TrainConfig, TrainResult, detach_state
 
@@ -199,14 +201,16 @@ class _Run:
                     raise ValueError(f"task.evaluate() returned {sorted(metrics)}, without task.metric "
                                      f"{task.metric!r}")
                 value = metrics[task.metric]
+                record = {"kind": "eval", "step": st["step"], "epoch": st["epoch"], **metrics,
+                          "elapsed": round(self.elapsed(), 3)}
                 is_best = _improved(value, st["best_metric"], task.metric_mode)
                 if is_best:
                     st["best_metric"], st["best_step"] = value, st["step"]
                     _save_model(self.model, self.run_dir / "model")
+                    write_best(self.run_dir, task.metric, task.metric_mode, record)  # says what model/ is
             self.model.train()
             st["last_eval"] = {"step": st["step"], **metrics}
-            self.log.eval_line({"kind": "eval", "step": st["step"], "epoch": st["epoch"], **metrics,
-                                "elapsed": round(self.elapsed(), 3)}, task.metric, is_best)
+            self.log.eval_line(record, task.metric, is_best)
         st["eval_step"] = st["step"]
         if self.info.enabled:  # every rank must take the same schedule / early-stop decision
             t = torch.tensor([value], dtype=torch.float64, device=self.device)
