@@ -180,9 +180,112 @@ class _Run:
         self.meter = _LossMeter(device, immediate=device.type == "cpu" and not info.enabled)
         self.t0 = time.perf_counter()
         self.elapsed_before = 0.0
+        self.net: nn.Module = model  # the DDP wrapper under torchrun (set by _start)
+        self.params: list[Tensor] = []
+        self.rate_items = 0  # items since the last log line in this process (for items/s)
+        self.last_log_t = time.perf_counter()
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.t0
+
+    # ------------------------------------------------------------------ the loop's pieces
+    def restore(self):
+        """Load ``checkpoints/latest`` into the model, optimizer, schedule, scaler and ``st``."""
+        st, info = self.st, self.info
+        ckpt = load_checkpoint(self.ckpt_root, self.model, self.optimizer, self.device, rank=info.rank)
+        if ckpt.state.get("world_size", 1) != info.world_size:
+            raise ValueError(f"the checkpoint was written by {ckpt.state.get('world_size', 1)} process(es), this run "
+                             f"has {info.world_size}: resume with the same torchrun --nproc_per_node")
+        missing = [k for k in (*st, "schedule") if k not in ckpt.state and k not in AVG_STATE]
+        if missing:
+            raise CheckpointError(f"checkpoint {ckpt.path} lacks {missing}: not a trainer checkpoint")
+        st.update({k: ckpt.state[k] if k in ckpt.state else copy.deepcopy(AVG_STATE[k]) for k in st})
+        try:
+            self.schedule.load_state_dict(ckpt.state["schedule"])
+            if self.scaler is not None and ckpt.state.get("scaler"):
+                self.scaler.load_state_dict(ckpt.state["scaler"])
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise CheckpointError(f"checkpoint {ckpt.path}: schedule or grad-scaler state is damaged "
+                                  f"({type(e).__name__}: {e})") from None
+        self.carry, self.ckpt_step, self.elapsed_before = ckpt.carry, st["step"], st["elapsed"]
+        if self.log.bar is not None:
+            self.log.bar.update(st["step"])
+        return ckpt
+
+    def step(self, batch, stop_after_steps: Optional[int]) -> Optional[str]:
+        """One optimizer step on ``batch``, then its log line, evaluation and checkpoint when due.
+        Returns why to stop, or None."""
+        st, cfg = self.st, self.cfg
+        lr = self.schedule.apply(st["step"])
+        lr_scale = getattr(self.task, "lr_scale", None)  # e.g. variable-length BPTT: window length / bptt
+        if lr_scale is not None:
+            scale = float(lr_scale(batch))
+            if scale != 1.0:
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr * scale
+        with devices.autocast(self.device, self.precision):
+            loss, n_items, carry = self.task.loss(self.net, batch, self.carry)
+        self.carry = detach_state(carry)  # truncated BPTT: gradients stop at the chunk boundary
+        if self.meter.add(st["step"] + 1, loss, n_items):
+            self.check_finite()  # raises before the bad step touches the weights
+        _backward_and_step(loss, self.optimizer, self.scaler, self.params, cfg.grad_clip)
+        self.rate_items += int(n_items)
+        st["step"] += 1
+        st["batch_in_epoch"] += 1
+        started = self.averager.after_step(st["step"])
+        if started:
+            self.log.print(started)
+        self.log.step()
+
+        step = st["step"]
+        at_log = step % cfg.log_every == 0
+        if at_log:
+            self.check_finite()
+            now = time.perf_counter()
+            self.log.train_line({"kind": "train", "step": step, "epoch": st["epoch"],
+                                 "loss": self.meter.mean_and_reset(),
+                                 "items_per_s": self.rate_items * self.info.world_size / max(now - self.last_log_t, 1e-9),
+                                 "lr": lr, "elapsed": round(self.elapsed(), 3),
+                                 "call_minutes": round((now - self.t0) / 60, 3)})
+            self.rate_items, self.last_log_t = 0, now
+        t_pause = time.perf_counter()  # evaluation and checkpoints do not count against items/s
+        early = False
+        if cfg.eval_every and step % cfg.eval_every == 0:
+            self.check_finite()
+            early = self.evaluate(scheduled=True)
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            self.checkpoint()
+        self.last_log_t += time.perf_counter() - t_pause
+        return "early_stop" if early else self.stop_reason(stop_after_steps, at_log)
+
+    def stop_reason(self, stop_after_steps: Optional[int], at_log: bool, budget: bool = True) -> Optional[str]:
+        """The step or time limit reached, if any (the step limits win over the budget)."""
+        step, cfg = self.st["step"], self.cfg
+        if cfg.max_steps and step >= cfg.max_steps:
+            return "max_steps"
+        if stop_after_steps is not None and step >= stop_after_steps:
+            return "paused"
+        if budget and cfg.max_minutes > 0 and (at_log or not self.info.enabled):
+            # under DDP only at log steps: agreeing on it needs a collective
+            if ddp.any_rank(time.perf_counter() - self.t0 >= cfg.max_minutes * 60, self.info, self.device):
+                return "time_budget"
+        return None
+
+    def end_epoch(self) -> Optional[str]:
+        """The epoch ran out: count it, and evaluate when evaluation is per epoch."""
+        st = self.st
+        if st["batch_in_epoch"] == 0:
+            raise ValueError(f"task.train_batches({st['epoch']}) yielded no batches")
+        st["epoch"] += 1
+        st["batch_in_epoch"] = 0
+        self.carry = None
+        if self.cfg.eval_every:
+            return None
+        t_pause = time.perf_counter()
+        self.check_finite()
+        early = self.evaluate(scheduled=True)
+        self.last_log_t += time.perf_counter() - t_pause
+        return "early_stop" if early else None
 
     def evaluate(self, scheduled: bool) -> bool:
         """Evaluate on rank 0 and keep the best model; True when early stopping says stop.
@@ -318,6 +421,36 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
         schedule still aims at ``max_steps``, so a resumed run matches an uninterrupted one.
     Raises NonFiniteLossError on a NaN / inf loss, ValueError for bad settings.
     """
+    run, ckpt = _start(model, task, cfg, resume)
+    st = run.st
+    try:
+        stop_reason = run.stop_reason(stop_after_steps, at_log=False, budget=False)
+        while stop_reason is None:
+            if cfg.max_epochs and st["epoch"] >= cfg.max_epochs:
+                stop_reason = "max_epochs"
+                break
+            epoch_batches = task.train_batches(st["epoch"])
+            batches = iter(epoch_batches)
+            if ckpt is not None:
+                _skip_trained(epoch_batches, batches, st["batch_in_epoch"], st["epoch"], ckpt.path)
+                set_rng_state(*ckpt.rng)  # after the skip, so a task that draws from global RNG replays the same
+                ckpt = None
+            else:
+                run.carry, st["batch_in_epoch"] = None, 0  # a new epoch starts from a fresh state
+            for batch in batches:
+                stop_reason = run.step(batch, stop_after_steps)
+                if stop_reason:
+                    break
+            else:  # the epoch ran out
+                stop_reason = run.end_epoch()
+        return run.finish(stop_reason)
+    finally:
+        run.log.close()  # also on errors: no dangling progress bar or open log file
+
+
+def _start(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool):
+    """Check the settings, decide device / precision / DDP once, build the optimizer, schedule and
+    log, and restore the checkpoint when resuming. Returns (run, checkpoint or None)."""
     cfg.check()
     if task.metric_mode not in ("min", "max"):
         raise ValueError(f"task.metric_mode must be 'min' or 'max', got {task.metric_mode!r}")
@@ -346,125 +479,17 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool = False,
     schedule = LRSchedule(optimizer, cfg.schedule, cfg.lr, cfg.warmup_steps, total, cfg.min_lr_ratio,
                           task.metric_mode, cfg.plateau_factor, cfg.plateau_patience)
     scaler = devices.make_grad_scaler(device, precision)
-    amp = devices.autocast(device, precision)
     log = RunLog(run_dir / "metrics.jsonl", info.is_main, cfg.quiet, total, 0, getattr(task, "name", "train"),
                  budget_minutes=cfg.max_minutes)
     run = _Run(model, task, cfg, info, device, precision, optimizer, schedule, scaler, log, run_dir)
-    st = run.st
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(run.ckpt_root, model, optimizer, device, rank=info.rank)
-        if ckpt.state.get("world_size", 1) != info.world_size:
-            raise ValueError(f"the checkpoint was written by {ckpt.state.get('world_size', 1)} process(es), this run "
-                             f"has {info.world_size}: resume with the same torchrun --nproc_per_node")
-        missing = [k for k in (*st, "schedule") if k not in ckpt.state and k not in AVG_STATE]
-        if missing:
-            raise CheckpointError(f"checkpoint {ckpt.path} lacks {missing}: not a trainer checkpoint")
-        st.update({k: ckpt.state[k] if k in ckpt.state else copy.deepcopy(AVG_STATE[k]) for k in st})
-        try:
-            schedule.load_state_dict(ckpt.state["schedule"])
-            if scaler is not None and ckpt.state.get("scaler"):
-                scaler.load_state_dict(ckpt.state["scaler"])
-        except (KeyError, TypeError, ValueError, OverflowError) as e:
-            raise CheckpointError(f"checkpoint {ckpt.path}: schedule or grad-scaler state is damaged "
-                                  f"({type(e).__name__}: {e})") from None
-        run.carry, run.ckpt_step, run.elapsed_before = ckpt.carry, st["step"], st["elapsed"]
-        if log.bar is not None:
-            log.bar.update(st["step"])
-    net = ddp.wrap_model(model, info, device)
+    ckpt = run.restore() if resume else None
+    run.net = ddp.wrap_model(model, info, device)
     if run.main:
         run.write_config(resume)
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    run.averager = WeightAverager(cfg.average, params, optimizer, st, cfg.average_start, cfg.ema_decay,
+    run.params = [p for p in model.parameters() if p.requires_grad]
+    run.averager = WeightAverager(cfg.average, run.params, optimizer, run.st, cfg.average_start, cfg.ema_decay,
                                   cfg.average_nonmono, task.metric_mode)
     if resume:
         run.averager.check_resumed(run.ckpt_root / "latest")
-    lr_scale = getattr(task, "lr_scale", None)  # e.g. variable-length BPTT: window length / bptt
-    run.meter = _LossMeter(device, run.meter.immediate, float(st["log_loss_sum"]), int(st["log_items"]))
-    last_log_t = time.perf_counter()
-    rate_items = 0  # items since the last log line in this process (for items/s)
-    budget_s = cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
-    stop_reason = None
-    if cfg.max_steps and st["step"] >= cfg.max_steps:  # resuming a run that already got there
-        stop_reason = "max_steps"
-    elif stop_after_steps is not None and st["step"] >= stop_after_steps:
-        stop_reason = "paused"
-    try:
-        while stop_reason is None:
-            if cfg.max_epochs and st["epoch"] >= cfg.max_epochs:
-                stop_reason = "max_epochs"
-                break
-            epoch_batches = task.train_batches(st["epoch"])
-            batches = iter(epoch_batches)
-            if ckpt is not None:
-                _skip_trained(epoch_batches, batches, st["batch_in_epoch"], st["epoch"], ckpt.path)
-                set_rng_state(*ckpt.rng)  # after the skip, so a task that draws from global RNG replays the same
-                ckpt = None
-            else:
-                run.carry, st["batch_in_epoch"] = None, 0  # a new epoch starts from a fresh state
-            for batch in batches:
-                lr = schedule.apply(st["step"])
-                if lr_scale is not None:
-                    scale = float(lr_scale(batch))
-                    if scale != 1.0:
-                        for group in optimizer.param_groups:
-                            group["lr"] = lr * scale
-                with amp:
-                    loss, n_items, carry = task.loss(net, batch, run.carry)
-                run.carry = detach_state(carry)  # truncated BPTT: gradients stop at the chunk boundary
-                if run.meter.add(st["step"] + 1, loss, n_items):
-                    run.check_finite()  # raises before the bad step touches the weights
-                _backward_and_step(loss, optimizer, scaler, params, cfg.grad_clip)
-                rate_items += int(n_items)
-                st["step"] += 1
-                st["batch_in_epoch"] += 1
-                started = run.averager.after_step(st["step"])
-                if started:
-                    log.print(started)
-                log.step()
-
-                step = st["step"]
-                at_log = step % cfg.log_every == 0
-                if at_log:
-                    run.check_finite()
-                    now = time.perf_counter()
-                    log.train_line({"kind": "train", "step": step, "epoch": st["epoch"],
-                                    "loss": run.meter.mean_and_reset(),
-                                    "items_per_s": rate_items * info.world_size / max(now - last_log_t, 1e-9),
-                                    "lr": lr, "elapsed": round(run.elapsed(), 3),
-                                    "call_minutes": round((now - run.t0) / 60, 3)})
-                    rate_items, last_log_t = 0, now
-                t_pause = time.perf_counter()  # evaluation and checkpoints do not count against items/s
-                if cfg.eval_every and step % cfg.eval_every == 0:
-                    run.check_finite()
-                    if run.evaluate(scheduled=True):
-                        stop_reason = "early_stop"
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                    run.checkpoint()
-                last_log_t += time.perf_counter() - t_pause
-                if cfg.max_steps and step >= cfg.max_steps:
-                    stop_reason = stop_reason or "max_steps"
-                elif stop_after_steps is not None and step >= stop_after_steps:
-                    stop_reason = stop_reason or "paused"
-                elif budget_s is not None and (at_log or not info.enabled):
-                    # under DDP only at log steps: agreeing on it needs a collective
-                    if ddp.any_rank(time.perf_counter() - run.t0 >= budget_s, info, device):
-                        stop_reason = stop_reason or "time_budget"
-                if stop_reason:
-                    break
-            else:  # the epoch ran out
-                if st["batch_in_epoch"] == 0:
-                    raise ValueError(f"task.train_batches({st['epoch']}) yielded no batches")
-                st["epoch"] += 1
-                st["batch_in_epoch"] = 0
-                run.carry = None
-                if not cfg.eval_every:
-                    t_pause = time.perf_counter()
-                    run.check_finite()
-                    if run.evaluate(scheduled=True):
-                        stop_reason = "early_stop"
-                    last_log_t += time.perf_counter() - t_pause
-        return run.finish(stop_reason)
-    finally:
-        log.close()  # also on errors: no dangling progress bar or open log file
+    run.meter = _LossMeter(device, run.meter.immediate, float(run.st["log_loss_sum"]), int(run.st["log_items"]))
+    return run, ckpt
