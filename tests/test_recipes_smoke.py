@@ -17,7 +17,8 @@ from rnnkit.core.data import is_complete
 
 torch.set_num_threads(1)
 
-CORPUS = {"char-shakespeare": "shakespeare", "ptb-lm": "ptb", "suggest-en": "suggest_en"}
+CORPUS = {"char-shakespeare": "shakespeare", "char-shakespeare-gpt": "shakespeare", "ptb-lm": "ptb",
+          "suggest-en": "suggest_en"}
 
 
 @pytest.mark.data

@@ -26,6 +26,7 @@ KINDS: dict[str, tuple[str, str, str]] = {
     "forecaster": ("rnnkit.core.models.kinds", "ForecasterConfig", "Forecaster"),
     "one_to_many": ("rnnkit.core.models.kinds", "OneToManyConfig", "ConditionedGenerator"),
     "seq2seq": ("rnnkit.core.models.seq2seq", "Seq2SeqConfig", "Seq2Seq"),
+    "transformer_lm": ("rnnkit.core.models.transformer", "TransformerConfig", "TransformerLM"),
 }
 
 CONFIG_FILE = "config.json"

@@ -37,6 +37,7 @@ RECIPE_DIR = Path(__file__).parent  # the recipe JSON files live beside this mod
 # a recipe whose JSON file is missing is simply not listed.
 RECIPES: dict[str, str] = {
     "char-shakespeare": "rnnkit.core.tasks.lm:build",
+    "char-shakespeare-gpt": "rnnkit.core.tasks.lm:build",
     "ptb-lm": "rnnkit.core.tasks.lm:build",
     "suggest-en": "rnnkit.core.tasks.lm:build",
     "colors": "rnnkit.core.tasks.classify:build_colors",

@@ -35,10 +35,13 @@ from torch import Tensor
 from rnnkit.edge.lexicon import FILE_NAME as LEXICON_FILE, build_lexicon, write_lexicon
 
 from rnnkit.core.atomic import atomic_write_json, atomic_write_text
-from rnnkit.core.models.kinds import LanguageModel, LMConfig
+from rnnkit.core.models.registry import classes
 from rnnkit.core.tasks.lm_data import encode_stream, load_splits, train_tokenizer
 from rnnkit.core.tasks.next_word_proxy import next_word_accuracy
 from rnnkit.core.train.run_log import append_jsonl
+
+
+LM_KINDS = ("lm", "transformer_lm")  # model kinds with the (tokens, state) -> (logits, state) LM step
 
 
 def batchify(ids: Tensor, columns: int) -> Tensor:
@@ -101,10 +104,14 @@ class LMTask:
     def __init__(self, train: Tensor, valid: Tensor, test: Optional[Tensor] = None, *, batch_size: int = 32,
                  bptt: int = 35, eval_batch_size: int = 10, seed: int = 0, unit: str = "token",
                  tokenizer: Any = None, next_word: bool = False, next_word_positions: int = 1000,
-                 sample_prompts: Sequence[str] = (), sample_length: int = 300, variable_bptt: bool = False):
+                 sample_prompts: Sequence[str] = (), sample_length: int = 300, variable_bptt: bool = False,
+                 carry: bool = True):
         if batch_size < 1 or bptt < 1:
             raise ValueError(f"batch_size and bptt must be >= 1, got {batch_size}, {bptt}")
         self.variable_bptt = variable_bptt
+        # False: every training window starts from a fresh state (GPT-style independent chunks, as
+        # nanoGPT trains); True: the state is carried over from the previous window (truncated BPTT).
+        self.carry = carry
         self.train, self.valid, self.test = train, valid, test
         self.batch_size, self.bptt, self.eval_batch_size = batch_size, bptt, eval_batch_size
         self.seed, self.unit, self.tokenizer = seed, unit, tokenizer
@@ -132,7 +139,8 @@ class LMTask:
         x, y = batch
         device = next(model.parameters()).device
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        loss, state = model(x, carry, targets=y)  # mean cross-entropy (+ AR / TAR), no logits tensor kept
+        # mean cross-entropy (+ AR / TAR), no logits tensor kept
+        loss, state = model(x, carry if self.carry else None, targets=y)
         return loss, y.numel(), state
 
     # ------------------------------------------------------------------ evaluation
@@ -175,6 +183,8 @@ class LMTask:
                "next_word": self.next_word}
         if self.variable_bptt:
             out["variable_bptt"] = True
+        if not self.carry:
+            out["carry"] = False
         return out
 
     # ------------------------------------------------------------------ after training
@@ -254,10 +264,14 @@ def build(recipe: Mapping[str, Any], run_dir: Path):
         write_lexicon(Path(run_dir) / LEXICON_FILE, build_lexicon(splits["train"]))
     streams = {s: encode_stream(tokenizer, tok_spec["kind"], lines) for s, lines in splits.items()}
     model_args = {k: v for k, v in recipe["model"].items() if k != "kind"}
-    cfg = LMConfig(vocab_size=tokenizer.vocab_size, pad_id=max(tokenizer.pad_id, 0), bos_id=tokenizer.bos_id,
-                   eos_id=tokenizer.eos_id, unk_id=tokenizer.unk_id, **model_args)
+    kind = recipe["model"].get("kind", "lm")
+    if kind not in LM_KINDS:
+        raise ValueError(f"an LM recipe builds model kind {' or '.join(LM_KINDS)}, not {kind!r}")
+    cfg_cls, model_cls = classes(kind)  # LMConfig / LanguageModel, or the Transformer (same step contract)
+    cfg = cfg_cls(vocab_size=tokenizer.vocab_size, pad_id=max(tokenizer.pad_id, 0), bos_id=tokenizer.bos_id,
+                  eos_id=tokenizer.eos_id, unk_id=tokenizer.unk_id, **model_args)
     torch.manual_seed(int(recipe["train"].get("seed", 1337)))  # same initial weights for the same recipe
-    model = LanguageModel(cfg)
+    model = model_cls(cfg)
     task = LMTask(streams["train"], streams["valid"], streams.get("test"),
                   batch_size=int(data.get("batch_size", 32)), bptt=int(data.get("bptt", 35)),
                   eval_batch_size=int(data.get("eval_batch_size", 10)), seed=int(recipe["train"].get("seed", 0)),
@@ -265,5 +279,5 @@ def build(recipe: Mapping[str, Any], run_dir: Path):
                   next_word=bool(data.get("next_word", False)),
                   next_word_positions=int(data.get("next_word_positions", 1000)),
                   sample_prompts=data.get("sample_prompts", ()), sample_length=int(data.get("sample_length", 300)),
-                  variable_bptt=bool(data.get("variable_bptt", False)))
+                  variable_bptt=bool(data.get("variable_bptt", False)), carry=bool(data.get("carry", True)))
     return model, task, tokenizer

@@ -1,0 +1,147 @@
+"""minGRU and minLSTM (Feng et al. 2024, "Were RNNs All We Needed?"): recurrent cells whose gates
+read only the input, so training runs as a parallel scan over time and inference as an O(1)-state step.
+
+Both cells are the linear recurrence ``h_t = a_t * h_{t-1} + b_t`` with ``a_t, b_t`` computed from
+``x_t`` alone (one matrix multiply for all T positions at once):
+
+- minGRU:  z = sigmoid(W_z x), h~ = g(W_h x);              a = 1 - z,       b = z * h~
+- minLSTM: f = sigmoid(W_f x), i = sigmoid(W_i x), h~ = g(W_h x);
+           f' = f / (f + i), i' = i / (f + i);              a = f',          b = i' * h~
+
+``g(v) = v + 0.5 if v >= 0 else sigmoid(v)`` keeps ``h~`` positive, so the recurrence can run in log
+space (Heinsen 2023, "Efficient parallelization of a ubiquitous sequential computation"):
+
+    a*_t = sum_{s<=t} log a_s,   h_t = exp(a*_t) * h_0 + exp(a*_t + logcumsumexp_{s<=t}(log b_s - a*_s))
+
+The initial state enters through its own linear term ``exp(a*_t) * h_0`` rather than through log(h_0),
+so a zero (or negative, e.g. a random test state) h_0 is exact. Training uses that scan (``scan``,
+restarted every 64 steps to bound float32 cancellation);
+evaluation, sampling and the exported ONNX graph use the sequential step (``recurrence``, a scripted
+loop over T of elementwise ops: one ONNX ``Loop`` node, dynamic T, the state one (B, H) tensor).
+
+``MinRNN`` is a drop-in for ``nn.GRU`` inside ``RecurrentStack`` (batch-first, state (L, B, H),
+``forward(x, h) -> (out, h)``): cells ``"mingru"`` and ``"minlstm"``, one state tensor per layer.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+MIN_CELLS = ("mingru", "minlstm")
+
+
+def g(v: Tensor) -> Tensor:
+    """The paper's positive activation: v + 0.5 for v >= 0, sigmoid(v) below (continuous at 0)."""
+    return torch.where(v >= 0, v + 0.5, torch.sigmoid(v))
+
+
+def log_g(v: Tensor) -> Tensor:
+    """log(g(v)), computed without forming g for the negative branch (log sigmoid = -softplus(-v))."""
+    return torch.where(v >= 0, torch.log(F.relu(v) + 0.5), -F.softplus(-v))
+
+
+def coefficients(cell: str, pre: Tensor, log: bool) -> tuple[Tensor, Tensor]:
+    """(a, b) of ``h_t = a_t h_{t-1} + b_t`` from the input projections ``pre`` (..., k*H).
+
+    ``log``: return (log a, log b) -- every term through softplus, never log of a rounded product.
+    """
+    if cell == "mingru":
+        k, v = pre.chunk(2, dim=-1)
+        if log:
+            return -F.softplus(k), -F.softplus(-k) + log_g(v)  # log(1 - z), log z + log h~
+        z = torch.sigmoid(k)
+        return 1 - z, z * g(v)
+    if cell == "minlstm":
+        f, i, v = pre.chunk(3, dim=-1)
+        # f' = f / (f + i) = sigmoid(d) with d = log f - log i = softplus(-i) - softplus(-f)
+        d = F.softplus(-i) - F.softplus(-f)
+        if log:
+            return -F.softplus(-d), -F.softplus(d) + log_g(v)  # log f', log i' + log h~
+        return torch.sigmoid(d), torch.sigmoid(-d) * g(v)
+    raise ValueError(f"unknown min cell {cell!r}; allowed: {', '.join(MIN_CELLS)}")
+
+
+def scan(log_a: Tensor, log_b: Tensor, h0: Tensor, chunk: int = 64) -> Tensor:
+    """Parallel log-space scan: log_a, log_b (B, T, H), h0 (B, H) -> h (B, T, H).
+
+    ``a*_t + logcumsumexp(...)`` adds two numbers of size |a*_t| that nearly cancel, so its rounding
+    error grows with |a*_t| (float32 over 2,000 strongly forgetting steps: 2e-4). The scan therefore
+    restarts every ``chunk`` steps from the previous chunk's last h (T / chunk sequential steps,
+    each one parallel over its chunk): |a*| stays bounded and float32 tracks the loop to ~1e-6.
+    """
+    outs = []
+    for s in range(0, log_a.shape[1], chunk):
+        la, lb = log_a[:, s:s + chunk], log_b[:, s:s + chunk]
+        a_star = torch.cumsum(la, dim=1)  # (B, C, H) log of prod_{r<=t} a_r
+        acc = torch.logcumsumexp(lb - a_star, dim=1)  # log sum_{s<=t} b_s / prod_{r<=s} a_r
+        out = torch.exp(a_star) * h0.unsqueeze(1) + torch.exp(a_star + acc)
+        outs.append(out)
+        h0 = out[:, -1]
+    return outs[0] if len(outs) == 1 else torch.cat(outs, 1)
+
+
+def _recurrence(a: Tensor, b: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    """Sequential ``h_t = a_t h_{t-1} + b_t``: a, b (B, T, H), h (B, H) -> outputs (B, T, H), last h.
+
+    Scripted so that the ONNX export keeps T dynamic (a ``Loop`` node rather than T unrolled steps)."""
+    outs: list[Tensor] = []
+    for t in range(a.shape[1]):
+        h = a[:, t] * h + b[:, t]
+        outs.append(h)
+    return torch.stack(outs, 1), h
+
+
+with warnings.catch_warnings():  # torch 2.13 marks jit.script deprecated; the TorchScript exporter still needs it
+    warnings.simplefilter("ignore", DeprecationWarning)
+    recurrence = torch.jit.script(_recurrence)
+
+
+class MinRNNLayer(nn.Module):
+    """One minGRU / minLSTM layer: x (B, T, I), h (B, H) -> outputs (B, T, H), last h (B, H)."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int):
+        super().__init__()
+        if cell not in MIN_CELLS:
+            raise ValueError(f"unknown min cell {cell!r}; allowed: {', '.join(MIN_CELLS)}")
+        self.cell, self.hidden_size = cell, hidden_size
+        # one projection for every gate and the candidate (2H: minGRU, 3H: minLSTM)
+        self.proj = nn.Linear(input_size, (2 if cell == "mingru" else 3) * hidden_size)
+
+    def forward(self, x: Tensor, h: Tensor, parallel: bool) -> tuple[Tensor, Tensor]:
+        pre = self.proj(x)
+        if parallel:
+            out = scan(*coefficients(self.cell, pre, log=True), h)
+            return out, out[:, -1]
+        return recurrence(*coefficients(self.cell, pre, log=False), h)
+
+
+class MinRNN(nn.Module):
+    """A stack of min cells with ``nn.GRU``'s interface (batch-first): x (B, T, I), h (L, B, H)
+    -> outputs (B, T, H), next h (L, B, H). Dropout between layers as ``nn.GRU``'s.
+
+    Training mode runs the parallel scan; eval mode the sequential step (what the ONNX graph and
+    the edge runner compute). ``parallel`` forces one or the other (tests compare them)."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1, dropout: float = 0.0):
+        super().__init__()
+        self.cell, self.hidden_size, self.num_layers, self.dropout = cell, hidden_size, num_layers, dropout
+        self.layers = nn.ModuleList(
+            MinRNNLayer(cell, input_size if k == 0 else hidden_size, hidden_size) for k in range(num_layers))
+        self.parallel: bool | None = None  # None: scan when training, step otherwise
+
+    def forward(self, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        if not torch.jit.is_tracing():  # a traced shape check would pin the batch in the ONNX graph
+            assert h.shape == (self.num_layers, x.shape[0], self.hidden_size), (h.shape, x.shape)
+        parallel = self.training if self.parallel is None else self.parallel
+        finals = []
+        out = x
+        for k, layer in enumerate(self.layers):
+            if k > 0 and self.dropout > 0:
+                out = F.dropout(out, self.dropout, self.training)
+            out, last = layer(out, h[k], parallel)
+            finals.append(last)
+        return out, torch.stack(finals, 0)
