@@ -205,7 +205,7 @@ def card(name: str, run_dir: Path, commands: list[str]) -> str:
              f"| parity, fp32 ONNX vs PyTorch | max abs diff {m['parity']['max_abs_diff']:.1e} |"]
     # The training-time next-word figure is a cheaper proxy (core/tasks/next_word_proxy.py): named apart from
     # eval-suggest's, which types the text through the real session (the figure that counts).
-    metrics = {k.replace("_next_", "_next_proxy_"): v for k, v in final.items()
+    metrics = {(k if "_next_proxy_" in k else k.replace("_next_", "_next_proxy_")): v for k, v in final.items()
                if k not in ("kind", "params") and isinstance(v, (int, float))}
     lines += ["", "## Metrics (best checkpoint by validation; fp32 PyTorch)", "",
               "| metric | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in sorted(metrics.items())]

@@ -1,12 +1,13 @@
 """Write docs/RESULTS.md from the run directories that `rnnkit train` left in runs/.
 
-    .venv/bin/python docs/make_results.py [--runs runs] [--out docs/RESULTS.md] [--no-baselines]
+    .venv/bin/python docs/make_results.py [--runs runs] [--out docs/RESULTS.md]
 
 Reads each run's recipe.json (what was trained, the command), config.json (hardware),
 metrics.jsonl (curves, wall time, the final line) and results.json / samples.txt (the best
 model on valid and test, samples). Copies loss.png to docs/results/<run>-loss.png. For
-suggest-en it also scores the Kneser-Ney trigram baseline (core/text/kneser_ney.py) on the same
-train / test split, with the same next-word positions, and the LSTM's perplexity per word.
+suggest-en the next-word figures here are the training-time proxy; what a user gets (and the
+Kneser-Ney baseline) is measured by `rnnkit eval-suggest` through the typing session
+(docs/make_everyday_results.py).
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ ANCHORS: dict[str, list[tuple[tuple[str, ...], str, str | None, float | None, st
     ],
     "suggest-en": [
         (("test_ppl",), "test perplexity per piece (8k unigram)", None, None, "-"),
-        (("test_word_ppl",), "test perplexity per word", None, None, "see the Kneser-Ney row"),
-        (("test_next_top1",), "next-word top-1", None, None, "see the Kneser-Ney row"),
-        (("test_next_top3",), "next-word top-3", None, None, "see the Kneser-Ney row"),
+        (("test_next_proxy_top1", "test_next_top1"), "training-time next-word proxy, top-1", None, None,
+         "not the typing session's figure: that one, and Kneser-Ney's, are in the Everyday English section"),
+        (("test_next_proxy_top3", "test_next_top3"), "training-time next-word proxy, top-3", None, None, "idem"),
     ],
     "sentiment-mr": [
         (("test_acc", "val_acc"), "polarity accuracy (%)", ">=", 77.0, "Kim 2014 CNN 81.5; BiLSTMs ~77-79"),
@@ -113,61 +114,8 @@ def verdict(value, op, bar) -> str:
     return f"{'meets' if ok else 'MISSES'} bar {op} {bar:g}"
 
 
-# --------------------------------------------------------------------------- suggest-en baseline
-def kn_baseline(cache: Path | None = None) -> dict:
-    """Kneser-Ney trigram trained on suggest_en/train, scored on suggest_en/test (cached: pure Python, slow-ish)."""
-    from rnnkit.core.data import load_lines
-    from rnnkit.core.text.kneser_ney import KneserNeyTrigram, tokenize
-
-    if cache is not None and cache.is_file():
-        return read_json(cache)
-    train, test = load_lines("suggest_en", "train"), load_lines("suggest_en", "test")
-    kn = KneserNeyTrigram.train(train)
-    ppl = kn.perplexity(test)
-    hits1 = hits3 = n = 0
-    for line in test:
-        toks = tokenize(line)
-        for i, t in enumerate(toks):
-            if not t[0].isalpha():
-                continue
-            top = [w for w, _ in kn.top_next(toks[:i], 3)]
-            n += 1
-            hits1 += bool(top) and top[0] == t
-            hits3 += t in top
-    out = {"kn_test_word_ppl": ppl["perplexity"], "kn_test_oov": ppl["oov"], "kn_test_tokens": ppl["tokens"],
-           "kn_next_top1": hits1 / n, "kn_next_top3": hits3 / n, "kn_next_n": n}
-    if cache is not None:
-        atomic_write_text(cache, json.dumps(out, indent=1) + "\n")
-    return out
-
-
-def suggest_baselines(run: Path) -> dict:
-    """The Kneser-Ney figures + the LSTM's nats on the same test text per Kneser-Ney token
-    (words, punctuation, </s>), i.e. a per-word perplexity comparable with KN's."""
-    from rnnkit.core.data import load_lines
-    from rnnkit.core.text.kneser_ney import tokenize
-
-    out = kn_baseline(run.parent / "kn-suggest-en.json")
-    test = load_lines("suggest_en", "test")
-    n_tokens = sum(len(tokenize(line)) + 1 for line in test if tokenize(line))
-    import torch
-
-    from rnnkit.core.models import registry
-    from rnnkit.core.tasks.lm_data import encode_stream
-    from rnnkit.core.tasks.lm import LMTask
-    from rnnkit.core.text.tokenizers import load_tokenizer
-
-    torch.set_num_threads(1)
-    tok = load_tokenizer(run)
-    stream = encode_stream(tok, "sentencepiece", test)
-    model = registry.load(run / "model")
-    nats = LMTask(stream, stream).stream_loss(model, stream) * (stream.numel() - 1)
-    out["test_word_ppl"] = math.exp(nats / n_tokens)
-    return out
-
-
 # --------------------------------------------------------------------------- report
-def run_section(run: Path, docs: Path, baselines: bool, hardware_note: str = HARDWARE_NOTE
+def run_section(run: Path, docs: Path, hardware_note: str = HARDWARE_NOTE
                 ) -> tuple[list[str], list[str]]:
     """(summary rows, section lines) for one run directory."""
     recipe = read_json(run / "recipe.json")
@@ -179,11 +127,6 @@ def run_section(run: Path, docs: Path, baselines: bool, hardware_note: str = HAR
         evals = [r for r in recs if r.get("kind") == "eval" and isinstance(r.get("val_loss"), (int, float))]
         results = min(evals, key=lambda r: r["val_loss"]) if evals else {}
     name = recipe.get("name", run.name)
-    if name == "suggest-en" and baselines and (run / "model").is_dir():
-        try:
-            results = {**results, **suggest_baselines(run)}
-        except Exception as e:  # a missing corpus must not stop the report
-            print(f"{run}: baseline skipped: {e}", file=sys.stderr)
     train_lines = [r for r in recs if r.get("kind") == "train"]
     elapsed = max((r.get("elapsed", 0) for r in recs if isinstance(r.get("elapsed"), (int, float))), default=0)
     steps = train_lines[-1]["step"] if train_lines else 0
@@ -208,11 +151,6 @@ def run_section(run: Path, docs: Path, baselines: bool, hardware_note: str = HAR
             rows.append(f"| {run.name} | {label} | {fmt(value) if key else 'n/a'} | {op} {bar:g} | "
                         f"{verdict(value, op, bar) or 'not run'}{'' if finished else ' (in progress)'} | "
                         f"{elapsed / 60:.0f} min |")
-    if name == "suggest-en" and "kn_next_top1" in results:
-        lines.append(f"| Kneser-Ney trigram (same train/test): per-word ppl / top-1 / top-3 | "
-                     f"{results['kn_test_word_ppl']:.1f} / {results['kn_next_top1']:.3f} / "
-                     f"{results['kn_next_top3']:.3f} | {results['kn_next_n']} word positions, "
-                     f"{results['kn_test_oov']} OOV tokens (mapped to <unk>: favours KN) | |")
     other = {k: v for k, v in results.items() if isinstance(v, (int, float)) and k not in ("step", "epoch")}
     lines += ["", "<details><summary>all final figures</summary>", "", "```",
               json.dumps(other, indent=1, sort_keys=True), "```", "</details>", ""]
@@ -231,7 +169,6 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs")
     ap.add_argument("--out", default=str(Path(__file__).parent / "RESULTS.md"))
-    ap.add_argument("--no-baselines", action="store_true", help="skip the Kneser-Ney baseline (slow-ish)")
     ap.add_argument("--hardware-note", default=HARDWARE_NOTE, help="where the runs ran (goes into every section)")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -240,16 +177,16 @@ def main(argv=None) -> int:
     summary = ["| run | metric | value | bar | verdict | train time |", "|---|---|---|---|---|---|"]
     body: list[str] = []
     for run in runs:
-        rows, lines = run_section(run, out.parent, not args.no_baselines, args.hardware_note)
+        rows, lines = run_section(run, out.parent, args.hardware_note)
         summary += rows
         body += lines
     head = ["# rnnkit results", "",
             "Produced by `docs/make_results.py` from the full-size runs' `metrics.jsonl` / `results.json`.",
             f"Hardware: {args.hardware_note}; no GPU. "
             "`results.json` scores the best checkpoint (by validation loss) on valid and test.", "",
-            "Next-word top-1/top-3 (suggest-en): at evenly spaced held-out positions where a new word starts, "
-            "the model's 3 most likely word-initial pieces, each extended greedily to a whole word, "
-            "against the true next word (exact, case-sensitive). See `core/tasks/next_word_proxy.py`.", ""]
+            "Next-word figures of suggest-en: the typing session's (`rnnkit eval-suggest`, beside Kneser-Ney) are "
+            "in the Everyday English section; the per-recipe section shows only the training-time proxy "
+            "(`*_next_proxy_*`, core/tasks/next_word_proxy.py), which is cheaper and not the same figure.", ""]
     atomic_write_text(out, "\n".join(head + summary + [""] + body) + "\n")
     print(f"wrote {out} ({len(runs)} runs)")
     return 0

@@ -84,7 +84,7 @@ def test_sentencepiece_recipe_on_own_text_with_valid_file(tmp_path, my_text):
     final = json.loads((run / "results.json").read_text())
     chance = math.log(load_tokenizer(run).vocab_size)  # nats/token of a uniform guess
     assert math.isfinite(final["val_loss"]) and final["val_loss"] <= 0.9 * chance, (final["val_loss"], chance)
-    assert 0.0 <= final["val_next_top3"] <= 1.0
+    assert 0.0 <= final["val_next_proxy_top3"] <= 1.0
 
 
 def test_user_errors_are_one_line_messages(tmp_path, my_text, capsys):

@@ -244,13 +244,13 @@ def test_make_results_reports_figures_against_bars(tmp_path):
     (run / "results.json").write_text(json.dumps({"kind": "final", "test_ppl": 120.5, "val_ppl": 125.0}))
     (run / "samples.txt").write_text("the company said <unk>\n")
     out = tmp_path / "docs" / "RESULTS.md"
-    assert mr.main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--no-baselines"]) == 0
+    assert mr.main(["--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
     text = out.read_text()
     assert "| ptb-lm | test perplexity | 120.5 | <= 114 | MISSES bar <= 114 |" in text
     assert "rnnkit train --recipe ptb-lm --set max_minutes=60" in text
     assert "the company said" in text
     (run / "results.json").write_text(json.dumps({"kind": "final", "test_ppl": 99.0}))
-    mr.main(["--runs", str(tmp_path / "runs"), "--out", str(out), "--no-baselines"])
+    mr.main(["--runs", str(tmp_path / "runs"), "--out", str(out)])
     assert "meets bar <= 114" in out.read_text()
 
 

@@ -38,7 +38,7 @@ def test_lm_recipe_smoke_on_real_corpus(recipe, tmp_path):
 
     assert final["val_loss"] < 0.95 * math.log(load_tokenizer(run).vocab_size)
     if recipe == "suggest-en":
-        assert final["val_next_n"] > 0 and 0.0 < final["val_next_top3"] <= 1.0
-        assert final["val_next_top1"] <= final["val_next_top3"]
+        assert final["val_next_proxy_n"] > 0 and 0.0 < final["val_next_proxy_top3"] <= 1.0
+        assert final["val_next_proxy_top1"] <= final["val_next_proxy_top3"]
     assert (run / "samples.txt").read_text().strip()
     assert json.loads((run / "recipe.json").read_text())["size"] == "smoke"

@@ -168,8 +168,9 @@ class LMTask:
                f"{prefix}_bits": nats / math.log(2)}
         if self.next_word and self.tokenizer is not None:
             acc = next_word_accuracy(model, ids, self.tokenizer, positions or self.next_word_positions)
-            out.update({f"{prefix}_next_top1": acc["top1"], f"{prefix}_next_top3": acc["top3"],
-                        f"{prefix}_next_n": acc["n"]})
+            # the training-time proxy; `rnnkit eval-suggest` measures the typing session itself
+            out.update({f"{prefix}_next_proxy_top1": acc["top1"], f"{prefix}_next_proxy_top3": acc["top3"],
+                        f"{prefix}_next_proxy_n": acc["n"]})
         return out
 
     def evaluate(self, model) -> dict[str, float]:
