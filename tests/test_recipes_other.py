@@ -425,3 +425,33 @@ def test_cli_trains_timeseries_on_a_user_csv_and_reports_bad_files(tmp_path, cap
                  "--run-dir", str(tmp_path / "run2"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("rnnkit train: error:") and "bad.csv:3" in err and "\n" not in err
+
+
+def test_sentiment_starts_from_a_pretrained_language_model(tmp_path):
+    """data.pretrained: the classifier takes the LM's tokenizer, embedding and LSTM as they are."""
+    import torch
+
+    from rnnkit.core import recipes as R
+    from rnnkit.core.models import registry
+    from rnnkit.core.models.kinds import LanguageModel, LMConfig
+    from rnnkit.core.text.tokenizers import CharTokenizer
+
+    texts = [f"a fine film number {i}" for i in range(10)] + [f"a dull film number {i}" for i in range(10)]
+    lm_run = tmp_path / "lm"
+    tok = CharTokenizer.train(texts)
+    tok.save(lm_run)
+    torch.manual_seed(0)
+    lm = LanguageModel(LMConfig(vocab_size=tok.vocab_size, cell="gru", embed_size=12, hidden_size=10, num_layers=2))
+    registry.save(lm, lm_run / "model")
+    f = tmp_path / "mine.tsv"
+    f.write_text("".join(f"{'pos' if 'fine' in t else 'neg'}\t{t}\n" for t in texts), encoding="utf-8")
+    recipe = _resolve("sentiment-mr", tmp_path, train_file=f, pretrained=lm_run)
+    model, task, run_tok = R.build(recipe, tmp_path / "run")
+    c = model.config
+    assert (c.cell, c.embed_size, c.hidden_size, c.num_layers, c.bidirectional) == ("gru", 12, 10, 2, False)
+    assert run_tok.encode("a dull film") == tok.encode("a dull film")
+    for name, p in lm.rnn.state_dict().items():
+        assert torch.equal(model.rnn.state_dict()[name], p), name
+    assert torch.equal(model.embed.weight, lm.embed.weight)
+    with pytest.raises(ValueError, match="not an LM run directory"):
+        R.build(_resolve("sentiment-mr", tmp_path, train_file=f, pretrained=tmp_path / "nothing"), tmp_path / "run2")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from rnnkit.core.tasks.common import (Batches, bucketed_batches, evaluating, model_device, model_fields, pad_ids,
+from rnnkit.core.tasks.common import (Batches, copy_encoder, encoder_fields, pretrained_lm, bucketed_batches, evaluating, model_device, model_fields, pad_ids,
                                       seeded_model, seeded_subset, unwrap, user_or_corpus_splits,
                                       write_final)
 
@@ -289,13 +289,23 @@ def build_sentiment(recipe, run_dir):
         return SentimentSplit([clean_mr_text(t) for _, t in rows], [float(s) for s, _ in rows])
 
     train_s = split(train)
-    tok = load_or_train_tokenizer(run_dir, lambda: train_tokenizer(recipe["tokenizer"], train_s.texts))
-    cfg = ClassifierConfig(**{**model_fields(recipe), "vocab_size": tok.vocab_size, "pad_id": max(tok.pad_id, 0),
+    fields = model_fields(recipe)
+    lm = None
+    if data.get("pretrained"):  # transfer: the LM's tokenizer, embedding and recurrent stack
+        lm, lm_tok = pretrained_lm(data["pretrained"])
+        tok = load_or_train_tokenizer(run_dir, lambda: lm_tok)
+        fields.update(encoder_fields(lm), bidirectional=False)  # the LM reads left to right only
+    else:
+        tok = load_or_train_tokenizer(run_dir, lambda: train_tokenizer(recipe["tokenizer"], train_s.texts))
+    cfg = ClassifierConfig(**{**fields, "vocab_size": tok.vocab_size, "pad_id": max(tok.pad_id, 0),
                               "unk_id": tok.unk_id, "num_classes": 2, "num_targets": 1, "bounded": True})
     task = SentimentTask(tok, train_s, split(valid), split(test) if test else None,
                          batch_size=int(data.get("batch_size", 32)), max_len=int(data.get("max_len", 80)),
                          score_weight=float(data.get("score_weight", 1.0)), seed=seed)
-    return seeded_model(recipe, SequenceClassifier, cfg), task, tok
+    model = seeded_model(recipe, SequenceClassifier, cfg)
+    if lm is not None:
+        copy_encoder(lm, model)
+    return model, task, tok
 
 
 def read_color_file(path) -> list[tuple[str, tuple[float, float, float]]]:

@@ -147,3 +147,34 @@ def user_or_corpus_splits(data: dict, read, load, holdout: float, seed: int) -> 
 
     warn_small_valid(len(valid), "rows", held_out=not data.get("valid_file"), fraction=holdout)
     return train, valid, (read(data["test_file"]) if data.get("test_file") else None)
+
+
+def pretrained_lm(path: str | Path):
+    """``(language model, its tokenizer)`` from an LM run directory (its best ``model/`` and
+    ``tokenizer.*``) or a model directory beside a tokenizer: the encoder a task starts from
+    (ULMFiT, Howard & Ruder 2018: pretrain on general text, then fine-tune on the task)."""
+    from rnnkit.core.models import registry
+    from rnnkit.core.text.tokenizers import load_tokenizer
+
+    path = Path(path)
+    model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
+    if not (model_dir / "config.json").is_file():
+        raise ValueError(f"data.pretrained={path}: not an LM run directory (no model/config.json); "
+                         f"train one first, e.g. rnnkit train --recipe suggest-en --run-dir {path}")
+    lm = registry.load(model_dir)
+    if getattr(lm, "kind", None) != "lm":
+        raise ValueError(f"data.pretrained={path}: a {getattr(lm, 'kind', '?')} model, not a language model")
+    tok_dir = model_dir.parent if model_dir != path else path
+    return lm, load_tokenizer(tok_dir)
+
+
+def encoder_fields(lm) -> dict:
+    """The model fields that must match the pretrained LM for its encoder to fit."""
+    c = lm.config
+    return {"cell": c.cell, "embed_size": c.embed_size, "hidden_size": c.hidden_size, "num_layers": c.num_layers}
+
+
+def copy_encoder(lm, model) -> None:
+    """Copy the LM's embedding and recurrent stack into ``model`` (same names, same shapes)."""
+    model.embed.load_state_dict(lm.embed.state_dict())
+    model.rnn.load_state_dict(lm.rnn.state_dict())
