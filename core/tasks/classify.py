@@ -122,15 +122,15 @@ class SentimentTask:
                 f"{split}_score_mse": float(((pred_t - gold) ** 2).mean())}
 
     def evaluate(self, model) -> dict[str, float]:
-        """Validation metrics; test metrics too when a test split exists (selection uses val only)."""
-        out = self.split_metrics(model, "val")
-        if "test" in self.splits:
-            out.update(self.split_metrics(model, "test"))
-        return out
+        """Validation metrics only: the test split is scored once, by ``finalize``, so no figure
+        seen during training (or while tuning) comes from it."""
+        return self.split_metrics(model, "val")
 
     def finalize(self, model, run_dir=None, samples: int = 10) -> dict:
         """Best model's val / test scores and ten test sentences with gold and predicted score."""
         rec = self.evaluate(model)
+        if "test" in self.splits:
+            rec.update(self.split_metrics(model, "test"))
         split = "test" if "test" in self.splits else "val"
         s = self.splits[split]
         step = max(1, len(s.texts) // samples)

@@ -235,17 +235,16 @@ class TaggerTask:
         return out
 
     def evaluate(self, model) -> dict[str, float]:
-        """Validation entity F1 (the metric); test scores too when given (never used to select)."""
-        out = self.split_metrics(model, "val")
-        if "test" in self.splits:
-            out.update(self.split_metrics(model, "test"))
-        return out
+        """Validation entity F1 (the metric) only: the test split is scored once, by ``finalize``."""
+        return self.split_metrics(model, "val")
 
     def finalize(self, model, run_dir=None, samples: int = 5) -> dict:
         """Best model's val / test entity scores (per type too) and a few tagged test sentences."""
         from rnnkit.core.tasks.common import write_final
 
         rec = self.evaluate(model)
+        if "test" in self.splits:
+            rec.update(self.split_metrics(model, "test"))
         sents = self.splits.get("test") or self.splits["val"]
         picks = sents[:: max(1, len(sents) // samples)][:samples]
         pred = self.predict(model, [t for t, _ in picks])

@@ -251,10 +251,12 @@ class TimeseriesTask:
         return out
 
     def evaluate(self, model) -> dict[str, float]:
-        """val metrics (selection) and test metrics with the baselines, all on the same spans."""
-        out = self.split_metrics(model, "val", with_baselines=False)
-        out.update(self.split_metrics(model, "test"))
-        return out
+        """val metrics (selection) only: the test span is scored once, by ``finalize``."""
+        return self.split_metrics(model, "val", with_baselines=False)
+
+    def scores(self, model) -> dict[str, float]:
+        """val metrics and test metrics with the baselines, all on the same spans."""
+        return {**self.evaluate(model), **self.split_metrics(model, "test")}
 
     def finalize(self, model, run_dir=None) -> dict:
         """Best model's scores; per series a CSV of the test span: actual and every forecast."""
@@ -263,7 +265,7 @@ class TimeseriesTask:
         from rnnkit.core.atomic import atomic_write_text
         from rnnkit.core.tasks.common import write_final
 
-        rec = self.evaluate(model)
+        rec = self.scores(model)
         for p in self.series:
             start, end = p.s.span("test")
             cols = {"actual": p.s.values[start:end], "rnn_1step": self.one_step(model, p, start, end),
