@@ -292,7 +292,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     scratch = Path(tempfile.mkdtemp(prefix="rnnkit-edge-bench-"))
     if args.bundle:
-        from rnnkit.export.bundle import open_bundle
+        from rnnkit.edge.bundle import open_bundle
 
         shipped = open_bundle(args.bundle)
         if shipped.kind != "lm" or shipped.precision != "int8":

@@ -3,7 +3,7 @@
 ``load_shelf(models_dir)`` reads ``manifest.json`` of each subfolder (and of ``models_dir`` itself)
 and puts each bundle in the tabs of its kind; ``load_shelf(bundles=[...])`` opens exactly the
 bundles given. Each tab lists its bundles in a picker; the shipped bundle's folder name is its
-default. Loading verifies each bundle (``export.bundle.open_bundle``, through the engine).
+default. Loading verifies each bundle (``edge.bundle.open_bundle``, through the engine).
 
 A missing or broken bundle never stops the demo: its slot keeps a friendly message that the
 tab shows instead of the model, and using it raises ``ModelUnavailable``.
@@ -143,7 +143,7 @@ class Found:
 
 def find_bundles(paths: Iterable[Path], skipped: list[str]) -> list[Found]:
     """The bundles among ``paths`` by their manifest (strictly read); others go to ``skipped``."""
-    from rnnkit.export.bundle import read_manifest
+    from rnnkit.edge.bundle import read_manifest
 
     found = []
     for path in paths:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.export.bundle import open_bundle
+from rnnkit.edge.bundle import open_bundle
 
 # Memory: a typing session holds a state per word of its window (5 kB each on suggest-en) and
 # cached search rows (a vocabulary row + a state, ~37 kB each). The LRU bounds the peak (~32 x

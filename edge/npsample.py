@@ -1,13 +1,16 @@
-"""Token choice in numpy: temperature, top-k, top-p (nucleus), seeded; and beam search.
+"""Text generation in numpy, the one sampler and the one beam search (torch-free).
 
-The same rules as ``rnnkit.core.models.sampling`` (which is torch) so a seed means the same
-filtering in training-time samples, in `rnnkit predict` and in the demo; tests compare the two.
+Token choice (temperature, top-k, top-p, seeded), the generation loop over any step function and
+the start-of-text rule serve ``rnnkit generate`` on a run (the PyTorch step's logits handed over as
+arrays by ``rnnkit.core.models.sampling.numpy_step``), ``rnnkit predict`` and the demo on a bundle:
+the same seed draws the same tokens from the same logits everywhere. ``beam_search`` decodes one
+source over a seq2seq decoder step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -62,6 +65,65 @@ def sample_next(logits: np.ndarray, rng: np.random.Generator, temperature: float
     cdf = np.cumsum(probs)
     j = int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
     return int(keep[j]) if keep is not None else j
+
+
+# --------------------------------------------------------------------------- generation
+# step(tokens (1, T) int64, state) -> (logits (1, T, V), state); the state is opaque here (numpy
+# arrays from an ONNX graph, torch tensors from a PyTorch model), None at the start.
+TokenStep = Callable[[np.ndarray, Any], tuple[np.ndarray, Any]]
+
+
+def generate(step: TokenStep, prompt: Sequence[int], max_new_tokens: int, temperature: float = 1.0,
+             top_k: int = 0, top_p: float = 1.0, seed: Optional[int] = None, greedy: bool = False,
+             stop_ids: Sequence[int] = (), state: Any = None) -> Iterator[int]:
+    """Yield new token ids one at a time: the prompt is read in one call (its state carried), then
+    each new token is one step. ``greedy`` takes the likeliest token; else ``sample_next`` with a
+    ``numpy.random.default_rng(seed)`` (a fixed seed gives the same tokens)."""
+    if len(prompt) == 0:
+        raise ValueError("generate needs a non-empty prompt (e.g. start_ids(tokenizer, ''))")
+    rng = np.random.default_rng(seed)
+    logits, state = step(np.asarray([list(prompt)], dtype=np.int64), state)
+    for _ in range(max_new_tokens):
+        last = np.asarray(logits)[0, -1]
+        tok = int(np.argmax(last)) if greedy else sample_next(last, rng, temperature, top_k, top_p)
+        yield tok
+        if tok in stop_ids:
+            return
+        logits, state = step(np.asarray([[tok]], dtype=np.int64), state)
+
+
+def start_ids(tokenizer, prompt: str) -> list[int]:
+    """The start-of-text rule: ids that start generation, the prompt after a line break. Language
+    model streams end every line with EOS (rnnkit.core.tasks.lm_data), so a text starts after
+    ``eos_id``; a character model (no EOS) reads "\n" instead."""
+    start = tokenizer.encode("\n") if tokenizer.eos_id < 0 else [tokenizer.eos_id]
+    return start + (tokenizer.encode(prompt) if prompt else [])
+
+
+def decode_lines(tokenizer, ids: Sequence[int]) -> str:
+    """Decode a stream in which ``eos_id`` (if the tokenizer has one) separates lines."""
+    if tokenizer.eos_id < 0:
+        return tokenizer.decode(list(ids))
+    lines, cur = [], []
+    for i in ids:
+        if i == tokenizer.eos_id:
+            lines.append(tokenizer.decode(cur))
+            cur = []
+        else:
+            cur.append(i)
+    lines.append(tokenizer.decode(cur))
+    return "\n".join(lines)
+
+
+def decode_continuation(tokenizer, prompt_ids: Sequence[int], new_ids: Sequence[int]) -> str:
+    """The text ``new_ids`` add after the prompt (``prompt_ids`` as made by ``start_ids``).
+
+    The whole sequence is decoded and the prompt's own decoding cut off, so sentencepiece's
+    word-boundary spaces come out right; ``eos_id`` becomes a line break.
+    """
+    base = decode_lines(tokenizer, list(prompt_ids[1:]))
+    full = decode_lines(tokenizer, list(prompt_ids[1:]) + list(new_ids))
+    return full[len(base):] if full.startswith(base) else full
 
 
 # --------------------------------------------------------------------------- beam search

@@ -12,8 +12,9 @@
     tagger      EntityTagger       entities in a text (edge/predict_tag.py)
     forecaster  SeriesForecaster   next values of a series (edge/predict_series.py)
 
-Every engine opens a verified bundle (``rnnkit.export.bundle.open_bundle``) and reads every
-dimension and special id from the graphs' metadata, so any bundle of its kind works. Engines keep
+Every engine opens a verified bundle (``rnnkit.edge.bundle.open_bundle``), runs its graphs with
+``rnnkit.edge.runner.Runner`` and reads every dimension and special id from the graphs' metadata,
+so any bundle of its kind works. Engines keep
 no per-request state: one engine serves many threads (``InferenceSession.run`` is thread-safe).
 Work per request is bounded by the token caps below, checked right after tokenising and before
 any model call. Imports only numpy, onnxruntime and sentencepiece (through the tokenizer).
@@ -24,10 +25,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from rnnkit.export import names
-from rnnkit.export.bundle import Bundle, BundleError, open_bundle
+from .bundle import Bundle, BundleError, open_bundle
+from .runner import Runner
 
 # Per-request token caps: characters alone do not bound the work (1,000 emoji are 4,000
 # byte-fallback tokens).
@@ -43,47 +42,10 @@ class InputError(ValueError):
     """A user mistake; the message says what to change (shown as is by the demo and the CLI)."""
 
 
-def _split(value: str) -> list[str]:
-    return [s for s in (value or "").split(",") if s]
-
-
-class Graph:
-    """One graph of a bundle: ``run(**feeds) -> {output name: array}`` plus its state layout."""
-
-    def __init__(self, bundle: Bundle, job: str, threads: int = 1):
-        self.job = job
-        # mem_arena off: a shared session would keep an arena at the peak of concurrent runs
-        self.session = bundle.session(job, threads=threads, mem_arena=False)
-        self.meta = bundle.metadata(job)
-        self.inputs = {i.name: i for i in self.session.get_inputs()}
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        self.state_in = _split(self.meta.get(names.META_STATE_INPUTS, ""))
-        self.state_out = _split(self.meta.get(names.META_STATE_OUTPUTS, ""))
-
-    def int_meta(self, key: str, default: int = -1) -> int:
-        try:
-            return int(self.meta.get(key, default))
-        except ValueError:
-            return default
-
-    def zero_state(self, batch: int) -> tuple[np.ndarray, ...]:
-        """Zeros for every state input, each (L*D, batch, H) with L*D and H from the graph."""
-        out = []
-        for name in self.state_in:
-            shape = self.inputs[name].shape
-            if len(shape) != 3 or not isinstance(shape[0], int) or not isinstance(shape[2], int):
-                raise BundleError(f"{self.job} graph: state input {name} has no fixed (L, B, H) shape: {shape}")
-            if not (0 < shape[0] <= 128 and 0 < shape[2] <= 1 << 15):  # a graph's numbers decide this allocation
-                raise BundleError(f"{self.job} graph: state input {name} shape {shape} is out of bounds")
-            out.append(np.zeros((shape[0], batch, shape[2]), dtype=np.float32))
-        return tuple(out)
-
-    def run(self, **feeds: np.ndarray) -> dict[str, np.ndarray]:
-        missing = set(self.inputs) - set(feeds)
-        if missing:
-            raise BundleError(f"{self.job} graph needs inputs {sorted(missing)} rnnkit does not know")
-        values = self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})
-        return dict(zip(self.outputs, values))
+def graph(bundle: Bundle, job: str, threads: int = 1) -> Runner:
+    """The runner of a bundle's ``job`` graph, for a server: no CPU arena (a shared session would keep
+    one at the peak of concurrent runs)."""
+    return Runner(bundle.graph_path(job), threads=threads, mem_arena=False)
 
 
 def load_bundle(directory: str | Path, kind: str, tokenizer: bool = True) -> Bundle:
@@ -158,7 +120,7 @@ def engine_class(kind: str):
 
 def open_predictor(directory: str | Path, threads: int = 1) -> Any:
     """The engine for the bundle at ``directory``, chosen by its manifest's kind."""
-    from rnnkit.export.bundle import read_manifest
+    from .bundle import read_manifest
 
     kind = read_manifest(directory)["kind"]
     return engine_class(kind)(directory, threads=threads)

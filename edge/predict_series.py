@@ -19,10 +19,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from rnnkit.export import names
-from rnnkit.export.bundle import BundleError
-
-from .predict import MAX_HISTORY_POINTS, MAX_HORIZON, Graph, InputError, load_bundle
+from . import names
+from .bundle import BundleError
+from .predict import MAX_HISTORY_POINTS, MAX_HORIZON, InputError, graph, load_bundle
 
 _SEP = re.compile(r"[\s,;]+")
 MISSING = {"", "na", "nan", "null", "none", "?"}  # as rnnkit.core.data.readers
@@ -73,7 +72,7 @@ class SeriesForecaster:
 
     def __init__(self, directory: str | Path, threads: int = 1):
         self.bundle = load_bundle(directory, "forecaster", tokenizer=False)
-        self.step = Graph(self.bundle, names.JOB_STEP, threads)
+        self.step = graph(self.bundle, names.JOB_STEP, threads)
         task = self.bundle.manifest.get("task") or {}
         series = task.get("series") if isinstance(task, dict) else None
         self.series: dict[str, dict] = {}

@@ -15,10 +15,9 @@ from typing import Sequence
 
 import numpy as np
 
-from rnnkit.export import names
-from rnnkit.export.bundle import BundleError
-
-from .predict import MAX_TAG_TOKENS, Graph, InputError, load_bundle
+from . import names
+from .bundle import BundleError
+from .predict import MAX_TAG_TOKENS, InputError, graph, load_bundle
 
 # Abbreviations with inner dots (U.S., e.g.), words with inner apostrophes / hyphens / dots,
 # numbers with separators, then any other single non-space character.
@@ -66,7 +65,7 @@ class EntityTagger:
 
     def __init__(self, directory: str | Path, threads: int = 1):
         self.bundle = load_bundle(directory, "tagger")
-        self.graph = Graph(self.bundle, names.JOB_TAG, threads)
+        self.graph = graph(self.bundle, names.JOB_TAG, threads)
         try:
             vocab = json.loads(self.bundle.tokenizer_path.read_text(encoding="utf-8"))
             self.tags = [str(t) for t in vocab["tags"]]

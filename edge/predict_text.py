@@ -14,12 +14,12 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from rnnkit.export import names
-from rnnkit.export.bundle import BundleError
-
-from .npsample import beam_search, sample_next
-from .predict import (MAX_PROMPT_TOKENS, MAX_REVIEW_TOKENS, MAX_SOURCE_TOKENS, Graph, InputError, load_bundle,
+from . import names
+from .bundle import BundleError
+from .npsample import beam_search, decode_continuation, generate, start_ids
+from .predict import (MAX_PROMPT_TOKENS, MAX_REVIEW_TOKENS, MAX_SOURCE_TOKENS, InputError, graph, load_bundle,
                       load_tokenizer, piece_text)
+from .runner import StepRunner
 
 LENGTH_PENALTY = 0.6  # GNMT alpha; the translation recipe's default (rnnkit.core.tasks.translate)
 MAX_TARGET_TOKENS = 160  # 2 x MAX_SOURCE_TOKENS + 10 would be 266: the cap keeps the worst request short
@@ -28,12 +28,13 @@ MAX_NEW_TOKENS = 1000
 
 # --------------------------------------------------------------------------- generation
 class TextGenerator:
-    """Streams text from a language-model bundle (``lm`` kind, ``step`` graph)."""
+    """Streams text from a language-model bundle (``lm`` kind, ``step`` graph): the same start-of-text
+    rule, sampler and decoding as ``rnnkit generate`` on the run (``npsample``)."""
 
     def __init__(self, directory: str | Path, threads: int = 1):
         self.bundle = load_bundle(directory, "lm")
         self.tok = load_tokenizer(self.bundle)
-        self.step = Graph(self.bundle, names.JOB_STEP, threads)
+        self.step = StepRunner(self.bundle.graph_path(names.JOB_STEP), threads=threads, mem_arena=False)
         self.bos_id = self.step.int_meta(names.META_BOS_ID)
         self.eos_id = self.step.int_meta(names.META_EOS_ID)
         self.unk_id = self.step.int_meta(names.META_UNK_ID)
@@ -44,56 +45,38 @@ class TextGenerator:
         unknown = sum(1 for i in ids if i == self.unk_id) if self.unk_id >= 0 else 0
         return ids, unknown
 
-    def _text(self, prompt: str, head: str, lines: list[list[int]]) -> str:
-        # Decoding prompt + new ids and cutting the prompt's decoding off keeps the space a
-        # subword piece like "▁the" carries, which decoding the new ids alone would drop.
-        first = self.tok.decode(lines[0])[len(head):]
-        return prompt + first + "".join("\n" + self.tok.decode(ids) for ids in lines[1:])
-
     def stream(self, prompt: str, max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
-               top_p: float = 1.0, seed: Optional[int] = None, min_interval: float = 0.0) -> Iterator[str]:
+               top_p: float = 1.0, seed: Optional[int] = None, min_interval: float = 0.0,
+               greedy: bool = False) -> Iterator[str]:
         """Yield ``prompt`` + the continuation so far, after the first new token and then at most
         every ``min_interval`` seconds (and at the end). A fixed seed gives the same text.
 
-        Word and subword models were trained on lines each followed by EOS (rnnkit.core.tasks.lm),
-        so EOS starts the context ("a sentence starts here") and a generated EOS is a line break.
+        Models were trained on lines each followed by EOS (char models: "\\n"), so the context
+        starts after one (``npsample.start_ids``) and a generated EOS is a line break.
         """
         prompt_ids, _ = self.encode_prompt(prompt)
         if len(prompt_ids) > MAX_PROMPT_TOKENS:
             raise InputError(f"the prompt is {len(prompt_ids):,} tokens long for this model; the limit is "
                              f"{MAX_PROMPT_TOKENS:,}")
-        ids = ([self.eos_id] if self.eos_id >= 0 else []) + prompt_ids
-        if not ids:
-            raise ValueError("the prompt has no tokens this model knows")
-        rng = np.random.default_rng(seed)
-        out = self.step.run(**{names.TOKENS: np.asarray([ids], dtype=np.int64)},
-                            **dict(zip(self.step.state_in, self.step.zero_state(1))))
-        head = self.tok.decode(prompt_ids)
-        lines: list[list[int]] = [list(prompt_ids)]
+        ids = start_ids(self.tok, prompt)
+        new: list[int] = []
         last_yield = 0.0
-        for n in range(max_new_tokens):
-            tok = sample_next(out[names.LOGITS][0, -1], rng, temperature, top_k, top_p)
-            if tok == self.eos_id:
-                lines.append([])
-            else:
-                lines[-1].append(tok)
+        steps = generate(self.step.step_unchecked, ids, max_new_tokens, temperature, top_k, top_p, seed, greedy,
+                         state=self.step.init_state(1))
+        for n, tok in enumerate(steps):
+            new.append(tok)
             now = time.perf_counter()
             if n == 0 or now - last_yield >= min_interval:
                 last_yield = now
-                yield self._text(prompt, head, lines)
-            state = [out[name] for name in self.step.state_out]
-            out = self.step.run(**{names.TOKENS: np.asarray([[tok]], dtype=np.int64)},
-                                **dict(zip(self.step.state_in, state)))
-        yield self._text(prompt, head, lines)
+                yield prompt + decode_continuation(self.tok, ids, new)
+        yield prompt + decode_continuation(self.tok, ids, new)
 
     def predict(self, text: str, length: int = 100, temperature: float = 0.8, top_k: int = 0, top_p: float = 0.95,
                 seed: Optional[int] = None, greedy: bool = False) -> dict:
         """``{"text": prompt + continuation, "continuation"}``; ``greedy`` takes the likeliest token."""
         if not 1 <= length <= MAX_NEW_TOKENS:
             raise InputError(f"length must be from 1 to {MAX_NEW_TOKENS}, got {length}")
-        if greedy:
-            temperature, top_k, top_p = 1.0, 1, 1.0
-        *_, full = self.stream(text, length, temperature, top_k, top_p, seed, min_interval=1e9)
+        *_, full = self.stream(text, length, temperature, top_k, top_p, seed, min_interval=1e9, greedy=greedy)
         return {"text": full, "continuation": full[len(text):]}
 
 
@@ -119,8 +102,8 @@ class SentimentScorer:
     def __init__(self, directory: str | Path, threads: int = 1):
         self.bundle = load_bundle(directory, "classifier")
         self.tok = load_tokenizer(self.bundle)
-        self.classify = Graph(self.bundle, names.JOB_CLASSIFY, threads)
-        self.running = Graph(self.bundle, names.JOB_RUNNING, threads)
+        self.classify = graph(self.bundle, names.JOB_CLASSIFY, threads)
+        self.running = graph(self.bundle, names.JOB_RUNNING, threads)
 
     @staticmethod
     def _score(out: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -206,8 +189,8 @@ class Translator:
     def __init__(self, directory: str | Path, threads: int = 1):
         self.bundle = load_bundle(directory, "seq2seq")
         self.tok = load_tokenizer(self.bundle)
-        self.encoder = Graph(self.bundle, names.JOB_ENCODER, threads)
-        self.decoder = Graph(self.bundle, names.JOB_DECODER, threads)
+        self.encoder = graph(self.bundle, names.JOB_ENCODER, threads)
+        self.decoder = graph(self.bundle, names.JOB_DECODER, threads)
         cfg = self.bundle.model_config
         meta = self.decoder
         self.bos_id = meta.int_meta(names.META_BOS_ID, int(cfg.get("bos_id", 1)))

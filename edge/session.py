@@ -512,7 +512,7 @@ def open_session(bundle_dir, precision: str | None = None, threads: int = 1, **s
     ``precision``: None runs the bundle's default graph (int8 when exported with ``--int8``),
     "fp32" the fp32 reference graph.
     """
-    from rnnkit.export.bundle import open_bundle
+    from .bundle import open_bundle
 
     if precision not in (None, "fp32", "int8"):
         raise EdgeError(f"precision must be fp32 or int8 (or omitted for the bundle's default), got {precision!r}")

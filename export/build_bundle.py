@@ -16,14 +16,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rnnkit.core.models import registry
+from rnnkit.core.atomic import sha256_file
 from rnnkit.core.config import to_dict
+from rnnkit.core.models import registry
+from rnnkit.edge import names as N
 from rnnkit.edge.lexicon import FILE_NAME as LEXICON_FILE
+from rnnkit.edge.runner import load_session
 
-from . import names as N
-from .bundle import find_tokenizer, read_metrics, run_task, sha256_file, write_bundle
+from .bundle import find_tokenizer, read_metrics, run_task, write_bundle
 from .onnx_export import OPSET, export_model
-from .parity import TOLERANCE, assert_parity, check_parity, ort_session, parity_limit
+from .parity import TOLERANCE, assert_parity, check_parity, parity_limit
 from .quantize import (DEFAULT_SCHEME, DEFAULT_TARGET, HEAD_BITS, HEAD_BLOCK, SCHEMES, TARGETS, compare_random,
                        int8_text_report, quantize_graph, size_ratio)
 
@@ -261,8 +263,8 @@ def _quantize_all(fp32: dict[str, Path], scratch: Path, files: dict[str, Path], 
     for job, src in fp32.items():
         dst = scratch / N.graph_file(job, "int8")
         quantize_graph(src, dst, head=head, scheme=scheme, target=target)
-        sess = ort_session(dst)
-        smoke = compare_random(ort_session(src), sess, config)
+        sess = load_session(dst)
+        smoke = compare_random(load_session(src), sess, config)
         figures[job] = {"size_ratio": size_ratio(src, dst), "fp32_bytes": src.stat().st_size,
                         "int8_bytes": dst.stat().st_size, "random_inputs": smoke}
         import onnx

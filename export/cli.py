@@ -7,7 +7,7 @@ import json
 import sys
 import textwrap
 
-from . import names as N
+from rnnkit.edge import names as N
 
 
 def _graphs_table() -> str:

@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from . import names as N
+from rnnkit.edge import names as N
+from rnnkit.edge.runner import zero_state_feeds
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_DIR = ROOT / "node"
@@ -72,8 +73,7 @@ def _tokenize(bundle, text: str) -> list[int]:
 
 
 def _zeros_state(sess, batch: int) -> dict[str, np.ndarray]:
-    return {i.name: np.zeros((i.shape[0], batch, i.shape[2]), np.float32)
-            for i in sess.get_inputs() if i.name in N.ALL_STATE_IN}
+    return zero_state_feeds(sess, batch)
 
 
 def _rows(ids: list[int], n: int, t: int, pad: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,8 +129,8 @@ def build_cases(bundle_dirs: list[Path], tokens: int = 1000, timing_steps: int =
                 warmup_steps: int = 200) -> list[dict[str, Any]]:
     """Every graph of every bundle, with its inputs as numpy arrays (``feeds``) and, for step
     graphs, the state map; a ``batch`` twin per graph (batch of 8, row 0 = the single row)."""
-    from .bundle import open_bundle
-    from .parity import ort_session
+    from rnnkit.edge.bundle import open_bundle
+    from rnnkit.edge.runner import load_session
 
     cases = []
     for n_bundle, d in enumerate(bundle_dirs):
@@ -141,10 +141,10 @@ def build_cases(bundle_dirs: list[Path], tokens: int = 1000, timing_steps: int =
         pad = max(0, int(cfg.get("pad_id", 0)))
         for job in b.graphs:
             path = b.graph_path(job).resolve()
-            sess = ort_session(path)
+            sess = load_session(path)
             inputs = [i.name for i in sess.get_inputs()]
             outputs = [o.name for o in sess.get_outputs()]
-            state = {i: o for i, o in zip(N.ALL_STATE_IN, N.ALL_STATE_OUT) if i in inputs and o in outputs}
+            state = {i: o for i, o in ((n, "next_" + n) for n in inputs if N.is_state_input(n)) if o in outputs}
             base = {"name": f"{n_bundle}.{Path(d).name}.{job}", "bundle": str(d), "job": job, "graph": str(path),
                     "text": source}
             if b.kind == "lm":
@@ -171,7 +171,7 @@ def build_cases(bundle_dirs: list[Path], tokens: int = 1000, timing_steps: int =
                     many = {N.SRC: x, N.SRC_LEN: lengths}
                     timed = []
                 else:  # the decoder: memory and state from the encoder (Python) on a real source
-                    enc = ort_session(b.graph_path(N.JOB_ENCODER))
+                    enc = load_session(b.graph_path(N.JOB_ENCODER))
                     src = np.asarray(ids[:src_n], np.int64)[None]
                     e = dict(zip([o.name for o in enc.get_outputs()],
                                  enc.run(None, {N.SRC: src, N.SRC_LEN: np.array([src_n], np.int64)})))
@@ -229,11 +229,11 @@ def write_spec(cases: list[dict[str, Any]], directory: Path) -> Path:
 
 def run_python(cases: list[dict[str, Any]]) -> dict[str, Any]:
     """The same modes as node/conformance.js, with onnxruntime (Python), one thread."""
-    from .parity import ort_session
+    from rnnkit.edge.runner import load_session
 
     out: dict[str, Any] = {}
     for c in cases:
-        sess = ort_session(c["graph"])
+        sess = load_session(c["graph"])
         names = [o.name for o in sess.get_outputs()]
         res: dict[str, Any] = {"outputs": {}}
         if "whole" in c["modes"]:
@@ -322,10 +322,10 @@ def _batch_diff(single: dict[str, np.ndarray], batch: dict[str, np.ndarray]) -> 
     axis 1."""
     worst = 0.0
     for k, a in single.items():
-        if k in N.ALL_STATE_OUT or a.dtype == np.bool_ or not a.size:
+        if N.is_state_output(k) or a.dtype == np.bool_ or not a.size:
             continue
         b = batch[k]
-        if k in N.ALL_STATE_IN:
+        if N.is_state_input(k):
             a, b = a[:, :1], b[:, :1]
         else:
             a, b = a[:1], b[:1]

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import names as N
+from rnnkit.edge import names as N
 
 _DTYPES = {"tensor(int64)": np.int64, "tensor(float)": np.float32, "tensor(bool)": np.bool_,
            "tensor(int32)": np.int32}
@@ -65,7 +65,7 @@ def random_feeds(inputs: list[Any], config: Mapping[str, Any], batch: int, time:
             src_len = feeds.get(N.SRC_LEN, np.full(batch, src_time, dtype=np.int64))
             feeds[arg.name] = np.arange(shape[1])[None, :] < src_len[:, None]
         elif dtype == np.float32:
-            scale = 0.5 if arg.name in N.ALL_STATE_IN else 1.0
+            scale = 0.5 if N.is_state_input(arg.name) else 1.0
             feeds[arg.name] = (scale * rng.standard_normal(shape)).astype(np.float32)
         elif dtype in (np.int64, np.int32):
             feeds[arg.name] = rng.integers(0, vocab_bound(arg.name, config), size=shape).astype(dtype)

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from rnnkit.core.atomic import atomic_write
+from rnnkit.edge import names as N
 
-from . import names as N
 from .wrappers import JobWrapper, wrappers_for
 
 OPSET = 17
@@ -52,8 +52,8 @@ def graph_metadata(model: nn.Module, wrapper: JobWrapper, precision: str = "fp32
     from rnnkit.core.config import to_dict
 
     # A graph that produces an initial state (encoder, state_from) lists it as its state outputs.
-    state_in = [n for n in wrapper.input_names if n in N.ALL_STATE_IN]
-    state_out = [n for n in wrapper.output_names if n in N.ALL_STATE_OUT + N.ALL_STATE_IN]
+    state_in = [n for n in wrapper.input_names if N.is_state_input(n)]
+    state_out = [n for n in wrapper.output_names if N.is_state_output(n) or N.is_state_input(n)]
     meta = {
         N.META_FORMAT_VERSION: N.FORMAT_VERSION, N.META_KIND: model.kind, N.META_JOB: wrapper.job,
         N.META_PRECISION: precision, **model_facts(model),

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import names as N
-from .parity import ort_session
+from rnnkit.edge import names as N
+from rnnkit.edge.runner import Runner
 
 KINDS = ("lm", "classifier", "tagger", "forecaster")  # OrtModel; seq2seq: OrtSeq2Seq
 TASK_KINDS = ("classifier", "tagger", "forecaster", "seq2seq")
@@ -35,22 +35,17 @@ class OrtModel(nn.Module):
         self.kind, self.config = kind, config
         self.job = {"lm": N.JOB_STEP, "forecaster": N.JOB_STEP, "classifier": N.JOB_CLASSIFY,
                     "tagger": N.JOB_TAG}[kind]
-        self.session = ort_session(graphs[self.job])
-        self.inputs = [i.name for i in self.session.get_inputs()]
-        self.outputs = [o.name for o in self.session.get_outputs()]
+        self.graph = Runner(graphs[self.job])
         # Tasks find the device through parameters(); one dummy keeps them working.
         self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)
 
     def _run(self, feeds: dict[str, Tensor]) -> dict[str, Tensor]:
-        arrays = {k: np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in feeds.items() if k in self.inputs}
-        return {k: torch.from_numpy(v) for k, v in zip(self.outputs, self.session.run(None, arrays))}
+        return _run(self.graph, feeds)
 
     def _state(self, batch: int, state) -> dict[str, Tensor]:
-        names = [n for n in self.inputs if n in N.STATE_IN]
         if state is None:
-            shapes = {i.name: i.shape for i in self.session.get_inputs()}
-            return {n: torch.zeros(shapes[n][0], batch, shapes[n][2]) for n in names}
-        return dict(zip(names, state))
+            return {n: torch.from_numpy(z) for n, z in zip(self.graph.state_in, self.graph.zero_state(batch))}
+        return dict(zip(self.graph.state_in, state))
 
     def forward(self, x: Tensor, *args, **kwargs):
         if self.kind in ("lm", "forecaster"):
@@ -58,7 +53,7 @@ class OrtModel(nn.Module):
             key = N.TOKENS if self.kind == "lm" else N.FEATURES
             out = self._run({key: x.long() if self.kind == "lm" else x.float(), **self._state(x.shape[0], state)})
             head = N.LOGITS if self.kind == "lm" else N.PREDICTIONS
-            return out[head], tuple(out[n] for n in N.STATE_OUT if n in out)
+            return out[head], tuple(out[n] for n in self.graph.state_out)
         lengths = args[0] if args else kwargs.get("lengths")
         if lengths is None:
             lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long)
@@ -79,28 +74,21 @@ class OrtSeq2Seq(nn.Module):
     def __init__(self, graphs: dict[str, str | os.PathLike], config: Any):
         super().__init__()
         self.config = config
-        self.enc, self.dec = ort_session(graphs[N.JOB_ENCODER]), ort_session(graphs[N.JOB_DECODER])
-        self.state_in = [i.name for i in self.dec.get_inputs() if i.name in N.ALL_STATE_IN]
-        self.one_step = self.dec.get_inputs()[0].shape[1] == 1  # bahdanau / input feeding: T fixed to 1
+        self.enc, self.dec = Runner(graphs[N.JOB_ENCODER]), Runner(graphs[N.JOB_DECODER])
+        self.one_step = self.dec.inputs[N.PREV].shape[1] == 1  # bahdanau / input feeding: T fixed to 1
         self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)
 
-    @staticmethod
-    def _run(sess, feeds: dict[str, Tensor]) -> dict[str, Tensor]:
-        names = [o.name for o in sess.get_outputs()]
-        arrays = {k: np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in feeds.items()}
-        return {k: torch.from_numpy(v) for k, v in zip(names, sess.run(None, arrays))}
-
     def encode(self, src: Tensor, src_len: Tensor):
-        out = self._run(self.enc, {N.SRC: src.long(), N.SRC_LEN: src_len.long()})
-        return out[N.MEMORY], out[N.SRC_MASK], tuple(out[n] for n in self.state_in)
+        out = _run(self.enc, {N.SRC: src.long(), N.SRC_LEN: src_len.long()})
+        return out[N.MEMORY], out[N.SRC_MASK], tuple(out[n] for n in self.dec.state_in)
 
     def decode_step(self, prev: Tensor, state, memory: Tensor, src_mask: Tensor):
         steps = [prev[:, t:t + 1] for t in range(prev.shape[1])] if self.one_step else [prev]
         logits, attn = [], []
         for p in steps:
-            out = self._run(self.dec, {N.PREV: p.long(), **dict(zip(self.state_in, state)),
-                                       N.MEMORY: memory, N.SRC_MASK: src_mask})
-            state = tuple(out["next_" + n] for n in self.state_in)
+            out = _run(self.dec, {N.PREV: p.long(), **dict(zip(self.dec.state_in, state)),
+                                  N.MEMORY: memory, N.SRC_MASK: src_mask})
+            state = tuple(out[n] for n in self.dec.state_out)
             logits.append(out[N.LOGITS])
             attn.append(out[N.ATTN])
         return torch.cat(logits, 1), state, torch.cat(attn, 1)
@@ -122,6 +110,11 @@ class OrtSeq2Seq(nn.Module):
 
         with torch.no_grad():
             return beam_search(self, src, src_len, beam, max_len, length_penalty)
+
+
+def _run(graph: Runner, feeds: dict[str, Tensor]) -> dict[str, Tensor]:
+    arrays = {k: np.ascontiguousarray(v.detach().cpu().numpy()) for k, v in feeds.items() if k in graph.inputs}
+    return {k: torch.from_numpy(v) for k, v in graph.run(**arrays).items()}
 
 
 def ort_model(kind: str, graphs: dict[str, str | os.PathLike], config: Any) -> nn.Module:

@@ -17,20 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import names as N
+from rnnkit.edge import names as N
+from rnnkit.edge.runner import load_session
+
 from .feeds import max_abs_diff, random_feeds, vocab_bound
 from .wrappers import JobWrapper, wrappers_for
 
 TOLERANCE = 1e-5
-
-
-def ort_session(path: str | os.PathLike, threads: int = 1):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def ort_run(session, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -81,8 +74,8 @@ def _time_inputs(wrapper: JobWrapper) -> list[str]:
 
 def is_step_graph(wrapper: JobWrapper) -> bool:
     """State in and out, plus a time axis: the graphs a runner calls token by token."""
-    return (any(n in N.ALL_STATE_IN for n in wrapper.input_names)
-            and any(n in N.ALL_STATE_OUT for n in wrapper.output_names)
+    return (any(N.is_state_input(n) for n in wrapper.input_names)
+            and any(N.is_state_output(n) for n in wrapper.output_names)
             and (bool(_time_inputs(wrapper)) or wrapper.fixed_time == 1))
 
 
@@ -105,7 +98,7 @@ def rollout(wrapper: JobWrapper, session, config: dict[str, Any], steps: int = 5
         feeds = random_feeds(session.get_inputs(), config, batch, steps, seed=seed, src_time=11)
         whole = ort_run(session, feeds)
     ref = torch_run(wrapper, feeds)
-    state_map = dict(zip(N.ALL_STATE_OUT, N.ALL_STATE_IN))
+    state_map = {n: n.removeprefix("next_") for n in wrapper.output_names if N.is_state_output(n)}
     step_feeds = dict(feeds)
     pieces: dict[str, list[np.ndarray]] = {n: [] for n in ref if n not in state_map}
     last: dict[str, np.ndarray] = {}
@@ -145,7 +138,7 @@ def check_parity(model: nn.Module, graphs: dict[str, str | os.PathLike], batches
     report: dict[str, Any] = {"jobs": {}}
     worst = 0.0
     for job, path in graphs.items():
-        wrapper, session = wrappers[job], ort_session(path)
+        wrapper, session = wrappers[job], load_session(path)
         cases = []
         for b in batches:
             for t in ((wrapper.fixed_time,) if wrapper.fixed_time else times):

@@ -21,9 +21,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from rnnkit.core.atomic import atomic_write
+from rnnkit.edge import names as N
+from rnnkit.edge.runner import zero_state_feeds
 from rnnkit.edge.search import log_softmax
-
-from . import names as N
 
 # Quantise the big weight holders. Attention/score MatMuls between two activations are left
 # to onnxruntime (dynamic quantisation only touches ops with a constant weight input).
@@ -194,11 +194,7 @@ def lm_stream_eval(sessions: dict[str, Any], ids: Sequence[int], batch: int = 16
     top1: dict[str, list[np.ndarray]] = {k: [] for k in labels}
     states: dict[str, dict[str, np.ndarray]] = {}
     for k, sess in sessions.items():
-        st = {}
-        for inp in sess.get_inputs():
-            if inp.name in N.STATE_IN:
-                st[inp.name] = np.zeros((inp.shape[0], batch, inp.shape[2]), np.float32)
-        states[k] = st
+        states[k] = zero_state_feeds(sess, batch)
     for start in range(0, n, chunk):
         xs, ys = x[:, start:start + chunk], y[:, start:start + chunk]
         for k, sess in sessions.items():
@@ -208,7 +204,7 @@ def lm_stream_eval(sessions: dict[str, Any], ids: Sequence[int], batch: int = 16
             lp = log_softmax(res[N.LOGITS], np.float64)
             nll[k] -= float(np.take_along_axis(lp, ys[..., None], axis=-1).sum())
             top1[k].append(res[N.LOGITS].argmax(-1))
-            states[k] = {i: res[o] for i, o in zip(N.STATE_IN, N.STATE_OUT) if o in res}
+            states[k] = N.next_state(res)
     count = x.size
     ref = np.concatenate(top1[labels[0]], axis=1)
     report: dict[str, Any] = {"tokens": int(count), "batch": batch, "chunk": chunk}
@@ -241,8 +237,7 @@ def step_latency_ms(session, steps: int = 200, warmup: int = 20) -> float:
     """Median wall time of one keystroke-sized call (batch 1, one token) of a ``step`` graph, in ms."""
     import time
 
-    state = {i.name: np.zeros((i.shape[0], 1, i.shape[2]), np.float32)
-             for i in session.get_inputs() if i.name in N.STATE_IN}
+    state = zero_state_feeds(session, 1)
     tok = np.zeros((1, 1), np.int64)
     times = []
     for n in range(warmup + steps):
@@ -250,16 +245,16 @@ def step_latency_ms(session, steps: int = 200, warmup: int = 20) -> float:
         outs = dict(zip([o.name for o in session.get_outputs()], session.run(None, {N.TOKENS: tok, **state})))
         if n >= warmup:
             times.append(time.perf_counter() - t0)
-        state = {i: outs[o] for i, o in zip(N.STATE_IN, N.STATE_OUT) if o in outs}
+        state = N.next_state(outs)
     return 1000 * float(np.median(times))
 
 
 def int8_text_report(fp32: str | os.PathLike, int8: str | os.PathLike, ids: Sequence[int],
                      max_tokens: int | None = None, batch: int = 16) -> dict[str, Any]:
     """fp32 vs int8 ``step`` graphs on real token ids: size ratio, top-1 agreement, ppl change, latency."""
-    from .parity import ort_session
+    from rnnkit.edge.runner import load_session
 
-    a, b = ort_session(fp32), ort_session(int8)
+    a, b = load_session(fp32), load_session(int8)
     ev = lm_stream_eval({"fp32": a, "int8": b}, ids, batch=batch, max_tokens=max_tokens)
     return {"tokens": ev["tokens"], "size_ratio": size_ratio(fp32, int8),
             "fp32_mb": os.path.getsize(fp32) / 1e6, "int8_mb": os.path.getsize(int8) / 1e6,
@@ -275,23 +270,17 @@ def to_ort_format(src: str | os.PathLike, dst: str | os.PathLike, config: dict[s
     """Write ``src`` in onnxruntime's ORT format (what the mobile packages load fastest) to ``dst``,
     with basic graph optimisations only (constant folding, no hardware-specific layouts). Returns the
     max abs difference of its outputs from ``src``'s on random inputs (0 when ``config`` is None)."""
-    import onnxruntime as ort
+    from rnnkit.edge.runner import load_session
 
     from .feeds import max_abs_diff, random_feeds
-    from .parity import ort_session
 
     def write(tmp: str) -> None:
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        opts.optimized_model_filepath = tmp
-        opts.add_session_config_entry("session.save_model_format", "ORT")
-        opts.intra_op_num_threads = 1
-        ort.InferenceSession(str(src), opts, providers=["CPUExecutionProvider"])
+        load_session(src, optimization="basic", save_optimized=tmp)
 
     atomic_write(dst, write)
     if config is None:
         return 0.0
-    a, b = ort_session(src), ort_session(dst)
+    a, b = load_session(src), load_session(dst)
     feeds = random_feeds(a.get_inputs(), config, 2, 5, seed=0)
     return max((max_abs_diff(x, y) for x, y in zip(a.run(None, feeds), b.run(None, feeds)) if x.dtype != np.bool_),
                default=0.0)

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import names as N
+from rnnkit.edge import names as N
 
 
 def _recipe_name(bundle_dir: Path) -> str:
@@ -74,7 +74,8 @@ def requantize_bundle(src: str | Path, out: str | Path | None = None, scheme: st
     import onnx
 
     from .build_bundle import _quantize_all, _versions, graph_listing, int8_options
-    from .bundle import open_bundle, write_bundle
+    from rnnkit.edge.bundle import open_bundle
+    from .bundle import write_bundle
     from .quantize import dequantize_model, int8_text_report
 
     src = Path(src)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from . import names as N
+from rnnkit.core.models.state_layout import state_roles
+from rnnkit.edge import names as N
 
 B, T, S, W = N.BATCH, N.TIME, N.SRC_TIME, N.WORD_LEN
 
@@ -36,9 +37,9 @@ class JobWrapper(nn.Module):
 
     @property
     def state_roles(self) -> tuple[str, ...]:
-        if hasattr(self.model, "state_names"):
+        if hasattr(self.model, "state_names"):  # seq2seq (input feeding), a Transformer's cache
             return tuple(self.model.state_names())
-        return ("h", "c") if self.model.config.cell == "lstm" else ("h",)
+        return state_roles(self.model.config.cell)
 
     def example_inputs(self, batch: int, time: int) -> tuple[Tensor, ...]:
         """Inputs to trace the export with (values only need to be valid)."""
@@ -131,8 +132,8 @@ class ClassifyWhole(JobWrapper):
 class ClassifyRunningStep(JobWrapper):
     """Unidirectional running score: tokens (B, T), *state -> heads after each token (B, T, .), *next_state.
 
-    The same computation as ``SequenceClassifier.running`` but resumable: feed the state back
-    and the score trajectory continues where it stopped.
+    ``SequenceClassifier.running_step``: feed the state back and the score trajectory continues
+    where it stopped.
     """
 
     job = N.JOB_RUNNING
@@ -147,8 +148,7 @@ class ClassifyRunningStep(JobWrapper):
         self.input_names, self.output_names = [N.TOKENS, *s_in], [*self.heads, *s_out]
 
     def forward(self, tokens: Tensor, *state: Tensor):
-        out, next_state = self.model.rnn(self.model.embed(tokens), tuple(state))
-        heads = self.model.heads(out)
+        heads, next_state = self.model.running_step(tokens, tuple(state))
         return (*(heads[h] for h in self.heads), *next_state)
 
     def example_inputs(self, batch, time):

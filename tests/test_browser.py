@@ -81,7 +81,7 @@ def test_unknown_characters_give_a_warning_not_an_error(page):
 
 
 def test_translate_tab_shows_translation_and_heatmap(page, demo_models):
-    from rnnkit.demo.engines import Translator
+    from rnnkit.edge.predict_text import Translator
 
     text = "in the beginning god created the earth"
     # what the page must show: the engine's own output at the UI's default beam (4), whatever

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from rnnkit.export import names
-from rnnkit.export.bundle import BundleError, open_bundle, read_metrics, sha256_file, write_bundle
+from rnnkit.core.atomic import sha256_file
+from rnnkit.edge import names
+from rnnkit.edge.bundle import BundleError, open_bundle
+from rnnkit.export.bundle import read_metrics, write_bundle
 
 
 def _field(num: int, payload: bytes) -> bytes:
@@ -159,7 +161,8 @@ def test_read_metrics_takes_best_from_the_trainers_record_never_from_the_name(tm
 
 def test_torch_free_modules_import_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
-            "import rnnkit.export.names, rnnkit.export.bundle, rnnkit.export.feeds, rnnkit.export.verify\n"
+            "import rnnkit.edge.names, rnnkit.edge.bundle, rnnkit.edge.runner, rnnkit.export.bundle, rnnkit.export.feeds, "
+            "rnnkit.export.verify\n"
             "print('ok')")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr

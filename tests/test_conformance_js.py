@@ -105,12 +105,13 @@ def _app(bundle: Path, text: str, *flags: str) -> subprocess.CompletedProcess:
 def _python_next_word(bundle: Path, text: str) -> tuple[list[int], str]:
     """The example's algorithm with the Python tokenizer and onnxruntime: the reference."""
     from rnnkit.core.text.tokenizers import load_tokenizer
-    from rnnkit.export.bundle import open_bundle
+    from rnnkit.edge.bundle import open_bundle
+    from rnnkit.edge.runner import load_session
 
     b = open_bundle(bundle)
     cfg = b.model_config
     tok = load_tokenizer(bundle)
-    sess = b.session("step")
+    sess = load_session(b.graph_path("step"))
     ids = tok.encode(text.rstrip())
     state = {i.name: np.zeros((i.shape[0], 1, i.shape[2]), np.float32) for i in sess.get_inputs() if i.name != "tokens"}
 

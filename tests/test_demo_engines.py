@@ -49,19 +49,25 @@ def test_a_golden_difference_passes_only_at_a_tie():
 
 
 def test_greedy_generation_matches_pytorch(demo_models):
-    from rnnkit.core.models.sampling import generate
-    from rnnkit.demo.engines import TextGenerator
+    """`rnnkit generate` on the run (PyTorch logits through the one numpy sampler) and the bundle's
+    engine start the text the same way (a char model reads "\\n" first) and pick the same tokens."""
+    from rnnkit.core.models.sampling import numpy_step
+    from rnnkit.edge.npsample import generate, start_ids
+    from rnnkit.edge.predict_text import TextGenerator
 
     gen = TextGenerator(demo_models / "char-shakespeare")
     prompt = "ROMEO: But"
-    ids, unknown = gen.encode_prompt(prompt)
+    _, unknown = gen.encode_prompt(prompt)
     assert unknown == 0
+    ids = start_ids(gen.tok, prompt)
+    assert ids[0] == gen.tok.encode("\n")[0] and ids[1:] == gen.encode_prompt(prompt)[0]
     model = _torch_model(demo_models, "char-shakespeare")
-    ref = list(generate(model, ids, 40, greedy=True))
-    outs = list(gen.stream(prompt, 40, top_k=1, seed=0))
+    ref = list(generate(numpy_step(model), ids, 40, greedy=True))
+    outs = list(gen.stream(prompt, 40, greedy=True, seed=0))
     assert outs[-1].startswith(prompt)
+    assert gen.predict(prompt, length=40, greedy=True)["text"] == outs[-1]
     if outs[-1] != prompt + gen.tok.decode(ref):
-        got = gen.encode_prompt(outs[-1])[0][len(ids):]
+        got = gen.encode_prompt(outs[-1])[0][len(ids) - 1:]
 
         def logits_after(prefix):
             with torch.no_grad():
@@ -71,7 +77,7 @@ def test_greedy_generation_matches_pytorch(demo_models):
 
 
 def test_sampling_is_seeded_and_streams(demo_models):
-    from rnnkit.demo.engines import TextGenerator
+    from rnnkit.edge.predict_text import TextGenerator
 
     gen = TextGenerator(demo_models / "suggest-en")  # int8, sentencepiece, EOS-started
     run = lambda seed: list(gen.stream("the film", 30, temperature=1.0, seed=seed))
@@ -83,7 +89,7 @@ def test_sampling_is_seeded_and_streams(demo_models):
 
 
 def test_sentiment_matches_pytorch(demo_models):
-    from rnnkit.demo.engines import SentimentScorer
+    from rnnkit.edge.predict_text import SentimentScorer
 
     scorer = SentimentScorer(demo_models / "sentiment-mr")
     text = "a dull film with a moving story"
@@ -102,7 +108,7 @@ def test_sentiment_matches_pytorch(demo_models):
 
 @pytest.mark.parametrize("beam", [1, 3])
 def test_beam_search_matches_pytorch(demo_models, beam):
-    from rnnkit.demo.engines import LENGTH_PENALTY, Translator
+    from rnnkit.edge.predict_text import LENGTH_PENALTY, Translator
 
     tr = Translator(demo_models / "translate-en-de")
     model = _torch_model(demo_models, "translate-en-de")
@@ -262,7 +268,7 @@ def test_nothing_typed_crashes_a_handler(shelf):
 
 
 def test_long_reviews_sample_the_running_score_exactly(demo_models):
-    from rnnkit.demo.engines import SentimentScorer
+    from rnnkit.edge.predict_text import SentimentScorer
 
     scorer = SentimentScorer(demo_models / "sentiment-mr")
     text = "a dull film with a moving story and a good end " * 3

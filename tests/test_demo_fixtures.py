@@ -112,7 +112,7 @@ def demo_models(request, tmp_path_factory) -> Path:
 
 
 def test_fixture_bundles_open_and_verify(demo_models):
-    from rnnkit.export.bundle import open_bundle
+    from rnnkit.edge.bundle import open_bundle
 
     kinds = {d.name: open_bundle(d).kind for d in sorted(demo_models.iterdir())}
     assert kinds == {"char-shakespeare": "lm", "sentiment-mr": "classifier", "suggest-en": "lm",

@@ -1,4 +1,4 @@
-"""The demo's numpy sampling and beam search, against torch's sampler and brute force."""
+"""The one sampler, generation loop and beam search (edge/npsample.py, numpy), against brute force."""
 
 from __future__ import annotations
 
@@ -7,22 +7,56 @@ import itertools
 import numpy as np
 import pytest
 
-from rnnkit.demo.npsample import beam_search, filter_logits, greedy_tokens, log_softmax, sample_next
+from rnnkit.edge.npsample import (beam_search, filter_logits, generate, greedy_tokens, log_softmax, sample_next,
+                                  start_ids)
 from rnnkit.demo.validation import InputError, check_number, check_text, control_chars
 
 
-@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.8),
-                                                     (0.5, 10, 0.5), (2.0, 1, 1.0), (1.0, 0, 0.05)])
-def test_filter_logits_matches_torch(temperature, top_k, top_p):
-    torch = pytest.importorskip("torch")
-    from rnnkit.core.models.sampling import filter_logits as torch_filter
+def test_filter_logits_by_hand():
+    x = np.log(np.array([[0.1, 0.4, 0.2, 0.3]]))
+    out = filter_logits(x, temperature=0.5, top_k=3, top_p=0.6)  # keep 0.4 and 0.3 (0.4 alone < 0.6)
+    assert np.isfinite(out).tolist() == [[False, True, False, True]]
+    assert np.allclose(out[0, [1, 3]], x[0, [1, 3]] / 0.5)
 
-    x = np.random.default_rng(0).normal(size=(3, 40)).astype(np.float32) * 3
-    ours = filter_logits(x, temperature, top_k, top_p)
-    ref = torch_filter(torch.from_numpy(x), temperature, top_k, top_p).double().numpy()
-    assert np.array_equal(np.isinf(ours), np.isinf(ref)), (np.isinf(ours).sum(), np.isinf(ref).sum())
-    finite = np.isfinite(ref)
-    assert np.allclose(ours[finite], ref[finite], atol=1e-5)
+
+def _table_step(table: np.ndarray):
+    """A step over a bigram table: the logits after token t are table[t]; the state counts tokens read."""
+    def step(tokens, state):
+        n = (state or 0) + tokens.shape[1]
+        return table[tokens], n
+    return step
+
+
+def test_generate_reads_the_prompt_once_then_steps_and_is_seeded():
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(6, 6)) * 3
+    greedy = list(generate(_table_step(table), [2, 4], 5, greedy=True))
+    want, t = [], 4
+    for _ in range(5):
+        t = int(np.argmax(table[t]))
+        want.append(t)
+    assert greedy == want
+    assert list(generate(_table_step(table), [2, 4], 5, greedy=True, stop_ids=[want[1]])) == want[:2]
+    a = list(generate(_table_step(table), [1], 30, temperature=1.0, seed=3))
+    assert a == list(generate(_table_step(table), [1], 30, temperature=1.0, seed=3))
+    assert a != list(generate(_table_step(table), [1], 30, temperature=1.0, seed=4))
+    with pytest.raises(ValueError, match="non-empty prompt"):
+        next(generate(_table_step(table), [], 3))
+
+
+def test_start_of_text_rule():
+    """A text starts after EOS (word / subword models: every training line ends with it), or after
+    "\\n" for a character model, which has no EOS."""
+    class Tok:
+        def __init__(self, eos):
+            self.eos_id = eos
+
+        def encode(self, text):
+            return [ord(c) for c in text]
+
+    assert start_ids(Tok(3), "ab") == [3, 97, 98]
+    assert start_ids(Tok(-1), "ab") == [10, 97, 98]
+    assert start_ids(Tok(3), "") == [3]
 
 
 def test_top_k_and_top_p_keep_the_right_tokens():

@@ -87,7 +87,7 @@ def test_p_given_typed(no_prefetch_budget):
 def test_open_session_reads_a_listed_lexicon(tmp_path, no_prefetch_budget):
     import shutil
 
-    from rnnkit.export.bundle import open_bundle
+    from rnnkit.edge.bundle import open_bundle
     src = tiny_bundle("lstm")
     assert open_session(src).lexicon is None  # no lexicon.txt: every spelled word counts, as before
     bundle = tmp_path / "b"
@@ -107,7 +107,7 @@ def test_export_ships_the_runs_lexicon(tmp_path, no_prefetch_budget):
     shutil.copytree(tiny_run("lstm"), run)
     write_lexicon(run / "lexicon.txt", build_lexicon([TRAIN_TEXT], min_count=2))
     export_bundle(run, tmp_path / "bundle", log=lambda *a: None)
-    from rnnkit.export.bundle import read_manifest
+    from rnnkit.edge.bundle import read_manifest
     assert "lexicon.txt" in read_manifest(tmp_path / "bundle")["files"]  # listed, so hashed
     session = open_session(tmp_path / "bundle")
     assert session.lexicon is not None and "Thank" in session.lexicon and "naïve" not in session.lexicon

@@ -12,7 +12,7 @@ from rnnkit.core.models import registry
 from rnnkit.edge.runner import EdgeError, StepRunner
 from rnnkit.edge.session import TypingSession, open_session
 from rnnkit.edge.pieces import SentencePieceVocab
-from rnnkit.export.bundle import BundleError
+from rnnkit.edge.bundle import BundleError
 
 from test_edge_support import tiny_bundle, tiny_run
 

@@ -124,7 +124,7 @@ def tiny_bundle(cell: str = "lstm", int8: bool = False) -> Path:
 
 
 def test_tiny_bundle_is_a_verified_lm_bundle():
-    from rnnkit.export.bundle import open_bundle
+    from rnnkit.edge.bundle import open_bundle
 
     b = open_bundle(tiny_bundle())
     assert b.kind == "lm"

@@ -13,10 +13,11 @@ import torch
 from rnnkit.cli import main as rnnkit_main
 from rnnkit.core.models.registry import build_model, save
 from rnnkit.core.text.tokenizers import CharTokenizer
-from rnnkit.export import names as N
-from rnnkit.export.bundle import BundleError, open_bundle
+from rnnkit.edge import names as N
+from rnnkit.edge.bundle import BundleError, open_bundle
 from rnnkit.export.onnx_export import _export_kwargs, export_graph, export_model, graph_metadata, symbolic_dims
-from rnnkit.export.parity import ort_run, ort_session
+from rnnkit.edge.runner import load_session
+from rnnkit.export.parity import ort_run
 from rnnkit.export.feeds import random_feeds
 from rnnkit.export.wrappers import TokenStep, wrappers_for
 
@@ -118,7 +119,7 @@ def test_two_exports_in_one_process_with_different_lengths_stay_dynamic(tmp_path
     for path in (a, b):
         dims = symbolic_dims(onnx.load(str(path)))
         assert dims["tokens"] == ["batch", "time"] and dims["logits"][:2] == ["batch", "time"]
-        sess = ort_session(path)
+        sess = load_session(path)
         feeds = random_feeds(sess.get_inputs(), {"vocab_size": 41}, batch=2, time=19)
         assert ort_run(sess, feeds)["logits"].shape == (2, 19, 41)
 
@@ -142,7 +143,11 @@ def run_dir(tmp_path) -> Path:
     run = tmp_path / "run"
     save(model("lm"), run / "model")
     CharTokenizer.train(["abc"]).save(run)
-    (run / "metrics.jsonl").write_text('{"step": 10, "val_loss": 3.5}\n{"step": 20, "val_loss": 3.1}\n')
+    from rnnkit.core.train.run_log import write_best
+
+    (run / "metrics.jsonl").write_text('{"kind": "eval", "step": 10, "val_loss": 3.5}\n'
+                                       '{"kind": "eval", "step": 20, "val_loss": 3.1}\n')
+    write_best(run, "val_loss", "min", {"kind": "eval", "step": 20, "val_loss": 3.1})  # what the trainer records
     return run
 
 
@@ -244,7 +249,7 @@ def test_verify_catches_metadata_that_disagrees_with_the_manifest(run_dir, tmp_p
 
 
 def test_tagger_bundle_carries_its_vocabulary_and_forecaster_its_task(tmp_path):
-    from rnnkit.export.bundle import sha256_file
+    from rnnkit.core.atomic import sha256_file
 
     run = tmp_path / "ner"
     save(model("tagger-chars"), run / "model")

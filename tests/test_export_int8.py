@@ -11,7 +11,7 @@ import torch
 
 from rnnkit.core.models.registry import build_model
 from rnnkit.export.onnx_export import export_model
-from rnnkit.export.parity import ort_session
+from rnnkit.edge.runner import load_session
 from rnnkit.export.quantize import lm_stream_eval, op_counts, quantize_graph, size_ratio
 
 torch.set_num_threads(1)
@@ -65,7 +65,7 @@ def test_int8_graph_checks_and_keeps_metadata(graphs):
 
 def _rollouts(path, cfg_layers, hidden, vocab, T=60, batch=8, seed=3, lstm=True):
     """(one call over T tokens, T one-token calls with the state fed back, the same row in a batch of 8)."""
-    s = ort_session(path)
+    s = load_session(path)
     rng = np.random.default_rng(seed)
     tok = rng.integers(0, vocab, size=(batch, T)).astype(np.int64)
     h = rng.standard_normal((cfg_layers, batch, hidden)).astype(np.float32) * 0.5
@@ -161,8 +161,8 @@ def test_dequantize_model_rebuilds_the_fp32_graph_of_an_int8_one(graphs, tmp_pat
     rng = np.random.default_rng(0)
     feeds = {"tokens": rng.integers(0, 500, (2, 7)).astype(np.int64),
              "h0": np.zeros((2, 2, 96), np.float32), "c0": np.zeros((2, 2, 96), np.float32)}
-    a = ort_session(fp32).run(["logits"], feeds)[0]
-    b = ort_session(tmp_path / "back.onnx").run(["logits"], feeds)[0]
+    a = load_session(fp32).run(["logits"], feeds)[0]
+    b = load_session(tmp_path / "back.onnx").run(["logits"], feeds)[0]
     assert np.abs(a - b).max() < 0.05 * max(1.0, np.abs(a).max())  # the int8 rounding of the weights only
 
 
@@ -172,8 +172,8 @@ def test_int8_head_keeps_top1_close_to_fp32(graphs):
     head_only = quantize_graph(fp32, fp32.parent / "head-fp32.int8.onnx", head="fp32")
     rng = np.random.default_rng(1)
     ids = rng.integers(0, 500, size=8 * 40 + 1)
-    rep = lm_stream_eval({"fp32": ort_session(fp32), "int8": ort_session(int8),
-                          "int8-fp32-head": ort_session(head_only)}, ids, batch=8, chunk=40)
+    rep = lm_stream_eval({"fp32": load_session(fp32), "int8": load_session(int8),
+                          "int8-fp32-head": load_session(head_only)}, ids, batch=8, chunk=40)
     assert rep["int8"]["ppl"] == pytest.approx(rep["fp32"]["ppl"], rel=0.01)
     # untrained weights: logits within a hair of each other, so argmax flips easily (trained models, real
     # text: 98.8 % on suggest-en, 99.3 % on char-shakespeare, in their manifests)
@@ -198,8 +198,8 @@ def test_a_gemm_head_is_quantised_rowwise(tmp_path):
         ops = op_counts(q)
         assert "Gemm" not in ops and ops.get("MatMulInteger") == 1, ops
         x = np.random.default_rng(1).standard_normal((2, 8)).astype(np.float32)
-        a = ort_session(src).run(None, {"x": x})[0]
-        b = ort_session(q).run(None, {"x": x})[0]
+        a = load_session(src).run(None, {"x": x})[0]
+        b = load_session(q).run(None, {"x": x})[0]
         assert np.abs(a - b).max() < 0.05 * np.abs(a).max()
 
 
@@ -208,7 +208,7 @@ def test_stream_eval_matches_pytorch_perplexity(graphs):
     fp32, int8 = graphs["lstm"]
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 500, size=4 * 30 + 1)
-    report = lm_stream_eval({"fp32": ort_session(fp32), "int8": ort_session(int8)}, ids, batch=4, chunk=7)
+    report = lm_stream_eval({"fp32": load_session(fp32), "int8": load_session(int8)}, ids, batch=4, chunk=7)
     m = lm("lstm")
     x = torch.as_tensor(ids[:-1]).view(4, 30)
     y = torch.as_tensor(ids[1:]).view(4, 30)
@@ -229,7 +229,7 @@ def test_export_int8_measures_on_the_recipes_validation_text(tmp_path):
     from rnnkit.cli import main as rnnkit_main
     from rnnkit.core.models.registry import save
     from rnnkit.core.text.tokenizers import WordTokenizer
-    from rnnkit.export.bundle import open_bundle
+    from rnnkit.edge.bundle import open_bundle
 
     lines = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog"] * 40
     (tmp_path / "train.txt").write_text("\n".join(lines) + "\n")
@@ -267,7 +267,7 @@ def test_seq2seq_attention_is_row_wise_too(tmp_path):
     ops = op_counts(q)
     assert "MatMul" not in ops and "LSTM" not in ops and ops.get("Softmax") == 1, ops
     meta = {p.key: p.value for p in onnx.load(str(q)).metadata_props}
-    diff, _ = rollout_self_check(ort_session(q), {**cfg, "pad_id": 0, "bos_id": 2, "eos_id": 3, "unk_id": 1}, meta,
+    diff, _ = rollout_self_check(load_session(q), {**cfg, "pad_id": 0, "bos_id": 2, "eos_id": 3, "unk_id": 1}, meta,
                                  steps=25, batch=3)
     assert diff <= 1e-6
     enc = quantize_graph(graphs["encoder"], tmp_path / "encoder.int8.onnx")
@@ -278,7 +278,7 @@ def test_export_ort_writes_ort_format_twins_listed_in_the_manifest(tmp_path):
     """``rnnkit export --int8 --ort``: <job>.int8.ort beside each graph (mobile), hashed, same outputs."""
     from rnnkit.cli import main as rnnkit_main
     from rnnkit.core.models.registry import save
-    from rnnkit.export.bundle import open_bundle
+    from rnnkit.edge.bundle import open_bundle
 
     torch.manual_seed(0)
     save(build_model("lm", dict(vocab_size=50, embed_size=8, hidden_size=8, num_layers=1)), tmp_path / "run" / "model")
@@ -290,7 +290,7 @@ def test_export_ort_writes_ort_format_twins_listed_in_the_manifest(tmp_path):
     assert ops["opset"] == 17 and "Scan" in ops["ops"] and ops["packages"]["onnxruntime-web"] == "tested"
     feeds = {"tokens": np.array([[3, 4, 5]], np.int64), "h0": np.zeros((1, 1, 8), np.float32),
              "c0": np.zeros((1, 1, 8), np.float32)}
-    a = ort_session(tmp_path / "b" / "step.int8.onnx").run(None, feeds)
-    o = ort_session(tmp_path / "b" / "step.int8.ort").run(None, feeds)
+    a = load_session(tmp_path / "b" / "step.int8.onnx").run(None, feeds)
+    o = load_session(tmp_path / "b" / "step.int8.ort").run(None, feeds)
     assert all(np.array_equal(x, y) for x, y in zip(a, o))
     assert rnnkit_main(["verify", str(tmp_path / "b")]) == 0

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from rnnkit.export import names as N
+from rnnkit.edge import names as N
 from rnnkit.export.quantize import lm_stream_eval
 
 V = 4

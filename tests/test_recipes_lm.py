@@ -255,7 +255,7 @@ def test_make_results_reports_figures_against_bars(tmp_path):
 
 
 def test_decode_continuation_cuts_the_prompt_and_maps_eos_to_newline():
-    from rnnkit.core.tasks.lm import decode_continuation, start_ids
+    from rnnkit.edge.npsample import decode_continuation, start_ids
     from rnnkit.core.text.tokenizers import CharTokenizer, WordTokenizer
 
     ch = CharTokenizer.train(["ab c\n"])

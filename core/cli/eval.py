@@ -52,7 +52,8 @@ class Subject:
 
 
 def open_subject(path: str | Path, precision: str | None = None) -> Subject:
-    from rnnkit.export.bundle import open_bundle, run_task
+    from rnnkit.edge.bundle import open_bundle
+    from rnnkit.export.bundle import run_task
 
     from rnnkit.core.models import registry
 

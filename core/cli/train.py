@@ -318,8 +318,8 @@ def _run_train(args) -> int:
 
 def run_sample(args) -> int:
     from rnnkit.core.models import registry
-    from rnnkit.core.models.sampling import generate
-    from rnnkit.core.tasks.lm import decode_continuation, start_ids
+    from rnnkit.core.models.sampling import numpy_step
+    from rnnkit.edge.npsample import decode_continuation, generate, start_ids
     from rnnkit.core.text.tokenizers import load_tokenizer
 
     run_dir = Path(args.run_dir)
@@ -344,7 +344,7 @@ def run_sample(args) -> int:
               file=sys.stderr)
     sys.stdout.write(args.prompt)
     shown, new = "", []
-    for tid in generate(model, ids, args.length, temperature=args.temperature if not args.greedy else 1.0,
+    for tid in generate(numpy_step(model), ids, args.length, temperature=args.temperature if not args.greedy else 1.0,
                         top_k=args.top_k, top_p=args.top_p, seed=args.seed, greedy=args.greedy):
         new.append(tid)
         text = decode_continuation(tok, ids, new)

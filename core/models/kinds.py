@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnkit.core.models.recurrent import RecurrentStack, State, check_cell, last_valid
+from rnnkit.core.models.recurrent import RecurrentStack, State, check_cell, last_valid, state_size
 from rnnkit.core.models.regularize import activation_penalty, embedding_dropout, linear_cross_entropy, locked_dropout
 
 
@@ -200,17 +200,26 @@ class SequenceClassifier(RecurrentModel):
         summary = last_valid(self.drop(out), lengths, self.rnn.num_directions)
         return self.heads(summary), state
 
+    def running_step(self, tokens: Tensor, state: Optional[State] = None) -> tuple[dict[str, Tensor], State]:
+        """Unidirectional only: the outputs after each token, resumable. tokens (B, T), state ->
+        ({"logits": (B, T, C), "score": (B, T, R)}, state); feed the state back and the score
+        trajectory continues where it stopped (the exported ``running`` step graph is this)."""
+        if self.config.bidirectional:
+            raise ValueError("a bidirectional classifier has no running step (a prefix's backward pass "
+                             "depends on where it ends); use running()")
+        out, state = self.rnn(self.embed(tokens), state)
+        return self.heads(out), state
+
     def running(self, tokens: Tensor) -> dict[str, Tensor]:
         """The outputs after each token of one unpadded batch: tokens (B, T) -> (B, T, ...).
 
-        Unidirectional: one pass, the head on every position's output (what the exported
-        step graph computes incrementally). Bidirectional: each prefix re-read as its own
-        sequence, since the backward direction of a prefix depends on where it ends.
+        Unidirectional: one pass of ``running_step``, the head on every position's output.
+        Bidirectional: each prefix re-read as its own sequence, since the backward direction
+        of a prefix depends on where it ends.
         """
         B, T = tokens.shape
         if not self.config.bidirectional:
-            out, _ = self.rnn(self.embed(tokens))
-            return self.heads(out)
+            return self.running_step(tokens)[0]
         prefixes = tokens.unsqueeze(1).expand(B, T, T).reshape(B * T, T)
         lengths = torch.arange(1, T + 1, device=tokens.device).repeat(B)
         outs, _ = self.forward(prefixes, lengths)
@@ -339,7 +348,7 @@ class ConditionedGenerator(RecurrentModel):
     def __init__(self, config: OneToManyConfig):
         super().__init__()
         self.config = c = config
-        n_state = 2 if c.cell == "lstm" else 1
+        n_state = state_size(c.cell)
         self.bridge = nn.Linear(c.cond_size, n_state * c.num_layers * c.hidden_size)
         self.embed = nn.Embedding(c.vocab_size, c.embed_size)
         self.rnn = RecurrentStack(c.cell, c.embed_size, c.hidden_size, c.num_layers, c.dropout)

@@ -1,7 +1,8 @@
 """The recurrent stack every rnnkit model is built on.
 
-``RecurrentStack`` wraps PyTorch's fused ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` and
-normalises their state: ``init_state(batch)`` always returns a tuple of tensors,
+``RecurrentStack`` wraps PyTorch's fused ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` (or minGRU / minLSTM,
+``minrnn.py``: same interface, one state tensor) and normalises their state: ``init_state(batch)``
+always returns a tuple of tensors,
 ``(h, c)`` for LSTM and ``(h,)`` otherwise, each ``(L*D, B, H)``. Nothing downstream
 branches on the cell type.
 
@@ -24,25 +25,17 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from rnnkit.core.models.minrnn import MIN_CELLS, MinRNN
 from rnnkit.core.models.regularize import drop_connect, locked_dropout
+from rnnkit.core.models.state_layout import CELLS, check_cell, state_size  # noqa: F401  (the one table)
 
-CELLS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 State = tuple[Tensor, ...]
-
-
-def state_size(cell: str) -> int:
-    """How many tensors make up one state: 2 for LSTM (h, c), 1 otherwise."""
-    check_cell(cell)
-    return 2 if cell == "lstm" else 1
-
-
-def check_cell(cell: str) -> None:
-    if cell not in CELLS:
-        raise ValueError(f"unknown cell {cell!r}; allowed: {', '.join(CELLS)}")
 
 
 def _fused(cell: str, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> nn.Module:
     kw = dict(num_layers=num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+    if cell in MIN_CELLS:  # minGRU / minLSTM: nn.GRU's interface, parallel scan in training (minrnn.py)
+        return MinRNN(cell, input_size, hidden_size, num_layers, kw["dropout"])
     if cell == "lstm":
         return nn.LSTM(input_size, hidden_size, **kw)
     if cell == "gru":
@@ -81,6 +74,8 @@ class RecurrentStack(nn.Module):
             raise ValueError(f"num_layers and hidden_size must be >= 1, got {num_layers}, {hidden_size}")
         if not 0.0 <= weight_drop < 1.0:
             raise ValueError(f"weight_drop must be in [0, 1), got {weight_drop}")
+        if cell in MIN_CELLS and (weight_drop > 0 or locked_dropout):
+            raise ValueError(f"weight_drop and locked_dropout are implemented for the fused cells only, not {cell}")
         if bidirectional and (weight_drop > 0 or locked_dropout):
             raise ValueError("weight_drop and locked_dropout are implemented for unidirectional stacks only")
         self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers

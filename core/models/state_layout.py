@@ -87,10 +87,15 @@ def state_io(roles: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def role_of(name: str) -> str | None:
     """The role of a state input (``h0``) or output (``next_h0``) name; None if ``name`` is no state tensor."""
-    base = name[5:] if name.startswith("next_") else name
+    base = name.removeprefix("next_")
     if not base.endswith("0") or base[:-1] not in ROLES:
         return None
     return base[:-1]
+
+
+def next_state(outputs: Mapping[str, object]) -> dict[str, object]:
+    """``{input name: value}`` of the next state among a step graph's ``outputs`` (next_h0 -> h0, ...)."""
+    return {n.removeprefix("next_"): v for n, v in outputs.items() if is_state_output(n)}
 
 
 def is_state_input(name: str) -> bool:

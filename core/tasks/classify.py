@@ -245,12 +245,14 @@ class ColorsInverseTask:
 
     def generate(self, model, rgb: Sequence[float]) -> str:
         """Greedy phrase for one colour (0..255 units)."""
-        from rnnkit.core.models.sampling import generate
+        from rnnkit.core.models.sampling import numpy_step
+        from rnnkit.edge.npsample import generate
 
         cond = torch.tensor([list(rgb)], dtype=torch.float32, device=model_device(model)) / 255.0
         with evaluating(model):
             state = model.state_from(cond)
-        ids = list(generate(model, [self.bos], self.max_len, greedy=True, stop_ids=[self.eos], state=state))
+        ids = list(generate(numpy_step(model), [self.bos], self.max_len, greedy=True, stop_ids=[self.eos],
+                            state=state))
         return self.tok.decode([i for i in ids if i < self.tok.vocab_size])
 
     def evaluate(self, model) -> dict[str, float]:

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.edge.lexicon import FILE_NAME as LEXICON_FILE, build_lexicon, write_lexicon
+from rnnkit.edge.npsample import decode_continuation, generate, start_ids  # the one sampler; start-of-text rule
 
 from rnnkit.core.atomic import atomic_write_json, atomic_write_text
 from rnnkit.core.models.registry import classes
@@ -190,7 +191,7 @@ class LMTask:
 
     # ------------------------------------------------------------------ after training
     def samples(self, model, count: int = 3, temperature: float = 0.8, seed: int = 0) -> list[str]:
-        from rnnkit.core.models.sampling import generate
+        from rnnkit.core.models.sampling import numpy_step
 
         tok = self.tokenizer
         prompts = self.sample_prompts or [""]
@@ -198,8 +199,8 @@ class LMTask:
         for i in range(count):
             prompt = prompts[i % len(prompts)]
             ids = start_ids(tok, prompt)
-            new = list(generate(model, ids, self.sample_length, temperature=temperature, top_k=0, top_p=0.95,
-                                seed=seed + i))
+            new = list(generate(numpy_step(model), ids, self.sample_length, temperature=temperature, top_k=0,
+                                top_p=0.95, seed=seed + i))
             out.append(prompt + decode_continuation(tok, ids, new))
         return out
 
@@ -218,38 +219,6 @@ class LMTask:
             atomic_write_text(run_dir / "samples.txt", "\n\n=====\n\n".join(samples) + "\n")
         append_jsonl(run_dir / "metrics.jsonl", {k: v for k, v in rec.items() if k != "samples"})
         return rec
-
-
-def start_ids(tokenizer, prompt: str) -> list[int]:
-    """Ids that start generation: the prompt after a line break (char: "\\n", else eos_id)."""
-    start = tokenizer.encode("\n") if tokenizer.eos_id < 0 else [tokenizer.eos_id]
-    return start + (tokenizer.encode(prompt) if prompt else [])
-
-
-def decode_continuation(tokenizer, prompt_ids: list[int], new_ids: list[int]) -> str:
-    """The text ``new_ids`` add after the prompt (``prompt_ids`` as made by ``start_ids``).
-
-    The whole sequence is decoded and the prompt's own decoding cut off, so sentencepiece's
-    word-boundary spaces come out right; ``eos_id`` becomes a line break.
-    """
-    base = decode_lines(tokenizer, prompt_ids[1:])
-    full = decode_lines(tokenizer, prompt_ids[1:] + list(new_ids))
-    return full[len(base):] if full.startswith(base) else full
-
-
-def decode_lines(tokenizer, ids: list[int]) -> str:
-    """Decode a stream in which ``eos_id`` (if the tokenizer has one) separates lines."""
-    if tokenizer.eos_id < 0:
-        return tokenizer.decode(ids)
-    lines, cur = [], []
-    for i in ids:
-        if i == tokenizer.eos_id:
-            lines.append(tokenizer.decode(cur))
-            cur = []
-        else:
-            cur.append(i)
-    lines.append(tokenizer.decode(cur))
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- builder

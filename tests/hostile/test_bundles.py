@@ -17,7 +17,7 @@ import pytest
 
 from conftest import (MODELS, bounded, cli, cli_error, copy_bundle, edit_graph, manifest, one_line_error, rehash,
                       run, set_meta, sha, write_manifest)
-from rnnkit.export.bundle import BundleError, open_bundle
+from rnnkit.edge.bundle import BundleError, open_bundle
 
 GRAPH, TOK = "step.int8.onnx", "tokenizer.json"
 
@@ -271,7 +271,7 @@ def test_empty_tokenizer_model_with_the_graph_metadata_forged_too(sp_bundle, cap
 
 def test_unlisted_tokenizer_json_beside_the_listed_one_is_never_read(sp_bundle):
     """The demo used to find tokenizers by listing the directory."""
-    from rnnkit.demo.engines import TextGenerator
+    from rnnkit.edge.predict_text import TextGenerator
 
     (sp_bundle / "tokenizer.json").write_text('{"kind": "char", "vocab": ["<pad>", "<unk>", "x"]}')
     with bounded(20):

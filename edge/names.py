@@ -1,6 +1,7 @@
 """The names every ONNX graph and bundle uses, defined once (torch-free).
 
-A runner imports this module and nothing else from the export side. Graphs per model kind
+The device reads bundles with these names (edge/bundle.py, edge/runner.py); the exporter writes
+them (export/). Graphs per model kind
 (``GRAPHS[kind]``), each graph's job name, its tensor names, the dynamic axis names and the
 ``metadata_props`` keys all live here.
 
@@ -13,6 +14,10 @@ names it ``h0`` / ``c0``, exactly the step graph's input names, so a runner feed
 """
 
 from __future__ import annotations
+
+# torch-free; re-exported so that every graph name is found here
+from rnnkit.core.models.state_layout import (input_name as state_input, is_state_input,  # noqa: F401
+                                             is_state_output, next_state, output_name as state_output, state_io)
 
 FORMAT_VERSION = 1
 
@@ -33,38 +38,10 @@ SCORE = "score"            # (B, R) | (B, T, R)
 PREDICTIONS = "predictions"  # (B, T, O) forecaster output
 ATTN = "attn"              # (B, T, S) seq2seq attention weights
 
-# State tensors in the order of the model's state tuple: (h, c) for LSTM, (h,) otherwise.
-STATE_IN = ("h0", "c0")
-STATE_OUT = ("next_h0", "next_c0")
-# seq2seq with Luong input feeding carries one more state tensor: the attentional vector (1, B, H).
-FEED_IN, FEED_OUT = "feed0", "next_feed0"
-ALL_STATE_IN = STATE_IN + (FEED_IN,)
-ALL_STATE_OUT = STATE_OUT + (FEED_OUT,)
-# role of a state tensor (as ``Seq2Seq.state_names()`` gives it) -> (input name, output name)
-STATE_ROLES = {"h": ("h0", "next_h0"), "c": ("c0", "next_c0"), "feed": (FEED_IN, FEED_OUT)}
-
-
-def state_io(roles: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
-    """(input names, output names) of a state with these roles, e.g. ("h", "c", "feed")."""
-    bad = [r for r in roles if r not in STATE_ROLES]
-    if bad:
-        raise ValueError(f"unknown state role(s) {bad}; allowed: {', '.join(STATE_ROLES)}")
-    return [STATE_ROLES[r][0] for r in roles], [STATE_ROLES[r][1] for r in roles]
-
-
-def state_inputs(n: int) -> list[str]:
-    """Input names of a state tuple of ``n`` tensors (1: GRU/RNN, 2: LSTM)."""
-    if not 1 <= n <= len(STATE_IN):
-        raise ValueError(f"a state has 1 or 2 tensors, got {n}")
-    return list(STATE_IN[:n])
-
-
-def state_outputs(n: int) -> list[str]:
-    """Output names of the next state, matching ``state_inputs(n)``."""
-    if not 1 <= n <= len(STATE_OUT):
-        raise ValueError(f"a state has 1 or 2 tensors, got {n}")
-    return list(STATE_OUT[:n])
-
+# State tensors: their names come from their roles (core/models/state_layout.py, the one table):
+# role "h" -> input "h0", output "next_h0"; (h, c) for LSTM, (h,) for GRU / RNN, (h[, c], feed) for
+# seq2seq with input feeding, (k, v, len) for a Transformer's cache. A graph lists its own in the
+# ``state_inputs`` / ``state_outputs`` metadata, which is what a runner reads.
 
 # ----------------------------------------------------------------------------- dynamic axes
 BATCH = "batch"
