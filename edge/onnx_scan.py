@@ -2,7 +2,7 @@
 
 Why: onnxruntime follows a tensor's ``external_data`` "location" to any file beside the graph,
 so a bundle whose manifest hashes the graph can still run weights from an unlisted file. The
-bundle reader (``export/bundle.py``) therefore lists those locations *before* any session is
+bundle reader (``edge/bundle.py``) therefore lists those locations *before* any session is
 made and refuses the ones the manifest does not hash. The same pass yields ``metadata_props``
 (tokenizer hash, dimensions) and the top-level initializers' shapes, so they can be checked
 before anything is allocated from them.
