@@ -176,3 +176,71 @@ def test_greedy_suggestions_equal_between_pytorch_and_onnx(model, runner):
         a, b = onnx_s.suggest(text), torch_s.suggest(text)
         assert [(s.text, s.kind) for s in a] == [(s.text, s.kind) for s in b], text
         np.testing.assert_allclose([s.prob for s in a], [s.prob for s in b], rtol=1e-4)
+
+
+# --------------------------------------------------------------------------- state layout from the graph
+def _cache_graph(window=4, state_inputs="k0,v0,len0", state_outputs="next_k0,next_v0,next_len0",
+                 k_dims=(2, "batch", 4, 3)) -> bytes:
+    """A hand-made step graph whose state is shaped like a Transformer's KV cache (k, v (L, B, N, C),
+    len (1, B, 1)): logits = E[tokens], next_k = k + 1, next_v = v * 2, next_len = len + T."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    V, L, N, C = 5, 2, window, 3
+    E = np.arange(V * V, dtype=np.float32).reshape(V, V)
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("Gather", ["E", "tokens"], ["logits"]),
+             helper.make_node("Add", ["k0", "one"], ["next_k0"]),
+             helper.make_node("Mul", ["v0", "two"], ["next_v0"]),
+             helper.make_node("Shape", ["tokens"], ["tshape"], start=1, end=2),
+             helper.make_node("Cast", ["tshape"], ["tf"], to=f),
+             helper.make_node("Add", ["len0", "tf"], ["next_len0"])]
+    inits = [helper.make_tensor("E", f, E.shape, E.ravel()), helper.make_tensor("one", f, [], [1.0]),
+             helper.make_tensor("two", f, [], [2.0])]
+    g = helper.make_graph(nodes, "cache_step", [
+        helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "time"]),
+        helper.make_tensor_value_info("k0", f, list(k_dims)),
+        helper.make_tensor_value_info("v0", f, [L, "batch", N, C]),
+        helper.make_tensor_value_info("len0", f, [1, "batch", 1])], [
+        helper.make_tensor_value_info("logits", f, ["batch", "time", V]),
+        helper.make_tensor_value_info("next_k0", f, list(k_dims)),
+        helper.make_tensor_value_info("next_v0", f, [L, "batch", N, C]),
+        helper.make_tensor_value_info("next_len0", f, [1, "batch", 1])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    meta = {"kind": "lm", "job": "step", "cell": "transformer", "num_layers": "2", "hidden_size": "3",
+            "vocab_size": str(V), "window": str(window), "eos_id": "0", "state_inputs": state_inputs,
+            "state_outputs": state_outputs}
+    for k, v in meta.items():
+        m.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(m)
+    return m.SerializeToString()
+
+
+def test_a_cache_shaped_state_runs_from_the_graphs_own_layout():
+    """No cell branch: the state tensors, their order and shapes come from the graph (metadata + shapes)."""
+    r = StepRunner(_cache_graph())
+    assert r.state_in == ["k0", "v0", "len0"] and r.state_out == ["next_k0", "next_v0", "next_len0"]
+    state = r.init_state(2)
+    assert [s.shape for s in state] == [(2, 2, 4, 3), (2, 2, 4, 3), (1, 2, 1)]
+    logits, (k, v, n) = r.step([[1, 2, 3], [4, 0, 1]], state)
+    assert logits.shape == (2, 3, 5) and logits[1, 0, 0] == 20.0
+    assert (k == 1).all() and (v == 0).all() and (n == 3).all()
+    r([[1]])
+    r([[2, 3]])
+    assert float(r.state[2][0, 0, 0]) == 3.0 and float(r.state[0].max()) == 2.0  # the state is carried
+    with pytest.raises(EdgeError, match=r"k0 must have shape \(L, B, N, H\)"):
+        r.step([[1]], (np.zeros((2, 1, 5, 3)), np.zeros((2, 1, 4, 3)), np.zeros((1, 1, 1))))
+    with pytest.raises(EdgeError, match="state is a tuple of 3"):
+        r.step([[1]], state[:2])
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(k_dims=(2, "batch", "window", 3)), "k0 shape .* has a symbolic window dim"),
+    (dict(window=5), r"k0 shape \[2, 'batch', 4, 3\] disagrees with metadata window=5"),  # v0 has 5 slots, k0 4
+    (dict(state_outputs="next_v0,next_k0,next_len0"), "do not match state inputs"),
+    (dict(state_inputs="k0,v0,len0,h0"), r"names state tensor\(s\) \['h0'\] the graph does not have"),
+])
+def test_a_graph_whose_state_disagrees_with_its_metadata_is_refused(kw, message):
+    with pytest.raises(EdgeError, match=message):
+        StepRunner(_cache_graph(**kw))
