@@ -267,3 +267,33 @@ def test_decode_continuation_cuts_the_prompt_and_maps_eos_to_newline():
     assert ids[0] == w.eos_id
     new = w.encode("sat") + [w.eos_id] + w.encode("a dog")
     assert decode_continuation(w, ids, new) == " sat\na dog"
+
+
+def test_lm_fine_tunes_from_a_pretrained_run(tmp_path):
+    """data.pretrained: the run starts from the LM's tokenizer and weights (its shapes win over the
+    recipe's), keeps the recipe's dropout, and its lexicon keeps the words the LM knew."""
+    from rnnkit.core.models import registry
+    from rnnkit.core.models.kinds import LanguageModel, LMConfig
+    from rnnkit.core.text.tokenizers import train_sentencepiece
+
+    base = tmp_path / "base"
+    lines = ["hello there my friend"] * 30 + ["see you tomorrow then"] * 30 + ["my own words are here"] * 30
+    tok = train_sentencepiece(lines, vocab_size=300, model_type="unigram")
+    tok.save(base)
+    torch.manual_seed(0)
+    lm = LanguageModel(LMConfig(vocab_size=tok.vocab_size, embed_size=12, hidden_size=12, num_layers=1,
+                                tie_weights=True, pad_id=0, unk_id=1, bos_id=2, eos_id=3))
+    registry.save(lm, base / "model")
+    (base / "lexicon.txt").write_text("hello\nfriend\ntomorrow\n")
+    mine = tmp_path / "mine.txt"
+    mine.write_text("\n".join(["my own words are here"] * 40) + "\n")
+    over = {"data.train_file": str(mine), "data.pretrained": str(base), "model.dropout": 0.3}
+    model, task, run_tok = R.build(R.resolve_recipe("suggest-en", "smoke", over), tmp_path / "run")
+    assert (model.config.hidden_size, model.config.dropout) == (12, 0.3)
+    assert run_tok.encode("see you") == tok.encode("see you")
+    for name, p in lm.state_dict().items():
+        assert torch.equal(model.state_dict()[name], p), name
+    lexicon = (tmp_path / "run" / "lexicon.txt").read_text().split()
+    assert {"my", "own", "hello", "friend", "tomorrow"} <= set(lexicon)
+    with pytest.raises(ValueError, match="reads sentencepiece tokens; this recipe trains on char"):
+        R.build(R.resolve_recipe("char-shakespeare", "smoke", over), tmp_path / "run2")

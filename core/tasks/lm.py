@@ -23,6 +23,7 @@ writes ``results.json`` and ``samples.txt``, and appends a ``{"kind": "final"}``
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from pathlib import Path
@@ -39,6 +40,7 @@ from rnnkit.core.atomic import atomic_write_json, atomic_write_text
 from rnnkit.core.models.registry import classes
 from rnnkit.core.tasks.lm_data import encode_stream, load_splits, train_tokenizer
 from rnnkit.core.tasks.next_word_proxy import next_word_accuracy
+from rnnkit.core.tasks.common import pretrained_lm
 from rnnkit.core.train.run_log import append_jsonl
 
 
@@ -228,10 +230,25 @@ def build(recipe: Mapping[str, Any], run_dir: Path):
 
     data, tok_spec = dict(recipe["data"]), dict(recipe["tokenizer"])
     splits = load_splits(data)
-    tokenizer = load_or_train_tokenizer(run_dir, lambda: train_tokenizer(tok_spec, splits["train"]))
+    pretrained = None
+    if data.get("pretrained"):  # fine-tune: the LM's tokenizer and weights, the recipe's data
+        pretrained, lm_tok = pretrained_lm(data["pretrained"])
+        if lm_tok.kind != tok_spec["kind"]:
+            raise ValueError(f"data.pretrained={data['pretrained']} reads {lm_tok.kind} tokens; this recipe "
+                             f"trains on {tok_spec['kind']} tokens: pick a recipe of the same kind")
+        tokenizer = load_or_train_tokenizer(run_dir, lambda: lm_tok)
+    else:
+        tokenizer = load_or_train_tokenizer(run_dir, lambda: train_tokenizer(tok_spec, splits["train"]))
     if tok_spec["kind"] == "sentencepiece" and not (Path(run_dir) / LEXICON_FILE).is_file():
-        # The words the suggester may offer without the model being sure (edge/lexicon.py).
-        write_lexicon(Path(run_dir) / LEXICON_FILE, build_lexicon(splits["train"]))
+        # The words the suggester may offer without the model being sure (edge/lexicon.py); a
+        # fine-tuned model also keeps the words its pretrained model knew.
+        words = build_lexicon(splits["train"])
+        if pretrained is not None:
+            known = Path(data["pretrained"]) / LEXICON_FILE
+            if known.is_file():
+                seen = set(words)
+                words += [w for w in known.read_text(encoding="utf-8").split() if w not in seen]
+        write_lexicon(Path(run_dir) / LEXICON_FILE, words)
     streams = {s: encode_stream(tokenizer, tok_spec["kind"], lines) for s, lines in splits.items()}
     model_args = {k: v for k, v in recipe["model"].items() if k != "kind"}
     kind = recipe["model"].get("kind", "lm")
@@ -240,8 +257,19 @@ def build(recipe: Mapping[str, Any], run_dir: Path):
     cfg_cls, model_cls = classes(kind)  # LMConfig / LanguageModel, or the Transformer (same step contract)
     cfg = cfg_cls(vocab_size=tokenizer.vocab_size, pad_id=max(tokenizer.pad_id, 0), bos_id=tokenizer.bos_id,
                   eos_id=tokenizer.eos_id, unk_id=tokenizer.unk_id, **model_args)
+    if pretrained is not None:
+        # its shapes and special ids; the recipe's regularisation (dropout, ...) still applies
+        shape = {"vocab_size", "embed_size", "hidden_size", "num_layers", "cell", "tie_weights",
+                 "pad_id", "bos_id", "eos_id", "unk_id"}
+        if pretrained.kind != kind:
+            raise ValueError(f"data.pretrained is a {pretrained.kind} model, the recipe builds {kind}")
+        fields = dataclasses.asdict(pretrained.config)
+        fields.update({k: v for k, v in model_args.items() if k not in shape and k in fields})
+        cfg = cfg_cls(**fields)
     torch.manual_seed(int(recipe["train"].get("seed", 1337)))  # same initial weights for the same recipe
     model = model_cls(cfg)
+    if pretrained is not None:
+        model.load_state_dict(pretrained.state_dict())
     task = LMTask(streams["train"], streams["valid"], streams.get("test"),
                   batch_size=int(data.get("batch_size", 32)), bptt=int(data.get("bptt", 35)),
                   eval_batch_size=int(data.get("eval_batch_size", 10)), seed=int(recipe["train"].get("seed", 0)),
