@@ -203,7 +203,8 @@ def _check_manifest(m: Any, where: Path) -> dict[str, Any]:
     model = m["model"]
     if not isinstance(model, dict) or not isinstance(model.get("config"), dict):
         raise BundleError(f"{where}: 'model' must be an object with a 'config' object")
-    if model.get("kind", m["kind"]) != m["kind"]:
+    model_kind = model.get("kind", m["kind"])  # the registry kind: transformer_lm makes an "lm" bundle
+    if not isinstance(model_kind, str) or names.bundle_kind(model_kind) != m["kind"]:
         raise BundleError(f"{where}: model kind {str(model.get('kind'))[:40]!r} differs from the bundle's kind")
     _check_dims(model["config"], f"{where}: model config")
     tok = m.get("tokenizer")

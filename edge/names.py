@@ -17,7 +17,8 @@ from __future__ import annotations
 
 # torch-free; re-exported so that every graph name is found here
 from rnnkit.core.models.state_layout import (input_name as state_input, is_state_input,  # noqa: F401
-                                             is_state_output, next_state, output_name as state_output, state_io)
+                                             is_state_output, next_state, output_name as state_output, role_of,
+                                             state_io)
 
 FORMAT_VERSION = 1
 
@@ -58,10 +59,21 @@ JOB_ENCODER = "encoder"        # src, src_len -> memory, src_mask, h0 (, c0)
 JOB_DECODER = "decoder"        # prev, state, memory, src_mask -> logits, next state, attn
 JOB_STATE_FROM = "state_from"  # cond -> h0 (, c0)
 
+# A bundle's kind says what its graphs do; it is the model's registry kind except for these, whose graphs
+# do another kind's job with another architecture (the graph metadata "cell" names the architecture).
+BUNDLE_KIND = {"transformer_lm": "lm"}
+
+
+def bundle_kind(model_kind: str) -> str:
+    """The kind of bundle (``GRAPHS`` key) a model of registry kind ``model_kind`` exports to."""
+    return BUNDLE_KIND.get(model_kind, model_kind)
+
+
 # kind -> {job: what the graph does}; ``rnnkit export --help`` prints this table.
 GRAPHS: dict[str, dict[str, str]] = {
     "lm": {
-        JOB_STEP: "tokens[B,T], h0 (, c0) -> logits[B,T,V], next_h0 (, next_c0)",
+        JOB_STEP: "tokens[B,T], h0 (, c0) -> logits[B,T,V], next_h0 (, next_c0); a Transformer LM's state is "
+                  "its KV cache: k0, v0 [L,B,N,C], len0 [1,B,1] -> next_k0, next_v0, next_len0",
     },
     "classifier": {
         JOB_CLASSIFY: "tokens[B,T], lengths[B] -> logits[B,C] and/or score[B,R]",
@@ -116,6 +128,7 @@ META_STATE_INPUTS = "state_inputs"          # comma-separated, "" for stateless 
 META_STATE_OUTPUTS = "state_outputs"
 META_INPUTS = "inputs"                      # comma-separated input names, in order
 META_OUTPUTS = "outputs"
+META_WINDOW = "window"                      # KV-cache positions of a Transformer (state axis N); absent otherwise
 META_MODEL_CONFIG = "model_config"          # JSON of the model's config dataclass
 META_RNNKIT_VERSION = "rnnkit_version"
 

@@ -149,7 +149,7 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
     # The manifest's config is the loaded model's, as written into each graph's metadata: a
     # config.json saved before a field with a default was added lacks that field.
     record = {**record, "config": to_dict(model.config)}
-    kind = record["kind"]
+    kind = N.bundle_kind(record["kind"])  # transformer_lm -> an "lm" bundle (what its graphs do)
     tok = find_tokenizer(run_dir) or find_tokenizer(model_dir)
     if tok is None and kind != "forecaster":
         log(f"warning: no tokenizer.* in {run_dir}: the bundle will have ids only")

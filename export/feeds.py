@@ -64,6 +64,8 @@ def random_feeds(inputs: list[Any], config: Mapping[str, Any], batch: int, time:
         elif arg.name == N.SRC_MASK:
             src_len = feeds.get(N.SRC_LEN, np.full(batch, src_time, dtype=np.int64))
             feeds[arg.name] = np.arange(shape[1])[None, :] < src_len[:, None]
+        elif N.role_of(arg.name) == "len":  # filled KV-cache slots: a whole number in [0, window]
+            feeds[arg.name] = rng.integers(0, int(config["window"]) + 1, size=shape).astype(np.float32)
         elif dtype == np.float32:
             scale = 0.5 if N.is_state_input(arg.name) else 1.0
             feeds[arg.name] = (scale * rng.standard_normal(shape)).astype(np.float32)

@@ -42,6 +42,7 @@ def model_facts(model: nn.Module) -> dict[str, Any]:
         N.META_VOCAB_SIZE: vocab,
         N.META_PAD_ID: get("pad_id"), N.META_BOS_ID: get("bos_id"),
         N.META_EOS_ID: get("eos_id"), N.META_UNK_ID: get("unk_id"),
+        **({N.META_WINDOW: cfg.window} if hasattr(cfg, "window") else {}),
     }
 
 
@@ -55,7 +56,7 @@ def graph_metadata(model: nn.Module, wrapper: JobWrapper, precision: str = "fp32
     state_in = [n for n in wrapper.input_names if N.is_state_input(n)]
     state_out = [n for n in wrapper.output_names if N.is_state_output(n) or N.is_state_input(n)]
     meta = {
-        N.META_FORMAT_VERSION: N.FORMAT_VERSION, N.META_KIND: model.kind, N.META_JOB: wrapper.job,
+        N.META_FORMAT_VERSION: N.FORMAT_VERSION, N.META_KIND: N.bundle_kind(model.kind), N.META_JOB: wrapper.job,
         N.META_PRECISION: precision, **model_facts(model),
         N.META_TOKENIZER_SHA256: tokenizer_sha256, N.META_TOKENIZER_FILE: tokenizer_file,
         N.META_STATE_INPUTS: ",".join(state_in), N.META_STATE_OUTPUTS: ",".join(state_out),

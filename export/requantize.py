@@ -55,7 +55,7 @@ def _task_metrics(bundle, recipe_name: str, graph_sets: dict[str, dict[str, Path
     from .ort_model import ort_model
 
     recipe = recipes.resolve_recipe(recipe_name, "full")
-    config = build_model(bundle.kind, bundle.model_config).config
+    config = build_model(bundle.manifest["model"].get("kind", bundle.kind), bundle.model_config).config
     with tempfile.TemporaryDirectory(prefix="rnnkit-requant-task-") as run_dir:
         shutil.copy(bundle.tokenizer_path, Path(run_dir) / bundle.tokenizer_path.name)
         torch.manual_seed(0)

@@ -294,7 +294,7 @@ class Seq2SeqDecoderStep(JobWrapper):
 def wrappers_for(model: nn.Module) -> dict[str, JobWrapper]:
     """``{job: wrapper}`` for every graph ``model``'s kind exports (see ``names.GRAPHS``)."""
     kind = getattr(model, "kind", None)
-    if kind == "lm":
+    if kind in ("lm", "transformer_lm"):  # the Transformer's state is its KV cache (roles k, v, len)
         return {N.JOB_STEP: TokenStep(model)}
     if kind == "classifier":
         running = ClassifyRunningPrefix(model) if model.config.bidirectional else ClassifyRunningStep(model)

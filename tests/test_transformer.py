@@ -190,3 +190,118 @@ def test_save_load_roundtrip(tmp_path):
     x = ids(2, 5)
     with torch.no_grad():
         assert maxdiff(back(x)[0], m(x)[0]) == 0.0
+
+
+# --------------------------------------------------------------------------- export, bundle, edge session
+def test_exported_step_graph_matches_pytorch_with_the_cache_in_and_out(tmp_path):
+    """The step graph takes k0, v0, len0 and returns next_*; parity over batches 1 and 3, T 1, 7 and 33
+    (past the window), and a 50-step rollout fed its own cache, equal to the whole-sequence call."""
+    from rnnkit.export.onnx_export import export_model
+    from rnnkit.export.parity import assert_parity, check_parity
+
+    m = tiny(window=6, dtype=torch.float32)
+    paths = export_model(m, tmp_path)
+    report = check_parity(m, paths)
+    assert_parity(report)
+    assert set(report["jobs"]["step"]["rollout"]) == {"step_vs_torch", "step_vs_whole"}
+    import onnx
+
+    g = onnx.load(str(paths["step"]))
+    assert [i.name for i in g.graph.input] == ["tokens", "k0", "v0", "len0"]
+    assert [o.name for o in g.graph.output] == ["logits", "next_k0", "next_v0", "next_len0"]
+    meta = {p.key: p.value for p in g.metadata_props}
+    assert (meta["kind"], meta["cell"], meta["window"], meta["state_inputs"]) == ("lm", "transformer", "6",
+                                                                                 "k0,v0,len0")
+
+
+@pytest.fixture(scope="module")
+def gpt_run(tmp_path_factory):
+    """A run directory with a Transformer fitted for a moment on the edge tests' text (SentencePiece)."""
+    import json
+
+    import sentencepiece as spm
+
+    from test_edge_support import TRAIN_TEXT, train_tokenizer
+
+    run = tmp_path_factory.mktemp("gpt") / "run"
+    run.mkdir()
+    sp = spm.SentencePieceProcessor(model_file=str(train_tokenizer(run)))
+    stream = []
+    for line in TRAIN_TEXT.splitlines():
+        stream += sp.encode(line) + [sp.eos_id()]
+    data = torch.tensor(stream * 2)
+    torch.manual_seed(0)
+    m = TransformerLM(TransformerConfig(vocab_size=sp.get_piece_size(), num_layers=2, num_heads=2, hidden_size=32,
+                                        window=24, pad_id=0, bos_id=2, eos_id=3, unk_id=1))
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(60):
+        starts = torch.randint(0, len(data) - 17, (16,), generator=g)
+        x = torch.stack([data[s:s + 16] for s in starts])
+        y = torch.stack([data[s + 1:s + 17] for s in starts])
+        loss, _ = m(x, None, targets=y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    registry.save(m.eval(), run / "model")
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 60, "val_loss": loss.item()}) + "\n")
+    return run
+
+
+@pytest.fixture(scope="module")
+def gpt_bundle(gpt_run):
+    from rnnkit.export.build_bundle import export_bundle
+
+    out = gpt_run.parent / "bundle"
+    export_bundle(gpt_run, out, int8=True, log=lambda *a: None)
+    return out
+
+
+def test_bundle_exports_verifies_and_quantises(gpt_bundle):
+    from rnnkit.edge.bundle import open_bundle
+    from rnnkit.export.verify import verify_bundle
+
+    b = open_bundle(gpt_bundle)
+    assert b.kind == "lm" and b.manifest["model"]["kind"] == "transformer_lm"
+    assert b.precision == "int8" and set(b.manifest["fp32_graphs"]) == {"step"}
+    report = verify_bundle(gpt_bundle)
+    assert report["kind"] == "lm"
+
+
+def test_edge_runner_steps_like_pytorch(gpt_run, gpt_bundle):
+    import numpy as np
+
+    from rnnkit.edge.runner import StepRunner
+
+    runner = StepRunner(gpt_bundle / "step.onnx")
+    model = registry.load(gpt_run / "model")
+    state = runner.init_state(2)
+    assert [s.shape for s in state] == [(2, 2, 24, 32), (2, 2, 24, 32), (1, 2, 1)]
+    x = ids(2, 40, vocab=model.config.vocab_size)
+    outs = []
+    for t in range(40):  # past the 24-slot window, one token a call
+        logits, state = runner.step(x[:, t:t + 1].numpy(), state)
+        outs.append(logits)
+    with torch.no_grad():
+        ref, _ = model(x)
+    assert np.abs(np.concatenate(outs, 1) - ref.numpy()).max() <= 1e-4
+
+
+def test_typing_session_runs_and_backspace_restores_the_cache(gpt_bundle):
+    """The typing session sees only "a step with state": edits roll back to saved caches, and the
+    suggestions after typing, backspacing and retyping equal a fresh session's."""
+    from rnnkit.edge.session import open_session
+
+    s = open_session(gpt_bundle, precision="fp32")
+    text = "Thank you for the "
+    for i in range(1, len(text) + 1):
+        s.suggest(text[:i])
+    fed = s.context_tokens_fed
+    s.suggest(text[:-1])  # backspace over the space ...
+    s.suggest(text[:-3])  # ... and inside the word
+    got = s.suggest(text)
+    assert s.context_tokens_fed == fed  # rolled back to cached states, nothing re-read
+    fresh = open_session(gpt_bundle, precision="fp32").suggest(text)
+    assert [x.text for x in got] == [x.text for x in fresh] and got
+    for a, b in zip(got, fresh):
+        assert abs(a.prob - b.prob) <= 1e-5

@@ -326,7 +326,7 @@ def run_sample(args) -> int:
     if not (run_dir / "model").is_dir():
         raise FileNotFoundError(f"{run_dir}/model not found: give a run directory made by `rnnkit train`")
     record = registry.read_record(run_dir / "model")
-    if record["kind"] != "lm":
+    if record["kind"] not in ("lm", "transformer_lm"):
         raise ValueError(f"sample works on language-model runs; {run_dir} holds a {record['kind']!r} model")
     if args.length < 1:
         raise ValueError(f"--length must be >= 1, got {args.length}")

@@ -104,7 +104,7 @@ class CausalSelfAttention(nn.Module):
         """x (B, T, C), caches (B, N, C) or None -> y (B, T, C), keys and values (B, N + T, C) of
         [cache, new] (or (B, T, C) without a cache), unrotated."""
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = self.qkv(x).split(self.c.hidden_size, dim=2)  # a Python int: no traced split size
         if k_cache is not None:
             k, v = torch.cat([k_cache, k], 1), torch.cat([v_cache, v], 1)
         S = k.shape[1]
