@@ -92,11 +92,16 @@ def generate(step: TokenStep, prompt: Sequence[int], max_new_tokens: int, temper
         logits, state = step(np.asarray([[tok]], dtype=np.int64), state)
 
 
+def start_of_text(eos_id: int, newline_ids: Sequence[int]) -> list[int]:
+    """The start-of-text rule, once: language-model streams end every line with EOS
+    (rnnkit.core.tasks.lm_data), so a text starts after ``eos_id``; a character model (no EOS)
+    after its "\\n" (``newline_ids``). Generation, predict, the demo and the typing session use it."""
+    return [int(eos_id)] if eos_id >= 0 else [int(i) for i in newline_ids]
+
+
 def start_ids(tokenizer, prompt: str) -> list[int]:
-    """The start-of-text rule: ids that start generation, the prompt after a line break. Language
-    model streams end every line with EOS (rnnkit.core.tasks.lm_data), so a text starts after
-    ``eos_id``; a character model (no EOS) reads "\n" instead."""
-    start = tokenizer.encode("\n") if tokenizer.eos_id < 0 else [tokenizer.eos_id]
+    """Ids that start generation: the prompt after the start of a text (``start_of_text``)."""
+    start = start_of_text(tokenizer.eos_id, tokenizer.encode("\n") if tokenizer.eos_id < 0 else ())
     return start + (tokenizer.encode(prompt) if prompt else [])
 
 

@@ -38,6 +38,7 @@ import numpy as np
 from .phrase import PhraseHit, pick_phrase, search_phrase
 from .adapt import UserCache
 from .lexicon import FILE_NAME as LEXICON_FILE, Lexicon
+from .npsample import start_of_text
 from .words import words_of
 from .pieces import SentencePieceVocab, clean_text
 from .runner import EdgeError, StepRunner
@@ -94,9 +95,9 @@ def common_prefix_len(a: str, b: str) -> int:
 class TypingSession:
     """Keystroke-level next-word / completion / phrase suggestions over one ``StepRunner``.
 
-    ``start_ids``: what the model reads before the first word. Default: EOS, which the LM
-    streams put after every line (so it also means "a text starts here"), else BOS. A line
-    break in the text is read as EOS too.
+    ``start_ids``: what the model reads before the first word. Default: the start-of-text rule
+    (``npsample.start_of_text``, as generation and the demo): EOS, which the LM streams put after
+    every line (so it also means "a text starts here"). A line break in the text is read as EOS too.
     ``max_context_chars``: a text met for the first time (a paste, a fresh session) is read
     from at most its last ~this many characters. While one is typed, the window start moves on
     in steps of a quarter of it and the session keeps its state across a move (it forgets the
@@ -123,7 +124,7 @@ class TypingSession:
         self.runner, self.vocab = runner, vocab
         m = runner.meta
         if start_ids is None:
-            start_ids = [m.eos_id] if m.eos_id >= 0 else ([m.bos_id] if m.bos_id >= 0 else [])
+            start_ids = start_of_text(m.eos_id, vocab.sp.encode("\n") if m.eos_id < 0 else ())
         self.start_ids = [int(i) for i in start_ids]
         self.beam, self.max_pieces = beam, max_pieces
         self.phrase_words, self.phrase_threshold, self.phrase_beam = phrase_words, phrase_threshold, phrase_beam
