@@ -234,7 +234,7 @@ def _run_train(args) -> int:
     import torch
 
     from rnnkit.core import recipes as R
-    from rnnkit.core.config import from_dict, parse_overrides
+    from rnnkit.core.config import parse_overrides
 
     if args.list:
         for name in R.list_recipes():
@@ -243,45 +243,10 @@ def _run_train(args) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     overrides = parse_overrides(args.set)
-    restart = False
     if args.resume:
-        run_dir = Path(args.resume)
-        recipe = R.load_run_recipe(run_dir)
-        if (not isinstance(recipe, dict) or not isinstance(recipe.get("name"), str)
-                or not all(isinstance(recipe.get(k), dict) for k in R.SECTIONS)):
-            raise ValueError(f"{run_dir / 'recipe.json'}: not a recipe written by `rnnkit train`")
-        if args.recipe and args.recipe != recipe.get("name"):
-            raise ValueError(f"{run_dir} is a {recipe.get('name')!r} run, not {args.recipe!r}")
-        allowed = R.allowed_keys(R.read_recipe(recipe["name"]))["train"]
-        call = dict(recipe["train"])
-        for key, value in overrides.items():  # a resumed run may change its budget, not its model or data
-            field = key.split(".", 1)[1] if key.startswith("train.") else key
-            if field not in allowed:
-                raise ValueError(f"--resume accepts train settings only; {key!r} is not one of: {', '.join(allowed)}")
-            call[field] = value
-        # --set with --resume is for this call only: recipe.json keeps the run's own settings, so a
-        # plain --resume after a bad override (lr=1e30 -> NaN) is back on the recorded ones.
-        run_recipe, recipe = recipe, {**recipe, "train": call}
-        if not _has_checkpoint(run_dir):
-            restart = True
-            print(f"note: {run_dir} has no complete checkpoint yet (it stopped before its first one): "
-                  "starting it over from step 0 with its recorded recipe", file=sys.stderr)
+        run_dir, recipe, run_recipe, restart = _resumed_recipe(args, overrides)
     else:
-        if not args.recipe:
-            raise ValueError(f"--recipe NAME is required; recipes: {', '.join(R.list_recipes())}")
-        user = user_data_overrides(args)
-        recipe = R.resolve_recipe(args.recipe, args.size, {**overrides, **user})
-        run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir(args.recipe, args.size, user)
-        if _has_checkpoint(run_dir):
-            raise ValueError(f"{run_dir} already holds a run with a checkpoint: continue it with "
-                             f"--resume {run_dir}, or pick another --run-dir")
-        used = [n for n in ("recipe.json", *TOKENIZER_ARTEFACTS, *RUN_ARTEFACTS) if (run_dir / n).exists()]
-        if used and not (run_dir / "recipe.json").exists() and not (run_dir / "config.json").exists():
-            raise ValueError(f"{run_dir} holds files ({', '.join(used[:4])}) but no rnnkit run: pick another --run-dir")
-        restart = bool(used)
-        if restart:
-            print(f"note: {run_dir} holds a run that stopped before its first checkpoint: starting it over",
-                  file=sys.stderr)
+        run_dir, recipe, restart = _new_recipe(args, overrides)
         run_recipe = recipe
     _check_values(recipe, run_dir)  # types and ranges, before anything is written
     _writable(run_dir)
@@ -290,17 +255,73 @@ def _run_train(args) -> int:
         _start_over(run_dir, run_recipe, old)
         if old is not run_recipe and old is not None:  # the directory's history stays with it
             run_recipe["commands"] = [*old.get("commands", []), *run_recipe.get("commands", [])]
-
-    from rnnkit.core.train.trainer import TrainConfig, train
-
     run_recipe["commands"] = [*run_recipe.get("commands", []), command_line(args, run_dir)]
     R.save_recipe(run_recipe, run_dir)  # first: a run killed while building is then restartable or resumable
+    return _train_and_report(args, recipe, run_dir, resume=bool(args.resume) and not restart)
+
+
+def _resumed_recipe(args, overrides: dict):
+    """``--resume RUN``: (run_dir, recipe for this call, the run's own recipe, restart?). A resumed
+    run may change its train settings (budget, lr) for this call, never its model or data."""
+    from rnnkit.core import recipes as R
+
+    run_dir = Path(args.resume)
+    recipe = R.load_run_recipe(run_dir)
+    if (not isinstance(recipe, dict) or not isinstance(recipe.get("name"), str)
+            or not all(isinstance(recipe.get(k), dict) for k in R.SECTIONS)):
+        raise ValueError(f"{run_dir / 'recipe.json'}: not a recipe written by `rnnkit train`")
+    if args.recipe and args.recipe != recipe.get("name"):
+        raise ValueError(f"{run_dir} is a {recipe.get('name')!r} run, not {args.recipe!r}")
+    allowed = R.allowed_keys(R.read_recipe(recipe["name"]))["train"]
+    call = dict(recipe["train"])
+    for key, value in overrides.items():
+        field = key.split(".", 1)[1] if key.startswith("train.") else key
+        if field not in allowed:
+            raise ValueError(f"--resume accepts train settings only; {key!r} is not one of: {', '.join(allowed)}")
+        call[field] = value
+    # --set with --resume is for this call only: recipe.json keeps the run's own settings, so a
+    # plain --resume after a bad override (lr=1e30 -> NaN) is back on the recorded ones.
+    restart = not _has_checkpoint(run_dir)
+    if restart:
+        print(f"note: {run_dir} has no complete checkpoint yet (it stopped before its first one): "
+              "starting it over from step 0 with its recorded recipe", file=sys.stderr)
+    return run_dir, {**recipe, "train": call}, recipe, restart
+
+
+def _new_recipe(args, overrides: dict):
+    """A new run: (run_dir, resolved recipe, restart?) -- restart when the directory holds a run
+    that stopped before its first checkpoint."""
+    from rnnkit.core import recipes as R
+
+    if not args.recipe:
+        raise ValueError(f"--recipe NAME is required; recipes: {', '.join(R.list_recipes())}")
+    user = user_data_overrides(args)
+    recipe = R.resolve_recipe(args.recipe, args.size, {**overrides, **user})
+    run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir(args.recipe, args.size, user)
+    if _has_checkpoint(run_dir):
+        raise ValueError(f"{run_dir} already holds a run with a checkpoint: continue it with "
+                         f"--resume {run_dir}, or pick another --run-dir")
+    used = [n for n in ("recipe.json", *TOKENIZER_ARTEFACTS, *RUN_ARTEFACTS) if (run_dir / n).exists()]
+    if used and not (run_dir / "recipe.json").exists() and not (run_dir / "config.json").exists():
+        raise ValueError(f"{run_dir} holds files ({', '.join(used[:4])}) but no rnnkit run: pick another --run-dir")
+    if used:
+        print(f"note: {run_dir} holds a run that stopped before its first checkpoint: starting it over",
+              file=sys.stderr)
+    return run_dir, recipe, bool(used)
+
+
+def _train_and_report(args, recipe: dict, run_dir: Path, resume: bool) -> int:
+    """Build, train, and score the best model on the task's own metric (rank 0 only)."""
+    from rnnkit.core import recipes as R
+    from rnnkit.core.config import from_dict
+    from rnnkit.core.train.trainer import TrainConfig, train
+
     model, task, tokenizer = R.build(recipe, run_dir)
     settings = {**recipe["train"], "run_dir": str(run_dir), "quiet": bool(args.quiet or recipe["train"].get("quiet"))}
     if args.device:
         settings["device"] = args.device
     cfg = from_dict(TrainConfig, settings)
-    result = train(model, task, cfg, resume=bool(args.resume) and not restart)
+    result = train(model, task, cfg, resume=resume)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports and scores the best model
     print(f"{recipe['name']}: {result.stop_reason} after {result.steps} steps, {result.wall_seconds:.0f}s; "
