@@ -150,8 +150,6 @@ def load_session(model: str | os.PathLike | bytes, threads: int = 1, providers: 
         raise EdgeError(f"{where}: cannot load the ONNX graph (truncated or altered file?): {first}") from None
 
 
-
-
 def zero_state_feeds(session, batch: int) -> dict[str, np.ndarray]:
     """Zeros for every state input of a bare ``onnxruntime`` session (tools that drive sessions
     directly: export checks, benchmarks): the graph's shape, ``batch`` on axis 1."""
