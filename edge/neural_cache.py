@@ -96,3 +96,51 @@ def cache_target_logprobs(hidden: np.ndarray, targets: np.ndarray, model_logp: n
         mixed = np.where(has, (1 - lam) * p_model[s:e] + lam * p_cache, p_model[s:e])
         out[s:e] = np.log(np.maximum(mixed, 1e-300))
     return out
+
+
+class WordCache:
+    """The same cache at the level a keyboard offers: (state before a word, the word).
+
+    ``probs(h)`` gives P_cache(word | h) for the words in the cache; a typing session mixes it
+    into each candidate's probability and offers the cache's own likeliest words too (a name the
+    model never saw, once the user has typed it after similar contexts).
+    """
+
+    def __init__(self, hidden_size: int, size: int = 1000, theta: float = THETA, lam: float = LAMBDA):
+        self.cache = NeuralCache(hidden_size, size, theta, lam)
+        self.lam = lam
+        self._ids: dict[str, int] = {}
+        self._words: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def add(self, h: np.ndarray, word: str) -> None:
+        i = self._ids.get(word)
+        if i is None:
+            if len(self._words) >= 4 * self.cache.size:
+                self._compact()
+            i = self._ids[word] = len(self._words)
+            self._words.append(word)
+        self.cache.add(h, i)
+
+    def _compact(self) -> None:
+        """Renumber the words still in the buffer (bounded memory however long the session)."""
+        n = len(self.cache)
+        live = sorted(set(self.cache.values[:n].tolist()))
+        remap = {old: new for new, old in enumerate(live)}
+        self._words = [self._words[i] for i in live]
+        self._ids = {w: i for i, w in enumerate(self._words)}
+        self.cache.values[:n] = [remap[int(v)] for v in self.cache.values[:n]]
+
+    def probs(self, h: np.ndarray) -> dict[str, float]:
+        """P_cache(word | h) for every word in the cache (empty when the cache is)."""
+        if len(self.cache) == 0:
+            return {}
+        p = self.cache.probs(h, len(self._words))
+        return {self._words[i]: float(p[i]) for i in np.flatnonzero(p)}
+
+    def mix(self, model_logp: float, p_cache: float) -> float:
+        """log((1 - lam) * P_model + lam * P_cache)."""
+        p = (1 - self.lam) * np.exp(model_logp) + self.lam * p_cache
+        return float(np.log(p)) if p > 0 else -np.inf

@@ -52,3 +52,19 @@ def test_a_repeated_context_makes_its_word_likely():
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match="0 <= lam < 1"):
         NeuralCache(4, lam=1.0)
+
+
+def test_word_cache_offers_what_followed_similar_states_and_stays_bounded():
+    from rnnkit.edge.neural_cache import WordCache
+
+    h = np.ones(4, np.float32)
+    cache = WordCache(4, size=3, theta=1.0, lam=0.5)
+    for w in ["alpha", "beta", "gamma", "delta"]:  # size 3: "alpha" falls out
+        cache.add(h, w)
+    p = cache.probs(h)
+    assert set(p) == {"beta", "gamma", "delta"} and sum(p.values()) == pytest.approx(1.0)
+    for i in range(40):  # many distinct words: the id table is compacted, not grown without end
+        cache.add(h if i % 2 else -h, f"w{i}")
+    assert len(cache._words) <= 4 * 3 + 1
+    p = cache.probs(h)
+    assert max(p, key=p.get) in {"w37", "w39"} and cache.mix(np.log(0.2), p["w39"]) > np.log(0.2)
