@@ -9,7 +9,7 @@ State, a tuple like every rnnkit model's (batch on dim 1)::
 
     k   (L, B, N, C)  keys of the last N = ``window`` positions, per layer, oldest first (not rotated)
     v   (L, B, N, C)  their values
-    len (1, B, 1)     how many of the N slots hold a real position (float32; 0 .. N)
+    len (1, B, 1)     tokens read so far (float32, exact to 2^24); min(len, N) slots hold a position
 
 Why a fixed window rather than a growing past: every state tensor keeps one shape for the whole
 session, so the ONNX step graph, the edge runner, int8 quantisation and the typing session's
@@ -19,10 +19,11 @@ token and grows without bound on a device. The price: a token attends to the las
 (sliding-window attention, as Mistral's). Inside the window nothing is lost: while fewer than N
 tokens have been read, step-by-step equals one whole-sequence call of a plain causal Transformer.
 
-Rotary positions make the window slide for free: keys are cached *unrotated* and rotated by their
-slot in [old window + new tokens] at each call, so attention depends only on distances; learned
-absolute positions would have no embedding for position N + 1 and would force a re-read of the
-window every token. Rotating N cached keys costs O(N C) per token, the same order as attention.
+Rotary positions make the window slide for free: attention depends only on the distance between a
+query and a key, so a key rotated once at its absolute position (and cached rotated) stays valid as
+the window moves; learned absolute positions would have no embedding for position N + 1 and would
+force a re-read of the window every token. Angles are float32 products position x frequency: after
+about a million tokens without a reset they drift by ~0.06 rad at the highest frequency.
 
 Training (``state`` None, T <= N) is one fused ``scaled_dot_product_attention(is_causal=True)`` call;
 with a state (carried windows, sampling, the exported graph) the new tokens attend over
@@ -73,16 +74,16 @@ class TransformerConfig:
 
 
 def rope_tables(slots: Tensor, head_size: int, base: float, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """cos, sin (S, head_size / 2) of the rotation at each slot index (S,); angles in float32 at least
+    """cos, sin (..., head_size / 2) of the rotation at each position (...); angles in float32 at least
     (float64 for a float64 model, so its parity tests see its own rounding, not float32's)."""
     work = torch.float64 if dtype == torch.float64 else torch.float32
     inv_freq = base ** (-torch.arange(0, head_size, 2, device=slots.device, dtype=work) / head_size)
-    angles = slots.to(work).unsqueeze(1) * inv_freq.unsqueeze(0)
+    angles = slots.to(work).unsqueeze(-1) * inv_freq
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
 def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotary embedding of x (B, nh, S, hs) with tables (S, hs / 2): pairs (x_2i, x_2i+1) turned by angle_i."""
+    """Rotary embedding of x (B, nh, S, hs) with tables broadcastable to (B, nh, S, hs / 2): pairs (x_2i, x_2i+1) turned by angle_i."""
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 
@@ -99,21 +100,26 @@ class CausalSelfAttention(nn.Module):
         B, S, C = x.shape
         return x.view(B, S, self.c.num_heads, C // self.c.num_heads).transpose(1, 2)
 
-    def forward(self, x: Tensor, k_cache: Optional[Tensor], v_cache: Optional[Tensor],
+    def forward(self, x: Tensor, positions: Tensor, k_cache: Optional[Tensor], v_cache: Optional[Tensor],
                 mask: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """x (B, T, C), caches (B, N, C) or None -> y (B, T, C), keys and values (B, N + T, C) of
-        [cache, new] (or (B, T, C) without a cache), unrotated."""
+        """x (B, T, C), positions (B, T), caches (B, N, C) or None -> y (B, T, C), keys (rotated) and
+        values (B, N + T, C) of [cache, new] (or (B, T, C) without a cache)."""
         B, T, C = x.shape
+        hs = self.c.hidden_size // self.c.num_heads
         q, k, v = self.qkv(x).split(self.c.hidden_size, dim=2)  # a Python int: no traced split size
+        cos, sin = rope_tables(positions, hs, self.c.rope_base, x.dtype)  # (B, T, hs / 2)
+        cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, T, hs / 2): every head alike
+        qh = rotate(self._heads(q), cos, sin)
+        k = rotate(self._heads(k), cos, sin).transpose(1, 2).reshape(B, T, C)  # cached rotated
         if k_cache is not None:
             k, v = torch.cat([k_cache, k], 1), torch.cat([v_cache, v], 1)
-        S = k.shape[1]
-        cos, sin = rope_tables(torch.arange(S, device=x.device), C // self.c.num_heads, self.c.rope_base, x.dtype)
-        qh = rotate(self._heads(q), cos[S - T:], sin[S - T:])  # the queries sit in the last T slots
-        kh, vh = rotate(self._heads(k), cos, sin), self._heads(v)
+        kh, vh = self._heads(k), self._heads(v)
         p = self.c.dropout if self.training else 0.0
         if mask is None:
             y = F.scaled_dot_product_attention(qh, kh, vh, dropout_p=p, is_causal=True)
+        elif p == 0.0:  # written out: the exported SDPA scales every cached key; this scales T x (N + T) scores
+            att = (qh @ kh.transpose(-1, -2)) * (1.0 / math.sqrt(hs))
+            y = att.masked_fill(~mask, float("-inf")).softmax(-1) @ vh
         else:
             y = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, dropout_p=p)
         y = y.transpose(1, 2).reshape(B, T, C)
@@ -132,8 +138,8 @@ class Block(nn.Module):
         self.out = nn.Linear(4 * c.hidden_size, c.hidden_size, bias=c.bias)
         self.drop = nn.Dropout(c.dropout)
 
-    def forward(self, x, k_cache, v_cache, mask):
-        a, k, v = self.attn(self.ln1(x), k_cache, v_cache, mask)
+    def forward(self, x, positions, k_cache, v_cache, mask):
+        a, k, v = self.attn(self.ln1(x), positions, k_cache, v_cache, mask)
         x = x + a
         x = x + self.drop(self.out(F.gelu(self.fc(self.ln2(x)))))
         return x, k, v
@@ -181,13 +187,13 @@ class TransformerLM(nn.Module):
         return (torch.zeros(kv, device=device, dtype=dtype), torch.zeros(kv, device=device, dtype=dtype),
                 torch.zeros((1, batch, 1), device=device, dtype=dtype))
 
-    def _mask(self, filled: Tensor, T: int) -> Tensor:
+    def _mask(self, seen: Tensor, T: int) -> Tensor:
         """(B, 1, T, N + T) bool: query i (slot N + i) reads slot j iff j <= N + i (causal), j > i (the
-        last N positions only) and slot j holds a real position (j >= N - filled)."""
+        last N positions only) and slot j holds a real position (j >= N - min(seen, N))."""
         N = self.config.window
-        j = torch.arange(N + T, device=filled.device).view(1, 1, 1, N + T)
-        i = torch.arange(T, device=filled.device).view(1, 1, T, 1)
-        start = (N - filled.reshape(-1, 1, 1, 1)).to(j.dtype)  # (B, 1, 1, 1) first filled slot
+        j = torch.arange(N + T, device=seen.device).view(1, 1, 1, N + T)
+        i = torch.arange(T, device=seen.device).view(1, 1, T, 1)
+        start = (N - torch.clamp(seen, max=float(N)).reshape(-1, 1, 1, 1)).to(j.dtype)  # (B, 1, 1, 1)
         return (j <= N + i) & (j > i) & (j >= start)
 
     def forward(self, tokens: Tensor, state: Optional[State] = None,
@@ -198,23 +204,26 @@ class TransformerLM(nn.Module):
         fresh = state is None and T <= N  # plain causal attention, no cache to read
         if state is None and not fresh:
             state = self.init_state(B, tokens.device, x.dtype)
-        mask = None if fresh else self._mask(state[2][0, :, 0], T)
+        seen = None if fresh else state[2][0, :, 0]  # (B,) tokens read before these
+        mask = None if fresh else self._mask(seen, T)
+        offsets = torch.arange(T, device=tokens.device, dtype=x.dtype).unsqueeze(0)  # (1, T)
+        positions = offsets.expand(B, T) if fresh else seen.unsqueeze(1) + offsets  # (B, T) absolute
         ks, vs = [], []
         for layer, block in enumerate(self.blocks):
             kc = None if fresh else state[0][layer]
             vc = None if fresh else state[1][layer]
-            x, k, v = block(x, kc, vc, mask)
+            x, k, v = block(x, positions, kc, vc, mask)
             ks.append(k)
             vs.append(v)
         h = self.ln_f(x)
         if fresh:  # right-align the T new positions in an N-slot cache
             pad = x.new_zeros(c.num_layers, B, N - T, c.hidden_size)
             k_all, v_all = torch.cat([pad, torch.stack(ks)], 2), torch.cat([pad, torch.stack(vs)], 2)
-            filled = x.new_full((1, B, 1), float(T))
+            seen_after = x.new_full((1, B, 1), float(T))
         else:
             k_all, v_all = torch.stack(ks)[:, :, T:], torch.stack(vs)[:, :, T:]  # the last N slots
-            filled = torch.clamp(state[2] + T, max=float(N))
-        new_state = (k_all, v_all, filled)
+            seen_after = state[2] + T
+        new_state = (k_all, v_all, seen_after)
         if targets is None:
             return self.head(h), new_state
         if torch.is_autocast_enabled(h.device.type):
