@@ -8,7 +8,7 @@ its shape (in terms of the model's sizes) and its names in an ONNX graph::
     c      (layers, batch, hidden)      c0   -> next_c0      LSTM cell state
     feed   (1, batch, hidden)           feed0 -> next_feed0  seq2seq Luong input feeding
     k, v   (layers, batch, window, hidden)                   a Transformer's key / value cache
-    len    (1, batch, 1)                                     how many cache slots hold a position
+    len    (1, batch, 1)                                     tokens read (min(len, window) slots are filled)
 
 A recurrent cell's state is one row of ``CELL_STATE`` (lstm -> (h, c), gru -> (h,), ...); a model that
 is not a ``RecurrentStack`` (seq2seq with input feeding, a Transformer) gives its roles itself with
