@@ -7,6 +7,8 @@
   savings and the share of offered strings that are not words (training words + wordfreq).
 - ``lam`` of the user cache (edge/adapt.py): typed over a contiguous stretch of valid.txt
   (whole conversations, so people repeat themselves as they would on a phone), adaptation on.
+- ``theta`` and ``lam`` of the neural cache (edge/neural_cache.py), on the same stretch, with the
+  user cache at its default.
 
 Prints both grids and writes them to --out (JSON). The defaults in edge/session.py and
 edge/adapt.py are set from this output.
@@ -27,6 +29,7 @@ def main(argv=None) -> int:
     from rnnkit.edge.adapt import UserCache
     from rnnkit.edge.cli import spread_lines
     from rnnkit.edge.eval import lstm_eval, reference_lexicon
+    from rnnkit.edge.neural_cache import WordCache
     from rnnkit.edge.session import open_session
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -35,6 +38,10 @@ def main(argv=None) -> int:
     ap.add_argument("--adapt-chars", type=int, default=15000, help="characters typed per lam value")
     ap.add_argument("--oov", default="0.2,0.35,0.5,0.7,1.0")
     ap.add_argument("--lam", default="0,0.05,0.1,0.15,0.25,0.35")
+    ap.add_argument("--neural-theta", default="0.05,0.15,0.3", help="theta values of the neural cache grid")
+    ap.add_argument("--neural-lam", default="0.05,0.1,0.2", help="lam values of the neural cache grid")
+    ap.add_argument("--only", choices=("oov", "lam", "neural"), action="append",
+                    help="run only these grids (repeatable; default: all)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     valid = (CORPORA / "everyday_en" / "valid.txt").read_text(encoding="utf-8")
@@ -42,9 +49,10 @@ def main(argv=None) -> int:
     session = open_session(args.bundle)
     lexicon = session.lexicon
     is_word = reference_lexicon(words, list(lexicon._words) if lexicon is not None else [])
-    report = {"bundle": args.bundle, "oov_min_prob": [], "lam": []}
+    report = {"bundle": args.bundle, "oov_min_prob": [], "lam": [], "neural": []}
+    only = set(args.only or ("oov", "lam", "neural"))
     sample = spread_lines(valid, args.chars)
-    for v in (float(x) for x in args.oov.split(",")):
+    for v in (float(x) for x in args.oov.split(",") if "oov" in only):
         session.oov_min_prob = v
         r = lstm_eval(session, sample, is_word=is_word)
         row = {"oov_min_prob": v, "keystroke_savings": r["keystroke_savings"], "not_words": r["not_words"],
@@ -54,13 +62,23 @@ def main(argv=None) -> int:
     session.oov_min_prob = 0.5
     stretch = valid[len(valid) // 3:len(valid) // 3 + args.adapt_chars]
     stretch = stretch[stretch.find("\n") + 1:]
-    for lam in (float(x) for x in args.lam.split(",")):
+    for lam in (float(x) for x in args.lam.split(",") if "lam" in only):
         session.user = UserCache(lam=lam) if lam > 0 else None
         r = lstm_eval(session, stretch)
         row = {"lam": lam, "keystroke_savings": r["keystroke_savings"], "next_word_top3": r["next_word_top3"],
                "latency_ms_p99": r["latency_ms_p99"]}
         report["lam"].append(row)
         print(json.dumps(row), flush=True)
+    hidden = session.runner.meta.hidden_size
+    for theta, lam in ((float(a), float(b)) for a in args.neural_theta.split(",") for b in args.neural_lam.split(",")
+                       if "neural" in only):
+        session.user, session.neural = UserCache(), WordCache(hidden, theta=theta, lam=lam)
+        r = lstm_eval(session, stretch)
+        row = {"theta": theta, "lam": lam, "keystroke_savings": r["keystroke_savings"],
+               "next_word_top3": r["next_word_top3"], "latency_ms_p99": r["latency_ms_p99"]}
+        report["neural"].append(row)
+        print(json.dumps(row), flush=True)
+    session.user = session.neural = None
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return 0

@@ -100,8 +100,9 @@ def register(subparsers) -> None:
                         "reference lexicon for the share of offered strings that are not words; e.g. "
                         "~/.cache/rnnkit/corpora/wordfreq_en/words.txt (rnnkit data fetch --only wordfreq_en)")
     e.add_argument("--adapt", action="store_true",
-                   help="type the text a second time with adaptation on (a fresh user cache that learns only "
-                        "from what was typed before each keystroke) and print on/off side by side")
+                   help="type the text again with adaptation on, learning only from what was typed before "
+                        "each keystroke: a fresh user n-gram cache (+adapt), then that and the neural cache "
+                        "over the model's states (+neural); printed beside adaptation off")
     e.add_argument("--out", default=None, help="also write the figures as JSON to this file")
     e.set_defaults(func=cmd_eval)
 
@@ -300,10 +301,13 @@ def cmd_eval(args) -> int:
             "no_call_keystrokes", "prefetch_keys", "idle_ms_p50", "idle_ms_p99")}
     if args.adapt:
         from .adapt import UserCache
+        from .neural_cache import WordCache
 
         session.user = UserCache()
         report["lstm_adapt"] = lstm_eval(session, text, is_word=is_word)
-        session.user = None
+        session.user, session.neural = UserCache(), WordCache(session.runner.meta.hidden_size)
+        report["lstm_adapt_neural"] = lstm_eval(session, text, is_word=is_word)
+        session.user = session.neural = None
     report["phrase"] = phrase_eval(session, text, every=max(args.phrase_every, 1))
     if kn is not None:
         report["kneser_ney"] = kn_eval(kn, text)
@@ -343,6 +347,7 @@ def _print_report(r: dict) -> None:
             ("cpu time p50 (ms/keystroke)", "cpu_ms_p50"), ("cpu time p99 (ms/keystroke)", "cpu_ms_p99")]
     kn = r.get("kneser_ney", {})
     cols = [("LSTM", r["lstm"])] + ([("+adapt", r["lstm_adapt"])] if "lstm_adapt" in r else []) + (
+        [("+neural", r["lstm_adapt_neural"])] if "lstm_adapt_neural" in r else []) + (
         [("KN-3", kn)] if kn else [])
     print(f"{r['chars']} characters, {r['lstm']['words']} scored words, {r['lstm']['keystrokes']} keystrokes")
     print(f"{'':34s}" + "".join(f"{name:>10s}" for name, _ in cols))

@@ -115,6 +115,11 @@ class WordCache:
     def __len__(self) -> int:
         return len(self.cache)
 
+    @property
+    def words(self) -> dict[str, int]:
+        """The words the cache has seen (and may still hold): they count as the user's words."""
+        return self._ids
+
     def add(self, h: np.ndarray, word: str) -> None:
         i = self._ids.get(word)
         if i is None:

@@ -38,6 +38,7 @@ import numpy as np
 from .phrase import PhraseHit, pick_phrase, search_phrase
 from .adapt import UserCache
 from .lexicon import FILE_NAME as LEXICON_FILE, Lexicon
+from .neural_cache import WordCache
 from .npsample import start_of_text
 from .words import words_of
 from .pieces import SentencePieceVocab, clean_text
@@ -111,7 +112,8 @@ class TypingSession:
                  beam: int = 8, max_pieces: int = 4, phrase_words: int = 3, phrase_threshold: float = -0.5,
                  phrase_beam: int = 4, max_context_chars: int = 4_000, cache_size: int = 512,
                  rows_kept: int = 64, words_kept: int = 128, min_ratio: float = 0.01,
-                 lexicon: Lexicon | None = None, oov_min_prob: float = 1.0, user: UserCache | None = None):
+                 lexicon: Lexicon | None = None, oov_min_prob: float = 1.0, user: UserCache | None = None,
+                 neural: WordCache | None = None):
         if vocab.vocab_size != runner.vocab_size:
             raise EdgeError(f"tokenizer has {vocab.vocab_size} pieces but the graph's vocab_size is "
                             f"{runner.vocab_size}: they do not belong together")
@@ -150,12 +152,20 @@ class TypingSession:
         # for 0.4 points of keystroke savings (0.08 on suggest-en; bench/tune_suggest.py).
         self.lexicon, self.oov_min_prob = lexicon, oov_min_prob
         self.user = user  # adaptation to the user's own words (edge/adapt.py); None: off
+        # The neural cache (edge/neural_cache.py): keys are the top layer's h, which a recurrent
+        # step graph returns as state; a graph without "h0" (a Transformer's KV cache) has none.
+        self._h = runner.state_in.index("h0") if "h0" in runner.state_in else None
+        if neural is not None and self._h is None:
+            raise EdgeError(f"the neural cache needs a recurrent step graph (state h0); this one has {runner.state_in}")
+        self.neural = neural  # learns each word once, at its absolute end (reset: a new text)
         self.reset()
 
     # ------------------------------------------------------------------ context state
     def reset(self) -> None:
         """Forget every cached state (the next call re-reads its text from scratch)."""
         self._ids = itertools.count()
+        self._neural_upto = -1   # a new text: the neural cache learns its words as they are typed
+        self._root = None        # set by _prepare: the node the words are searched from
         self._ctx = ""           # the context string the nodes describe
         self._win = 0            # where the context window starts in the full text
         self._word_end: list[int] = []   # per word: index in _ctx of the whitespace that confirms it
@@ -175,6 +185,10 @@ class TypingSession:
     def _dist(self, logits: np.ndarray) -> Dist:
         lp, end = log_softmax_end(logits[None, :], self.vocab.ends_word_f32)
         return Dist(lp[0], float(end[0]))
+
+    def _top_h(self, state: tuple) -> np.ndarray:
+        """The top layer's hidden state (H,) of a batch-1 state: the neural cache's key."""
+        return state[self._h][-1, 0]
 
     def _feed(self, ids: Sequence[int], state: tuple) -> tuple[np.ndarray, tuple]:
         tok = np.asarray(ids, dtype=np.int64)[None, :]
@@ -197,6 +211,7 @@ class TypingSession:
     def _sync(self, ctx: str) -> _Node:
         """Make the nodes describe ``ctx`` (whole words, ends in whitespace or is empty)."""
         c = common_prefix_len(self._ctx, ctx)
+        self._neural_upto = min(self._neural_upto, self._win + c)  # an edited word is learned as retyped
         keep = bisect.bisect_left(self._word_end, c)  # words whose following whitespace is unchanged
         if keep < len(self._word_end):
             del self._word_end[keep:], self._resume[keep:], self._word_ids[keep:], self._nodes[keep + 1:]
@@ -209,6 +224,11 @@ class TypingSession:
             else:
                 ids = self.vocab.encode_word(m.group())
             prev = self._nodes[-1]
+            if self.neural is not None and not newline and self._win + m.end() > self._neural_upto:
+                learned = words_of(m.group())  # "today." is the word "today" (edge/words.py)
+                if learned:
+                    self.neural.add(self._top_h(prev.state), learned[0])  # each typed word once
+                self._neural_upto = self._win + m.end()
             if ids:
                 node = self._after_word(prev, ids)
             else:  # a word the normaliser erases (e.g. a lone zero-width char) changes nothing
@@ -333,6 +353,7 @@ class TypingSession:
                 self._nodes = self._nodes[:1]
             self._win = win
         root = self._sync(text[:len(text) - len(tail)])
+        self._root = root  # the state the words are searched from (the neural cache's query)
         typed = self.vocab.normalize(tail).encode("utf-8")
         if tail and not typed:
             return None  # the partial word normalises to nothing (e.g. zero-width characters only)
@@ -399,7 +420,9 @@ class TypingSession:
             return hits
         floor = math.log(self.oov_min_prob) if self.oov_min_prob > 0 else -math.inf
         user = self.user.uni if self.user is not None else {}
-        return [h for h in hits if h.text in self.lexicon or h.text in user or h.logp - log_z >= floor]
+        typed_before = self.neural.words if self.neural is not None else {}
+        return [h for h in hits if h.text in self.lexicon or h.text in user or h.text in typed_before
+                or h.logp - log_z >= floor]
 
     @staticmethod
     def _prev_word(text: str, typed: bytes) -> str | None:
@@ -412,15 +435,24 @@ class TypingSession:
         return words[-1] if words else None
 
     def _adapt(self, rows, typed: bytes, hits: list[WordHit], prev: str | None) -> list[WordHit]:
-        """Mix the model's word probabilities with the user cache's, and add the cache's own
-        likeliest words for this prefix (scored by the model too), re-ranked."""
-        if self.user is None or self.user.total <= 0:
+        """Mix the model's word probabilities with the user n-gram cache's and the neural cache's,
+        and add each cache's own likeliest words for this prefix (scored by the model too),
+        re-ranked: P = (1 - l_n) * ((1 - l_u) * P_model + l_u * P_user) + l_n * P_neural."""
+        user = self.user if self.user is not None and self.user.total > 0 else None
+        neural = self.neural.probs(self._top_h(self._root.state)) if self.neural is not None else {}
+        if user is None and not neural:
             return hits
         prefix = typed.decode("utf-8", "replace")
         have = {h.text for h in hits}
-        extra = [w for w in self.user.candidates(prefix, prev, 3) if w not in have]
+        extra = [w for w in user.candidates(prefix, prev, 3) if w not in have] if user is not None else []
+        have.update(extra)
+        pool = [w for w in neural if w not in have and w.startswith(prefix) and w != prefix]
+        extra += sorted(pool, key=lambda w: -neural[w])[:3]
         scored = list(hits) + [WordHit(w, lp, ids) for w, (lp, ids) in zip(extra, self._word_logps(rows, extra))]
-        mixed = [WordHit(h.text, self.user.mix(h.logp, h.text, prev), h.ids) for h in scored]
+        mixed = []
+        for h in scored:
+            lp = user.mix(h.logp, h.text, prev) if user is not None else h.logp
+            mixed.append(WordHit(h.text, self.neural.mix(lp, neural.get(h.text, 0.0)) if neural else lp, h.ids))
         mixed.sort(key=lambda h: (-h.logp, h.text))
         return mixed
 

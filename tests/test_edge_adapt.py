@@ -89,3 +89,50 @@ def test_cli_user_dir_and_forget(tmp_path, monkeypatch, capsys, no_prefetch_budg
     capsys.readouterr()
     assert main(["suggest", "--forget", "--user-dir", str(tmp_path)]) == 0
     assert "forgot" in capsys.readouterr().out and not (tmp_path / FILE_NAME).exists()
+
+
+def test_session_neural_cache_learns_typed_words_once_and_offers_them(no_prefetch_budget):
+    from rnnkit.edge.neural_cache import WordCache
+
+    plain = open_session(tiny_bundle("lstm"))
+    hidden = plain.runner.meta.hidden_size
+    s = open_session(tiny_bundle("lstm"), neural=WordCache(hidden, theta=0.5, lam=0.6))
+    text = "I met zorblax today. "
+    for i in range(len(text) + 1):  # typed keystroke by keystroke: each word learned once
+        s.suggest(text[:i], 3, phrase=False)
+    assert sorted(s.neural.words) == ["I", "met", "today", "zorblax"] and len(s.neural) == 4
+    offered = [x.text for x in s.suggest(text + "Then zo", 3, phrase=False)]
+    assert "zorblax" in offered  # never in the model's top words, but typed before
+    assert "zorblax" not in {x.text for x in plain.suggest(text + "Then zo", 3, phrase=False)}
+    for x in s.suggest(text + "Then zo", 3, phrase=False):
+        assert x.text.startswith("zo")
+    # a graph without h0 (a KV cache) cannot key the cache: a clear error, not a wrong answer
+    class NoH:
+        state_in = ["k0", "v0", "len0"]
+
+    with pytest.raises(Exception, match="needs a recurrent step graph"):
+        from rnnkit.edge.session import TypingSession
+
+        runner = plain.runner
+        runner_state = runner.state_in
+        try:
+            runner.state_in = NoH.state_in
+            TypingSession(runner, plain.vocab, neural=WordCache(hidden))
+        finally:
+            runner.state_in = runner_state
+
+
+def test_eval_suggest_adapt_prints_off_and_both_caches_side_by_side(tmp_path, capsys, no_prefetch_budget):
+    text = tmp_path / "me.txt"
+    text.write_text("I met zorblax today. zorblax sings well. Then zorblax sings again.\n" * 3)
+    out = tmp_path / "r.json"
+    assert main(["eval-suggest", str(tiny_bundle("lstm")), "--text", str(text), "--adapt", "--prefetch", "0",
+                 "--phrase-every", "1000000", "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    table = capsys.readouterr().out
+    assert "+adapt" in table and "+neural" in table
+    for key in ("lstm", "lstm_adapt", "lstm_adapt_neural"):
+        assert 0.0 <= r[key]["keystroke_savings"] < 1.0
+    # a repeated made-up word: the caches must save keystrokes the plain model cannot
+    assert r["lstm_adapt"]["keystroke_savings"] > r["lstm"]["keystroke_savings"]
+    assert r["lstm_adapt_neural"]["keystroke_savings"] > r["lstm"]["keystroke_savings"]
