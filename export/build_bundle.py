@@ -133,14 +133,7 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
 
     from rnnkit import __version__
 
-    if int8_only and not int8:
-        raise ValueError("--int8-only needs --int8")
-    if int8_head not in ("fp32", "int8"):
-        raise ValueError(f"int8_head must be fp32 or int8, got {int8_head!r}")
-    if int8_target not in TARGETS:
-        raise ValueError(f"int8_target must be one of {', '.join(TARGETS)}, got {int8_target!r}")
-    if int8_scheme not in SCHEMES:
-        raise ValueError(f"int8_scheme must be one of {', '.join(SCHEMES)}, got {int8_scheme!r}")
+    _check_options(int8, int8_only, int8_head, int8_target, int8_scheme)
     torch.manual_seed(seed)
     run_dir, model_dir = resolve_model_dir(run_dir)
     record = registry.read_record(model_dir)
@@ -171,33 +164,12 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
             "graph_docs": {job: N.GRAPHS[kind][job] for job in graphs},
             "model": record, "metrics": read_metrics(run_dir), "task": run_task(run_dir) or None,
             "tokenizer": {"file": tok.name, "sha256": tok_sha} if tok else None,
-            "parity": {"limit": parity_limit(report, TOLERANCE, relative=True),
-                       "max_abs_diff": report["max_abs_diff"], "max_abs_value": report["max_abs_value"],
-                       "jobs": {j: e["max_abs_diff"] for j, e in report["jobs"].items()},
-                       "batches": list(QUICK_BATCHES), "times": list(QUICK_TIMES),
-                       "rollout_steps": QUICK_ROLLOUT},
-            "exported_with": _versions(),
+            "parity": _parity_record(report), "exported_with": _versions(),
         }
         if int8:
-            # ``graphs`` is the manifest's own dict: _quantize_all repoints it at the int8 files.
-            manifest["int8"] = _quantize_all(fp32, Path(scratch), files, graphs, record["config"], int8_head, log,
-                                             int8_scheme, int8_target)
-            manifest["int8_options"] = int8_options(int8_scheme, int8_head, int8_target)
-            manifest["precision"] = "int8"
-            real = validation_ids(run_dir, tok, eval_text, log) if kind == "lm" else None
-            if real:
-                ids, source = real
-                rep = int8_text_report(fp32[N.JOB_STEP], Path(scratch) / graphs[N.JOB_STEP], ids, eval_tokens)
-                manifest["int8"][N.JOB_STEP]["text"] = {"source": source, **rep}
-                log(f"int8 on {source} ({rep['tokens']} tokens): top-1 agreement {rep['top1_agreement']:.2%}, "
-                    f"ppl {rep['fp32_ppl']:.2f} -> {rep['int8_ppl']:.2f} ({rep['ppl_change']:+.2%}), "
-                    f"step {rep['fp32_step_ms']:.2f} -> {rep['int8_step_ms']:.2f} ms")
-            if eval_task:
-                manifest["int8"]["task"] = _task_eval(run_dir, model, fp32, Path(scratch), graphs, log)
-            if int8_only:
-                for job, p in fp32.items():
-                    files.pop(p.name, None)
-                manifest["fp32_graphs"] = {}
+            _add_int8(manifest, run_dir, model, fp32, Path(scratch), files, tok, log, int8_head=int8_head,
+                      int8_scheme=int8_scheme, int8_target=int8_target, eval_text=eval_text,
+                      eval_tokens=eval_tokens, eval_task=eval_task, int8_only=int8_only)
         manifest["graph_ops"] = graph_listing({job: Path(scratch) / f for job, f in graphs.items()})
         if ort_format:
             manifest["ort_graphs"] = _write_ort(graphs, Path(scratch), files, record["config"], log)
@@ -209,6 +181,52 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
         write_bundle(out_dir, files, manifest)
     log(f"wrote {out_dir}: {kind}, graphs {', '.join(f'{j}={f}' for j, f in graphs.items())}")
     return manifest
+
+
+def _check_options(int8: bool, int8_only: bool, int8_head: str, int8_target: str, int8_scheme: str) -> None:
+    if int8_only and not int8:
+        raise ValueError("--int8-only needs --int8")
+    if int8_head not in ("fp32", "int8"):
+        raise ValueError(f"int8_head must be fp32 or int8, got {int8_head!r}")
+    if int8_target not in TARGETS:
+        raise ValueError(f"int8_target must be one of {', '.join(TARGETS)}, got {int8_target!r}")
+    if int8_scheme not in SCHEMES:
+        raise ValueError(f"int8_scheme must be one of {', '.join(SCHEMES)}, got {int8_scheme!r}")
+
+
+def _parity_record(report: dict) -> dict[str, Any]:
+    """The manifest's ``parity``: the fp32 graphs against PyTorch, and what was compared."""
+    return {"limit": parity_limit(report, TOLERANCE, relative=True),
+            "max_abs_diff": report["max_abs_diff"], "max_abs_value": report["max_abs_value"],
+            "jobs": {j: e["max_abs_diff"] for j, e in report["jobs"].items()},
+            "batches": list(QUICK_BATCHES), "times": list(QUICK_TIMES), "rollout_steps": QUICK_ROLLOUT}
+
+
+def _add_int8(manifest: dict, run_dir: Path, model, fp32: dict, scratch: Path, files: dict, tok, log, *,
+              int8_head: str, int8_scheme: str, int8_target: str, eval_text, eval_tokens: int, eval_task: bool,
+              int8_only: bool) -> None:
+    """Quantise every graph, point the manifest's ``graphs`` at the int8 files and record how far
+    they are from fp32: on real text for a language model, on the task's metric with ``eval_task``."""
+    graphs, kind = manifest["graphs"], manifest["kind"]
+    # ``graphs`` is the manifest's own dict: _quantize_all repoints it at the int8 files.
+    manifest["int8"] = _quantize_all(fp32, scratch, files, graphs, manifest["model"]["config"], int8_head, log,
+                                     int8_scheme, int8_target)
+    manifest["int8_options"] = int8_options(int8_scheme, int8_head, int8_target)
+    manifest["precision"] = "int8"
+    real = validation_ids(run_dir, tok, eval_text, log) if kind == "lm" else None
+    if real:
+        ids, source = real
+        rep = int8_text_report(fp32[N.JOB_STEP], scratch / graphs[N.JOB_STEP], ids, eval_tokens)
+        manifest["int8"][N.JOB_STEP]["text"] = {"source": source, **rep}
+        log(f"int8 on {source} ({rep['tokens']} tokens): top-1 agreement {rep['top1_agreement']:.2%}, "
+            f"ppl {rep['fp32_ppl']:.2f} -> {rep['int8_ppl']:.2f} ({rep['ppl_change']:+.2%}), "
+            f"step {rep['fp32_step_ms']:.2f} -> {rep['int8_step_ms']:.2f} ms")
+    if eval_task:
+        manifest["int8"]["task"] = _task_eval(run_dir, model, fp32, scratch, graphs, log)
+    if int8_only:
+        for p in fp32.values():
+            files.pop(p.name, None)
+        manifest["fp32_graphs"] = {}
 
 
 def int8_options(scheme: str, head: str, target: str = DEFAULT_TARGET) -> dict[str, Any]:
