@@ -38,7 +38,8 @@ STREAM_INTERVAL_S = 0.05  # 20 screen updates a second look smooth; more only co
 # Concurrency per endpoint on a small CPU box: the cheap, latency-bound ones (a keystroke, the
 # first generated token) get many slots so they never wait behind a long job; the ones that
 # render a figure get few, so they cannot starve the others.
-LIMITS = {"generate": 16, "suggest": 16, "sentiment": 2, "translate": 2, "entities": 4, "forecast": 2}
+LIMITS = {"generate": 16, "suggest": 16, "sentiment": 2, "translate": 2, "entities": 4, "forecast": 2, "compare": 2}
+MAX_COMPARE_TOKENS = 400  # new tokens per model in the Compare tab
 SESSIONS_KEPT = 256  # Gradio sessions whose state the server keeps (least recently used dropped)
 
 
@@ -205,6 +206,26 @@ def forecast(shelf: Shelf, history: str, horizon: int, model: str | None = None)
     return forecast_table(values, out["forecast"]), caption, {"history": values, **out}
 
 
+def compare(shelf: Shelf, model_a: str, model_b: str, prompt: str, length: int, seed: int):
+    """The same prompt through two language-model bundles: (text a, text b, per-token latency table
+    for gr.LinePlot, caption). ``model_*``: labels of the Generate tab's bundles."""
+    from .compare import latency_table, state_summary, timed_continuation
+
+    prompt = check_text(prompt, "prompt", MAX_PROMPT_CHARS)
+    length = check_number(length, "length", 1, MAX_COMPARE_TOKENS, integer=True)
+    seed = check_number(seed, "seed", 0, 2**32 - 1, integer=True)
+    texts, rows, lines = [], {}, []
+    for label in (model_a, model_b):
+        engine = generator_slot(shelf, label).get()
+        text, times = timed_continuation(engine, prompt, length, seed)
+        texts.append(text)
+        key = label if label not in rows else f"{label} (2)"
+        rows[key] = times
+        ms = float(np.median([m for _, m in times])) if times else float("nan")
+        lines.append(f"**{html.escape(key)}**: {state_summary(engine)}; median {ms:.2f} ms per token")
+    return texts[0], texts[1], latency_table(rows, every=max(1, length // 50)), "  \n".join(lines)
+
+
 # --------------------------------------------------------------------------- gradio wiring
 TITLE = "rnnkit — recurrent networks in your browser"
 INTRO = ("Small RNNs trained with rnnkit and exported to ONNX. Everything here runs with "
@@ -304,7 +325,7 @@ def build_demo(models_dir: str | Path = "models", bundles: list[str | Path] | No
                         elem_classes="model-status")
         with gr.Tabs():
             for tab in (tabs.generate_tab, tabs.translate_tab, tabs.sentiment_tab, tabs.suggest_tab,
-                        tabs.entities_tab, tabs.forecast_tab):
+                        tabs.entities_tab, tabs.forecast_tab, tabs.compare_tab):
                 tab(shelf)
         gr.Markdown("<small>Each model's card (data, metric, the command that made it): `models/*/README.md`. "
                     "Source: `demo/app.py`, `demo/tabs.py`; the engines: `edge/predict*.py`.</small>")

@@ -237,3 +237,33 @@ def forecast_tab(shelf: Shelf) -> None:
         run = A._guard(_named(functools.partial(A.forecast, shelf), "forecast"))
         go.click(run, [history, horizon, pick], [plot, caption, data], api_name="forecast",
                  concurrency_limit=A.LIMITS["forecast"], concurrency_id="forecast")
+
+
+def compare_tab(shelf: Shelf) -> None:
+    """The same prompt through a recurrent and a Transformer bundle, per-token latency as the context grows."""
+    import gradio as gr
+
+    tab = shelf.tabs["generate"]
+    labels = list(tab.choices)
+    with gr.Tab("Compare", id="compare"):
+        gr.Markdown("The same prompt through two language models (e.g. an LSTM and a Transformer bundle), "
+                    "and the time of each one-token step as the context grows.", elem_classes="model-status")
+        with gr.Row():
+            model_a = gr.Dropdown(labels, value=labels[0] if labels else None, label="Model A", elem_id="cmp-a")
+            model_b = gr.Dropdown(labels, value=labels[-1] if labels else None, label="Model B", elem_id="cmp-b")
+        with gr.Row():
+            prompt = gr.Textbox(A.default_prompt(shelf, tab.default), label="Prompt", lines=2,
+                                max_length=MAX_PROMPT_CHARS, elem_id="cmp-prompt", scale=3)
+            length = gr.Slider(10, A.MAX_COMPARE_TOKENS, value=200, step=10, label="New tokens", scale=1)
+            seed = gr.Number(1234, precision=0, label="Seed", minimum=0, scale=1)
+        go = gr.Button("Run both", variant="primary", elem_id="cmp-go")
+        with gr.Row():
+            text_a = gr.Textbox(label="Model A", lines=10, elem_id="cmp-out-a")
+            text_b = gr.Textbox(label="Model B", lines=10, elem_id="cmp-out-b")
+        plot = gr.LinePlot(x="tokens of context", y="ms per token", color="model", height=320,
+                           tooltip=["tokens of context", "ms per token", "model"],
+                           label="Per-token step latency (onnxruntime, one thread)", elem_id="cmp-plot")
+        caption = gr.Markdown(elem_id="cmp-caption")
+        run = A._guard(_named(functools.partial(A.compare, shelf), "compare"))
+        go.click(run, [model_a, model_b, prompt, length, seed], [text_a, text_b, plot, caption], api_name="compare",
+                 concurrency_limit=A.LIMITS["compare"], concurrency_id="compare")

@@ -305,3 +305,20 @@ def test_typing_session_runs_and_backspace_restores_the_cache(gpt_bundle):
     assert [x.text for x in got] == [x.text for x in fresh] and got
     for a, b in zip(got, fresh):
         assert abs(a.prob - b.prob) <= 1e-5
+
+
+def test_demo_compare_runs_a_recurrent_and_a_transformer_bundle(gpt_bundle):
+    """The demo's Compare tab function: one prompt through an LSTM and a Transformer bundle, a latency
+    table per model, and a caption naming each one's state."""
+    from rnnkit.demo import app as A
+
+    from test_edge_support import tiny_bundle
+
+    shelf = A.load_shelf("models", [tiny_bundle("lstm"), gpt_bundle])
+    labels = list(shelf.tabs["generate"].choices)
+    assert len(labels) == 2
+    a, b, table, caption = A.compare(shelf, labels[0], labels[1], "The cat", 20, 1)
+    assert a.startswith("The cat") and b.startswith("The cat")
+    assert set(table["model"]) == set(labels) and len(table) >= 2 * 19
+    assert (table["ms per token"] > 0).all()
+    assert "KV cache of 24 positions" in caption and "lstm" in caption
