@@ -1,0 +1,376 @@
+"""RNN vs Transformer on one trainer, exporter and device runner (issue 15).
+
+    python bench/rnn_vs_transformer.py train [--minutes 10] [--only lstm,transformer]   # (a) quality, (b) tokens/s
+    python bench/rnn_vs_transformer.py latency                                          # (c) step cost, state, bundle
+    python bench/rnn_vs_transformer.py peer --nanogpt DIR --run RUN_DIR                 # nanoGPT's CPU config
+    python bench/rnn_vs_transformer.py report                                           # plots + RESULTS.md section
+
+(a) Each model trains on char-shakespeare for the same CPU budget, one thread, fp32: its CPU cost per
+    step is measured first (steps 10..40 of the real loop, ``time.process_time``), then ``rnnkit train``
+    runs ``budget / cost`` steps with a cosine schedule ending there (a wall-clock budget would charge
+    a model for the other jobs on this shared machine). Models are matched to the Transformer's
+    parameter count by their hidden size. Validation loss: the LM task's own (nats/char, state carried).
+(b) Training tokens per CPU-second, from the same measurement.
+(c) One thread, onnxruntime, the exported step graph (the graph a device runs): per-token latency with
+    16 / 256 / 1,024 / 4,096 tokens of context, and the state's bytes. A Transformer that keeps n tokens
+    of context holds a KV cache of n positions: it is exported with ``window = n`` (rotary positions
+    have no learned table, so the same weights run at any window) and measured with a full cache.
+    A recurrent model's state and step are the same at every context. Bundle sizes: ``rnnkit export --int8``.
+
+Writes docs/results/rnn_vs_transformer.json (each part merges its key) and PNG plots beside it.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import resource  # noqa: E402
+import shlex  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "results"
+RESULTS = OUT / "rnn_vs_transformer.json"
+RUNS = ROOT / "runs" / "bench15"
+CONTEXTS = (16, 256, 1024, 4096)
+
+TRAIN_COMMON = {"precision": "fp32", "train.schedule": "cosine", "train.warmup_steps": 100,
+                "train.min_lr_ratio": 0.1, "train.checkpoint_every": 0, "data.batch_size": 32,
+                "data.bptt": 128, "data.sample_length": 200}
+RNN = {**TRAIN_COMMON, "model.embed_size": 64, "model.dropout": 0.0, "model.tie_weights": False,
+       "train.lr": 0.002, "train.weight_decay": 0.01}
+# name -> (recipe, overrides); RNN hidden sizes are filled in by match_params
+MODELS: dict[str, tuple[str, dict]] = {
+    "lstm": ("char-shakespeare", {**RNN, "model.cell": "lstm", "model.num_layers": 2}),
+    "gru": ("char-shakespeare", {**RNN, "model.cell": "gru", "model.num_layers": 2}),
+    "mingru": ("char-shakespeare", {**RNN, "model.cell": "mingru", "model.num_layers": 3}),
+    "minlstm": ("char-shakespeare", {**RNN, "model.cell": "minlstm", "model.num_layers": 3}),
+    "transformer": ("char-shakespeare-gpt", {**TRAIN_COMMON, "model.num_layers": 4, "model.num_heads": 4,
+                                              "model.hidden_size": 128, "model.window": 256, "data.carry": True,
+                                              "train.lr": 0.001, "train.weight_decay": 0.1}),
+}
+VOCAB = 80  # about Shakespeare's characters + specials; only used to match parameter counts
+
+
+def load_results() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+
+
+def save_results(key: str, value) -> None:
+    from rnnkit.core.atomic import atomic_write_json
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    res = load_results()
+    res[key] = value
+    atomic_write_json(RESULTS, res)
+
+
+# --------------------------------------------------------------------------- (a), (b)
+def count_params(recipe: str, overrides: dict) -> int:
+    import torch
+
+    from rnnkit.core.models.registry import build_model
+    from rnnkit.core.recipes import resolve_recipe
+
+    r = resolve_recipe(recipe, "full", {k: v for k, v in overrides.items() if k.startswith("model.")})
+    kind = r["model"]["kind"]
+    with torch.device("meta"):
+        model = build_model(kind, {**{k: v for k, v in r["model"].items() if k != "kind"}, "vocab_size": VOCAB})
+    return sum(p.numel() for p in model.parameters())
+
+
+def match_params() -> dict[str, dict]:
+    """Each RNN's hidden size (a multiple of 8) whose parameter count is closest to the Transformer's."""
+    target = count_params(*MODELS["transformer"])
+    out = {"transformer": {"params": target}}
+    for name, (recipe, ov) in MODELS.items():
+        if name == "transformer":
+            continue
+        best = min(range(64, 1025, 8), key=lambda h: abs(count_params(recipe, {**ov, "model.hidden_size": h}) - target))
+        ov["model.hidden_size"] = best
+        out[name] = {"hidden_size": best, "params": count_params(recipe, ov)}
+    return out
+
+
+def step_cost(recipe: str, overrides: dict, first: int = 10, last: int = 40) -> float:
+    """CPU seconds per training step (forward, backward, clip, AdamW) of the real task and model."""
+    import tempfile
+
+    import torch
+
+    from rnnkit.core.recipes import build, resolve_recipe
+    from rnnkit.core.train.schedules import build_optimizer
+    from rnnkit.core.train.types import detach_state
+
+    torch.set_num_threads(1)
+    r = resolve_recipe(recipe, "full", {**overrides, "data.max_eval_lines": 50})
+    with tempfile.TemporaryDirectory() as tmp:
+        model, task, _ = build(r, tmp)
+    model.train()
+    opt = build_optimizer(model, "adamw", 1e-3, r["train"]["weight_decay"])
+    carry, t0 = None, 0.0
+    for i, batch in enumerate(task.train_batches(0)):
+        if i == first:
+            t0 = time.process_time()
+        if i == last:
+            break
+        loss, _, carry = task.loss(model, batch, carry)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        carry = detach_state(carry)
+    return (time.process_time() - t0) / (last - first)
+
+
+def rnnkit_cmd(args: list[str]) -> list[str]:
+    return [sys.executable, "-c", "import sys; from rnnkit.cli import main; sys.argv[0] = 'rnnkit'; sys.exit(main())",
+            *args]
+
+
+def train_one(name: str, minutes: float) -> dict:
+    recipe, ov = MODELS[name]
+    cost = step_cost(recipe, ov)
+    steps = max(200, int(minutes * 60 / cost))
+    sets = {**ov, "train.max_steps": steps, "train.eval_every": steps}
+    run = RUNS / f"{name}-{minutes:g}min"
+    args = ["train", "--recipe", recipe, "--run-dir", str(run), "--threads", "1", "--quiet"]
+    for k, v in sets.items():
+        args += ["--set", f"{k}={json.dumps(v) if isinstance(v, bool) else v}"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(rnnkit_cmd(args), check=True, cwd=ROOT)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    final = json.loads((run / "results.json").read_text())
+    recipe_rec = json.loads((run / "recipe.json").read_text())
+    tokens = steps * recipe_rec["data"]["batch_size"] * recipe_rec["data"]["bptt"]
+    curve = [(r["step"], r["loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+             if r.get("kind") == "train"]
+    return {"recipe": recipe, "run_dir": str(run.relative_to(ROOT)), "steps": steps, "tokens": tokens,
+            "cpu_s_per_step": cost, "train_cpu_s": steps * cost,
+            "process_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+            "wall_s": time.perf_counter() - t0, "tokens_per_cpu_s": tokens / (steps * cost),
+            "val_loss": final["val_loss"], "test_loss": final.get("test_loss"), "params": final["params"],
+            "command": "rnnkit " + shlex.join(args), "train_curve": curve}
+
+
+def cmd_train(a) -> None:
+    matched = match_params()
+    print(json.dumps(matched))
+    res = load_results().get("train", {})
+    for name in (a.only.split(",") if a.only else MODELS):
+        print(f"== {name}: {a.minutes} CPU-minutes", flush=True)
+        res[f"{name}@{a.minutes:g}min"] = {**train_one(name, a.minutes), "minutes": a.minutes, "model": name}
+        save_results("train", res)
+        print({k: v for k, v in res[f"{name}@{a.minutes:g}min"].items() if k != "train_curve"}, flush=True)
+
+
+# --------------------------------------------------------------------------- (c)
+def time_steps(session, feeds: dict, state_names: list[str], steps: int = 300, warmup: int = 30) -> dict:
+    """Median wall / thread-CPU ms of one-token steps with the state fed back."""
+    outs = [o.name for o in session.get_outputs()]
+    wall, cpu = [], []
+    for i in range(warmup + steps):
+        t, c = time.perf_counter(), time.thread_time()
+        res = dict(zip(outs, session.run(outs, feeds)))
+        if i >= warmup:
+            wall.append(time.perf_counter() - t)
+            cpu.append(time.thread_time() - c)
+        for n in state_names:
+            feeds[n] = res["next_" + n]
+    return {"p50_ms": float(np.median(wall)) * 1e3, "cpu_p50_ms": float(np.median(cpu)) * 1e3,
+            "p90_ms": float(np.percentile(wall, 90)) * 1e3}
+
+
+def graph_latency(path: Path, context: int, vocab: int) -> dict:
+    """Read ``context`` tokens into the step graph's state (in chunks), then time one-token steps."""
+    from rnnkit.edge import names as N
+    from rnnkit.edge.runner import load_session, zero_state_feeds
+
+    sess = load_session(path, threads=1)
+    feeds = zero_state_feeds(sess, 1)
+    states = list(feeds)
+    outs = [o.name for o in sess.get_outputs()]
+    rng = np.random.default_rng(0)
+    done = 0
+    while done < context:  # the state carried from chunk to chunk
+        n = min(256, context - done)
+        feeds[N.TOKENS] = rng.integers(0, vocab, (1, n)).astype(np.int64)
+        res = dict(zip(outs, sess.run(outs, feeds)))
+        feeds.update({s: res[N.state_output(N.role_of(s))] for s in states})
+        done += n
+    feeds[N.TOKENS] = np.array([[1]], np.int64)
+    out = time_steps(sess, feeds, states)
+    out["state_bytes"] = int(sum(feeds[s].nbytes for s in states))
+    return out
+
+
+def bench_model(name: str) -> tuple:
+    """The trained model of the longest run of ``name`` (or, before training, the same architecture
+    with random weights: a step's cost does not depend on the values) and its run directory."""
+    import torch
+
+    from rnnkit.core.models.registry import build_model, load
+    from rnnkit.core.recipes import resolve_recipe
+
+    runs = sorted((v for v in load_results().get("train", {}).values() if v["model"] == name),
+                  key=lambda v: -v["minutes"])
+    if runs:
+        run = ROOT / runs[0]["run_dir"]
+        return load(run / "model"), run
+    recipe, ov = MODELS[name]
+    r = resolve_recipe(recipe, "full", {k: v for k, v in ov.items() if k.startswith("model.")})
+    torch.manual_seed(0)
+    cfg = {**{k: v for k, v in r["model"].items() if k != "kind"}, "vocab_size": VOCAB}
+    return build_model(r["model"]["kind"], cfg).eval(), None
+
+
+def cmd_latency(a) -> None:
+    import tempfile
+
+    import torch
+
+    from rnnkit.core.config import to_dict
+    from rnnkit.core.models import registry
+    from rnnkit.export.onnx_export import export_model
+
+    from edge_latency import stream_rate  # bench/edge_latency.py: this core's streaming rate
+
+    torch.set_num_threads(1)
+    match_params()
+    rate = stream_rate()
+    res = {k: v for k, v in load_results().get("latency", {}).items() if k in MODELS}
+    for name in (a.only.split(",") if a.only else MODELS):
+        model, run = bench_model(name)
+        row = {"params": sum(p.numel() for p in model.parameters()), "trained": run is not None, "contexts": {}}
+        if a.bundles_only:  # keep the timed contexts, add the trained run's bundle
+            row = {**res[name], "trained": run is not None}
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in CONTEXTS if not a.bundles_only else ():
+                m = model
+                if name == "transformer":  # a KV cache of n positions: the same weights at window n
+                    m = registry.build_model("transformer_lm", {**to_dict(model.config), "window": n})
+                    m.load_state_dict(model.state_dict())
+                    m.eval()
+                path = export_model(m, Path(tmp) / str(n))["step"]
+                row["contexts"][str(n)] = graph_latency(path, n, model.config.vocab_size)
+                print(name, n, row["contexts"][str(n)], flush=True)
+            if run is not None:
+                row["bundle"] = bundle_sizes(run, Path(tmp) / "bundle")
+                row["bundle"]["int8_step"] = graph_latency(Path(tmp) / "bundle" / "step.int8.onnx", 16,
+                                                           model.config.vocab_size)
+        # A one-token step reads its whole state at least once, from memory once it outgrows the caches
+        # (the ~3 MB of weights stay cached between steps): the Transformer's floor.
+        for n, r in row["contexts"].items():
+            r["floor_ms"] = r["state_bytes"] / rate * 1e3
+        res[name] = row
+        save_results("latency", {**res, "stream_bytes_per_s": rate})
+
+
+def bundle_sizes(run: Path, out: Path) -> dict:
+    """``rnnkit export RUN --out BUNDLE --int8`` then ``rnnkit verify``; bytes of each graph."""
+    args = ["export", str(run), "--out", str(out), "--int8"]
+    subprocess.run(rnnkit_cmd(args), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    subprocess.run(rnnkit_cmd(["verify", str(out)]), check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    sizes = {p.name: p.stat().st_size for p in sorted(out.glob("*.onnx"))}
+    shown = ["export", str(run.relative_to(ROOT)) if run.is_relative_to(ROOT) else str(run), "--out", "BUNDLE", "--int8"]
+    return {"bytes": sizes, "command": "rnnkit " + shlex.join(shown)}
+
+
+# --------------------------------------------------------------------------- peer (nanoGPT)
+def block_loss(logits_fn, ids, block: int = 64, batch: int = 256) -> float:
+    """nanoGPT's estimator over the whole split: every non-overlapping ``block``-token window from a
+    fresh state, ``block`` predictions each (contexts 1..block). ``logits_fn(x (B, T)) -> (B, T, V)``."""
+    import torch
+    import torch.nn.functional as F
+
+    n = (ids.numel() - 1) // block
+    x, y = ids[: n * block].view(n, block), ids[1: n * block + 1].view(n, block)
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, n, batch):
+            logits = logits_fn(x[i:i + batch])
+            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[i:i + batch].reshape(-1),
+                                     reduction="sum").item()
+    return total / (n * block)
+
+
+def cmd_peer(a) -> None:
+    import torch
+
+    from rnnkit.core.models.registry import load
+    from rnnkit.core.text.tokenizers import load_tokenizer
+
+    torch.set_num_threads(1)
+    nano = Path(a.nanogpt)
+    val_text = open(nano / "data" / "shakespeare_char" / "input.txt", encoding="utf-8").read()
+    val_text = val_text[int(len(val_text) * 0.9):]  # nanoGPT prepare.py's split
+    sys.path.insert(0, str(nano))
+    from model import GPT, GPTConfig  # nanoGPT's own model.py
+
+    ck = torch.load(nano / "out-shakespeare-char" / "ckpt.pt", map_location="cpu", weights_only=True)
+    gpt = GPT(GPTConfig(**ck["model_args"]))
+    gpt.load_state_dict(ck["model"])
+    gpt.eval()
+    stoi = {ch: i for i, ch in enumerate(sorted(set(open(nano / "data" / "shakespeare_char" / "input.txt",
+                                                            encoding="utf-8").read())))}
+    nano_ids = torch.tensor([stoi[c] for c in val_text])
+    run = Path(a.run)
+    ours = load(run / "model")
+    tok = load_tokenizer(run)
+    our_ids = torch.tensor(tok.encode(val_text))
+    res = {"nanogpt": {"val_loss_blocks64": block_loss(lambda x: gpt(x, x)[0], nano_ids),
+                       "val_loss_own_estimate": float(ck["best_val_loss"]), "iter": ck["iter_num"],
+                       "params": sum(p.numel() for p in gpt.parameters()), "cpu_s": a.nanogpt_cpu_s,
+                       "command": a.nanogpt_command},
+           "rnnkit": {"val_loss_blocks64": block_loss(lambda x: ours(x)[0], our_ids),
+                      "params": sum(p.numel() for p in ours.parameters()), "cpu_s": a.rnnkit_cpu_s,
+                      "run_dir": str(run), "command": a.rnnkit_command},
+           "evaluator": "every non-overlapping 64-char block of nanoGPT's 10 % validation split, fresh state, "
+                        "64 predictions per block (nanoGPT's estimate_loss over the whole split)"}
+    best = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    res["rnnkit"]["val_loss_stream"] = [r for r in best if r.get("kind") == "final"][-1]["val_loss"]
+    res["difference"] = res["rnnkit"]["val_loss_blocks64"] - res["nanogpt"]["val_loss_blocks64"]
+    print(json.dumps(res, indent=1))
+    save_results("peer", res)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--minutes", type=float, default=10.0, help="CPU minutes of training per model")
+    t.add_argument("--only", default="", help="comma-separated subset of " + ",".join(MODELS))
+    la = sub.add_parser("latency")
+    la.add_argument("--only", default="", help="comma-separated subset of " + ",".join(MODELS))
+    la.add_argument("--bundles-only", action="store_true", help="only export + verify the trained runs' bundles")
+    pe = sub.add_parser("peer")
+    pe.add_argument("--nanogpt", required=True, help="nanoGPT directory after its Shakespeare-char run")
+    pe.add_argument("--run", required=True, help="rnnkit run directory of the same configuration")
+    pe.add_argument("--nanogpt-cpu-s", type=float, default=math.nan)
+    pe.add_argument("--rnnkit-cpu-s", type=float, default=math.nan)
+    pe.add_argument("--nanogpt-command", default="")
+    pe.add_argument("--rnnkit-command", default="")
+    sub.add_parser("report")
+    a = p.parse_args(argv)
+    if a.cmd == "report":
+        from rnn_vs_transformer_report import report  # bench/rnn_vs_transformer_report.py
+
+        report(load_results())
+        return
+    {"train": cmd_train, "latency": cmd_latency, "peer": cmd_peer}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()

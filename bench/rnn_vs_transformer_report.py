@@ -1,0 +1,125 @@
+"""The report of bench/rnn_vs_transformer.py: plots and the "RNN vs Transformer" section of
+docs/RESULTS.md (between its markers), from docs/results/rnn_vs_transformer.json.
+
+    python bench/rnn_vs_transformer.py report
+"""
+
+from __future__ import annotations
+
+from rnn_vs_transformer import CONTEXTS, MODELS, OUT, ROOT
+
+BEGIN, END = "<!-- rnn-vs-transformer:begin -->", "<!-- rnn-vs-transformer:end -->"
+
+
+def plots(res: dict) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    train = res.get("train", {})
+    if train:
+        fig, ax = plt.subplots(figsize=(6.4, 4))
+        for key, r in sorted(train.items()):
+            steps, loss = zip(*r["train_curve"])
+            ax.plot([s * r["cpu_s_per_step"] / 60 for s in steps], loss, label=f"{r['model']} (val {r['val_loss']:.3f})")
+        ax.set(xlabel="training CPU minutes (one thread)", ylabel="train loss (nats/char)", ylim=(1.2, 3.0),
+               title="char-shakespeare at equal CPU time, ~0.8 M parameters")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(OUT / "rnn_vs_transformer_quality.png", dpi=110)
+        files.append("rnn_vs_transformer_quality.png")
+    lat = {k: res["latency"][k] for k in MODELS if k in res.get("latency", {})}
+    if lat:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for name, r in lat.items():
+            ctx = [int(c) for c in r["contexts"]]
+            axes[0].plot(ctx, [r["contexts"][str(c)]["cpu_p50_ms"] for c in ctx], marker="o", label=name)
+            axes[1].plot(ctx, [r["contexts"][str(c)]["state_bytes"] for c in ctx], marker="o", label=name)
+        axes[0].set(xscale="log", yscale="log", xlabel="tokens of context", ylabel="ms per token (CPU, median)",
+                    title="one-token step, onnxruntime fp32, 1 thread")
+        axes[1].set(xscale="log", yscale="log", xlabel="tokens of context", ylabel="state bytes",
+                    title="state carried between tokens")
+        axes[0].legend()
+        fig.tight_layout()
+        fig.savefig(OUT / "rnn_vs_transformer_latency.png", dpi=110)
+        files.append("rnn_vs_transformer_latency.png")
+    return files
+
+
+def report(res: dict) -> None:
+    """Plots, and the RNN vs Transformer section of docs/RESULTS.md (between its markers)."""
+    files = plots(res)
+    out = [BEGIN, "## RNN vs Transformer (char-shakespeare, one CPU thread)", "",
+           "Produced by `python bench/rnn_vs_transformer.py report` from `docs/results/rnn_vs_transformer.json`; "
+           "the figures come from `... train --minutes M`, `... latency` and `... peer` (see the bench's docstring).", ""]
+    peer = res.get("peer")
+    if peer:
+        n, r = peer["nanogpt"], peer["rnnkit"]
+        out += ["**Peer check** (nanoGPT's CPU configuration: 4 layers, 4 heads, 128 wide, block 64, batch 12, "
+                "2,000 iterations, dropout 0; the same file and nanoGPT's 90/10 split). Validation loss by one "
+                "evaluator for both: " + peer["evaluator"] + ".", "",
+                "| | val nats/char | nanoGPT's own 20-batch estimate | parameters | process CPU-s |", "|---|---|---|---|---|",
+                f"| nanoGPT | {n['val_loss_blocks64']:.3f} | {n['val_loss_own_estimate']:.3f} | {n['params']:,} | "
+                f"{n['cpu_s']:.0f} |",
+                f"| rnnkit Transformer | {r['val_loss_blocks64']:.3f} | (stream, window 64: {r['val_loss_stream']:.3f}) | "
+                f"{r['params']:,} | {r['cpu_s']:.0f} |", "",
+                f"Difference {peer['difference']:+.3f} nats/char. Commands: `{n['command']}`; `{r['command']}`.", ""]
+    train = res.get("train", {})
+    best_rnn = best_tf = None
+    if train:
+        rows = sorted(train.values(), key=lambda r: (r["minutes"], r["val_loss"]))
+        out += ["**Quality at equal CPU training time** (each model's CPU cost per step measured, then "
+                "`budget / cost` steps, cosine schedule; parameter counts matched to the Transformer's by hidden "
+                "size):", "",
+                "| model | CPU min | params | steps | train tokens | tokens / CPU-s | val nats/char | test nats/char |",
+                "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            out.append(f"| {r['model']} | {r['minutes']:g} | {r['params']:,} | {r['steps']:,} | {r['tokens']:,} | "
+                       f"{r['tokens_per_cpu_s']:,.0f} | {r['val_loss']:.3f} | {r['test_loss']:.3f} |")
+        top = max(r["minutes"] for r in rows)
+        at = [r for r in rows if r["minutes"] == top]
+        tf = [r for r in at if r["model"] == "transformer"]
+        rnn = [r for r in at if r["model"] != "transformer"]
+        if tf and rnn:
+            best_tf, best_rnn = tf[0], min(rnn, key=lambda r: r["val_loss"])
+        out += ["", "Commands: " + "; ".join(f"`{r['command']}`" for r in rows) + ".", ""]
+    lat = {k: res["latency"][k] for k in MODELS if k in res.get("latency", {})}
+    if lat:
+        rate = res["latency"]["stream_bytes_per_s"]
+        ctx = [str(c) for c in CONTEXTS]
+        out += ["**Per-token cost on the device path** (exported step graph, onnxruntime fp32, one thread; median "
+                "CPU ms of a one-token step after reading that many tokens; a Transformer keeping n tokens of "
+                "context has an n-slot KV cache; floor = state bytes / this core's streaming rate, the time to "
+                "read the state once from memory):", "",
+                "| model | " + " | ".join(f"{c} tokens" for c in ctx) + " | state at 4,096 | floor at 4,096 | "
+                "bundle fp32 / int8 | int8 step |", "|---|" + "---|" * (len(ctx) + 4)]
+        for name, r in lat.items():
+            c = r["contexts"]
+            b = r.get("bundle", {}).get("bytes", {})
+            i8 = r.get("bundle", {}).get("int8_step", {}).get("cpu_p50_ms")
+            out.append(f"| {name} | " + " | ".join(f"{c[k]['cpu_p50_ms']:.2f} ms" for k in ctx) +
+                       f" | {c['4096']['state_bytes']:,} B | {c['4096']['state_bytes'] / rate * 1e3:.2f} ms | "
+                       f"{b.get('step.onnx', 0) / 1e6:.2f} / {b.get('step.int8.onnx', 0) / 1e6:.2f} MB | "
+                       + (f"{i8:.2f} ms |" if i8 else "- |"))
+        out.append("")
+    if best_rnn and best_tf and "transformer" in lat and best_rnn["model"] in lat:
+        gap = (best_rnn["val_loss"] - best_tf["val_loss"]) / best_tf["val_loss"]
+        ratio = lat["transformer"]["contexts"]["4096"]["cpu_p50_ms"] / lat[best_rnn["model"]]["contexts"]["4096"]["cpu_p50_ms"]
+        out += ["**Answer.** Best recurrent model at equal CPU time: "
+                f"{best_rnn['model']}, val {best_rnn['val_loss']:.3f} vs the Transformer's {best_tf['val_loss']:.3f} "
+                f"({gap:+.1%}; goal: within 3 %: {'met' if gap <= 0.03 else 'missed'}). Per-token cost at 4,096 tokens "
+                f"of context: {ratio:.0f}x below the Transformer's (goal >= 5x: {'met' if ratio >= 5 else 'missed'}).", ""]
+    out += [f"![{f}](results/{f})" for f in files] + [END]
+    path = ROOT / "docs" / "RESULTS.md"
+    text = path.read_text(encoding="utf-8")
+    new = "\n".join(out)
+    if BEGIN in text:
+        text = text[:text.index(BEGIN)] + new + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + new + "\n"
+    from rnnkit.core.atomic import atomic_write_text
+
+    atomic_write_text(path, text)
+    print(f"wrote the RNN vs Transformer section of {path}")
