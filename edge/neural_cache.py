@@ -66,20 +66,18 @@ class NeuralCache:
         return np.log(np.maximum(p, 1e-300)).astype(logp.dtype)
 
 
-def cache_target_logprobs(hidden: np.ndarray, targets: np.ndarray, model_logp: np.ndarray,
-                          size: int = SIZE, theta: float = THETA, lam: float = LAMBDA,
-                          chunk: int = 512) -> np.ndarray:
-    """log p(target_t) under the mixture, for a whole stream: what feeding ``NeuralCache`` one
-    position at a time (mix, then add (h_t, target_t)) gives, computed in blocks.
+def cache_target_probs(hidden: np.ndarray, targets: np.ndarray, size: int = SIZE, theta: float = THETA,
+                       chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """The cache's own probability of each target over a whole stream, and whether the cache had
+    anything yet: (p_cache (T,), has (T,) bool). What ``NeuralCache.probs`` gives one position at a
+    time (then ``add(h_t, target_t)``), computed in blocks.
 
-    hidden (T, H): the top-layer state before each target; targets (T,); model_logp (T,): the
-    model's log-probability of each target. Returns (T,) float64.
+    hidden (T, H): the top-layer state before each target; targets (T,).
     """
-    _check(size, theta, lam)
+    _check(size, theta, 0.0)
     T = len(targets)
     hidden = hidden.astype(np.float64)
-    p_model = np.exp(model_logp.astype(np.float64))
-    out = np.empty(T, np.float64)
+    p_cache, has_any = np.zeros(T, np.float64), np.zeros(T, bool)
     for s in range(0, T, chunk):
         e = min(T, s + chunk)
         lo = max(0, s - size)
@@ -92,10 +90,26 @@ def cache_target_logprobs(hidden: np.ndarray, targets: np.ndarray, model_logp: n
         has = np.isfinite(top[:, 0])
         w = np.where(valid, np.exp(scores - np.where(has[:, None], top, 0.0)), 0.0)
         hit = targets[lo:e][None, :] == targets[s:e][:, None]
-        p_cache = np.where(has, (w * hit).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-300), 0.0)
-        mixed = np.where(has, (1 - lam) * p_model[s:e] + lam * p_cache, p_model[s:e])
-        out[s:e] = np.log(np.maximum(mixed, 1e-300))
-    return out
+        p_cache[s:e] = np.where(has, (w * hit).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-300), 0.0)
+        has_any[s:e] = has
+    return p_cache, has_any
+
+
+def mix_target_logprobs(model_logp: np.ndarray, p_cache: np.ndarray, has: np.ndarray, lam: float) -> np.ndarray:
+    """log((1 - lam) * p_model + lam * p_cache) where the cache had something, else log p_model."""
+    p_model = np.exp(model_logp.astype(np.float64))
+    mixed = np.where(has, (1 - lam) * p_model + lam * p_cache, p_model)
+    return np.log(np.maximum(mixed, 1e-300))
+
+
+def cache_target_logprobs(hidden: np.ndarray, targets: np.ndarray, model_logp: np.ndarray,
+                          size: int = SIZE, theta: float = THETA, lam: float = LAMBDA,
+                          chunk: int = 512) -> np.ndarray:
+    """log p(target_t) under the mixture, for a whole stream: what feeding ``NeuralCache`` one
+    position at a time (mix, then add (h_t, target_t)) gives. model_logp (T,): the model's
+    log-probability of each target. Returns (T,) float64."""
+    _check(size, theta, lam)
+    return mix_target_logprobs(model_logp, *cache_target_probs(hidden, targets, size, theta, chunk), lam)
 
 
 class WordCache:
