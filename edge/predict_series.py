@@ -67,6 +67,19 @@ def parse_history(text: str) -> list[float]:
     return y.tolist()
 
 
+def seasonal_transform(y: np.ndarray, m: int, log: bool, mu: Optional[float] = None, sd: Optional[float] = None,
+                       fit: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The recipe's transform of a series: ``(lv, z, mu, sd)`` with lv = log y (or y) and z = (d - mu) / sd
+    of the seasonal differences d_t = lv_t - lv_{t-m} (z[k] is position m + k). mu / sd as given, else
+    those of the first ``fit`` differences (default all of them; sd 0 -> 1)."""
+    lv = np.log(y) if log else np.array(y, dtype=np.float64)
+    d = lv[m:] - lv[:-m]
+    if mu is None or sd is None:
+        part = d[:fit] if fit is not None else d
+        mu, sd = float(part.mean()), float(part.std()) or 1.0
+    return lv, (d - mu) / sd, float(mu), float(sd)
+
+
 class SeriesForecaster:
     """``forecast(history, horizon)`` with a ``forecaster`` bundle."""
 
@@ -102,6 +115,34 @@ class SeriesForecaster:
         angle = 2 * np.pi * (np.arange(t0, t0 + len(z)) + phase) / period
         return np.stack([z, np.sin(angle), np.cos(angle)], axis=-1)[None].astype(np.float32)
 
+    def _run(self, z: np.ndarray, t0: int, period: int, phase: int, state=None) -> dict[str, np.ndarray]:
+        state = self.step.zero_state(1) if state is None else state
+        return self.step.run(**{names.FEATURES: self._features(z, t0, period, phase)},
+                             **dict(zip(self.step.state_in, state)))
+
+    def recursive(self, lv: np.ndarray, z: np.ndarray, m: int, mu: float, sd: float, horizon: int,
+                  phase: int = 0) -> np.ndarray:
+        """The next ``horizon`` values of the transformed series ``lv`` (log y or y): the history's
+        ``z`` (its normalised seasonal differences (d - mu) / sd of positions m .. len(lv) - 1) read once, then each
+        prediction fed back (``TimeseriesTask.multi_step``)."""
+        n = len(lv)
+        out = self._run(z, m, m, phase)
+        lv_all = list(lv)
+        for t in range(n, n + horizon):
+            z_next = float(out[names.PREDICTIONS][0, -1, 0])
+            lv_all.append(z_next * sd + mu + lv_all[t - m])
+            if t + 1 < n + horizon:
+                out = self._run(np.array([z_next]), t, m, phase, [out[k] for k in self.step.state_out])
+        return np.asarray(lv_all[n:])
+
+    def one_step(self, lv: np.ndarray, z: np.ndarray, m: int, mu: float, sd: float, start: int, end: int,
+                 phase: int = 0) -> np.ndarray:
+        """Predictions of lv[start:end], each from the true history before it (``TimeseriesTask.one_step``):
+        the output at t - 1 predicts t. ``z``: as for ``recursive``, of positions m, m + 1, ... (at least to end - 2)."""
+        out = self._run(z[:end - 1 - m], m, m, phase)
+        z_hat = out[names.PREDICTIONS][0, start - m - 1:end - m - 1, 0].astype(np.float64)
+        return z_hat * sd + mu + lv[start - m:end - m]
+
     def forecast(self, history: Sequence[float], horizon: int, series: Optional[str] = None,
                  phase: int = 0) -> dict:
         """The next ``horizon`` values after ``history``. ``phase``: the position of the first
@@ -118,20 +159,8 @@ class SeriesForecaster:
                              f"{MAX_HISTORY_POINTS:,} (one season of {m} and more)")
         if log and (y <= 0).any():
             raise InputError(f"series like {series or self.default_series!r} are modelled in logs: every value must be > 0")
-        lv = np.log(y) if log else y.copy()
-        d = lv[m:] - lv[:-m]
-        mu, sd = (spec["mu"], spec["sd"]) if series is not None else (float(d.mean()), float(d.std()) or 1.0)
-        z = (d - mu) / sd
-        out = self.step.run(**{names.FEATURES: self._features(z, m, m, phase)},
-                            **dict(zip(self.step.state_in, self.step.zero_state(1))))
-        lv_all = list(lv)
-        for t in range(len(y), len(y) + horizon):
-            z_next = float(out[names.PREDICTIONS][0, -1, 0])
-            lv_all.append(z_next * sd + mu + lv_all[t - m])
-            state = [out[n] for n in self.step.state_out]
-            out = self.step.run(**{names.FEATURES: self._features(np.array([z_next]), t, m, phase)},
-                                **dict(zip(self.step.state_in, state)))
-        fc = np.asarray(lv_all[len(y):])
+        lv, z, mu, sd = seasonal_transform(y, m, log, *((spec["mu"], spec["sd"]) if series is not None else ()))
+        fc = self.recursive(lv, z, m, mu, sd, horizon, phase)
         fc = np.exp(fc) if log else fc
         if not np.isfinite(fc).all():
             raise InputError("the forecast overflowed: the history is far outside what this model knows")

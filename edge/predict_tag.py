@@ -1,8 +1,8 @@
 """Named entities in a text from a ``tagger`` bundle (``tag`` graph + ``tagger_vocab.json``), torch-free.
 
 The text is split into CoNLL-like tokens (words, numbers, each punctuation mark; ``U.S.`` stays
-one token), each token gets a tag, and runs of tags become entities with their character
-offsets in the text. The word / character ids follow ``rnnkit.core.tasks.tagger.TaggerVocab``
+one token), each token gets a tag, and runs of tags become entities (``chunks``: the conlleval
+rules that entity F1 scores, rnnkit.core.metrics.entities) with their character offsets in the text. The word / character ids follow ``rnnkit.core.tasks.tagger.TaggerVocab``
 (words lower-cased with digits -> 0, characters with their case; 0 pad, 1 unk).
 """
 
@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from rnnkit.core.metrics.entities import chunks, split_tag  # torch-free: the one conlleval chunker
 
 from . import names
 from .bundle import BundleError
@@ -27,33 +29,6 @@ TOKEN = re.compile(r"(?:[^\W\d_]\.){2,}|\w+(?:[-'’.,]\w+)*|\S")
 def tokenize(text: str) -> list[tuple[str, int, int]]:
     """CoNLL-like tokens of ``text`` as (token, start, end) character offsets."""
     return [(m.group(), m.start(), m.end()) for m in TOKEN.finditer(text)]
-
-
-def _split_tag(tag: str) -> tuple[str, str]:
-    if tag in ("O", ""):
-        return "O", ""
-    if len(tag) > 1 and tag[1] in "-_" and tag[0] in "BIES":
-        return tag[0], tag[2:]
-    return "I", tag
-
-
-def spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
-    """Entities as (type, first, last) token indices, inclusive: the conlleval chunk rules
-    (BIO1, BIO2 and IOBES; an I- after O or after another type starts an entity), the same
-    chunks ``rnnkit.core.tasks.tagger.chunks`` scores (tested)."""
-    out: list[tuple[str, int, int]] = []
-    prev, ptype, begin = "O", "", -1
-    for i, tag in enumerate(list(tags) + ["O"]):
-        cur, ctype = _split_tag(tag)
-        ends = prev in ("E", "S") or (prev in ("B", "I") and cur in ("B", "S", "O")) or (prev != "O" and ptype != ctype)
-        if begin >= 0 and ends:
-            out.append((ptype, begin, i - 1))
-            begin = -1
-        starts = cur in ("B", "S") or (cur in ("I", "E") and prev in ("O", "E", "S")) or (cur != "O" and ptype != ctype)
-        if starts:
-            begin = i
-        prev, ptype = cur, ctype
-    return out
 
 
 def norm_word(word: str) -> str:
@@ -76,16 +51,30 @@ class EntityTagger:
             raise BundleError(f"{directory}: not a tagger vocabulary ({type(e).__name__}: {str(e)[:80]})") from None
         if not self.tags or not 1 <= self.max_word_len <= 1000:
             raise BundleError(f"{directory}: the tagger vocabulary has no tags or a bad max_word_len")
-        self.types = sorted({_split_tag(t)[1] for t in self.tags if t != "O"})
+        self.types = sorted({split_tag(t)[1] for t in self.tags if t != "O"})
 
-    def _feeds(self, tokens: Sequence[str]) -> dict[str, np.ndarray]:
-        T = len(tokens)
-        words = np.asarray([[self.word_id.get(norm_word(w), 1) for w in tokens]], dtype=np.int64)
-        char_ids = [[self.char_id.get(c, 1) for c in w[:self.max_word_len]] or [1] for w in tokens]
-        chars = np.zeros((1, T, max(len(c) for c in char_ids)), dtype=np.int64)
-        for t, c in enumerate(char_ids):
-            chars[0, t, :len(c)] = c
-        return {names.TOKENS: words, names.LENGTHS: np.asarray([T], dtype=np.int64), names.CHARS: chars}
+    def _feeds(self, token_lists: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
+        """words (B, T), lengths (B,), chars (B, T, W) of token lists, padded with 0 (as the task pads)."""
+        B, T = len(token_lists), max(len(t) for t in token_lists)
+        words = np.zeros((B, T), dtype=np.int64)
+        char_ids = [[[self.char_id.get(c, 1) for c in w[:self.max_word_len]] or [1] for w in toks]
+                    for toks in token_lists]
+        chars = np.zeros((B, T, max(len(c) for cs in char_ids for c in cs)), dtype=np.int64)
+        for b, (toks, cs) in enumerate(zip(token_lists, char_ids)):
+            words[b, :len(toks)] = [self.word_id.get(norm_word(w), 1) for w in toks]
+            for t, c in enumerate(cs):
+                chars[b, t, :len(c)] = c
+        lengths = np.asarray([len(t) for t in token_lists], dtype=np.int64)
+        return {names.TOKENS: words, names.LENGTHS: lengths, names.CHARS: chars}
+
+    def tag_batch(self, token_lists: Sequence[Sequence[str]]) -> list[list[str]]:
+        """One tag per token of each (non-empty) token list, the lists run as one batch."""
+        if not token_lists:
+            return []
+        logits = self.graph.run(**self._feeds(token_lists))[names.LOGITS]  # (B, T, K)
+        best = logits.argmax(-1)
+        return [[self.tags[int(k)] if int(k) < len(self.tags) else "O" for k in best[b, :len(toks)]]
+                for b, toks in enumerate(token_lists)]
 
     def tag(self, tokens: Sequence[str]) -> list[str]:
         """One tag per token (the most likely; no CRF)."""
@@ -95,8 +84,7 @@ class EntityTagger:
             raise InputError(f"the text is {len(tokens):,} tokens long; the limit is {MAX_TAG_TOKENS} (split it)")
         if not all(isinstance(t, str) and t and not t.isspace() for t in tokens):
             raise InputError("every token must be a non-empty string without only spaces")
-        logits = self.graph.run(**self._feeds(tokens))[names.LOGITS]  # (1, T, K)
-        return [self.tags[int(k)] if int(k) < len(self.tags) else "O" for k in logits[0].argmax(-1)]
+        return self.tag_batch([list(tokens)])[0]
 
     def predict(self, text: str) -> dict:
         """``{"tokens", "tags", "entities": [{"text", "type", "start", "end"}]}`` (character offsets)."""
@@ -113,7 +101,7 @@ class EntityTagger:
     def predict_tokens(self, tokens: Sequence[str]) -> dict:
         """Like ``predict`` on tokens already split; entities carry token indices ``first``/``last``."""
         tags = self.tag(list(tokens))
-        ents = [{"text": " ".join(tokens[a:b + 1]), "type": kind, "first": a, "last": b} for kind, a, b in spans(tags)]
+        ents = [{"text": " ".join(tokens[a:b + 1]), "type": kind, "first": a, "last": b} for kind, a, b in chunks(tags)]
         return {"tokens": list(tokens), "tags": tags, "entities": ents}
 
 

@@ -211,6 +211,15 @@ class Translator:
                              f"{MAX_SOURCE_TOKENS} (split it into shorter sentences)")
         if not 1 <= beam <= 16:
             raise InputError(f"beam width must be from 1 to 16, got {beam}")
+        # Output proportional to the input (German runs longer in pieces than English) and capped.
+        max_len = min(max_len or 2 * len(src) + 10, MAX_TARGET_TOKENS)
+        best = self.search(src, beam, max_len, length_penalty)
+        words = [t for t in best.tokens if t != self.eos_id]
+        return Translation(self.tok.decode(words), [piece_text(self.tok, i) for i in src],
+                           [piece_text(self.tok, i) for i in best.tokens], best.attention, best.logprob)
+
+    def search(self, src: list[int], beam: int, max_len: int, length_penalty: float = LENGTH_PENALTY):
+        """The best ``npsample.Hypothesis`` for source ids ``src`` (no input caps: callers check)."""
         enc = self.encoder.run(**{names.SRC: np.asarray([src], dtype=np.int64),
                                   names.SRC_LEN: np.asarray([len(src)], dtype=np.int64)})
         K = beam
@@ -225,12 +234,7 @@ class Translator:
             return (out[names.LOGITS][:, -1], tuple(out[n] for n in self.decoder.state_out),
                     attn[:, -1] if attn is not None else None)
 
-        # Output proportional to the input (German runs longer in pieces than English) and capped.
-        max_len = min(max_len or 2 * len(src) + 10, MAX_TARGET_TOKENS)
-        best = beam_search(step, state, self.bos_id, self.eos_id, self.pad_id, K, max_len, length_penalty)
-        words = [t for t in best.tokens if t != self.eos_id]
-        return Translation(self.tok.decode(words), [piece_text(self.tok, i) for i in src],
-                           [piece_text(self.tok, i) for i in best.tokens], best.attention, best.logprob)
+        return beam_search(step, state, self.bos_id, self.eos_id, self.pad_id, K, max_len, length_penalty)
 
     def predict(self, text: str, beam: int = 4) -> dict:
         """``{"translation", "logprob"}`` (beam search, GNMT length penalty)."""

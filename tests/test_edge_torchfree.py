@@ -1,4 +1,4 @@
-"""rnnkit.edge (and everything it imports) runs where torch and gradio cannot be imported."""
+"""rnnkit.edge (and everything it imports) runs where torch, gradio or sacrebleu cannot be imported."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from test_edge_support import tiny_bundle
 
 BLOCKER = textwrap.dedent("""
     import sys
-    BLOCKED = ("torch", "gradio", "onnx", "onnxscript", "safetensors", "matplotlib")
+    BLOCKED = ("torch", "gradio", "onnx", "onnxscript", "safetensors", "matplotlib", "sacrebleu", "statsmodels")
 
     class Blocker:
         def find_spec(self, name, path=None, target=None):

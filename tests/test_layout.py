@@ -5,6 +5,8 @@ core/train    the model-agnostic trainer; knows no task
 core/tasks    one module per task family; tasks use models, the trainer and tasks/common.py,
               never each other
 core/text     tokenizers and the n-gram baseline, torch-free
+core/metrics  the task metrics (BLEU / chrF, entity F1, perplexity, accuracy, RMSE), torch-free
+core/data     corpora and the readers of the user's files, torch-free
 edge          what a device runs (bundle reading, the ONNX runner, suggestion, predict), torch-free:
               never imports export/ (which writes bundles and may use edge/), demo/ or torch
 """
@@ -60,6 +62,9 @@ def test_tasks_never_import_each_other(path):
     ("train", ("rnnkit.core.tasks", "rnnkit.core.cli", "rnnkit.core.recipes", "rnnkit.export", "rnnkit.demo")),
     ("text", ("torch", "rnnkit.core.models", "rnnkit.core.train", "rnnkit.core.tasks")),
     ("reference", ("torch", "rnnkit.core.models", "rnnkit.core.train", "rnnkit.core.tasks")),
+    ("metrics", ("torch", "rnnkit.core.models", "rnnkit.core.train", "rnnkit.core.tasks", "rnnkit.export",
+                 "rnnkit.edge", "sacrebleu")),
+    ("data", ("torch", "rnnkit.core.models", "rnnkit.core.train", "rnnkit.core.tasks", "rnnkit.export")),
 ])
 def test_layers_only_import_downwards(folder, forbidden):
     bad = {f"core/{folder}/{p.name}: {m}" for p in _modules(folder) for m in imported_modules(p)
@@ -74,7 +79,8 @@ def test_core_top_level_holds_only_shared_basics():
 
 
 # The torch-free modules of core/ a device may use (tests/test_edge_torchfree.py runs edge with torch blocked).
-EDGE_MAY_USE_CORE = ("rnnkit.core.text", "rnnkit.core.atomic", "rnnkit.core.config", "rnnkit.core.models.state_layout")
+EDGE_MAY_USE_CORE = ("rnnkit.core.text", "rnnkit.core.atomic", "rnnkit.core.config", "rnnkit.core.models.state_layout",
+                     "rnnkit.core.metrics", "rnnkit.core.data.readers")
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "edge").glob("*.py")), ids=lambda p: p.name)

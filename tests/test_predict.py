@@ -127,15 +127,15 @@ def test_generate_is_the_name_and_sample_its_alias():
 
 # --------------------------------------------------------------------------- engines
 def test_entity_spans_are_the_scorers_chunks():
-    """edge.predict_tag.spans (torch-free) == core.tasks.tagger.chunks on random tag sequences."""
-    from rnnkit.core.tasks.tagger import chunks
-    from rnnkit.edge.predict_tag import spans
+    """predict's entities and the F1 scorer use one chunker (rnnkit.core.metrics.entities)."""
+    from rnnkit.core.metrics import entities
+    from rnnkit.core.tasks import tagger
+    from rnnkit.edge import predict_tag
 
-    rng = random.Random(0)
-    tags = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "I-LOC", "B-LOC", "I-ORG", "MISC"]
-    for _ in range(2000):
-        seq = [rng.choice(tags) for _ in range(rng.randint(0, 9))]
-        assert spans(seq) == chunks(seq), seq
+    assert predict_tag.chunks is entities.chunks is tagger.chunks
+    assert tagger.chunk_f1 is entities.chunk_f1
+    tags = ["B-PER", "I-PER", "O", "I-LOC", "S-ORG", "B-ORG", "E-ORG", "MISC"]
+    assert entities.chunks(tags) == [("PER", 0, 1), ("LOC", 3, 3), ("ORG", 4, 4), ("ORG", 5, 6), ("MISC", 7, 7)]
 
 
 def test_tokenize_keeps_offsets_and_highlighting_rebuilds_the_text():

@@ -7,9 +7,10 @@
     rnnkit eval models/timeseries --data series.csv        RMSE / MAPE of the last --horizon values,
                                                            one step ahead and recursive, vs seasonal-naive
 
-A run (``rnnkit train``'s directory) is scored with PyTorch; a bundle with onnxruntime through the
-same task code (``export.ort_model``), so the two agree within the int8 tolerance. The files are
-read with the same readers as ``rnnkit train --train`` (docs/OWN_DATA.md).
+A run (``rnnkit train``'s directory) is scored with PyTorch; a bundle torch-free, with numpy and
+onnxruntime only (``rnnkit.edge.evaluate``: works from the base install), and the two agree within
+the int8 tolerance. Both take their metrics from ``rnnkit.core.metrics`` and read the files with the
+same readers as ``rnnkit train --train`` (docs/OWN_DATA.md).
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-HEADLINE = {"lm": "ppl", "classifier": "acc", "tagger": "f1", "seq2seq": "bleu", "forecaster": "rmse_1step"}
 
 
 def register(subparsers) -> None:
@@ -36,7 +35,8 @@ def register(subparsers) -> None:
                    help="time series: score the last N values (default: one season)")
     p.add_argument("--series", default=None, help="time series: take period / log from this trained series")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads: torch's for a run, onnxruntime's for a bundle (default 1)")
     p.set_defaults(func=run)
 
 
@@ -51,8 +51,15 @@ class Subject:
     backend: str
 
 
+def is_bundle(path: str | Path) -> bool:
+    return (Path(path) / "manifest.json").is_file()
+
+
 def open_subject(path: str | Path, precision: str | None = None) -> Subject:
+    """A run's PyTorch model, or a bundle's graphs behind the PyTorch model's call signature
+    (``export.ort_model``: the cross-check of the torch-free ``rnnkit.edge.evaluate``)."""
     from rnnkit.edge.bundle import open_bundle
+    from rnnkit.edge.evaluate import HEADLINE
     from rnnkit.export.bundle import run_task
 
     from rnnkit.core.models import registry
@@ -188,9 +195,19 @@ EVALUATORS = {"lm": eval_lm, "classifier": eval_classifier, "tagger": eval_tagge
               "forecaster": eval_forecaster}
 
 
-def evaluate(model_dir: str | Path, data: str | Path, precision: str | None = None, **options) -> dict:
-    """``{"kind", "backend", "metric", <the task's figures>}`` for a run or a bundle on ``data``."""
+def evaluate(model_dir: str | Path, data: str | Path, precision: str | None = None, torch_adapter: bool = False,
+             threads: int = 1, **options) -> dict:
+    """``{"kind", "backend", "metric", <the task's figures>}`` for a run or a bundle on ``data``.
+
+    A bundle is scored torch-free (``rnnkit.edge.evaluate``); ``torch_adapter=True`` scores it
+    through the PyTorch task code instead (``export.ort_model``), to cross-check the two."""
+    if is_bundle(model_dir) and not torch_adapter:
+        from rnnkit.edge.evaluate import evaluate_bundle
+
+        return evaluate_bundle(model_dir, data, precision, threads=threads, **options)
     import torch
+
+    from rnnkit.edge.evaluate import HEADLINE
 
     data = Path(data)
     if not data.is_file():
@@ -210,11 +227,16 @@ def report(res: dict) -> str:
 
 
 def run(args) -> int:
-    import torch
-
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
-    res = evaluate(args.model, args.data, args.precision, beam=args.beam, horizon=args.horizon, series=args.series)
+    if not is_bundle(args.model):  # a run: PyTorch (a bundle needs no torch)
+        try:
+            import torch
+        except ImportError:
+            raise ValueError(f"{args.model} is not a bundle (no manifest.json): scoring a run needs PyTorch "
+                             "(pip install 'rnnkit[train]'); a bundle is scored without it") from None
+        torch.set_num_threads(args.threads)
+    res = evaluate(args.model, args.data, args.precision, threads=args.threads, beam=args.beam,
+                   horizon=args.horizon, series=args.series)
     print(json.dumps(res, allow_nan=False) if args.json else report(res))
     return 0

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rnnkit.core.metrics.numeric import sentiment_figures
 from rnnkit.core.tasks.common import (Batches, copy_encoder, encoder_fields, pretrained_lm, bucketed_batches, evaluating, model_device, model_fields, pad_ids,
                                       seeded_model, seeded_subset, unwrap, user_or_corpus_splits,
                                       write_final)
@@ -110,16 +111,7 @@ class SentimentTask:
     def split_metrics(self, model, split: str) -> dict[str, float]:
         s = self.splits[split]
         labels, pred = self.predict(model, s.texts)
-        gold = torch.tensor(s.scores)
-        pred_t = torch.tensor(pred)
-        polar = gold != 0
-        right = (torch.tensor(labels) == torch.sign(gold).long()) & polar
-        sign_right = (torch.sign(pred_t) == torch.sign(gold)) & polar
-        n = max(1, int(polar.sum()))
-        return {f"{split}_acc": 100.0 * int(right.sum()) / n,
-                f"{split}_acc_from_score": 100.0 * int(sign_right.sum()) / n,
-                f"{split}_score_mae": float((pred_t - gold).abs().mean()),
-                f"{split}_score_mse": float(((pred_t - gold) ** 2).mean())}
+        return {f"{split}_{k}": v for k, v in sentiment_figures(labels, pred, s.scores).items()}
 
     def evaluate(self, model) -> dict[str, float]:
         """Validation metrics only: the test split is scored once, by ``finalize``, so no figure

@@ -37,6 +37,7 @@ from rnnkit.edge.lexicon import FILE_NAME as LEXICON_FILE, build_lexicon, write_
 from rnnkit.edge.npsample import decode_continuation, generate, start_ids  # the one sampler; start-of-text rule
 
 from rnnkit.core.atomic import atomic_write_json, atomic_write_text
+from rnnkit.core.metrics.numeric import lm_figures
 from rnnkit.core.models.registry import classes
 from rnnkit.core.tasks.lm_data import encode_stream, load_splits, train_tokenizer
 from rnnkit.core.tasks.next_word_proxy import next_word_accuracy
@@ -167,8 +168,7 @@ class LMTask:
         ids = {"valid": self.valid, "test": self.test}[split]
         nats = self.stream_loss(model, ids)
         prefix = "val" if split == "valid" else split
-        out = {f"{prefix}_loss": nats, f"{prefix}_ppl": math.exp(min(nats, 50.0)),
-               f"{prefix}_bits": nats / math.log(2)}
+        out = {f"{prefix}_{k}": v for k, v in lm_figures(nats).items()}
         if self.next_word and self.tokenizer is not None:
             acc = next_word_accuracy(model, ids, self.tokenizer, positions or self.next_word_positions)
             # the training-time proxy; `rnnkit eval-suggest` measures the typing session itself

@@ -84,15 +84,8 @@ def train_tokenizer(spec: Mapping[str, Any], lines: Sequence[str]):
 
 
 def encode_stream(tokenizer, kind: str, lines: Sequence[str]) -> Tensor:
-    """Lines -> one int64 stream. char: the text with its line breaks; else ids + eos per line."""
-    if kind == "char":
-        return torch.tensor(tokenizer.encode("\n".join(lines) + "\n"), dtype=torch.long)
-    eos = tokenizer.eos_id
-    if eos < 0:
-        raise ValueError(f"{type(tokenizer).__name__} has no eos id: a {kind} LM stream needs one")
-    ids: list[int] = []
-    for line in lines:
-        if line.strip():
-            ids.extend(tokenizer.encode(line))
-            ids.append(eos)
-    return torch.tensor(ids, dtype=torch.long)
+    """Lines -> one int64 stream (``rnnkit.core.text.tokenizers.stream_ids``: char -- the text with its
+    line breaks; else ids + eos per line)."""
+    from rnnkit.core.text.tokenizers import stream_ids
+
+    return torch.tensor(stream_ids(tokenizer, kind, lines), dtype=torch.long)

@@ -1,7 +1,7 @@
 """Sequence tagging (CoNLL NER): BiRNN tagger with character features, entity-level F1.
 
-``chunks`` / ``chunk_f1`` are a small conlleval/seqeval-compatible scorer (BIO1, BIO2 and
-IOBES tags): an entity counts only when its type and both boundaries match exactly.
+Entity F1 is ``rnnkit.core.metrics.entities`` (``chunks`` / ``chunk_f1``, conlleval rules, torch-free;
+re-exported here): an entity counts only when its type and both boundaries match exactly.
 ``TaggerVocab`` maps words (lower-cased, digits -> 0), characters (case kept: capitals are
 the strongest NER cue) and tags to ids; it is saved as ``tagger_vocab.json`` in the run
 directory. Scores are in percent.
@@ -21,80 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.core.atomic import atomic_write_json
+from rnnkit.core.metrics.entities import chunk_f1, chunks, split_tag as _split_tag, tagger_scores  # noqa: F401
 from rnnkit.core.tasks.common import Batches, bucketed_batches, evaluating, model_device
 
 Sentence = tuple[list[str], list[str]]  # (tokens, tags)
-
-
-# --------------------------------------------------------------------------- entity F1
-def _split_tag(tag: str) -> tuple[str, str]:
-    if tag in ("O", ""):
-        return "O", ""
-    if len(tag) > 1 and tag[1] in "-_" and tag[0] in "BIES":
-        return tag[0], tag[2:]
-    return "I", tag  # a bare type, as conlleval reads it
-
-
-def _ends(prev: str, prev_type: str, cur: str, cur_type: str) -> bool:
-    """Did the chunk that ``prev`` belongs to end before ``cur``? (conlleval's endOfChunk)"""
-    if prev in ("E", "S"):
-        return True
-    if prev in ("B", "I") and cur in ("B", "S", "O"):
-        return True
-    return prev != "O" and prev_type != cur_type
-
-
-def _starts(prev: str, prev_type: str, cur: str, cur_type: str) -> bool:
-    """Does a chunk start at ``cur``? (conlleval's startOfChunk; I after O starts one, BIO1-style)"""
-    if cur in ("B", "S"):
-        return True
-    if cur in ("I", "E") and prev in ("O", "E", "S"):
-        return True
-    return cur != "O" and prev_type != cur_type
-
-
-def chunks(tags: Sequence[str]) -> list[tuple[str, int, int]]:
-    """Entities of one sentence as (type, first, last) token indices, inclusive."""
-    out: list[tuple[str, int, int]] = []
-    prev, prev_type, begin = "O", "", -1
-    for i, tag in enumerate(list(tags) + ["O"]):
-        cur, cur_type = _split_tag(tag)
-        if begin >= 0 and _ends(prev, prev_type, cur, cur_type):
-            out.append((prev_type, begin, i - 1))
-            begin = -1
-        if _starts(prev, prev_type, cur, cur_type):
-            begin = i
-        prev, prev_type = cur, cur_type
-    return out
-
-
-def chunk_f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, float]:
-    """Micro entity precision / recall / F1 (in %) over sentences, plus F1 per entity type."""
-    if len(gold) != len(pred):
-        raise ValueError(f"{len(gold)} gold sentences but {len(pred)} predicted")
-    n_gold = n_pred = n_ok = 0
-    per: dict[str, list[int]] = {}  # type -> [gold, pred, correct]
-    for s, (g, p) in enumerate(zip(gold, pred)):
-        if len(g) != len(p):
-            raise ValueError(f"sentence {s}: {len(g)} gold tags but {len(p)} predicted")
-        gc, pc = set(chunks(g)), set(chunks(p))
-        n_gold, n_pred, n_ok = n_gold + len(gc), n_pred + len(pc), n_ok + len(gc & pc)
-        for c in gc:
-            per.setdefault(c[0], [0, 0, 0])[0] += 1
-        for c in pc:
-            per.setdefault(c[0], [0, 0, 0])[1] += 1
-        for c in gc & pc:
-            per[c[0]][2] += 1
-
-    def f1(g: int, p: int, ok: int) -> tuple[float, float, float]:
-        prec = ok / p if p else 0.0
-        rec = ok / g if g else 0.0
-        return 100 * prec, 100 * rec, (200 * prec * rec / (prec + rec) if prec + rec else 0.0)
-
-    prec, rec, f = f1(n_gold, n_pred, n_ok)
-    out = {"precision": prec, "recall": rec, "f1": f}
-    out.update({f"f1_{t}": f1(*v)[2] for t, v in sorted(per.items())})
-    return out
 
 
 # --------------------------------------------------------------------------- vocabulary
@@ -227,12 +157,7 @@ class TaggerTask:
     def split_metrics(self, model, split: str) -> dict[str, float]:
         sents = self.splits[split]
         pred = self.predict(model, [t for t, _ in sents])
-        scores = chunk_f1([g for _, g in sents], pred)
-        n_tok = sum(len(g) for _, g in sents)
-        acc = sum(a == b for (_, g), p in zip(sents, pred) for a, b in zip(g, p)) / max(1, n_tok)
-        out = {f"{split}_{k}": v for k, v in scores.items()}
-        out[f"{split}_token_acc"] = 100.0 * acc
-        return out
+        return {f"{split}_{k}": v for k, v in tagger_scores([g for _, g in sents], pred).items()}
 
     def evaluate(self, model) -> dict[str, float]:
         """Validation entity F1 (the metric) only: the test split is scored once, by ``finalize``."""

@@ -25,41 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rnnkit.core.metrics.numeric import mape, rmse, seasonal_naive  # noqa: F401  (torch-free, re-exported)
 from rnnkit.core.tasks.common import Batches, evaluating, model_device
 
 INPUT_SIZE = 3  # z, sin(phase), cos(phase)
-
-
-def mape(y: np.ndarray, yhat: np.ndarray) -> float:
-    """Mean absolute percentage error in %; zero actuals are left out (undefined there)."""
-    y, yhat = np.asarray(y, float), np.asarray(yhat, float)
-    if y.shape != yhat.shape:
-        raise ValueError(f"shapes differ: {y.shape} vs {yhat.shape}")
-    keep = y != 0
-    if not keep.any():
-        raise ValueError("MAPE is undefined: every actual value is 0")
-    return float(100.0 * np.mean(np.abs((y[keep] - yhat[keep]) / y[keep])))
-
-
-def rmse(y: np.ndarray, yhat: np.ndarray) -> float:
-    y, yhat = np.asarray(y, float), np.asarray(yhat, float)
-    if y.shape != yhat.shape:
-        raise ValueError(f"shapes differ: {y.shape} vs {yhat.shape}")
-    return float(np.sqrt(np.mean((y - yhat) ** 2)))
-
-
-def seasonal_naive(y: np.ndarray, period: int, start: int, end: int, one_step: bool = True) -> np.ndarray:
-    """Seasonal-naive predictions of y[start:end].
-
-    one-step: y_hat[t] = y[t - period] (the actual of one season ago);
-    multi-step from origin ``start``: the last observed season repeated, y[start - period + (h mod period)].
-    """
-    if start < period:
-        raise ValueError(f"seasonal-naive needs one full season ({period}) before index {start}")
-    if one_step:
-        return np.asarray(y[start - period:end - period], float)
-    h = np.arange(end - start)
-    return np.asarray(y[start - period + (h % period)], float)
 
 
 def fourier_terms(n: int, period: float, k: int, offset: int = 0) -> np.ndarray:

@@ -301,3 +301,20 @@ def load_tokenizer(path: str | os.PathLike):
         raise ValueError(f"{path}: format_version {record['format_version']} is newer than this "
                          f"rnnkit understands ({FORMAT_VERSION}); upgrade rnnkit")
     return _JSON_KINDS[kind](vocab)
+
+
+def stream_ids(tokenizer, kind: str, lines: Sequence[str]) -> list[int]:
+    """A language model's token stream of ``lines``: char -- the text with its line breaks; word /
+    sentencepiece -- each non-blank line's ids followed by ``eos_id``. Training (``lm_data.encode_stream``)
+    and scoring a bundle (``rnnkit.edge.evaluate``) read text this one way."""
+    if kind == "char":
+        return list(tokenizer.encode("\n".join(lines) + "\n"))
+    eos = tokenizer.eos_id
+    if eos < 0:
+        raise ValueError(f"{type(tokenizer).__name__} has no eos id: a {kind} LM stream needs one")
+    ids: list[int] = []
+    for line in lines:
+        if line.strip():
+            ids.extend(tokenizer.encode(line))
+            ids.append(eos)
+    return ids
