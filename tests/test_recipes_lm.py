@@ -297,3 +297,13 @@ def test_lm_fine_tunes_from_a_pretrained_run(tmp_path):
     assert {"my", "own", "hello", "friend", "tomorrow"} <= set(lexicon)
     with pytest.raises(ValueError, match="reads sentencepiece tokens; this recipe trains on char"):
         R.build(R.resolve_recipe("char-shakespeare", "smoke", over), tmp_path / "run2")
+
+
+def test_own_text_build_says_what_it_read_and_keeps_words_seen_once(tmp_path, capsys):
+    mine = tmp_path / "mine.txt"
+    mine.write_text("\n".join(["a zyzzyva once"] + [f"see you at the meeting number {i}" for i in range(60)]) + "\n")
+    recipe = R.resolve_recipe("suggest-en", "smoke", {"data.train_file": str(mine)})
+    R.build(recipe, tmp_path / "run")
+    err = capsys.readouterr().err
+    assert "read train 57 lines" in err and "valid 4 lines" in err and "vocabulary 296 pieces" in err, err
+    assert "zyzzyva" in (tmp_path / "run" / "lexicon.txt").read_text().split()  # a small text: seen once is enough

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import sys
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
@@ -46,6 +47,9 @@ from rnnkit.core.train.run_log import append_jsonl
 
 
 LM_KINDS = ("lm", "transformer_lm")  # model kinds with the (tokens, state) -> (logits, state) LM step
+
+
+SMALL_TEXT_CHARS = 5_000_000  # below this, a training text's lexicon keeps words seen once
 
 
 def batchify(ids: Tensor, columns: int) -> Tensor:
@@ -242,7 +246,10 @@ def build(recipe: Mapping[str, Any], run_dir: Path):
     if tok_spec["kind"] == "sentencepiece" and not (Path(run_dir) / LEXICON_FILE).is_file():
         # The words the suggester may offer without the model being sure (edge/lexicon.py); a
         # fine-tuned model also keeps the words its pretrained model knew.
-        words = build_lexicon(splits["train"])
+        # Words seen twice on a big corpus (a typo seen once stays out); on a small text of one's
+        # own, once (own-text check: 16 % of held-out words were seen once or never).
+        chars = sum(len(line) for line in splits["train"])
+        words = build_lexicon(splits["train"], min_count=2 if chars > SMALL_TEXT_CHARS else 1)
         if pretrained is not None:
             known = Path(data["pretrained"]) / LEXICON_FILE
             if known.is_file():
@@ -250,6 +257,10 @@ def build(recipe: Mapping[str, Any], run_dir: Path):
                 words += [w for w in known.read_text(encoding="utf-8").split() if w not in seen]
         write_lexicon(Path(run_dir) / LEXICON_FILE, words)
     streams = {s: encode_stream(tokenizer, tok_spec["kind"], lines) for s, lines in splits.items()}
+    # Say what was read before training starts (the run's config.json records it too).
+    print("read " + ", ".join(f"{s} {len(splits[s]):,} lines = {streams[s].numel():,} tokens" for s in streams)
+          + f"; vocabulary {tokenizer.vocab_size:,} {'pieces' if tok_spec['kind'] == 'sentencepiece' else 'symbols'}",
+          file=sys.stderr, flush=True)
     model_args = {k: v for k, v in recipe["model"].items() if k != "kind"}
     kind = recipe["model"].get("kind", "lm")
     if kind not in LM_KINDS:
