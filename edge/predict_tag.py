@@ -19,6 +19,7 @@ from rnnkit.core.metrics.entities import chunks, split_tag  # torch-free: the on
 
 from . import names
 from .bundle import BundleError
+from .words import norm_word
 from .predict import MAX_TAG_TOKENS, InputError, graph, load_bundle
 
 # Abbreviations with inner dots (U.S., e.g.), words with inner apostrophes / hyphens / dots,
@@ -29,10 +30,6 @@ TOKEN = re.compile(r"(?:[^\W\d_]\.){2,}|\w+(?:[-'’.,]\w+)*|\S")
 def tokenize(text: str) -> list[tuple[str, int, int]]:
     """CoNLL-like tokens of ``text`` as (token, start, end) character offsets."""
     return [(m.group(), m.start(), m.end()) for m in TOKEN.finditer(text)]
-
-
-def norm_word(word: str) -> str:
-    return re.sub(r"\d", "0", word.lower())
 
 
 class EntityTagger:

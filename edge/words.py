@@ -38,3 +38,9 @@ def tokenize(line: str) -> list[str]:
 
 def is_word(token: str) -> bool:
     return bool(WORD.fullmatch(token))
+
+
+def norm_word(word: str) -> str:
+    """A tagger's vocabulary key: lower case, every digit 0 ("Paris" and "paris", "1996" and "2001"
+    share an entry). Training (core/tasks/tagger.py) and the device (edge/predict_tag.py) both use it."""
+    return re.sub(r"\d", "0", word.lower())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -23,15 +22,12 @@ from torch import Tensor
 from rnnkit.core.atomic import atomic_write_json
 from rnnkit.core.metrics.entities import chunk_f1, chunks, split_tag as _split_tag, tagger_scores  # noqa: F401
 from rnnkit.core.tasks.common import Batches, bucketed_batches, evaluating, model_device
+from rnnkit.edge.words import norm_word
 
 Sentence = tuple[list[str], list[str]]  # (tokens, tags)
 
 
 # --------------------------------------------------------------------------- vocabulary
-def norm_word(word: str) -> str:
-    return re.sub(r"\d", "0", word.lower())
-
-
 class TaggerVocab:
     """Word, character and tag ids. Words/chars: 0 = pad, 1 = unk."""
 
