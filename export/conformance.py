@@ -255,6 +255,7 @@ def run_python(cases: list[dict[str, Any]]) -> dict[str, Any]:
                 for i, o in c["state"].items():
                     feeds[i] = r[o]
             res["outputs"]["stepped"] = {k: np.concatenate(v, axis=1) for k, v in parts.items()} | last
+        if c["state"] and c["timing_steps"]:
             times = []
             feeds = dict(c["feeds"])
             for n in range(c["warmup_steps"] + c["timing_steps"]):

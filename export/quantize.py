@@ -46,8 +46,12 @@ MIN_ORT_INT8_HEAD = (1, 22)  # the first onnxruntime whose CPU MatMulNBits runs 
 #   row (token) in standard ops, the LSTM as an input projection + a Scan. A row's result depends on
 #   that row alone: the same logits however the text is chunked or batched; with ``target="portable"``
 #   (default: gate activations by table lookup) bit-exact on every onnxruntime (Python, Node, WebAssembly).
-#   Measured (shared 2-core machine, one thread, p50 relative to "dynamic"): one-token step 1.3x (suggest-en)
-#   / 1.7x (char-shakespeare) native, 0.2x in onnxruntime-web; perplexity within 0.03 % of the fp32 graph.
+#   Measured side by side (bench/step_speed.py, docs/results/step_speed*.json: shared 2-core machine, one
+#   thread, interleaved, p50 relative to "dynamic"): one-token step 0.99x (suggest-en) / 1.24x (char-shakespeare,
+#   two small layers: per-node overhead weighs more) native (onnxruntime Python), 0.97x / 1.22x onnxruntime-node,
+#   0.26x / 1.03x in onnxruntime-web; perplexity within 0.03 % of the fp32 graph.
+#   ``target="native"`` (onnxruntime's Tanh / Sigmoid) is no faster any more (1.01x portable) and drifts
+#   across runtimes: kept to compare with.
 # - "dynamic" (the earlier export): onnxruntime ``quantize_dynamic`` (one activation scale per call:
 #   results depend on the chunking) + the block-wise MatMulNBits head (int8 activations only where the
 #   CPU has dot products: x86, ARM and WebAssembly differ). Kept to compare with.
