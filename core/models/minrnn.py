@@ -44,24 +44,32 @@ def log_g(v: Tensor) -> Tensor:
     return torch.where(v >= 0, torch.log(F.relu(v) + 0.5), -F.softplus(-v))
 
 
+# Gates are kept from forgetting more than e^-30 of the state in one step: beyond that a decay changes
+# nothing a float32 model can see, and it bounds how far ``a*`` can fall inside a scan chunk
+# (16 x 30 < 700, where float64's exp would underflow; with unbounded gates, saturated ones -- large
+# pre-activations once h, which g does not bound, has grown -- made the scan overflow to NaN in training).
+LOG_A_MIN = -30.0
+A_MIN = 9.357622968840175e-14  # exp(LOG_A_MIN)
+
+
 def coefficients(cell: str, pre: Tensor, log: bool) -> tuple[Tensor, Tensor]:
     """(a, b) of ``h_t = a_t h_{t-1} + b_t`` from the input projections ``pre`` (..., k*H).
 
     ``log``: return (log a, log b) -- every term through softplus, never log of a rounded product.
+    Both forms clamp a at ``A_MIN`` (log a at ``LOG_A_MIN``), so they compute the same recurrence.
     """
     if cell == "mingru":
         k, v = pre.chunk(2, dim=-1)
-        if log:
-            return -F.softplus(k), -F.softplus(-k) + log_g(v)  # log(1 - z), log z + log h~
-        z = torch.sigmoid(k)
-        return 1 - z, z * g(v)
+        if log:  # log(1 - z), log z + log h~
+            return (-F.softplus(k)).clamp_min(LOG_A_MIN), -F.softplus(-k) + log_g(v)
+        return torch.sigmoid(-k).clamp_min(A_MIN), torch.sigmoid(k) * g(v)  # 1 - z as sigmoid(-k): no rounding to 0
     if cell == "minlstm":
         f, i, v = pre.chunk(3, dim=-1)
         # f' = f / (f + i) = sigmoid(d) with d = log f - log i = softplus(-i) - softplus(-f)
         d = F.softplus(-i) - F.softplus(-f)
-        if log:
-            return -F.softplus(-d), -F.softplus(d) + log_g(v)  # log f', log i' + log h~
-        return torch.sigmoid(d), torch.sigmoid(-d) * g(v)
+        if log:  # log f', log i' + log h~
+            return (-F.softplus(-d)).clamp_min(LOG_A_MIN), -F.softplus(d) + log_g(v)
+        return torch.sigmoid(d).clamp_min(A_MIN), torch.sigmoid(-d) * g(v)
     raise ValueError(f"unknown min cell {cell!r}; allowed: {', '.join(MIN_CELLS)}")
 
 
