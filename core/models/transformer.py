@@ -83,7 +83,8 @@ def rope_tables(slots: Tensor, head_size: int, base: float, dtype: torch.dtype) 
 
 
 def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotary embedding of x (B, nh, S, hs) with tables broadcastable to (B, nh, S, hs / 2): pairs (x_2i, x_2i+1) turned by angle_i."""
+    """Rotary embedding of x (B, nh, S, hs) with tables broadcastable to (B, nh, S, hs / 2): each pair
+    (x_2i, x_2i+1) turned by angle_i."""
     x1, x2 = x[..., 0::2], x[..., 1::2]
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 
