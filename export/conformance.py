@@ -156,13 +156,14 @@ def build_cases(bundle_dirs: list[Path], tokens: int = 1000, timing_steps: int =
                 timed = [N.TOKENS]
             elif b.kind == "classifier":
                 n = min(64, len(ids))
-                one = {N.TOKENS: np.asarray(ids[:n], np.int64)[None]}
+                # a one-directional classifier's running graph carries state, like a step graph
+                one = {N.TOKENS: np.asarray(ids[:n], np.int64)[None], **_zeros_state(sess, 1)}
                 x, lengths = _rows(ids, BATCH, n, pad)
-                many = {N.TOKENS: x}
+                many = {N.TOKENS: x, **_zeros_state(sess, BATCH)}
                 if N.LENGTHS in inputs:
                     one[N.LENGTHS] = np.array([n], np.int64)
                     many[N.LENGTHS] = lengths
-                timed = []
+                timed = [N.TOKENS] if state and N.LENGTHS not in inputs else []
             elif b.kind == "seq2seq":
                 src_n = 40
                 if job == N.JOB_ENCODER:
