@@ -115,6 +115,16 @@ def verdict(value, op, bar) -> str:
 
 
 # --------------------------------------------------------------------------- report
+def _model_of(recipe: dict, config: dict) -> dict:
+    """The model that was trained: the run's own record (a pretrained start overrides the recipe's
+    sizes), else the recipe's model section."""
+    record = config.get("model") or {}
+    if isinstance(record.get("config"), dict):
+        return {"kind": record.get("kind"), **{k: v for k, v in record["config"].items()
+                                               if not k.endswith("_id") and k != "vocab_size"}}
+    return recipe.get("model", {})
+
+
 def run_section(run: Path, docs: Path, hardware_note: str = HARDWARE_NOTE
                 ) -> tuple[list[str], list[str]]:
     """(summary rows, section lines) for one run directory."""
@@ -139,7 +149,7 @@ def run_section(run: Path, docs: Path, hardware_note: str = HARDWARE_NOTE
     lines += [f"`{command_of(recipe)}`", "",
               *([f"- note: {recipe['notes']}"] if recipe.get("notes") else []),
               f"- recipe: `{name}` ({recipe.get('size', '?')}); {recipe.get('description', '')}",
-              f"- model: `{json.dumps(recipe.get('model', {}))}`" + (f", {params:,} parameters" if params else ""),
+              f"- model: `{json.dumps(_model_of(recipe, config))}`" + (f", {params:,} parameters" if params else ""),
               f"- trained {steps} steps in {elapsed / 60:.1f} min ({rate:,.0f} items/s mean) on "
               f"{hw.get('device', '?')} {hw.get('precision', '')}, {hw.get('threads', '?')} thread(s), "
               f"torch {hw.get('torch', '?')}; {hardware_note}", ""]
