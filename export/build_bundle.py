@@ -115,8 +115,9 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
     ops; the same logits however the input is chunked or batched, and on every onnxruntime) or
     "dynamic" (the earlier onnxruntime dynamic quantisation), see ``quantize.SCHEMES``.
     ``int8_target`` (rowwise): "portable" (default: LSTM activations by table lookup, bit-exact on every
-    runtime) or "native" (onnxruntime's Tanh / Sigmoid: ~15-25 % faster one-token step on x86, but
-    WebAssembly / ARM drift from x86 by up to ~0.1 in the logits over a long text), see ``quantize.TARGETS``.
+    runtime) or "native" (onnxruntime's Tanh / Sigmoid: no faster since the lookups became GatherElements,
+    0.93-1.0x on x86 in bench/step_speed.py, and WebAssembly / ARM drift from x86 by up to ~0.1 in the
+    logits over a long text), see ``quantize.TARGETS``.
     ``int8_head``: "int8" (default) quantises the layer producing ``logits`` too; "fp32" keeps it fp32
     (four times its bytes: on suggest-en the one-token step is ~1.9x slower).
     ``ort_format``: also write each graph in onnxruntime's ORT format (``<job>[.int8].ort``, listed in

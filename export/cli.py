@@ -48,8 +48,9 @@ def register(subparsers) -> None:
                         "scale per call: results depend on the chunking; kept to compare with)")
     p.add_argument("--target", choices=("portable", "native"), default="portable",
                    help="with --int8 (rowwise): portable (default: LSTM gates by table lookup, bit-exact on every "
-                        "onnxruntime) or native (onnxruntime's Tanh/Sigmoid: a ~15-25%% faster one-token step on x86, "
-                        "but WebAssembly/ARM drift from x86 by up to ~0.1 in the logits over a long text)")
+                        "onnxruntime) or native (onnxruntime's Tanh/Sigmoid: since the table lookups became GatherElements "
+                        "no faster on x86 (0.93-1.0x, bench/step_speed.py), and WebAssembly/ARM drift from x86 by "
+                        "up to ~0.1 in the logits over a long text)")
     p.add_argument("--ort", action="store_true",
                    help="also write every graph in onnxruntime's ORT format (<job>[.int8].ort, listed and hashed in "
                         "the manifest's ort_graphs) for onnxruntime-android / onnxruntime-objc")
