@@ -6,6 +6,8 @@ import argparse
 import sys
 import time
 
+from rnnkit.core.data import CORPORA
+
 ORDER = {"train": 0, "valid": 1, "test": 2}
 
 
@@ -117,9 +119,7 @@ def register(subparsers) -> None:
     f = sub.add_parser("fetch", help="download (sha256-checked) and extract the corpora",
                        description="Idempotent: finished corpora are skipped unless --force.")
     f.add_argument("--only", action="append", metavar="NAME",
-                   help="corpus name(s), repeatable or comma-separated: shakespeare, ptb, mr, "
-                        "bible_en_de, conll2003, suggest_en, everyday_en, everyday_en_de, "
-                        "timeseries")
+                   help="corpus name(s), repeatable or comma-separated: " + ", ".join(CORPORA))
     f.add_argument("--force", action="store_true", help="rebuild even if already complete")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=run_fetch)
