@@ -154,9 +154,10 @@ class TypingSession:
         self.user = user  # adaptation to the user's own words (edge/adapt.py); None: off
         # The neural cache (edge/neural_cache.py): keys are the top layer's h, which a recurrent
         # step graph returns as state; a graph without "h0" (a Transformer's KV cache) has none.
-        self._h = runner.state_in.index("h0") if "h0" in runner.state_in else None
+        state_in = list(getattr(runner, "state_in", ()))  # a duck-typed step (tests' torch runner) may not say
+        self._h = state_in.index("h0") if "h0" in state_in else None
         if neural is not None and self._h is None:
-            raise EdgeError(f"the neural cache needs a recurrent step graph (state h0); this one has {runner.state_in}")
+            raise EdgeError(f"the neural cache needs a recurrent step graph (state h0); this one has {state_in}")
         self.neural = neural  # learns each word once, at its absolute end (reset: a new text)
         self.reset()
 
