@@ -262,7 +262,7 @@ def cmd_latency(a) -> None:
         model, run = bench_model(name)
         row = {"params": sum(p.numel() for p in model.parameters()), "trained": run is not None, "contexts": {}}
         if a.bundles_only:  # keep the timed contexts, add the trained run's bundle
-            row = {**res[name], "trained": run is not None}
+            row = {**res[name], "bundle_of_trained_run": run is not None}
         with tempfile.TemporaryDirectory() as tmp:
             for n in CONTEXTS if not a.bundles_only else ():
                 m = model

@@ -42,7 +42,8 @@ def plots(res: dict) -> list[str]:
         fig, ax = plt.subplots(figsize=(6.4, 4))
         for key, r in sorted(train.items()):
             steps, loss = zip(*r["train_curve"])
-            ax.plot([s * r["cpu_s_per_step"] / 60 for s in steps], loss, label=f"{r['model']} (val {r['val_loss']:.3f})")
+            ax.plot([s * r["cpu_s_per_step"] / 60 for s in steps], loss,
+                    label=f"{r['model']}, {r['minutes']:g} min (val {r['val_loss']:.3f})")
         ax.set(xlabel="training CPU minutes (one thread)", ylabel="train loss (nats/char)", ylim=(1.2, 3.0),
                title="char-shakespeare at equal CPU time, ~0.8 M parameters")
         ax.legend()
@@ -53,7 +54,7 @@ def plots(res: dict) -> list[str]:
     if lat:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
         for name, r in lat.items():
-            ctx = [int(c) for c in r["contexts"]]
+            ctx = sorted(int(c) for c in r["contexts"])
             axes[0].plot(ctx, [r["contexts"][str(c)]["cpu_p50_ms"] for c in ctx], marker="o", label=name)
             axes[1].plot(ctx, [r["contexts"][str(c)]["state_bytes"] for c in ctx], marker="o", label=name)
         axes[0].set(xscale="log", yscale="log", xlabel="tokens of context", ylabel="ms per token (CPU, median)",
@@ -112,7 +113,8 @@ def report(res: dict) -> None:
         out += ["**Per-token cost on the device path** (exported step graph, onnxruntime fp32, one thread; median "
                 "CPU ms of a one-token step after reading that many tokens; a Transformer keeping n tokens of "
                 "context has an n-slot KV cache; floor = state bytes / this core's streaming rate, the time to "
-                "read the state once from memory):", "",
+                "read the state once from memory; steps timed on the same architectures with random weights, which a "
+                "step's cost does not depend on; bundles exported from the 5-minute runs):", "",
                 "| model | " + " | ".join(f"{c} tokens" for c in ctx) + " | state at 4,096 | floor at 4,096 | "
                 "bundle fp32 / int8 | int8 step |", "|---|" + "---|" * (len(ctx) + 4)]
         for name, r in lat.items():
