@@ -35,6 +35,7 @@ TABS: dict[str, tuple[str, str, str, str]] = {
 }
 # Friendly names of the shipped bundles (others are shown by their folder name).
 LABELS = {"char-shakespeare": "Shakespeare (characters)", "suggest-en": "English (subwords)",
+          "char-shakespeare-gpt": "Shakespeare (characters, Transformer)",
           "sentiment-mr": "Movie reviews (sentiment-mr)", "translate-en-de": "English → German (translate-en-de)",
           "ner-conll": "CoNLL-2003 English (ner-conll)", "timeseries": "Airline + CO₂ (timeseries)"}
 LEGACY = {"shakespeare": ("generate", "char-shakespeare"), "english": ("generate", "suggest-en")}

@@ -239,6 +239,16 @@ def forecast_tab(shelf: Shelf) -> None:
                  concurrency_limit=A.LIMITS["forecast"], concurrency_id="forecast")
 
 
+def _compare_pair(labels: list[str]) -> tuple[str | None, str | None]:
+    """The shipped LSTM and Transformer on the same text when both are there, else the first and last."""
+    from .shelf import LABELS
+
+    lstm, gpt = LABELS["char-shakespeare"], LABELS["char-shakespeare-gpt"]
+    if lstm in labels and gpt in labels:
+        return lstm, gpt
+    return (labels[0], labels[-1]) if labels else (None, None)
+
+
 def compare_tab(shelf: Shelf) -> None:
     """The same prompt through a recurrent and a Transformer bundle, per-token latency as the context grows."""
     import gradio as gr
@@ -249,8 +259,9 @@ def compare_tab(shelf: Shelf) -> None:
         gr.Markdown("The same prompt through two language models (e.g. an LSTM and a Transformer bundle), "
                     "and the time of each one-token step as the context grows.", elem_classes="model-status")
         with gr.Row():
-            model_a = gr.Dropdown(labels, value=labels[0] if labels else None, label="Model A", elem_id="cmp-a")
-            model_b = gr.Dropdown(labels, value=labels[-1] if labels else None, label="Model B", elem_id="cmp-b")
+            a, b = _compare_pair(labels)
+            model_a = gr.Dropdown(labels, value=a, label="Model A", elem_id="cmp-a")
+            model_b = gr.Dropdown(labels, value=b, label="Model B", elem_id="cmp-b")
         with gr.Row():
             prompt = gr.Textbox(A.default_prompt(shelf, tab.default), label="Prompt", lines=2,
                                 max_length=MAX_PROMPT_CHARS, elem_id="cmp-prompt", scale=3)
