@@ -25,6 +25,12 @@ NOTES = [
     "- The Transformer's step graph copies its KV cache (concatenate, slice, head transposes): the measured cost "
     "at 4,096 positions is several times the floor of reading the cache once. The floor column bounds what any "
     "implementation of a 4,096-token cache of this width and depth can reach on this core.",
+    "- Budgets: every model at 5 CPU-minutes (the issue's 10 did not fit this session on the shared machine), "
+    "the two best settings (GRU and Transformer at nanoGPT's 12 x 64 batches) also at 10; the answer uses the "
+    "longest budget. The batch setting mattered more than the family: at 32 x 128 the Transformer took 364 "
+    "steps in 5 minutes, at 12 x 64 2,888.",
+    "- The rnnkit Transformer uses rotary positions (nanoGPT: learned), which is the likeliest reason it lands "
+    "0.07 nats/char below nanoGPT rather than within 0.03 in the peer check.",
     "- Not done here: the 30- and 90-minute budgets, the everyday_en comparison, and `eval-suggest` per family "
     "(char-level models; the typing session needs a SentencePiece bundle).",
 ]
