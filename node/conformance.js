@@ -15,28 +15,7 @@
 const fs = require('fs');
 const path = require('path');
 
-const TYPED = {
-  float32: Float32Array, int64: BigInt64Array, int32: Int32Array, uint8: Uint8Array, int8: Int8Array, bool: Uint8Array,
-};
-
-function readTensor(ort, spec, base) {
-  const buf = fs.readFileSync(path.resolve(base, spec.file));
-  const T = TYPED[spec.dtype];
-  const data = new T(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-  return new ort.Tensor(spec.dtype, data, spec.shape);
-}
-
-// x[:, t:t+1, ...] of a tensor whose axis 1 is time
-function sliceTime(ort, x, t) {
-  const [b, T, ...rest] = x.dims;
-  const inner = rest.reduce((a, v) => a * v, 1);
-  const T2 = x.data.constructor;
-  const out = new T2(b * inner);
-  for (let i = 0; i < b; i++) {
-    out.set(x.data.subarray((i * T + t) * inner, (i * T + t + 1) * inner), i * inner);
-  }
-  return new ort.Tensor(x.type, out, [b, 1, ...rest]);
-}
+const { readTensor, sliceTime, sessionOptions } = require('./spec_io');
 
 // concatenate tensors [b, 1, ...] along axis 1
 function concatTime(ort, parts) {
@@ -57,10 +36,7 @@ function writeTensor(dir, name, t) {
 }
 
 async function session(ort, runtime, graph) {
-  const opts = runtime === 'onnxruntime-node'
-    ? { intraOpNumThreads: 1, interOpNumThreads: 1, executionProviders: ['cpu'] }
-    : { executionProviders: ['wasm'] };
-  return ort.InferenceSession.create(fs.readFileSync(graph), opts);
+  return ort.InferenceSession.create(fs.readFileSync(graph), sessionOptions(runtime));
 }
 
 async function runCase(ort, runtime, c, base, dir) {

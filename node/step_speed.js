@@ -14,24 +14,7 @@
 const fs = require('fs');
 const path = require('path');
 
-const TYPED = {
-  float32: Float32Array, int64: BigInt64Array, int32: Int32Array, uint8: Uint8Array, int8: Int8Array, bool: Uint8Array,
-};
-
-function readTensor(ort, spec, base) {
-  const buf = fs.readFileSync(path.resolve(base, spec.file));
-  const T = TYPED[spec.dtype];
-  const data = new T(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-  return new ort.Tensor(spec.dtype, data, spec.shape);
-}
-
-function sliceTime(ort, x, t) {
-  const [b, T, ...rest] = x.dims;
-  const inner = rest.reduce((a, v) => a * v, 1);
-  const out = new x.data.constructor(b * inner);
-  for (let i = 0; i < b; i++) out.set(x.data.subarray((i * T + t) * inner, (i * T + t + 1) * inner), i * inner);
-  return new ort.Tensor(x.type, out, [b, 1, ...rest]);
-}
+const { readTensor, sliceTime, sessionOptions } = require('./spec_io');
 
 function quantile(xs, q) {
   const s = [...xs].sort((a, b) => a - b);
@@ -50,9 +33,7 @@ async function main() {
   if (runtime === 'onnxruntime-web') ort.env.wasm.numThreads = 1;
   const spec = JSON.parse(fs.readFileSync(specFile, 'utf8'));
   const base = path.dirname(path.resolve(specFile));
-  const opts = runtime === 'onnxruntime-node'
-    ? { intraOpNumThreads: 1, interOpNumThreads: 1, executionProviders: ['cpu'] }
-    : { executionProviders: ['wasm'] };
+  const opts = sessionOptions(runtime);
   const runs = [];
   for (const c of spec.cases) {
     const sess = await ort.InferenceSession.create(fs.readFileSync(path.resolve(base, c.graph)), opts);
