@@ -258,7 +258,6 @@ def card(name: str, run_dir: Path, commands: list[str]) -> str:
                       f"({text['ppl_change']:+.2%})."]
     task = int8.get("task")
     if task:
-        key = next(iter(task["fp32"]))
         lines += ["", "Recipe metrics of the graphs: " + ", ".join(
             f"{k} torch {task['torch'][k]:.4g} / fp32 {task['fp32'][k]:.4g} / int8 {task['int8'][k]:.4g}"
             for k in task["fp32"] if k.startswith("val_"))]

@@ -167,6 +167,7 @@ class TypingSession:
         self._ids = itertools.count()
         self._neural_upto = -1   # a new text: the neural cache learns its words as they are typed
         self._root = None        # set by _prepare: the node the words are searched from
+        self._neural_memo: tuple = (None, {})  # ((root id, cache size), P_neural) of the last query
         self._ctx = ""           # the context string the nodes describe
         self._win = 0            # where the context window starts in the full text
         self._word_end: list[int] = []   # per word: index in _ctx of the whitespace that confirms it
@@ -440,7 +441,7 @@ class TypingSession:
         and add each cache's own likeliest words for this prefix (scored by the model too),
         re-ranked: P = (1 - l_n) * ((1 - l_u) * P_model + l_u * P_user) + l_n * P_neural."""
         user = self.user if self.user is not None and self.user.total > 0 else None
-        neural = self.neural.probs(self._top_h(self._root.state)) if self.neural is not None else {}
+        neural = self._neural_probs()
         if user is None and not neural:
             return hits
         prefix = typed.decode("utf-8", "replace")
@@ -456,6 +457,16 @@ class TypingSession:
             mixed.append(WordHit(h.text, self.neural.mix(lp, neural.get(h.text, 0.0)) if neural else lp, h.ids))
         mixed.sort(key=lambda h: (-h.logp, h.text))
         return mixed
+
+    def _neural_probs(self) -> dict[str, float]:
+        """P_neural(word) at the current root, computed once per root and cache content (a
+        keystroke may search twice, and the root changes only when a word is committed)."""
+        if self.neural is None:
+            return {}
+        key = (self._root.id, self.neural.cache.count)
+        if self._neural_memo[0] != key:
+            self._neural_memo = (key, self.neural.probs(self._top_h(self._root.state)))
+        return self._neural_memo[1]
 
     def _word_logps(self, rows, words: list[str]) -> list[tuple[float, tuple[int, ...]]]:
         """The model's log P(word, then a word boundary) for each word: its pieces read one
