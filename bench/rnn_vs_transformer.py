@@ -3,6 +3,8 @@
     python bench/rnn_vs_transformer.py train [--minutes 10] [--only lstm,transformer]   # (a) quality, (b) tokens/s
     python bench/rnn_vs_transformer.py latency                                          # (c) step cost, state, bundle
     python bench/rnn_vs_transformer.py peer --nanogpt DIR --run RUN_DIR                 # nanoGPT's CPU config
+    python bench/rnn_vs_transformer.py train --minutes 10 --only everyday-lstm,everyday-gru,everyday-mingru,everyday-transformer
+    python bench/rnn_vs_transformer.py suggest                                          # (d) eval-suggest, best of each family
     python bench/rnn_vs_transformer.py report                                           # plots + RESULTS.md section
 
 (a) Each model trains on char-shakespeare for the same CPU budget, one thread, fp32: its CPU cost per
@@ -32,6 +34,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 import resource  # noqa: E402
 import shlex  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -64,8 +67,26 @@ MODELS: dict[str, tuple[str, dict]] = {
 MODELS["gru-b12"] = (MODELS["gru"][0], {**MODELS["gru"][1], "data.batch_size": 12, "data.bptt": 64})
 MODELS["transformer-b12"] = (MODELS["transformer"][0], {**MODELS["transformer"][1], "data.batch_size": 12,
                                                         "data.bptt": 64, "model.window": 128})
+# The same comparison on everyday English (``--corpus everyday``): suggest-en's task, SentencePiece
+# 8k pieces, next-word figures; one recurrent layer (two for minGRU, whose cell is weaker per layer),
+# a 128-wide embedding tied to the output, the Transformer at the char run's size, a 128-piece window.
+EV_COMMON = {**TRAIN_COMMON, "data.bptt": 64, "data.sample_length": 40}
+EV_RNN = {**EV_COMMON, "model.embed_size": 128, "model.dropout": 0.0, "model.tie_weights": True,
+          "train.lr": 0.002, "train.weight_decay": 0.01}
+EVERYDAY: dict[str, tuple[str, dict]] = {
+    "everyday-lstm": ("suggest-en", {**EV_RNN, "model.cell": "lstm", "model.num_layers": 1}),
+    "everyday-gru": ("suggest-en", {**EV_RNN, "model.cell": "gru", "model.num_layers": 1}),
+    "everyday-mingru": ("suggest-en", {**EV_RNN, "model.cell": "mingru", "model.num_layers": 2}),
+    "everyday-transformer": ("suggest-en-gpt", {**EV_COMMON, "model.num_layers": 4, "model.num_heads": 4,
+                                                "model.hidden_size": 128, "model.window": 128, "model.dropout": 0.0,
+                                                "train.lr": 0.001, "train.weight_decay": 0.1}),
+}
+MODELS.update(EVERYDAY)
 LATENCY_MODELS = ("lstm", "gru", "mingru", "minlstm", "transformer")
-VOCAB = 80  # about Shakespeare's characters + specials; only used to match parameter counts
+# Vocabulary sizes, only used to match parameter counts: about Shakespeare's characters + specials;
+# suggest-en's SentencePiece pieces.
+VOCAB = 80
+VOCAB_OF = {"suggest-en": 8000, "suggest-en-gpt": 8000}
 
 
 def load_results() -> dict:
@@ -90,18 +111,28 @@ def count_params(recipe: str, overrides: dict) -> int:
 
     r = resolve_recipe(recipe, "full", {k: v for k, v in overrides.items() if k.startswith("model.")})
     kind = r["model"]["kind"]
+    vocab = VOCAB_OF.get(recipe, VOCAB)
     with torch.device("meta"):
-        model = build_model(kind, {**{k: v for k, v in r["model"].items() if k != "kind"}, "vocab_size": VOCAB})
+        model = build_model(kind, {**{k: v for k, v in r["model"].items() if k != "kind"}, "vocab_size": vocab})
     return sum(p.numel() for p in model.parameters())
 
 
+def family(name: str) -> tuple[str, str]:
+    """(corpus prefix, model) of a model name: "everyday-gru" -> ("everyday-", "gru")."""
+    return ("everyday-", name[len("everyday-"):]) if name.startswith("everyday-") else ("", name)
+
+
 def match_params() -> dict[str, dict]:
-    """Each RNN's hidden size (a multiple of 8) whose parameter count is closest to the Transformer's."""
-    target = count_params(*MODELS["transformer"])
-    out = {"transformer": {"params": target}}
+    """Each RNN's hidden size (a multiple of 8) whose parameter count is closest to the Transformer's
+    on the same corpus."""
+    out = {}
+    for prefix in ("", "everyday-"):
+        out[prefix + "transformer"] = {"params": count_params(*MODELS[prefix + "transformer"])}
     for name, (recipe, ov) in MODELS.items():
-        if name == "transformer":
+        prefix, model = family(name)
+        if model.startswith("transformer"):  # the Transformers set the target; -b12 is the same model
             continue
+        target = out[prefix + "transformer"]["params"]
         best = min(range(64, 1025, 8), key=lambda h: abs(count_params(recipe, {**ov, "model.hidden_size": h}) - target))
         ov["model.hidden_size"] = best
         out[name] = {"hidden_size": best, "params": count_params(recipe, ov)}
@@ -121,7 +152,17 @@ def step_cost(recipe: str, overrides: dict, first: int = 10, last: int = 40) -> 
     torch.set_num_threads(1)
     r = resolve_recipe(recipe, "full", {**overrides, "data.max_eval_lines": 50})
     with tempfile.TemporaryDirectory() as tmp:
+        # A SentencePiece on everyday_en takes a minute: train it once per corpus and tokenizer.
+        tok = r["tokenizer"]
+        tok_dir = RUNS / f"tokenizer-{r['data']['corpus']}-{tok['kind']}-{tok.get('vocab_size', 0)}"
+        for f in tok_dir.glob("*") if tok_dir.is_dir() else ():
+            shutil.copy(f, tmp)
         model, task, _ = build(r, tmp)
+        if not tok_dir.is_dir():
+            tok_dir.mkdir(parents=True)
+            for f in Path(tmp).glob("*"):
+                if f.is_file() and f.name != "recipe.json":
+                    shutil.copy(f, tok_dir)
     model.train()
     opt = build_optimizer(model, "adamw", 1e-3, r["train"]["weight_decay"])
     carry, t0 = None, 0.0
@@ -150,7 +191,7 @@ def train_one(name: str, minutes: float) -> dict:
     steps = max(200, int(minutes * 60 / cost))
     sets = {**ov, "train.max_steps": steps, "train.eval_every": steps}
     run = RUNS / f"{name}-{minutes:g}min"
-    args = ["train", "--recipe", recipe, "--run-dir", str(run), "--threads", "1", "--quiet"]
+    args = ["train", "--recipe", recipe, "--run-dir", str(run.relative_to(ROOT)), "--threads", "1", "--quiet"]
     for k, v in sets.items():
         args += ["--set", f"{k}={json.dumps(v) if isinstance(v, bool) else v}"]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -295,6 +336,53 @@ def bundle_sizes(run: Path, out: Path) -> dict:
     return {"bytes": sizes, "command": "rnnkit " + shlex.join(shown)}
 
 
+# --------------------------------------------------------------------------- (d) eval-suggest
+def best_of_families(minutes: float | None = None) -> dict[str, dict]:
+    """The everyday runs' best recurrent model and the Transformer, at the longest (or given) budget."""
+    runs = [r for r in load_results().get("train", {}).values() if r["model"].startswith("everyday-")]
+    if minutes is None and runs:
+        minutes = max(r["minutes"] for r in runs)
+    runs = [r for r in runs if r["minutes"] == minutes]
+    out = {}
+    for fam, members in (("recurrent", [r for r in runs if family(r["model"])[1] != "transformer"]),
+                         ("transformer", [r for r in runs if family(r["model"])[1] == "transformer"])):
+        if members:
+            out[fam] = min(members, key=lambda r: r["val_loss"])
+    return out
+
+
+def cmd_suggest(a) -> None:
+    """The typing session itself on everyday_en's test split (the command RESULTS.md uses for
+    suggest-en), for the best model of each family: int8 bundle, verified, then eval-suggest."""
+    from rnnkit.core.data import corpus_dir
+
+    corpus = corpus_dir("everyday_en")
+    res = load_results().get("suggest", {})
+    for fam, run in best_of_families(a.minutes).items():
+        bundle = RUNS / "bundles" / Path(run["run_dir"]).name
+        sizes = bundle_sizes(ROOT / run["run_dir"], bundle)
+        out = OUT / f"rnn_vs_transformer-suggest-{run['model']}.json"
+        args = ["eval-suggest", str(bundle), "--text", str(corpus / "test.txt"), "--spread", "--max-chars",
+                str(a.max_chars), "--train-text", str(corpus / "train.txt"), "--prefetch", "0",
+                "--phrase-every", "4", "--out", str(out)]
+        print(f"== {fam}: {run['model']} ({run['run_dir']})", flush=True)
+        subprocess.run(rnnkit_cmd(args), check=True, cwd=ROOT)
+        rep = json.loads(out.read_text())
+        keep = ("next_word_top1", "next_word_top3", "completion_2_top3", "keystroke_savings", "cpu_ms_p50",
+                "cpu_ms_p99", "latency_ms_p99")
+        res[run["model"]] = {"family": fam, "run_dir": run["run_dir"], "minutes": run["minutes"],
+                             "val_loss": run["val_loss"], "params": run["params"],
+                             **{k: rep["lstm"][k] for k in keep},
+                             "kneser_ney": {k: rep["kneser_ney"][k] for k in keep[:4]},
+                             "int8_bytes": sizes["bytes"].get("step.int8.onnx"),
+                             "command": "rnnkit " + shlex.join(
+                                 ["eval-suggest", "BUNDLE", *[x.replace(str(corpus), "~/.cache/rnnkit/corpora/everyday_en")
+                                                              for x in args[2:-2]]]),
+                             "export_command": sizes["command"]}
+        save_results("suggest", res)
+        print(json.dumps(res[run["model"]]), flush=True)
+
+
 # --------------------------------------------------------------------------- peer (nanoGPT)
 def block_loss(logits_fn, ids, block: int = 64, batch: int = 256) -> float:
     """nanoGPT's estimator over the whole split: every non-overlapping ``block``-token window from a
@@ -369,6 +457,9 @@ def main(argv=None) -> None:
     pe.add_argument("--rnnkit-cpu-s", type=float, default=math.nan)
     pe.add_argument("--nanogpt-command", default="")
     pe.add_argument("--rnnkit-command", default="")
+    su = sub.add_parser("suggest", help="eval-suggest the best everyday model of each family")
+    su.add_argument("--minutes", type=float, default=None, help="the runs of this budget (default: the longest)")
+    su.add_argument("--max-chars", type=int, default=8000)
     sub.add_parser("report")
     a = p.parse_args(argv)
     if a.cmd == "report":
@@ -376,7 +467,7 @@ def main(argv=None) -> None:
 
         report(load_results())
         return
-    {"train": cmd_train, "latency": cmd_latency, "peer": cmd_peer}[a.cmd](a)
+    {"train": cmd_train, "latency": cmd_latency, "peer": cmd_peer, "suggest": cmd_suggest}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ docs/RESULTS.md (between its markers), from docs/results/rnn_vs_transformer.json
 
 from __future__ import annotations
 
+import math
+
 from rnn_vs_transformer import CONTEXTS, LATENCY_MODELS, OUT, ROOT
 
 BEGIN, END = "<!-- rnn-vs-transformer:begin -->", "<!-- rnn-vs-transformer:end -->"
@@ -74,6 +76,55 @@ def plots(res: dict) -> list[str]:
     return files
 
 
+def everyday(res: dict) -> list[str]:
+    """The everyday_en comparison: quality at equal CPU time, then the typing session's figures
+    for the best model of each family."""
+    runs = sorted((r for r in res.get("train", {}).values() if r["model"].startswith("everyday-")),
+                  key=lambda r: (r["minutes"], r["val_loss"]))
+    if not runs:
+        return []
+    out = ["### The same question on everyday English (suggest-en's task)", "",
+           "Each model trains on `everyday_en` with suggest-en's SentencePiece 8k tokenizer for the same CPU budget "
+           "(one thread, fp32, cosine schedule, batch 32 x 64 pieces), parameter counts matched to the "
+           "Transformer's (4 layers x 128, window 128 pieces) by hidden size; recurrent models tie a 128-wide "
+           "embedding to the output. Loss in nats per piece, the LM task's own (state carried).", "",
+           "| model | CPU min | params | steps | train tokens | tokens / CPU-s | val nats/piece | val ppl | "
+           "test nats/piece |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        out.append(f"| {r['model'][len('everyday-'):]} | {r['minutes']:g} | {r['params']:,} | {r['steps']:,} | "
+                   f"{r['tokens']:,} | {r['tokens_per_cpu_s']:,.0f} | {r['val_loss']:.3f} | "
+                   f"{math.exp(r['val_loss']):.1f} | {r['test_loss']:.3f} |")
+    out += ["", "Commands: " + "; ".join(f"`{r['command'].replace(str(ROOT) + '/', '')}`" for r in runs) + ".", ""]
+    top = max(r["minutes"] for r in runs)
+    at = [r for r in runs if r["minutes"] == top]
+    tf = [r for r in at if r["model"] == "everyday-transformer"]
+    rnn = [r for r in at if r["model"] != "everyday-transformer"]
+    if tf and rnn:
+        b_rnn, b_tf = min(rnn, key=lambda r: r["val_loss"]), tf[0]
+        gap = (b_rnn["val_loss"] - b_tf["val_loss"]) / b_tf["val_loss"]
+        out += [f"At {top:g} CPU-minutes the best recurrent model ({b_rnn['model'][len('everyday-'):]}) has val "
+                f"{b_rnn['val_loss']:.3f} nats/piece against the Transformer's {b_tf['val_loss']:.3f} ({gap:+.1%}; "
+                f"goal: within 3 %: {'met' if gap <= 0.03 else 'missed'}).", ""]
+    sug = res.get("suggest", {})
+    if sug:
+        keys = [("next_word_top1", "next-word top-1"), ("next_word_top3", "next-word top-3"),
+                ("completion_2_top3", "completion top-3 after 2 letters"), ("keystroke_savings", "keystroke savings")]
+        out += ["**In the typing session** (`rnnkit eval-suggest` on the int8 bundle of the best model of each "
+                "family, everyday_en test split, the same text and command as suggest-en's figures; KN-3: the "
+                "Kneser-Ney trigram on everyday_en train):", "",
+                "| model | val nats/piece | " + " | ".join(n for _, n in keys) + " | keystroke CPU p50 / p99 | "
+                "int8 step graph |", "|---|---|" + "---|" * (len(keys) + 2)]
+        for name, r in sorted(sug.items(), key=lambda kv: kv[1]["family"]):
+            out.append(f"| {name[len('everyday-'):]} ({r['minutes']:g} min) | {r['val_loss']:.3f} | "
+                       + " | ".join(f"{r[k]:.1%}" for k, _ in keys)
+                       + f" | {r['cpu_ms_p50']:.2f} / {r['cpu_ms_p99']:.2f} ms | {r['int8_bytes'] / 1e6:.2f} MB |")
+        kn = next(iter(sug.values()))["kneser_ney"]
+        out.append("| KN-3 | | " + " | ".join(f"{kn[k]:.1%}" for k, _ in keys) + " | | |")
+        out += ["", "Commands: " + "; ".join(f"`{r['export_command']}` then `{r['command']}`" for r in sug.values())
+                + ".", ""]
+    return out
+
+
 def report(res: dict) -> None:
     """Plots, and the RNN vs Transformer section of docs/RESULTS.md (between its markers)."""
     files = plots(res)
@@ -92,7 +143,7 @@ def report(res: dict) -> None:
                 f"| rnnkit Transformer | {r['val_loss_blocks64']:.3f} | (stream, window 64: {r['val_loss_stream']:.3f}) | "
                 f"{r['params']:,} | {r['cpu_s']:.0f} |", "",
                 f"Difference {peer['difference']:+.3f} nats/char. Commands: `{n['command']}`; `{r['command']}`.", ""]
-    train = res.get("train", {})
+    train = {k: r for k, r in res.get("train", {}).items() if not r["model"].startswith("everyday-")}
     best_rnn = best_tf = None
     if train:
         rows = sorted(train.values(), key=lambda r: (r["minutes"], r["val_loss"]))
@@ -111,7 +162,7 @@ def report(res: dict) -> None:
         rnn = [r for r in at if not r["model"].startswith("transformer")]
         if tf and rnn:
             best_tf, best_rnn = min(tf, key=lambda r: r["val_loss"]), min(rnn, key=lambda r: r["val_loss"])
-        out += ["", "Commands: " + "; ".join(f"`{r['command']}`" for r in rows) + ".", ""]
+        out += ["", "Commands: " + "; ".join(f"`{r['command'].replace(str(ROOT) + '/', '')}`" for r in rows) + ".", ""]
     lat = {k: res["latency"][k] for k in LATENCY_MODELS if k in res.get("latency", {})}
     if lat:
         rate = res["latency"]["stream_bytes_per_s"]
@@ -145,6 +196,7 @@ def report(res: dict) -> None:
                 f"of context: {ratio:.0f}x below the Transformer's (goal >= 5x: {'met' if ratio >= 5 else 'missed'}), and "
                 f"{floor / lat[arch(best_rnn['model'])]['contexts']['4096']['cpu_p50_ms']:.0f}x below the floor of any "
                 "4,096-slot cache of this size (reading it once).", ""]
+    out += everyday(res)
     out += NOTES + [""] + [f"![{f}](results/{f})" for f in files] + [END]
     path = ROOT / "docs" / "RESULTS.md"
     text = path.read_text(encoding="utf-8")

@@ -87,6 +87,18 @@ def test_suggest_en_model_fits_a_phone():
     assert model.num_params() <= 8_000_000, model.num_params()
 
 
+def test_suggest_en_gpt_is_the_same_task_with_a_transformer_that_fits_a_phone():
+    from rnnkit.core.models.transformer import TransformerConfig, TransformerLM
+
+    lstm, gpt = R.resolve_recipe("suggest-en", "full"), R.resolve_recipe("suggest-en-gpt", "full")
+    assert gpt["model"]["kind"] == "transformer_lm" and gpt["tokenizer"] == lstm["tokenizer"]
+    assert gpt["data"]["corpus"] == lstm["data"]["corpus"] and gpt["data"]["carry"]
+    assert gpt["model"]["window"] >= gpt["data"]["bptt"]  # a window sees at least one whole training chunk
+    args = {k: v for k, v in gpt["model"].items() if k != "kind"}
+    model = TransformerLM(TransformerConfig(vocab_size=gpt["tokenizer"]["vocab_size"], **args))
+    assert sum(p.numel() for p in model.parameters()) <= 8_000_000
+
+
 # --------------------------------------------------------------------------- LM task
 def test_batchify_columns_are_contiguous_and_windows_shift_by_one():
     ids = torch.arange(103)

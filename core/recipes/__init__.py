@@ -40,6 +40,7 @@ RECIPES: dict[str, str] = {
     "char-shakespeare-gpt": "rnnkit.core.tasks.lm:build",
     "ptb-lm": "rnnkit.core.tasks.lm:build",
     "suggest-en": "rnnkit.core.tasks.lm:build",
+    "suggest-en-gpt": "rnnkit.core.tasks.lm:build",
     "colors": "rnnkit.core.tasks.classify:build_colors",
     "sentiment-mr": "rnnkit.core.tasks.classify:build_sentiment",
     "translate-en-de": "rnnkit.core.tasks.translate:build",
