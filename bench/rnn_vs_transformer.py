@@ -32,15 +32,15 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import resource  # noqa: E402
 import shlex  # noqa: E402
-import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+from cpu_budget import rnnkit_cmd, step_cost, train_steps  # noqa: E402  (bench/cpu_budget.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "results"
@@ -139,78 +139,13 @@ def match_params() -> dict[str, dict]:
     return out
 
 
-def step_cost(recipe: str, overrides: dict, first: int = 10, last: int = 40) -> float:
-    """CPU seconds per training step (forward, backward, clip, AdamW) of the real task and model."""
-    import tempfile
-
-    import torch
-
-    from rnnkit.core.recipes import build, resolve_recipe
-    from rnnkit.core.train.schedules import build_optimizer
-    from rnnkit.core.train.types import detach_state
-
-    torch.set_num_threads(1)
-    r = resolve_recipe(recipe, "full", {**overrides, "data.max_eval_lines": 50})
-    with tempfile.TemporaryDirectory() as tmp:
-        # A SentencePiece on everyday_en takes a minute: train it once per corpus and tokenizer.
-        tok = r["tokenizer"]
-        tok_dir = RUNS / f"tokenizer-{r['data']['corpus']}-{tok['kind']}-{tok.get('vocab_size', 0)}"
-        for f in tok_dir.glob("*") if tok_dir.is_dir() else ():
-            shutil.copy(f, tmp)
-        model, task, _ = build(r, tmp)
-        if not tok_dir.is_dir():
-            tok_dir.mkdir(parents=True)
-            for f in Path(tmp).glob("*"):
-                if f.is_file() and f.name != "recipe.json":
-                    shutil.copy(f, tok_dir)
-    model.train()
-    opt = build_optimizer(model, "adamw", 1e-3, r["train"]["weight_decay"])
-    carry, t0 = None, 0.0
-    for i, batch in enumerate(task.train_batches(0)):
-        if i == first:
-            t0 = time.process_time()
-        if i == last:
-            break
-        loss, _, carry = task.loss(model, batch, carry)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        carry = detach_state(carry)
-    return (time.process_time() - t0) / (last - first)
-
-
-def rnnkit_cmd(args: list[str]) -> list[str]:
-    return [sys.executable, "-c", "import sys; from rnnkit.cli import main; sys.argv[0] = 'rnnkit'; sys.exit(main())",
-            *args]
-
-
 def train_one(name: str, minutes: float) -> dict:
     recipe, ov = MODELS[name]
     cost = step_cost(recipe, ov)
     steps = max(200, int(minutes * 60 / cost))
-    sets = {**ov, "train.max_steps": steps, "train.eval_every": steps}
-    run = RUNS / f"{name}-{minutes:g}min"
-    args = ["train", "--recipe", recipe, "--run-dir", str(run.relative_to(ROOT)), "--threads", "1", "--quiet"]
-    for k, v in sets.items():
-        args += ["--set", f"{k}={json.dumps(v) if isinstance(v, bool) else v}"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    subprocess.run(rnnkit_cmd(args), check=True, cwd=ROOT)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    final = json.loads((run / "results.json").read_text())
-    recipe_rec = json.loads((run / "recipe.json").read_text())
-    tokens = steps * recipe_rec["data"]["batch_size"] * recipe_rec["data"]["bptt"]
-    tokens_per_step = recipe_rec["data"]["batch_size"] * recipe_rec["data"]["bptt"]
-    curve = [(r["step"], r["loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-             if r.get("kind") == "train"]
-    return {"recipe": recipe, "run_dir": str(run.relative_to(ROOT)), "steps": steps, "tokens": tokens,
-            "cpu_s_per_step": cost, "train_cpu_s": steps * cost,
-            "process_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
-            "wall_s": time.perf_counter() - t0, "tokens_per_cpu_s": tokens / (steps * cost),
-            "batch": f"{recipe_rec['data']['batch_size']} x {recipe_rec['data']['bptt']}", "tokens_per_step": tokens_per_step,
-            "val_loss": final["val_loss"], "test_loss": final.get("test_loss"), "params": final["params"],
-            "command": "rnnkit " + shlex.join(args), "train_curve": curve}
+    out = train_steps(recipe, ov, steps, RUNS / f"{name}-{minutes:g}min", cost)
+    out.pop("final")
+    return out
 
 
 def cmd_train(a) -> None:
