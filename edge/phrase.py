@@ -3,7 +3,8 @@
 From a starting point (the context, or the context plus the best completion of the word
 being typed) the beam extends pieces until the phrase holds ``max_words`` words. A phrase
 is finished at a word boundary (the next piece is a space, punctuation or end-of-sequence),
-and scored by its length-normalised log-probability
+never continues past the end of its sentence (".", "!", "?": what follows is another thought,
+almost never exactly what the user writes), and is scored by its length-normalised log-probability
 
     score = (log P(pieces) + log P(boundary)) / (number of pieces + 1),
 
@@ -25,6 +26,7 @@ from .pieces import SentencePieceVocab
 from .search import Rows
 
 GIVE_UP_MARGIN = 1.5  # nats per token below the threshold
+SENTENCE_END = (b".", b"!", b"?")
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,8 @@ def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, .
                 hit = PhraseHit(_text(surf), end_lp, end_lp / n_tok, words, n_tok)
                 if hit.text and (words not in best or hit.score > best[words].score):
                     best[words] = hit
-            if depth == max_pieces:
-                continue
+            if depth == max_pieces or (extended and surf.rstrip()[-1:] in SENTENCE_END):
+                continue  # a phrase ends with its sentence: what follows is another thought
             if not extended and start_ids:
                 allowed = after_word  # the completed word ends here: a space or punctuation follows
             elif words >= max_words:

@@ -165,6 +165,29 @@ def test_phrase_is_offered_only_above_its_threshold(parts):
     assert math.isclose(hit.score, hit.logp / hit.tokens)
 
 
+def test_a_phrase_ends_with_its_sentence(parts):
+    """A scripted model sure of "thank you. See you soon": the phrase stops at the full stop
+    (what follows a sentence is another thought, rarely exactly what the user writes)."""
+    from rnnkit.edge.phrase import search_phrase
+    from rnnkit.edge.search import Dist
+
+    _, vocab = parts
+    script = [p for w in ("thank", "you.", "See", "you", "soon") for p in vocab.encode_word(w)]
+
+    def rows(prefixes):
+        out = []
+        for ids in prefixes:
+            lp = np.full(len(vocab.surface), -30.0, np.float32)
+            lp[script[len(ids)] if len(ids) < len(script) else vocab.eos_id] = 0.0
+            out.append(Dist(lp))
+        return out
+
+    best = search_phrase(vocab, rows, max_words=4, min_words=2, beam=2)
+    likely = [h for h in best.values() if h.logp > -5]  # the beam also keeps junk at -30 a piece
+    assert likely and all("See" not in h.text for h in likely), best
+    assert best[2].text.startswith("thank you") and best[2].logp > -1e-3
+
+
 def test_pick_phrase_offers_the_longest_confident_one():
     from rnnkit.edge.phrase import PhraseHit, pick_phrase
 
