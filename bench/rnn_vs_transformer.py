@@ -151,10 +151,11 @@ def train_one(name: str, minutes: float) -> dict:
 def cmd_train(a) -> None:
     matched = match_params()
     print(json.dumps(matched))
-    res = load_results().get("train", {})
     for name in (a.only.split(",") if a.only else MODELS):
         print(f"== {name}: {a.minutes} CPU-minutes", flush=True)
-        res[f"{name}@{a.minutes:g}min"] = {**train_one(name, a.minutes), "minutes": a.minutes, "model": name}
+        row = {**train_one(name, a.minutes), "minutes": a.minutes, "model": name}
+        res = load_results().get("train", {})  # read again: another run of this bench may have saved since
+        res[f"{name}@{a.minutes:g}min"] = row
         save_results("train", res)
         print({k: v for k, v in res[f"{name}@{a.minutes:g}min"].items() if k != "train_curve"}, flush=True)
 
@@ -292,7 +293,6 @@ def cmd_suggest(a) -> None:
     from rnnkit.core.data import corpus_dir
 
     corpus = corpus_dir("everyday_en")
-    res = load_results().get("suggest", {})
     for fam, run in best_of_families(a.minutes).items():
         bundle = RUNS / "bundles" / Path(run["run_dir"]).name
         sizes = bundle_sizes(ROOT / run["run_dir"], bundle)
@@ -303,6 +303,7 @@ def cmd_suggest(a) -> None:
         print(f"== {fam}: {run['model']} ({run['run_dir']})", flush=True)
         subprocess.run(rnnkit_cmd(args), check=True, cwd=ROOT)
         rep = json.loads(out.read_text())
+        res = load_results().get("suggest", {})
         keep = ("next_word_top1", "next_word_top3", "completion_2_top3", "keystroke_savings", "cpu_ms_p50",
                 "cpu_ms_p99", "latency_ms_p99")
         res[run["model"]] = {"family": fam, "run_dir": run["run_dir"], "minutes": run["minutes"],
