@@ -11,7 +11,8 @@ first (bench/cpu_budget.py), then ``--fraction`` of the budget goes to steps and
 start-up, data and the final evaluations, with a cosine schedule ending at the last step. The whole
 rnnkit process's CPU seconds are reported beside the peer's, so the comparison is checked, not assumed.
 
-Writes docs/results/peer_budget-ptb-lm[-TAG].json.
+Writes docs/results/peer_budget-ptb-lm[-TAG].json; ``--report`` writes the "rnnkit at word_language_model's
+budget" section of docs/RESULTS.md from every such file.
 """
 
 from __future__ import annotations
@@ -68,10 +69,16 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", default="ptb-lm")
     p.add_argument("--run-peer", action="store_true", help="run word_language_model beside rnnkit (same time)")
-    p.add_argument("--fraction", type=float, default=0.85, help="share of the budget spent on training steps")
+    p.add_argument("--budget", type=float, default=PEER_RECORDED["cpu_s"],
+                   help="CPU seconds (default: the peer's recorded 457)")
+    p.add_argument("--fraction", type=float, default=0.9, help="share of the budget spent on training steps")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a recipe override (repeatable)")
     p.add_argument("--tag", default="", help="a name for this variant (run directory and JSON)")
+    p.add_argument("--report", action="store_true", help="only write the RESULTS.md section from the JSON files")
     a = p.parse_args(argv)
+    if a.report:
+        report()
+        return
     sets = dict(BUDGET_SETS)
     for kv in a.set:
         k, v = kv.split("=", 1)
@@ -80,7 +87,7 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         peer_proc = start_peer(Path(tmp)) if a.run_peer else None
         cost = step_cost(a.recipe, sets)
-        budget = PEER_RECORDED["cpu_s"]  # the run is sized before the peer ends: its recorded figure
+        budget = a.budget  # the run is sized before the peer ends: its recorded figure by default
         steps = int(a.fraction * budget / cost)
         print(f"{a.recipe}: {cost * 1e3:.0f} CPU-ms a step -> {steps} steps for {a.fraction:.0%} of {budget:.0f} CPU-s",
               flush=True)
@@ -100,6 +107,47 @@ def main(argv=None) -> None:
     print(json.dumps({k: v for k, v in res.items() if k != "rnnkit"}, indent=1))
     print(f"rnnkit {test_ppl:.1f} in {ours['process_cpu_s']:.0f} CPU-s vs word_language_model {peer['test_ppl']:.1f} "
           f"in {peer['cpu_s']:.0f} CPU-s: {res['below_peer']:.1%} below (goal >= 20 %); wrote {out}")
+
+
+BEGIN, END = "<!-- peer-budget:begin -->", "<!-- peer-budget:end -->"
+
+
+def report() -> None:
+    """The RESULTS.md section: every variant run, chosen on validation perplexity."""
+    from rnnkit.core.atomic import atomic_write_text
+
+    runs = [json.loads(f.read_text()) for f in sorted((ROOT / "docs" / "results").glob("peer_budget-*.json"))]
+    runs.sort(key=lambda r: r["rnnkit_val_ppl"])
+    out = [BEGIN, "## rnnkit at word_language_model's CPU budget (PTB)", "",
+           "`python bench/peer_budget.py [--run-peer] [--set KEY=VALUE ...] --tag NAME`: pytorch/examples "
+           "word_language_model (unmodified, 2x200 LSTM, SGD lr 20, two epochs, one thread) against `rnnkit train "
+           "--recipe ptb-lm` given as many steps as fit in the peer's CPU seconds (cost per step measured first, "
+           "cosine schedule ending at the last step, one thread). Variants are ranked by validation perplexity; "
+           "the test column is read only to report it.", "",
+           "| variant | overrides | steps | rnnkit process CPU-s | valid ppl | test ppl | peer test ppl (CPU-s) | "
+           "test vs peer |", "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        ov = ", ".join(f"{k}={v}" for k, v in r["overrides"].items() if k not in BUDGET_SETS)
+        out.append(f"| {Path(r['rnnkit']['run_dir']).name} | {ov or '(recipe)'} | {r['rnnkit']['steps']:,} | "
+                   f"{r['rnnkit_cpu_s']:.0f} | {r['rnnkit_val_ppl']:.1f} | {r['rnnkit_test_ppl']:.1f} | "
+                   f"{r['peer']['test_ppl']:.1f} ({r['peer']['cpu_s']:.0f}) | {-r['below_peer']:+.1%} |")
+    best = runs[0] if runs else None
+    if best:
+        ok = best["below_peer"] >= 0.2
+        out += ["", f"Chosen on validation: {Path(best['rnnkit']['run_dir']).name}, test perplexity "
+                f"{best['rnnkit_test_ppl']:.1f} against the peer's {best['peer']['test_ppl']:.1f}: "
+                f"{best['below_peer']:.1%} below (goal >= 20 % below: {'met' if ok else 'missed'}). Common settings: "
+                + ", ".join(f"{k}={v}" for k, v in BUDGET_SETS.items()) + f". Command: `{best['rnnkit']['command']}`."]
+    out.append(END)
+    path = ROOT / "docs" / "RESULTS.md"
+    text = path.read_text(encoding="utf-8")
+    new = "\n".join(out)
+    if BEGIN in text:
+        text = text[:text.index(BEGIN)] + new + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + new + "\n"
+    atomic_write_text(path, text)
+    print(f"wrote the peer-budget section of {path}")
 
 
 if __name__ == "__main__":
