@@ -32,7 +32,7 @@ from .session import TypingSession
 from .words import WORD
 
 _TARGET = re.compile(r"(?<!\S)" + WORD.pattern)  # a word that starts after whitespace or at the start
-PHRASE_THRESHOLDS = (-0.5, -1.0, -1.5, -2.0, -3.0)
+PHRASE_THRESHOLDS = (-0.3, -0.4, -0.5, -0.6, -0.7, -0.8, -1.0, -1.5, -2.0)  # fine where the curve turns
 
 Suggest = Callable[[str, int, int], list[str]]  # (text, position, n typed) -> top-3 words
 
