@@ -21,6 +21,9 @@ def pct(v) -> str:
 def section() -> str:
     new = json.loads((RES / "suggest-en-eval.json").read_text())
     old = json.loads((RES / "suggest-en-before-eval.json").read_text())
+    # The same model after its first 100 minutes (the previous bundle), if that figure was kept.
+    prev_file = RES / "suggest-en-100min-eval.json"
+    prev = json.loads(prev_file.read_text())["lstm"] if prev_file.exists() else None
     L, K, B = new["lstm"], new["kneser_ney"], old["lstm"]
     out = [BEGIN, "## Everyday English: suggest-en and translate-en-de", "",
            "`rnnkit eval-suggest BUNDLE --text ~/.cache/rnnkit/corpora/everyday_en/test.txt --spread --max-chars 8000 "
@@ -28,19 +31,23 @@ def section() -> str:
            "~/.cache/rnnkit/corpora/wordfreq_en/words.txt` "
            f"({new['chars']:,} characters, {L['words']:,} scored words of the everyday_en test split; the typing "
            "session itself; KN-3 = Kneser-Ney trigram trained on everyday_en train):", "",
-           "| | suggest-en now (everyday_en) | suggest-en before (Bible-mostly) | KN-3 | target |", "|---|---|---|---|---|"]
+           "| | suggest-en now (everyday_en) | " + ("after 100 min | " if prev else "")
+           + "suggest-en before (Bible-mostly) | KN-3 | target |", "|---|---|---|---|---|" + ("---|" if prev else "")]
     rows = [("next-word top-1", "next_word_top1", ""), ("next-word top-3", "next_word_top3", ">= 1.25 x KN-3"),
             ("completion top-3 after 2 chars", "completion_2_top3", ""),
             ("keystroke savings", "keystroke_savings", ">= 45 % and >= KN-3 + 6 points"),
             ("offered strings that are not words", "not_words", "<= 1 %")]
     for label, key, target in rows:
-        out.append(f"| {label} | {pct(L.get(key))} | {pct(B.get(key))} | {pct(K.get(key))} | {target} |")
+        out.append(f"| {label} | {pct(L.get(key))} | " + (f"{pct(prev.get(key))} | " if prev else "")
+                   + f"{pct(B.get(key))} | {pct(K.get(key))} | {target} |")
     out.append(f"| per keystroke CPU time p50 / p99 (shared, loaded machine) | {L['cpu_ms_p50']:.2f} / "
-               f"{L['cpu_ms_p99']:.2f} ms | {B['cpu_ms_p50']:.2f} / {B['cpu_ms_p99']:.2f} ms | - | |")
+               f"{L['cpu_ms_p99']:.2f} ms | " + (f"{prev['cpu_ms_p50']:.2f} / {prev['cpu_ms_p99']:.2f} ms | " if prev else "")
+               + f"{B['cpu_ms_p50']:.2f} / {B['cpu_ms_p99']:.2f} ms | - | |")
     thr = {t["threshold"]: t for t in new["phrase"]["thresholds"]}
+    met = any(r["trigger_rate"] >= 0.05 and r["precision"] >= 0.5 for r in thr.values())
     out += ["", "Smart Compose (phrases at every 2nd word start), trigger / exact / precision by threshold: " + "; ".join(
         f"{t}: {pct(r['trigger_rate'])} / {pct(r['exact_match_rate'])} / {pct(r['precision'])}" for t, r in thr.items())
-        + " (target: a threshold with trigger >= 5 % and precision >= 50 %: not met)."]
+        + f" (target: a threshold with trigger >= 5 % and precision >= 50 %: {'met' if met else 'not met'})."]
     people = sorted(RES.glob("suggest-en-adapt-*.json"))
     if people:
         out += ["", "Adaptation (`rnnkit eval-suggest models/suggest-en --text everyday_en/people/FILE --max-chars 20000 "
@@ -52,6 +59,12 @@ def section() -> str:
             gains.append(on - off)
             out.append(f"| {f.stem.replace('suggest-en-adapt-', '')} | {pct(off)} | {pct(on)} | {100 * (on - off):+.2f} points |")
         out.append(f"| mean | | | {100 * sum(gains) / len(gains):+.2f} points (target >= +4) |")
+        before = sorted(RES.glob("suggest-en-100min-adapt-*.json"))
+        if before:
+            g = [json.loads(f.read_text()) for f in before]
+            g = [a["lstm_adapt"]["keystroke_savings"] - a["lstm"]["keystroke_savings"] for a in g]
+            out.append(f"\nThe same writers with the model after 100 minutes (the previous bundle): mean gain "
+                       f"{100 * sum(g) / len(g):+.2f} points.")
     tune = RES / "suggest-en-tune.json"
     if tune.exists():
         t = json.loads(tune.read_text())
