@@ -5,6 +5,9 @@
     python bench/rnn_vs_transformer.py peer --nanogpt DIR --run RUN_DIR                 # nanoGPT's CPU config
     python bench/rnn_vs_transformer.py train --minutes 10 --only everyday-lstm,everyday-gru,everyday-mingru,everyday-transformer
     python bench/rnn_vs_transformer.py suggest                                          # (d) eval-suggest, best of each family
+
+(everyday-* models: the same comparison on everyday_en, suggest-en's task and tokenizer; (d) types the
+everyday_en test split through the typing session with the best recurrent and the Transformer bundle.)
     python bench/rnn_vs_transformer.py report                                           # plots + RESULTS.md section
 
 (a) Each model trains on char-shakespeare for the same CPU budget, one thread, fp32: its CPU cost per
@@ -67,7 +70,7 @@ MODELS: dict[str, tuple[str, dict]] = {
 MODELS["gru-b12"] = (MODELS["gru"][0], {**MODELS["gru"][1], "data.batch_size": 12, "data.bptt": 64})
 MODELS["transformer-b12"] = (MODELS["transformer"][0], {**MODELS["transformer"][1], "data.batch_size": 12,
                                                         "data.bptt": 64, "model.window": 128})
-# The same comparison on everyday English (``--corpus everyday``): suggest-en's task, SentencePiece
+# The same comparison on everyday English (the everyday-* names): suggest-en's task, SentencePiece
 # 8k pieces, next-word figures; one recurrent layer (two for minGRU, whose cell is weaker per layer),
 # a 128-wide embedding tied to the output, the Transformer at the char run's size, a 128-piece window.
 EV_COMMON = {**TRAIN_COMMON, "data.bptt": 64, "data.sample_length": 40}
