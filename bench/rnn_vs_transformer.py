@@ -314,7 +314,8 @@ def cmd_suggest(a) -> None:
                              **{k: rep["lstm"][k] for k in keep},
                              "kneser_ney": {k: rep["kneser_ney"][k] for k in keep[:4]},
                              "int8_bytes": sizes["bytes"].get("step.int8.onnx"),
-                             "command": "rnnkit " + shlex.join(
+                             # plain spaces, not shlex quoting: a quoted "~/..." would not expand in a shell
+                             "command": "rnnkit " + " ".join(
                                  ["eval-suggest", "BUNDLE", *[x.replace(str(corpus), "~/.cache/rnnkit/corpora/everyday_en")
                                                               for x in args[2:-2]]]),
                              "export_command": sizes["command"]}

@@ -110,7 +110,7 @@ def everyday(res: dict) -> list[str]:
         keys = [("next_word_top1", "next-word top-1"), ("next_word_top3", "next-word top-3"),
                 ("completion_2_top3", "completion top-3 after 2 letters"), ("keystroke_savings", "keystroke savings")]
         out += ["**In the typing session** (`rnnkit eval-suggest` on the int8 bundle of the best model of each "
-                "family, everyday_en test split, the same text and command as suggest-en's figures; KN-3: the "
+                "family, everyday_en test split, the same text as suggest-en's figures; KN-3: the "
                 "Kneser-Ney trigram on everyday_en train):", "",
                 "| model | val nats/piece | " + " | ".join(n for _, n in keys) + " | keystroke CPU p50 / p99 | "
                 "int8 step graph |", "|---|---|" + "---|" * (len(keys) + 2)]

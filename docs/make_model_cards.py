@@ -37,10 +37,16 @@ SHIPPED = {
         "rnnkit data fetch",
         "rnnkit train --recipe suggest-en --run-dir runs/suggest-en --threads 1 --quiet "
         "--set precision=fp32 --set max_minutes=100",
+        "# continued with a cosine decay (resume is exact; the schedule is a function of the step): the first call "
+        "was stopped by hand after its step-7,500 checkpoint to end the decay sooner",
+        "rnnkit train --resume runs/suggest-en --threads 1 --quiet --set precision=fp32 --set schedule=cosine "
+        "--set max_steps=16500 --set max_minutes=135 --set min_lr_ratio=0.05",
+        "rnnkit train --resume runs/suggest-en --threads 1 --quiet --set precision=fp32 --set schedule=cosine "
+        "--set max_steps=15000 --set max_minutes=110 --set min_lr_ratio=0.05",
         "rnnkit export runs/suggest-en --out models/suggest-en --int8 --int8-only"]),
     "sentiment-mr": ("runs/sentiment-mr", [
         "rnnkit data fetch",
-        "# 1. the everyday suggestion LM (suggest-en's command above) -> runs/suggest-en",
+        "# 1. the everyday suggestion LM after its first 100 minutes (suggest-en's first train command) -> runs/suggest-en",
         "# 2. fine-tune it on MR's training sentences (train split only), 8 minutes",
         "python -c \"from rnnkit.core.data.loaders import load_sentiment; from rnnkit.core.tasks.classify import "
         "clean_mr_text; open('mr_train.txt', 'w').write(''.join(clean_mr_text(t) + chr(10) for _, t in "
