@@ -375,5 +375,7 @@ def _print_report(r: dict) -> None:
               f"p99 {pf['idle_ms_p99']:.2f} ms per keystroke")
     print("Smart Compose (phrases at word starts):")
     for row in r["phrase"]["thresholds"]:
+        prec = row["precision"]  # nan where nothing triggered: no precision to show
         print(f"  threshold {row['threshold']:5.1f}: trigger {100 * row['trigger_rate']:5.1f}%  "
-              f"exact match {100 * row['exact_match_rate']:5.1f}%  (precision {100 * row['precision']:5.1f}%)")
+              f"exact match {100 * row['exact_match_rate']:5.1f}%  "
+              + (f"(precision {100 * prec:5.1f}%)" if prec == prec else "(nothing offered)"))
