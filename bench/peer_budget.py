@@ -123,18 +123,23 @@ def report() -> None:
            "word_language_model (unmodified, 2x200 LSTM, SGD lr 20, two epochs, one thread) against `rnnkit train "
            "--recipe ptb-lm` given as many steps as fit in the peer's CPU seconds (cost per step measured first, "
            "cosine schedule ending at the last step, one thread). Variants are ranked by validation perplexity; "
-           "the test column is read only to report it.", "",
+           "the test column is read only to report it. On this shared 2-vCPU machine a step's CPU seconds rise by up "
+           "to a quarter when both vCPUs are busy, so a run sized by a cost measured at another load can land over "
+           "its budget: such rows are shown and marked, never chosen.", "",
            "| variant | overrides | steps | rnnkit process CPU-s | valid ppl | test ppl | peer test ppl (CPU-s) | "
            "test vs peer |", "|---|---|---|---|---|---|---|---|"]
+    within = [r for r in runs if r["rnnkit_cpu_s"] <= r["peer"]["cpu_s"]]  # over the budget: shown, never chosen
     for r in runs:
         ov = ", ".join(f"{k}={v}" for k, v in r["overrides"].items() if k not in BUDGET_SETS)
+        over = "" if r in within else " (over the budget)"
         out.append(f"| {Path(r['rnnkit']['run_dir']).name} | {ov or '(recipe)'} | {r['rnnkit']['steps']:,} | "
-                   f"{r['rnnkit_cpu_s']:.0f} | {r['rnnkit_val_ppl']:.1f} | {r['rnnkit_test_ppl']:.1f} | "
+                   f"{r['rnnkit_cpu_s']:.0f}{over} | {r['rnnkit_val_ppl']:.1f} | {r['rnnkit_test_ppl']:.1f} | "
                    f"{r['peer']['test_ppl']:.1f} ({r['peer']['cpu_s']:.0f}) | {-r['below_peer']:+.1%} |")
-    best = runs[0] if runs else None
+    best = within[0] if within else None
     if best:
         ok = best["below_peer"] >= 0.2
-        out += ["", f"Chosen on validation: {Path(best['rnnkit']['run_dir']).name}, test perplexity "
+        out += ["", f"Chosen on validation among the runs within the peer's CPU seconds: "
+                f"{Path(best['rnnkit']['run_dir']).name}, test perplexity "
                 f"{best['rnnkit_test_ppl']:.1f} against the peer's {best['peer']['test_ppl']:.1f}: "
                 f"{best['below_peer']:.1%} below (goal >= 20 % below: {'met' if ok else 'missed'}). Common settings: "
                 + ", ".join(f"{k}={v}" for k, v in BUDGET_SETS.items()) + f". Command: `{best['rnnkit']['command']}`."]
