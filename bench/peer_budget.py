@@ -79,10 +79,9 @@ def main(argv=None) -> None:
     if a.report:
         report()
         return
-    sets = dict(BUDGET_SETS)
-    for kv in a.set:
-        k, v = kv.split("=", 1)
-        sets[k] = json.loads(v) if re.fullmatch(r"-?[\d.e+-]+|true|false", v) else v
+    from rnnkit.core.config import parse_overrides
+
+    sets = {**BUDGET_SETS, **parse_overrides(a.set)}
     name = a.recipe + (f"-{a.tag}" if a.tag else "")
     with tempfile.TemporaryDirectory() as tmp:
         peer_proc = start_peer(Path(tmp)) if a.run_peer else None
@@ -114,7 +113,7 @@ BEGIN, END = "<!-- peer-budget:begin -->", "<!-- peer-budget:end -->"
 
 def report() -> None:
     """The RESULTS.md section: every variant run, chosen on validation perplexity."""
-    from rnnkit.core.atomic import atomic_write_text
+    from rnnkit.core.atomic import atomic_write_section
 
     runs = [json.loads(f.read_text()) for f in sorted((ROOT / "docs" / "results").glob("peer_budget-*.json"))]
     runs.sort(key=lambda r: r["rnnkit_val_ppl"])
@@ -144,14 +143,7 @@ def report() -> None:
                 f"{best['below_peer']:.1%} below (goal >= 20 % below: {'met' if ok else 'missed'}). Common settings: "
                 + ", ".join(f"{k}={v}" for k, v in BUDGET_SETS.items()) + f". Command: `{best['rnnkit']['command']}`."]
     out.append(END)
-    path = ROOT / "docs" / "RESULTS.md"
-    text = path.read_text(encoding="utf-8")
-    new = "\n".join(out)
-    if BEGIN in text:
-        text = text[:text.index(BEGIN)] + new + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + new + "\n"
-    atomic_write_text(path, text)
+    path = atomic_write_section(ROOT / "docs" / "RESULTS.md", "\n".join(out), BEGIN, END)
     print(f"wrote the peer-budget section of {path}")
 
 

@@ -201,14 +201,7 @@ def report(res: dict) -> None:
                 "4,096-slot cache of this size (reading it once).", ""]
     out += everyday(res)
     out += NOTES + [""] + [f"![{f}](results/{f})" for f in files] + [END]
-    path = ROOT / "docs" / "RESULTS.md"
-    text = path.read_text(encoding="utf-8")
-    new = "\n".join(out)
-    if BEGIN in text:
-        text = text[:text.index(BEGIN)] + new + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + new + "\n"
-    from rnnkit.core.atomic import atomic_write_text
+    from rnnkit.core.atomic import atomic_write_section
 
-    atomic_write_text(path, text)
+    path = atomic_write_section(ROOT / "docs" / "RESULTS.md", "\n".join(out), BEGIN, END)
     print(f"wrote the RNN vs Transformer section of {path}")

@@ -67,6 +67,22 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def atomic_write_section(path: str | os.PathLike, section: str, begin: str, end: str,
+                         before: str | None = None) -> Path:
+    """Replace the text from ``begin`` to ``end`` (``section`` holds both markers) in a UTF-8 file,
+    so a generated part of a hand-written document (RESULTS.md) is rewritten and the rest kept.
+    Without the markers the section goes in front of the first ``before``, else at the end."""
+    text = Path(path).read_text(encoding="utf-8")
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
+    elif before is not None and before in text:
+        head, sep, rest = text.partition(before)
+        text = head + "\n" + section + "\n" + sep + rest
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    return atomic_write_text(path, text)
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks (corpus downloads and bundle files can be large)."""
     h = hashlib.sha256()

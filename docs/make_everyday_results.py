@@ -107,15 +107,10 @@ def section() -> str:
 
 
 def main() -> int:
-    path = ROOT / "docs" / "RESULTS.md"
-    text = path.read_text(encoding="utf-8")
-    new = section()
-    if BEGIN in text:
-        text = text[:text.index(BEGIN)] + new + text[text.index(END) + len(END):]
-    else:
-        head, _, rest = text.partition("\n## ")
-        text = head + "\n" + new + "\n\n## " + rest
-    path.write_text(text, encoding="utf-8")
+    from rnnkit.core.atomic import atomic_write_section
+
+    # a new section goes before the first per-recipe section
+    path = atomic_write_section(ROOT / "docs" / "RESULTS.md", section(), BEGIN, END, before="\n## ")
     print(f"wrote the everyday section of {path}")
     return 0
 
