@@ -58,10 +58,10 @@ demo: setup
 
 test: setup system-deps node-deps
 	$(BIN)/rnnkit data fetch
-	$(STRICT) $(BIN)/python -m pytest -q
+	$(STRICT) $(BIN)/python -m pytest -q -m "not cuda"
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow and not browser"
+	$(BIN)/python -m pytest -q -m "not slow and not browser and not cuda"
 
 # Not in CI: the newest releases pyproject.toml's ranges allow (no lock), in a venv of its own,
 # to see early what the next `make lock` would bring. torch stays pinned (TORCH).

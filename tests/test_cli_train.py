@@ -144,3 +144,16 @@ def test_data_folder_and_holdout(tmp_path, my_text):
     (tmp_path / "one.txt").write_text("only one line\n")
     with pytest.raises(ValueError, match="at least 2 lines"):
         load_splits({"train_file": str(tmp_path / "one.txt")})
+
+
+def test_tokenizer_from_another_run(tmp_path, my_text):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["train", "--recipe", "char-shakespeare", "--train", str(my_text), "--run-dir", str(first), *FAST]) == 0
+    # a different text: a tokenizer trained on it would differ; --tokenizer-from keeps the first one's
+    other = tmp_path / "other.txt"
+    other.write_text("zzz qqq xxx\n" * 200, encoding="utf-8")
+    assert main(["train", "--recipe", "char-shakespeare", "--train", str(other), "--run-dir", str(second),
+                 "--tokenizer-from", str(first), *FAST]) == 0
+    assert (second / "tokenizer.json").read_bytes() == (first / "tokenizer.json").read_bytes()
+    assert main(["train", "--recipe", "char-shakespeare", "--train", str(my_text), "--run-dir", str(tmp_path / "x"),
+                 "--tokenizer-from", str(tmp_path / "nowhere"), *FAST]) != 0

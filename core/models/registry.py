@@ -54,10 +54,33 @@ def model_record(model: nn.Module) -> dict[str, Any]:
     return {"kind": model.kind, "config": to_dict(model.config), "rnnkit_version": __version__}
 
 
+def saveable(model: nn.Module) -> nn.Module:
+    """``model`` itself on the CPU, else a CPU copy of it. On a GPU cuDNN packs an RNN's weights
+    into one flat buffer (``flatten_parameters``), each weight a view of it, and safetensors
+    refuses to save views; a copy moved to the CPU has one storage per weight and keeps the ties."""
+    if all(p.device.type == "cpu" for p in model.parameters()):
+        return model
+    import copy
+
+    return copy.deepcopy(model).to("cpu")
+
+
+def load_weights_into(model: nn.Module, path: str | Path) -> None:
+    """safetensors' ``load_model`` into ``model`` wherever it lives: on a GPU through a CPU copy
+    (``saveable``: safetensors refuses cuDNN's views), then copied into the model's own tensors."""
+    from safetensors.torch import load_model
+
+    target = saveable(model)
+    load_model(target, str(path), strict=True)
+    if target is not model:
+        model.load_state_dict(target.state_dict())
+
+
 def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
     from safetensors.torch import save_model
 
     # save_model drops the duplicate name of tied weights; load_model restores the tie.
+    model = saveable(model)
     atomic_write(path, lambda tmp: save_model(model, tmp, metadata=metadata))
 
 

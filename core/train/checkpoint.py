@@ -239,7 +239,10 @@ def save_checkpoint(root: str | Path, model: nn.Module, optimizer: torch.optim.O
             "carry": pack_carry(carry, tensors),
             "rng": rng_meta,
         }
-        atomic_write(tmp / MODEL_FILE, lambda p: save_model(model, p))
+        from rnnkit.core.models.registry import saveable
+
+        cpu_model = saveable(model)  # cuDNN's flat weight buffer on a GPU (see saveable)
+        atomic_write(tmp / MODEL_FILE, lambda p: save_model(cpu_model, p))
         atomic_write(tmp / TENSORS_FILE, lambda p: save_file(tensors, p))
         atomic_write_json(tmp / STATE_FILE, full)  # last: marks the directory complete
         _publish(tmp, root)
@@ -266,7 +269,9 @@ def load_checkpoint(root: str | Path, model: nn.Module, optimizer: Optional[torc
 
     ``rank`` > 0 (DDP): carry and RNG come from that rank's own files when present."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_file, load_model
+    from safetensors.torch import load_file
+
+    from rnnkit.core.models.registry import load_weights_into
 
     root = Path(root)
     path = find_latest(root)
@@ -277,7 +282,7 @@ def load_checkpoint(root: str | Path, model: nn.Module, optimizer: Optional[torc
         state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
         _check_state(state, path)
         tensors = load_file(str(path / TENSORS_FILE), device="cpu")
-        load_model(model, str(path / MODEL_FILE), strict=True, device=str(device))
+        load_weights_into(model, path / MODEL_FILE)
     except CheckpointError:
         raise
     except (ValueError, RecursionError, SafetensorError, OSError) as e:  # bad JSON / UTF-8, truncated file
