@@ -19,8 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = {
     "char-shakespeare": ("runs/char-shakespeare", [
         "rnnkit data fetch",
-        "rnnkit train --recipe char-shakespeare --run-dir runs/char-shakespeare --threads 1 --quiet "
-        "--set precision=bf16 --set max_minutes=50",
+        "# on a GPU: one H200, the recipe's defaults, 4.6 minutes of training beside eight other jobs "
+        "(bench/gpu_recipes.py job char-shakespeare); on a CPU core the same recipe reached 1.526 in 87 minutes",
+        "rnnkit train --recipe char-shakespeare --run-dir runs/char-shakespeare --device cuda --quiet "
+        "--set train.max_minutes=4.6",
         "rnnkit export runs/char-shakespeare --out models/char-shakespeare --int8 --int8-only"]),
     "char-shakespeare-gpt": ("runs/char-shakespeare-gpt", [
         "rnnkit data fetch --only shakespeare",
@@ -35,24 +37,27 @@ SHIPPED = {
         "rnnkit export runs/char-shakespeare-gpt --out models/char-shakespeare-gpt   # fp32: see below"]),
     "suggest-en": ("runs/suggest-en", [
         "rnnkit data fetch",
-        "rnnkit train --recipe suggest-en --run-dir runs/suggest-en --threads 1 --quiet "
-        "--set precision=fp32 --set max_minutes=100",
-        "# continued with a cosine decay (resume is exact; the schedule is a function of the step): the first call "
-        "was stopped by hand after its step-7,500 checkpoint to end the decay sooner",
-        "rnnkit train --resume runs/suggest-en --threads 1 --quiet --set precision=fp32 --set schedule=cosine "
-        "--set max_steps=16500 --set max_minutes=135 --set min_lr_ratio=0.05",
-        "rnnkit train --resume runs/suggest-en --threads 1 --quiet --set precision=fp32 --set schedule=cosine "
-        "--set max_steps=15000 --set max_minutes=110 --set min_lr_ratio=0.05",
+        "# the tokenizer: the SentencePiece 8k that `rnnkit train --recipe suggest-en` trains on everyday_en's train "
+        "split; the one used is that of the earlier CPU run, runs/suggest-en-cpu (its first command: "
+        "`rnnkit train --recipe suggest-en --run-dir runs/suggest-en-cpu --threads 1 --quiet --set precision=fp32 "
+        "--set max_minutes=100`)",
+        "# the model: on a GPU (one H200, 4.6 minutes of training beside eight other jobs; bench/gpu_recipes.py job "
+        "suggest-s3, chosen among three on validation perplexity)",
+        "rnnkit train --recipe suggest-en --run-dir runs/suggest-en --tokenizer-from runs/suggest-en-cpu --device cuda "
+        "--quiet --set train.max_minutes=4.6 --set train.schedule=plateau --set train.max_steps=10000000 "
+        "--set train.plateau_patience=1 --set data.batch_size=128 --set model.dropout=0.3 --set train.lr=0.003 "
+        "--set train.eval_every=800 --set train.checkpoint_every=4000",
         "rnnkit export runs/suggest-en --out models/suggest-en --int8 --int8-only"]),
     "sentiment-mr": ("runs/sentiment-mr", [
         "rnnkit data fetch",
-        "# 1. the everyday suggestion LM after its first 100 minutes (suggest-en's first train command) -> runs/suggest-en",
+        "# 1. the everyday suggestion LM after its first 100 minutes (the first train command of the CPU run, "
+        "see models/suggest-en) -> runs/suggest-en-cpu",
         "# 2. fine-tune it on MR's training sentences (train split only), 8 minutes",
         "python -c \"from rnnkit.core.data.loaders import load_sentiment; from rnnkit.core.tasks.classify import "
         "clean_mr_text; open('mr_train.txt', 'w').write(''.join(clean_mr_text(t) + chr(10) for _, t in "
         "load_sentiment('train')))\"",
         "rnnkit train --recipe suggest-en --run-dir runs/mr-lm --threads 1 --quiet --set data.train_file=mr_train.txt "
-        "--set data.pretrained=runs/suggest-en --set train.max_minutes=8 --set train.lr=0.001 "
+        "--set data.pretrained=runs/suggest-en-cpu --set train.max_minutes=8 --set train.lr=0.001 "
         "--set train.eval_every=100 --set precision=fp32",
         "# 3. the classifier starts from that LM's tokenizer, embedding and LSTM (ULMFiT's route)",
         "rnnkit train --recipe sentiment-mr --run-dir runs/sentiment-mr --threads 1 --quiet "
@@ -60,8 +65,15 @@ SHIPPED = {
         "rnnkit export runs/sentiment-mr --out models/sentiment-mr --int8 --int8-only --eval-task"]),
     "translate-en-de": ("runs/translate-en-de", [
         "rnnkit data fetch",
-        "rnnkit train --recipe translate-en-de --run-dir runs/translate-en-de --threads 1 --quiet "
+        "# the tokenizer: the joint SentencePiece 4k of the recipe's default run (CPU, Bible + everyday pairs x2)",
+        "rnnkit train --recipe translate-en-de --run-dir runs/translate-en-de-cpu --threads 1 --quiet "
         "--set train.max_minutes=60",
+        "# the model: on a GPU (one H200, 4.6 minutes, beside eight other jobs: bench/gpu_recipes.py job "
+        "translate-long), everyday pairs weighted x4, trained to a validation plateau",
+        "rnnkit train --recipe translate-en-de --run-dir runs/translate-en-de --device cuda --quiet "
+        "--tokenizer-from runs/translate-en-de-cpu --set train.max_minutes=4.6 --set train.schedule=plateau "
+        "--set train.max_steps=10000000 --set train.plateau_patience=2 "
+        "--set 'data.extra_corpora={\"everyday_en_de\": 4}' --set train.eval_every=1500 --set train.checkpoint_every=0",
         "rnnkit export runs/translate-en-de --out models/translate-en-de --int8 --int8-only --eval-task"]),
     "ner-conll": ("runs/ner-conll", [
         "rnnkit data fetch",
@@ -200,16 +212,18 @@ LIMITS = {
                     "right only; sarcasm, negation far from the word it flips, long reviews (it was trained on "
                     "sentences under 80 pieces) and anything but English are weak spots. The score in [-1, 1] "
                     "follows VADER's ratings, not a human's.",
-    "suggest-en": "Trained for about 3.5 hours on one shared CPU core (15,000 steps, about three passes over "
-                  "everyday_en; validation perplexity was still falling): a small model. Its English is 2018 student chat, 2002 tech mailing lists, dictionary "
+    "suggest-en": "Trained for 4.6 minutes on a GPU (37,850 steps of 128 x 35 pieces, about 30 passes over "
+                  "everyday_en; the CPU run before it had 3.5 hours of one core for three passes): a small model, "
+                  "sized for a phone. Its English is 2018 student chat, 2002 tech mailing lists, dictionary "
                   "example sentences and 2004-05 BBC news: it knows little of other registers, of names after "
                   "2005, or of any language but English. It offers only words it saw at least twice (or that you "
                   "typed, or that it is sure of); a new word takes a few uses before `--user-dir` offers it. "
                   "Smart Compose phrases are rarely exactly right (see the curve above).",
-    "translate-en-de": "A 1.6 M-parameter model trained for 45 minutes on one CPU core: Bible verses (31 k) and "
-                       "14 k short everyday dictionary examples (Ding). Everyday English still comes out as broken "
-                       "German (test BLEU about 4.5); long or technical sentences, names and anything outside those "
-                       "two registers fail. Not for real translation work.",
+    "translate-en-de": "A 1.6 M-parameter model trained for 4.6 minutes on a GPU (17,700 steps; the CPU "
+                       "recipe gets 5,000 in 45 minutes): Bible verses (31 k) and 14 k short everyday dictionary "
+                       "examples (Ding), the everyday ones seen four times as often. Everyday English still comes "
+                       "out as broken German (test BLEU about 7.6, target 20); long or technical sentences, names "
+                       "and anything outside those two registers fail. Not for real translation work.",
 }
 
 

@@ -160,7 +160,7 @@ def run_section(run: Path, docs: Path, hardware_note: str = HARDWARE_NOTE
         if op is not None:
             rows.append(f"| {run.name} | {label} | {fmt(value) if key else 'n/a'} | {op} {bar:g} | "
                         f"{verdict(value, op, bar) or 'not run'}{'' if finished else ' (in progress)'} | "
-                        f"{elapsed / 60:.0f} min |")
+                        f"{elapsed / 60:.0f} min{' on a GPU' if hw.get('device') == 'cuda' else ''} |")
     other = {k: v for k, v in results.items() if isinstance(v, (int, float)) and k not in ("step", "epoch")}
     lines += ["", "<details><summary>all final figures</summary>", "", "```",
               json.dumps(other, indent=1, sort_keys=True), "```", "</details>", ""]
@@ -192,7 +192,8 @@ def main(argv=None) -> int:
         body += lines
     head = ["# rnnkit results", "",
             "Produced by `docs/make_results.py` from the full-size runs' `metrics.jsonl` / `results.json`.",
-            f"Hardware: {args.hardware_note}; no GPU. "
+            f"Hardware: {args.hardware_note}; no GPU, except the runs each section marks as trained on one "
+            "(a GPU was lent once: the section On a GPU). "
             "`results.json` scores the best checkpoint (by validation loss) on valid and test.", "",
             "Next-word figures of suggest-en: the typing session's (`rnnkit eval-suggest`, beside Kneser-Ney) are "
             "in the Everyday English section; the per-recipe section shows only the training-time proxy "

@@ -155,5 +155,6 @@ def test_tokenizer_from_another_run(tmp_path, my_text):
     assert main(["train", "--recipe", "char-shakespeare", "--train", str(other), "--run-dir", str(second),
                  "--tokenizer-from", str(first), *FAST]) == 0
     assert (second / "tokenizer.json").read_bytes() == (first / "tokenizer.json").read_bytes()
+    assert "--tokenizer-from" in json.loads((second / "recipe.json").read_text())["commands"][-1]
     assert main(["train", "--recipe", "char-shakespeare", "--train", str(my_text), "--run-dir", str(tmp_path / "x"),
                  "--tokenizer-from", str(tmp_path / "nowhere"), *FAST]) != 0

@@ -104,6 +104,7 @@ def command_line(args, run_dir: Path) -> str:
         for flag, value in (("--data", args.data), ("--train", args.train_file), ("--valid", args.valid_file)):
             parts += [flag, value] if value else []
         parts += ["--run-dir", str(run_dir)]
+        parts += ["--tokenizer-from", args.tokenizer_from] if getattr(args, "tokenizer_from", None) else []
     for item in args.set:
         parts += ["--set", item]
     parts += (["--device", args.device] if args.device else []) + (["--threads", str(args.threads)] if args.threads else [])
