@@ -67,10 +67,15 @@ def step_cost(recipe: str, overrides: dict, first: int = 10, last: int = 40) -> 
     return (time.process_time() - t0) / (last - first)
 
 
-def train_steps(recipe: str, overrides: dict, steps: int, run: Path, cost: float) -> dict:
+def train_steps(recipe: str, overrides: dict, steps: int, run: Path, cost: float,
+                cpu_seconds: float = 0.0) -> dict:
     """``rnnkit train`` for ``steps`` steps (cosine schedule ending there if the overrides say so;
-    one evaluation, at the end), one thread; its figures, CPU seconds and command."""
+    one evaluation, at the end), one thread; its figures, CPU seconds and command. With
+    ``cpu_seconds`` the trainer itself stops there instead (``train.max_cpu_seconds``; a cosine
+    then decays on the CPU clock) and ``steps`` / ``cost`` are only what the run reports."""
     sets = {**overrides, "train.max_steps": steps, "train.eval_every": steps}
+    if cpu_seconds:
+        sets = {**overrides, "train.max_steps": 0, "train.max_cpu_seconds": cpu_seconds, "train.eval_every": 10**9}
     shown = run.relative_to(ROOT) if run.is_relative_to(ROOT) else run
     args = ["train", "--recipe", recipe, "--run-dir", str(shown), "--threads", "1", "--quiet"]
     for k, v in sets.items():
@@ -84,6 +89,9 @@ def train_steps(recipe: str, overrides: dict, steps: int, run: Path, cost: float
     tokens_per_step = recipe_rec["data"]["batch_size"] * recipe_rec["data"]["bptt"]
     curve = [(r["step"], r["loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
              if r.get("kind") == "train"]
+    if cpu_seconds:  # the trainer decided the step count
+        steps = json.loads((run / "best.json").read_text()).get("best_step", steps) if (run / "best.json").is_file() else steps
+        cost = cpu_seconds / max(steps, 1)
     return {"recipe": recipe, "run_dir": str(shown), "steps": steps, "tokens": steps * tokens_per_step,
             "cpu_s_per_step": cost, "train_cpu_s": steps * cost,
             "process_cpu_s": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),

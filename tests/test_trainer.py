@@ -306,3 +306,44 @@ def test_oneDNN_switch_is_scoped_and_training_picks_the_measured_setting(tmp_pat
     with dev.mkldnn(False):
         assert not torch.backends.mkldnn.enabled
     assert torch.backends.mkldnn.enabled == dev.MKLDNN_FOR_TRAINING
+
+
+def test_cpu_budget_stops_and_the_cosine_ends_with_it(tmp_path):
+    cfg = cfg_for(tmp_path, max_steps=0, max_cpu_seconds=0.6, schedule="cosine", min_lr_ratio=0.1,
+                  eval_every=0, log_every=5, checkpoint_every=0)
+    result = train(tiny_lm(), ToyLMTask(n_tokens=100_000), cfg)
+    assert result.stop_reason == "cpu_budget" and result.steps > 10
+    lrs = [r["lr"] for r in map(json.loads, (tmp_path / "run/metrics.jsonl").read_text().splitlines())
+           if r.get("kind") == "train"]
+    # the decay follows the CPU clock: it starts near lr and ends near min_lr_ratio * lr
+    assert lrs[0] > 0.9 * cfg.lr and lrs[-1] < 0.2 * cfg.lr
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    state = json.loads((tmp_path / "run/checkpoints/latest/state.json").read_text())
+    assert 0.6 <= state["cpu"] < 5.0  # spent, recorded for a resume
+
+
+def test_cpu_budget_is_the_whole_runs_across_resumes(tmp_path):
+    first = train(tiny_lm(), ToyLMTask(n_tokens=100_000), cfg_for(tmp_path, max_steps=0, max_cpu_seconds=0.3,
+                                                                    eval_every=0, log_every=5))
+    assert first.stop_reason == "cpu_budget"
+    again = train(tiny_lm(), ToyLMTask(n_tokens=100_000),
+                  cfg_for(tmp_path, max_steps=0, max_cpu_seconds=0.3, eval_every=0, log_every=5), resume=True)
+    assert again.stop_reason == "cpu_budget" and again.steps <= first.steps + 5  # nothing left to spend
+
+
+def test_a_checkpoint_without_cpu_state_resumes(tmp_path):
+    result = train(tiny_lm(), ToyLMTask(), cfg_for(tmp_path, max_steps=8, checkpoint_every=4))
+    path = tmp_path / "run/checkpoints/latest/state.json"
+    state = json.loads(path.read_text())
+    del state["cpu"]  # written before max_cpu_seconds existed
+    path.write_text(json.dumps(state))
+    more = train(tiny_lm(), ToyLMTask(), cfg_for(tmp_path, max_steps=12), resume=True)
+    assert more.steps == 12 and result.steps == 8
+
+
+def test_cosine_needs_a_length():
+    with pytest.raises(ValueError, match="max_cpu_seconds"):
+        cfg = TrainConfig(run_dir="x", max_minutes=1, schedule="cosine")
+        from rnnkit.core.train.schedules import LRSchedule
+        import torch
+        LRSchedule(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1), cfg.schedule, 1.0, total_steps=None)

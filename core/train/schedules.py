@@ -6,7 +6,8 @@ numbers (no lambdas, no pickled objects) and the learning rate is a pure functio
 
 - constant: base lr (after an optional linear warm-up).
 - cosine:   linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio * lr``
-            at ``total_steps``.
+            at ``total_steps``; or, given ``progress`` in [0, 1] (a budget's clock, e.g. CPU seconds
+            spent / budget), at progress 1.
 - plateau:  constant (after warm-up), multiplied by ``factor`` each time the validation
             metric has not improved for ``patience`` evaluations in a row.
 """
@@ -69,33 +70,39 @@ class LRSchedule:
 
     def __init__(self, optimizer: torch.optim.Optimizer, kind: str, base_lr: float, warmup_steps: int = 0,
                  total_steps: int | None = None, min_lr_ratio: float = 0.0, mode: str = "min",
-                 factor: float = 0.5, patience: int = 2):
+                 factor: float = 0.5, patience: int = 2, clock: bool = False):
         if kind not in SCHEDULES:
             raise ValueError(f"unknown schedule {kind!r}; allowed: {', '.join(SCHEDULES)}")
-        if kind == "cosine" and not total_steps:
-            raise ValueError("schedule cosine needs max_steps (or max_epochs with a known epoch length)")
+        if kind == "cosine" and not total_steps and not clock:
+            raise ValueError("schedule cosine needs max_steps (or max_epochs with a known epoch length, "
+                             "or max_cpu_seconds)")
         if mode not in ("min", "max"):
             raise ValueError(f"metric_mode must be 'min' or 'max', got {mode!r}")
         self.optimizer, self.kind, self.base_lr = optimizer, kind, base_lr
+        self.clock = clock  # cosine progress comes from apply(step, progress), not from the step
         self.warmup_steps, self.total_steps, self.min_lr_ratio = max(0, warmup_steps), total_steps, min_lr_ratio
         self.mode, self.factor, self.patience = mode, factor, patience
         self.scale = 1.0  # plateau reductions so far
         self.best: float | None = None
         self.bad_evals = 0
 
-    def lr_at(self, step: int) -> float:
-        """Learning rate for optimizer step ``step`` (0-based)."""
+    def lr_at(self, step: int, progress: float | None = None) -> float:
+        """Learning rate for optimizer step ``step`` (0-based); ``progress``: the clock's fraction of
+        the budget spent, for a cosine schedule built with ``clock=True``."""
         if step < self.warmup_steps:
             return self.base_lr * (step + 1) / self.warmup_steps
         if self.kind == "cosine":
-            span = max(1, self.total_steps - self.warmup_steps)
-            progress = min(1.0, (step - self.warmup_steps) / span)
+            if self.clock:
+                progress = min(1.0, max(0.0, progress or 0.0))
+            else:
+                span = max(1, self.total_steps - self.warmup_steps)
+                progress = min(1.0, (step - self.warmup_steps) / span)
             ratio = self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
             return self.base_lr * ratio
         return self.base_lr * self.scale
 
-    def apply(self, step: int) -> float:
-        lr = self.lr_at(step)
+    def apply(self, step: int, progress: float | None = None) -> float:
+        lr = self.lr_at(step, progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr

@@ -44,6 +44,9 @@ from rnnkit.core.train.run_log import RunLog, write_best
 from rnnkit.core.train.schedules import LRSchedule, build_optimizer
 from rnnkit.core.train.types import NonFiniteLossError, Task, TrainConfig, TrainResult, detach_state
 
+# State keys newer than some checkpoints: an older checkpoint resumes with these values.
+NEWER_STATE = {"cpu": 0.0}
+
 __all__ = ["Task", "TrainConfig", "TrainResult", "NonFiniteLossError", "train", "detach_state",
            "seed_everything"]
 
@@ -172,13 +175,15 @@ class _Run:
         # Everything here goes into the checkpoint (JSON).
         self.st = {"step": 0, "epoch": 0, "batch_in_epoch": 0, "best_metric": None, "best_step": None,
                    "patience_best": None, "bad_evals": 0, "elapsed": 0.0, "eval_step": -1, "last_eval": {},
-                   "log_loss_sum": 0.0, "log_items": 0}  # the open log window, so resumed logs match
+                   "log_loss_sum": 0.0, "log_items": 0,  # the open log window, so resumed logs match
+                   "cpu": 0.0}  # CPU seconds of the earlier calls (max_cpu_seconds)
         self.st.update({k: list(v) if isinstance(v, list) else v for k, v in AVG_STATE.items()})
         self.averager: Optional[WeightAverager] = None  # set by train() once the parameters are known
         self.carry: Any = None
         self.ckpt_step = -1
         self.meter = _LossMeter(device, immediate=device.type == "cpu" and not info.enabled)
         self.t0 = time.perf_counter()
+        self.cpu0 = time.process_time()
         self.elapsed_before = 0.0
         self.net: nn.Module = model  # the DDP wrapper under torchrun (set by _start)
         self.params: list[Tensor] = []
@@ -188,6 +193,14 @@ class _Run:
     def elapsed(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.t0
 
+    def cpu_used(self) -> float:
+        """CPU seconds of the whole run: the earlier calls' and this one's (every thread of the process)."""
+        return self.st["cpu"] + time.process_time() - self.cpu0
+
+    def cpu_progress(self) -> Optional[float]:
+        """The budget's fraction spent, when the cosine schedule runs on the CPU clock."""
+        return self.cpu_used() / self.cfg.max_cpu_seconds if self.schedule.clock else None
+
     # ------------------------------------------------------------------ the loop's pieces
     def restore(self):
         """Load ``checkpoints/latest`` into the model, optimizer, schedule, scaler and ``st``."""
@@ -196,10 +209,11 @@ class _Run:
         if ckpt.state.get("world_size", 1) != info.world_size:
             raise ValueError(f"the checkpoint was written by {ckpt.state.get('world_size', 1)} process(es), this run "
                              f"has {info.world_size}: resume with the same torchrun --nproc_per_node")
-        missing = [k for k in (*st, "schedule") if k not in ckpt.state and k not in AVG_STATE]
+        missing = [k for k in (*st, "schedule") if k not in ckpt.state and k not in AVG_STATE and k not in NEWER_STATE]
         if missing:
             raise CheckpointError(f"checkpoint {ckpt.path} lacks {missing}: not a trainer checkpoint")
-        st.update({k: ckpt.state[k] if k in ckpt.state else copy.deepcopy(AVG_STATE[k]) for k in st})
+        st.update({k: ckpt.state[k] if k in ckpt.state else copy.deepcopy({**AVG_STATE, **NEWER_STATE}[k])
+                   for k in st})
         try:
             self.schedule.load_state_dict(ckpt.state["schedule"])
             if self.scaler is not None and ckpt.state.get("scaler"):
@@ -216,7 +230,7 @@ class _Run:
         """One optimizer step on ``batch``, then its log line, evaluation and checkpoint when due.
         Returns why to stop, or None."""
         st, cfg = self.st, self.cfg
-        lr = self.schedule.apply(st["step"])
+        lr = self.schedule.apply(st["step"], self.cpu_progress())
         lr_scale = getattr(self.task, "lr_scale", None)  # e.g. variable-length BPTT: window length / bptt
         if lr_scale is not None:
             scale = float(lr_scale(batch))
@@ -265,6 +279,9 @@ class _Run:
             return "max_steps"
         if stop_after_steps is not None and step >= stop_after_steps:
             return "paused"
+        if budget and cfg.max_cpu_seconds > 0 and (at_log or not self.info.enabled):
+            if ddp.any_rank(self.cpu_used() >= cfg.max_cpu_seconds, self.info, self.device):
+                return "cpu_budget"
         if budget and cfg.max_minutes > 0 and (at_log or not self.info.enabled):
             # under DDP only at log steps: agreeing on it needs a collective
             if ddp.any_rank(time.perf_counter() - self.t0 >= cfg.max_minutes * 60, self.info, self.device):
@@ -350,7 +367,7 @@ class _Run:
                 save_rank_state(tmp, self.info.rank, self.carry)
             ddp.barrier(self.info)
         if self.main:
-            state = {**self.st, "elapsed": self.elapsed(), "schedule": self.schedule.state_dict(),
+            state = {**self.st, "elapsed": self.elapsed(), "cpu": self.cpu_used(), "schedule": self.schedule.state_dict(),
                      "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                      "world_size": self.info.world_size}
             save_checkpoint(self.ckpt_root, self.model, self.optimizer, state, self.carry, tmp)
@@ -476,8 +493,10 @@ def _start(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool):
     legacy = resume and saved_group_count(run_dir / "checkpoints") == 1
     optimizer = build_optimizer(list(model.parameters()) if legacy else model, cfg.optimizer, cfg.lr,
                                 cfg.weight_decay, cfg.momentum)
+    # A cosine with no step count but a CPU budget decays on the CPU clock.
+    clock = cfg.schedule == "cosine" and not total and cfg.max_cpu_seconds > 0
     schedule = LRSchedule(optimizer, cfg.schedule, cfg.lr, cfg.warmup_steps, total, cfg.min_lr_ratio,
-                          task.metric_mode, cfg.plateau_factor, cfg.plateau_patience)
+                          task.metric_mode, cfg.plateau_factor, cfg.plateau_patience, clock=clock)
     scaler = devices.make_grad_scaler(device, precision)
     log = RunLog(run_dir / "metrics.jsonl", info.is_main, cfg.quiet, total, 0, getattr(task, "name", "train"),
                  budget_minutes=cfg.max_minutes)

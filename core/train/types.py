@@ -45,6 +45,11 @@ class TrainConfig:
     max_steps: int = 0            # 0 = no step limit
     max_epochs: int = 0           # 0 = no epoch limit
     max_minutes: float = 0.0      # wall-clock budget of this call; 0 = none. Stops cleanly + checkpoints
+    # CPU-seconds budget of the whole run (every call's train(): user + system time of every thread of
+    # the process, evaluations and checkpoints included, reading the data before it not; 0 = none). A
+    # wall clock charges a run for the other jobs of a shared machine, CPU time much less. With schedule cosine and no max_steps / max_epochs the decay
+    # runs on this clock (progress = CPU seconds spent / budget), so it ends where the budget does.
+    max_cpu_seconds: float = 0.0
     eval_every: int = 0           # steps between evaluations; 0 = at each epoch end
     checkpoint_every: int = 500   # steps between checkpoints; 0 = only at the end
     early_stop_patience: int = 0  # evaluations without improvement of task.metric; 0 = off
@@ -60,8 +65,10 @@ class TrainConfig:
     average_nonmono: int = 5      # nt-asgd: start once an evaluation is worse than the best before the last n
 
     def check(self) -> None:
-        if self.max_steps <= 0 and self.max_epochs <= 0 and self.max_minutes <= 0:
-            raise ValueError("set max_steps, max_epochs or max_minutes: the run needs an end")
+        if self.max_steps <= 0 and self.max_epochs <= 0 and self.max_minutes <= 0 and self.max_cpu_seconds <= 0:
+            raise ValueError("set max_steps, max_epochs, max_minutes or max_cpu_seconds: the run needs an end")
+        if self.max_cpu_seconds < 0:
+            raise ValueError(f"max_cpu_seconds must be >= 0 (0 = none), got {self.max_cpu_seconds}")
         for name in ("max_steps", "max_epochs", "eval_every", "checkpoint_every", "early_stop_patience",
                      "warmup_steps"):
             if getattr(self, name) < 0:
@@ -89,7 +96,7 @@ class TrainResult:
     steps: int
     epochs: int                  # epoch index reached (completed epochs when the run ends at an epoch end)
     wall_seconds: float          # over all resumed segments
-    stop_reason: str             # max_steps | max_epochs | time_budget | early_stop | paused
+    stop_reason: str             # max_steps | max_epochs | time_budget | cpu_budget | early_stop | paused
     last_eval: dict = field(default_factory=dict)
     model_dir: str = ""
     last_model_dir: str = ""
