@@ -68,7 +68,7 @@ def section() -> str:
     tune = RES / "suggest-en-tune.json"
     if tune.exists():
         t = json.loads(tune.read_text())
-        out += ["", "Tuned on validation (`python bench/tune_suggest.py models/suggest-en --chars 3000 --adapt-chars 10000 "
+        out += ["", "Tuned on validation, on an earlier bundle (`python bench/tune_suggest.py models/suggest-en --chars 3000 --adapt-chars 10000 "
                 "--oov 0.2,0.5,0.8,1.0 --lam 0,0.1,0.2,0.3`): oov_min_prob " + ", ".join(
                     f"{r['oov_min_prob']}: savings {pct(r['keystroke_savings'])}, not words {100 * r['not_words']:.2f} %"
                     for r in t["oov_min_prob"]) + "; user-cache lambda " + ", ".join(
@@ -77,7 +77,7 @@ def section() -> str:
     if people_tune.exists():
         t = json.loads(people_tune.read_text())
         off = next(r for r in t["lam"] if r["lam"] == 0)["keystroke_savings"]
-        out += ["", f"Caches tuned on {len(t['people_valid'])} validation-split writers (everyday_en/people-valid, none "
+        out += ["", f"On an earlier bundle, caches tuned on {len(t['people_valid'])} validation-split writers (everyday_en/people-valid, none "
                 "of them a test writer; `python bench/tune_suggest.py models/suggest-en --people 5 --adapt-chars 8000 "
                 "--only lam --lam 0,0.15,0.3 --only neural --neural-theta 0.3,1.0 --neural-lam 0.1`), mean keystroke "
                 f"savings: off {pct(off)}; user n-gram cache " + ", ".join(

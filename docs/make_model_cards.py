@@ -247,6 +247,15 @@ def _data(data: dict) -> str:
     return "?"
 
 
+def _trained_on(run_dir: Path) -> str:
+    """Where the run trained, from its config.json (a GPU was lent once; the rest is the 2-core CPU)."""
+    config = run_dir / "config.json"
+    hw = json.loads(config.read_text()).get("hardware", {}) if config.exists() else {}
+    if hw.get("device") == "cuda":
+        return f"Trained on a GPU ({hw.get('gpu', 'CUDA')}, {hw.get('precision', '')}), exported and checked on the CPU"
+    return "Trained on a shared 2-core CPU machine (no GPU)"
+
+
 def card(name: str, run_dir: Path, commands: list[str]) -> str:
     bundle = ROOT / "models" / name
     m = json.loads((bundle / "manifest.json").read_text())
@@ -297,7 +306,7 @@ def card(name: str, run_dir: Path, commands: list[str]) -> str:
     if name in LIMITS:
         lines += ["", "## What it is not good at", "", LIMITS[name]]
     lines += ["", "## Reproduce", "", "```bash"] + commands + ["```", "",
-              "Trained on a shared 2-core CPU machine (no GPU); see docs/RESULTS.md for every recipe.", ""]
+              _trained_on(run_dir) + "; see docs/RESULTS.md for every recipe.", ""]
     return "\n".join(lines)
 
 

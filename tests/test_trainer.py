@@ -342,8 +342,9 @@ def test_a_checkpoint_without_cpu_state_resumes(tmp_path):
 
 
 def test_cosine_needs_a_length():
+    from rnnkit.core.train.schedules import LRSchedule
+
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     with pytest.raises(ValueError, match="max_cpu_seconds"):
-        cfg = TrainConfig(run_dir="x", max_minutes=1, schedule="cosine")
-        from rnnkit.core.train.schedules import LRSchedule
-        import torch
-        LRSchedule(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1), cfg.schedule, 1.0, total_steps=None)
+        LRSchedule(opt, "cosine", 1.0, total_steps=None)
+    assert LRSchedule(opt, "cosine", 1.0, total_steps=None, clock=True).lr_at(5, progress=1.0) == 0.0
