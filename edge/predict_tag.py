@@ -21,6 +21,7 @@ from . import names
 from .bundle import BundleError
 from .words import norm_word
 from .predict import MAX_TAG_TOKENS, InputError, graph, load_bundle
+from .viterbi import decode_batch, tables as viterbi_tables
 
 # Abbreviations with inner dots (U.S., e.g.), words with inner apostrophes / hyphens / dots,
 # numbers with separators, then any other single non-space character.
@@ -49,6 +50,12 @@ class EntityTagger:
         if not self.tags or not 1 <= self.max_word_len <= 1000:
             raise BundleError(f"{directory}: the tagger vocabulary has no tags or a bad max_word_len")
         self.types = sorted({split_tag(t)[1] for t in self.tags if t != "O"})
+        try:  # a CRF tagger: its transition scores, for Viterbi decoding
+            self.crf = viterbi_tables(self.bundle.manifest["crf"]) if self.bundle.manifest.get("crf") else None
+        except ValueError as e:
+            raise BundleError(f"{directory}: {e}") from None
+        if self.crf is not None and self.crf[0].shape[0] != len(self.tags):
+            raise BundleError(f"{directory}: the CRF has {self.crf[0].shape[0]} tags, the vocabulary {len(self.tags)}")
 
     def _feeds(self, token_lists: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
         """words (B, T), lengths (B,), chars (B, T, W) of token lists, padded with 0 (as the task pads)."""
@@ -69,12 +76,11 @@ class EntityTagger:
         if not token_lists:
             return []
         logits = self.graph.run(**self._feeds(token_lists))[names.LOGITS]  # (B, T, K)
-        best = logits.argmax(-1)
-        return [[self.tags[int(k)] if int(k) < len(self.tags) else "O" for k in best[b, :len(toks)]]
-                for b, toks in enumerate(token_lists)]
+        best = decode_batch(logits, [len(t) for t in token_lists], self.crf)
+        return [[self.tags[int(k)] if int(k) < len(self.tags) else "O" for k in row] for row in best]
 
     def tag(self, tokens: Sequence[str]) -> list[str]:
-        """One tag per token (the most likely; no CRF)."""
+        """One tag per token: the best sequence under the CRF when the bundle has one, else each token's most likely."""
         if not tokens:
             return []
         if len(tokens) > MAX_TAG_TOKENS:

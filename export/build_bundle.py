@@ -167,6 +167,11 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
             "tokenizer": {"file": tok.name, "sha256": tok_sha} if tok else None,
             "parity": _parity_record(report), "exported_with": _versions(),
         }
+        crf = model.crf_tables() if hasattr(model, "crf_tables") else None
+        if crf is not None:  # a CRF tagger: the graph gives emissions, Viterbi needs these (edge/viterbi.py)
+            manifest["crf"] = {"transitions": crf[0].tolist(), "start": crf[1].tolist(), "end": crf[2].tolist(),
+                               "decode": "viterbi: start[y0] + sum emissions[t, yt] + sum transitions[yt-1, yt] "
+                                         "+ end[yT-1], maximised (rnnkit.edge.viterbi)"}
         if int8:
             _add_int8(manifest, run_dir, model, fp32, Path(scratch), files, tok, log, int8_head=int8_head,
                       int8_scheme=int8_scheme, int8_target=int8_target, eval_text=eval_text,

@@ -36,6 +36,7 @@ class OrtModel(nn.Module):
         self.job = {"lm": N.JOB_STEP, "forecaster": N.JOB_STEP, "classifier": N.JOB_CLASSIFY,
                     "tagger": N.JOB_TAG}[kind]
         self.graph = Runner(graphs[self.job])
+        self.crf = None  # a tagger's CRF tables (transitions, start, end): the graph gives emissions only
         # Tasks find the device through parameters(); one dummy keeps them working.
         self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)
 
@@ -64,6 +65,10 @@ class OrtModel(nn.Module):
                 feeds[N.CHARS] = chars.long()
             return self._run(feeds)[N.LOGITS], ()
         return self._run(feeds), ()
+
+
+    def crf_tables(self):
+        return self.crf
 
 
 class OrtSeq2Seq(nn.Module):
@@ -136,5 +141,8 @@ def task_metrics(run_dir: str | os.PathLike, graphs: dict[str, dict[str, Path]],
     _, task, _ = recipes.build(recipe, run_dir)
     out: dict[str, Any] = {"metric": task.metric, "torch": task.evaluate(model)}
     for label, paths in graphs.items():
-        out[label] = task.evaluate(ort_model(model.kind, paths, model.config))
+        stand_in = ort_model(model.kind, paths, model.config)
+        if hasattr(model, "crf_tables"):  # the tables travel beside the graph (manifest["crf"])
+            stand_in.crf = model.crf_tables()
+        out[label] = task.evaluate(stand_in)
     return out

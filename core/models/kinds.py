@@ -240,6 +240,7 @@ class TaggerConfig:
     char_vocab_size: int = 0  # > 0 adds a character CNN per word (shape and capitalisation cues)
     char_embed_size: int = 25
     char_filters: int = 50
+    crf: bool = False  # a linear-chain CRF over the tags: transition scores, Viterbi decoding (core/models/crf.py)
     pad_id: int = 0
     unk_id: int = 1
 
@@ -264,6 +265,16 @@ class Tagger(RecurrentModel):
         self.drop = nn.Dropout(c.dropout)
         self.rnn = RecurrentStack(c.cell, in_size, c.hidden_size, c.num_layers, c.dropout, c.bidirectional)
         self.head = nn.Linear(self.rnn.output_size, c.num_tags)
+        if c.crf:  # not used by forward (the graph exports emissions); the loss and Viterbi read them
+            self.crf_transitions = nn.Parameter(torch.zeros(c.num_tags, c.num_tags))
+            self.crf_start = nn.Parameter(torch.zeros(c.num_tags))
+            self.crf_end = nn.Parameter(torch.zeros(c.num_tags))
+
+    def crf_tables(self):
+        """(transitions, start, end) as float64 numpy arrays, or None without a CRF."""
+        if not self.config.crf:
+            return None
+        return tuple(p.detach().double().cpu().numpy() for p in (self.crf_transitions, self.crf_start, self.crf_end))
 
     def _char_features(self, chars: Tensor) -> Tensor:
         B, T, W = chars.shape

@@ -20,8 +20,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.core.atomic import atomic_write_json
+from rnnkit.core.models.crf import crf_nll
 from rnnkit.core.metrics.entities import chunk_f1, chunks, split_tag as _split_tag, tagger_scores  # noqa: F401
 from rnnkit.core.tasks.common import Batches, bucketed_batches, evaluating, model_device
+from rnnkit.edge.viterbi import decode_batch
 from rnnkit.edge.words import norm_word
 
 Sentence = tuple[list[str], list[str]]  # (tokens, tags)
@@ -131,6 +133,10 @@ class TaggerTask:
         words, chars, lengths, tags = (t.to(model_device(model)) for t in batch)
         logits, _ = model(words, lengths, chars)
         n = int((tags != -100).sum())
+        inner = getattr(model, "module", model)  # under DDP the wrapper holds the model
+        if getattr(inner.config, "crf", False):
+            nll = crf_nll(logits, tags, tags != -100, inner.crf_transitions, inner.crf_start, inner.crf_end)
+            return nll / max(n, 1), n, None  # per token, as cross-entropy: the same learning rates work
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tags.reshape(-1), ignore_index=-100), n, None
 
     def predict(self, model, token_lists: Sequence[list[str]], batch_size: int = 128) -> list[list[str]]:
@@ -145,9 +151,10 @@ class TaggerTask:
                     self.vocab, sents, [self.vocab.encode_words(t) for t, _ in sents])
                 dev = model_device(model)
                 logits, _ = model(words.to(dev), lengths.to(dev), chars.to(dev))
-                best = logits.argmax(-1).cpu()
+                tables = model.crf_tables() if hasattr(model, "crf_tables") else None
+                best = decode_batch(logits.float().cpu().numpy(), [len(token_lists[i]) for i in rows], tables)
                 for j, i in enumerate(rows):
-                    out[i] = [self.vocab.tags[t] for t in best[j, :len(token_lists[i])].tolist()]
+                    out[i] = [self.vocab.tags[t] for t in best[j]]
         return out
 
     def split_metrics(self, model, split: str) -> dict[str, float]:
