@@ -133,7 +133,9 @@ def report() -> None:
            "`python bench/peer_budget.py [--run-peer] [--set KEY=VALUE ...] --tag NAME`: pytorch/examples "
            "word_language_model (unmodified, 2x200 LSTM, SGD lr 20, two epochs, one thread) against `rnnkit train "
            "--recipe ptb-lm` given as many steps as fit in the peer's CPU seconds (cost per step measured first, "
-           "cosine schedule ending at the last step, one thread). Variants are ranked by validation perplexity; "
+           "cosine schedule ending at the last step, one thread; rows ending in `-cpuclock`: no estimate, the trainer "
+           "stops itself at a share of the budget, `train.max_cpu_seconds`, its cosine decaying on the CPU clock, "
+           "`--cpu-clock`). Variants are ranked by validation perplexity; "
            "the test column is read only to report it. On this shared 2-vCPU machine a step's CPU seconds rise by up "
            "to a quarter when both vCPUs are busy, so a run sized by a cost measured at another load can land over "
            "its budget: such rows are shown and marked, never chosen.", "",
