@@ -73,6 +73,8 @@ def train_steps(recipe: str, overrides: dict, steps: int, run: Path, cost: float
     one evaluation, at the end), one thread; its figures, CPU seconds and command. With
     ``cpu_seconds`` the trainer itself stops there instead (``train.max_cpu_seconds``; a cosine
     then decays on the CPU clock) and ``steps`` / ``cost`` are only what the run reports."""
+    from rnnkit.core.train.run_log import read_metrics
+
     sets = {**overrides, "train.max_steps": steps, "train.eval_every": steps}
     if cpu_seconds:
         sets = {**overrides, "train.max_steps": 0, "train.max_cpu_seconds": cpu_seconds, "train.eval_every": 10**9}
@@ -87,10 +89,10 @@ def train_steps(recipe: str, overrides: dict, steps: int, run: Path, cost: float
     final = json.loads((run / "results.json").read_text())
     recipe_rec = json.loads((run / "recipe.json").read_text())
     tokens_per_step = recipe_rec["data"]["batch_size"] * recipe_rec["data"]["bptt"]
-    curve = [(r["step"], r["loss"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
-             if r.get("kind") == "train"]
-    if cpu_seconds:  # the trainer decided the step count
-        steps = json.loads((run / "best.json").read_text()).get("best_step", steps) if (run / "best.json").is_file() else steps
+    records = read_metrics(run / "metrics.jsonl")
+    curve = [(r["step"], r["loss"]) for r in records if r.get("kind") == "train"]
+    if cpu_seconds:  # the trainer decided the step count: the last one any record names
+        steps = max((r["step"] for r in records if isinstance(r.get("step"), int)), default=steps)
         cost = cpu_seconds / max(steps, 1)
     return {"recipe": recipe, "run_dir": str(shown), "steps": steps, "tokens": steps * tokens_per_step,
             "cpu_s_per_step": cost, "train_cpu_s": steps * cost,

@@ -64,8 +64,9 @@ JOBS: dict[str, tuple[str, dict]] = {
 
 
 def _final(run: Path) -> dict:
-    recs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] \
-        if (run / "metrics.jsonl").is_file() else []
+    from rnnkit.core.train.run_log import read_metrics  # a job stopped at the deadline can leave a torn line
+
+    recs = read_metrics(run / "metrics.jsonl")
     finals = [r for r in recs if r.get("kind") == "final"]
     train = [r for r in recs if r.get("kind") == "train"]
     return {**(finals[-1] if finals else {}), "steps": train[-1].get("step") if train else 0}

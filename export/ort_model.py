@@ -66,7 +66,6 @@ class OrtModel(nn.Module):
             return self._run(feeds)[N.LOGITS], ()
         return self._run(feeds), ()
 
-
     def crf_tables(self):
         return self.crf
 

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.core.atomic import atomic_write_json
-from rnnkit.core.models.crf import crf_nll
 from rnnkit.core.metrics.entities import chunk_f1, chunks, split_tag as _split_tag, tagger_scores  # noqa: F401
+from rnnkit.core.models.crf import crf_nll
 from rnnkit.core.tasks.common import Batches, bucketed_batches, evaluating, model_device
 from rnnkit.edge.viterbi import decode_batch
 from rnnkit.edge.words import norm_word
@@ -143,6 +143,7 @@ class TaggerTask:
         """Tags for each token list (empty lists give empty tag lists)."""
         out: list[list[str]] = [[] for _ in token_lists]
         todo = [i for i, t in enumerate(token_lists) if t]
+        tables = model.crf_tables() if hasattr(model, "crf_tables") else None  # None: argmax per token
         with evaluating(model):
             for k in range(0, len(todo), batch_size):
                 rows = todo[k:k + batch_size]
@@ -151,7 +152,6 @@ class TaggerTask:
                     self.vocab, sents, [self.vocab.encode_words(t) for t, _ in sents])
                 dev = model_device(model)
                 logits, _ = model(words.to(dev), lengths.to(dev), chars.to(dev))
-                tables = model.crf_tables() if hasattr(model, "crf_tables") else None
                 best = decode_batch(logits.float().cpu().numpy(), [len(token_lists[i]) for i in rows], tables)
                 for j, i in enumerate(rows):
                     out[i] = [self.vocab.tags[t] for t in best[j]]

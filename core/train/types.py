@@ -47,8 +47,9 @@ class TrainConfig:
     max_minutes: float = 0.0      # wall-clock budget of this call; 0 = none. Stops cleanly + checkpoints
     # CPU-seconds budget of the whole run (every call's train(): user + system time of every thread of
     # the process, evaluations and checkpoints included, reading the data before it not; 0 = none). A
-    # wall clock charges a run for the other jobs of a shared machine, CPU time much less. With schedule cosine and no max_steps / max_epochs the decay
-    # runs on this clock (progress = CPU seconds spent / budget), so it ends where the budget does.
+    # wall clock charges a run for the other jobs of a shared machine, CPU time much less. With schedule
+    # cosine and no max_steps / max_epochs the decay runs on this clock (progress = CPU seconds spent /
+    # budget), so it ends where the budget does.
     max_cpu_seconds: float = 0.0
     eval_every: int = 0           # steps between evaluations; 0 = at each epoch end
     checkpoint_every: int = 500   # steps between checkpoints; 0 = only at the end
