@@ -17,6 +17,7 @@ edge/adapt.py are set from this output.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -38,11 +39,13 @@ def main(argv=None) -> int:
     ap.add_argument("--adapt-chars", type=int, default=15000, help="characters typed per lam value")
     ap.add_argument("--oov", default="0.2,0.35,0.5,0.7,1.0")
     ap.add_argument("--lam", default="0,0.05,0.1,0.15,0.25,0.35")
+    ap.add_argument("--orders", default="3", help="user-cache n-gram orders for the lam grid (2: bigram, 3: trigram)")
     ap.add_argument("--neural-theta", default="0.05,0.15,0.3", help="theta values of the neural cache grid")
     ap.add_argument("--neural-lam", default="0.05,0.1,0.2", help="lam values of the neural cache grid")
     ap.add_argument("--people", type=int, default=0, metavar="N",
-                    help="tune the caches on N validation-split writers (everyday_en/people-valid, one fresh "
-                         "cache per writer, --adapt-chars each) instead of one stretch of valid.txt")
+                    help="tune the caches on N validation-split writers (everyday_en/people-valid, chat and mail "
+                         "writers in turn, one fresh cache per writer, --adapt-chars each) instead of one stretch "
+                         "of valid.txt")
     ap.add_argument("--only", choices=("oov", "lam", "neural"), action="append",
                     help="run only these grids (repeatable; default: all)")
     ap.add_argument("--out", default=None)
@@ -65,8 +68,13 @@ def main(argv=None) -> int:
     session.oov_min_prob = 0.5
     if args.people:
         folder = CORPORA / "everyday_en" / "people-valid"
-        texts = [f.read_text(encoding="utf-8")[:args.adapt_chars] for f in sorted(folder.glob("*.txt"))[:args.people]]
-        report["people_valid"] = [f.name for f in sorted(folder.glob("*.txt"))[:args.people]]
+        # chat and mail writers in turn (person-chat-*, person-email-*): both kinds of text are tuned on
+        kinds: dict[str, list[Path]] = {}
+        for f in sorted(folder.glob("*.txt")):
+            kinds.setdefault(f.name.split("-")[1], []).append(f)
+        chosen = [f for group in itertools.zip_longest(*kinds.values()) for f in group if f is not None][:args.people]
+        texts = [f.read_text(encoding="utf-8")[:args.adapt_chars] for f in chosen]
+        report["people_valid"] = [f.name for f in chosen]
     else:
         stretch = valid[len(valid) // 3:len(valid) // 3 + args.adapt_chars]
         texts = [stretch[stretch.find("\n") + 1:]]
@@ -80,8 +88,12 @@ def main(argv=None) -> int:
         session.user = session.neural = None
         return {k: sum(r[k] for r in rows) / len(rows) for k in ("keystroke_savings", "next_word_top3", "latency_ms_p99")}
 
-    for lam in (float(x) for x in args.lam.split(",") if "lam" in only):
-        row = {"lam": lam, **typed(lambda: UserCache(lam=lam) if lam > 0 else None, lambda: None)}
+    grid = [(0.0, 0)] if "lam" in only and "0" in args.lam.split(",") else []
+    grid += [(float(x), int(o)) for x in args.lam.split(",") for o in args.orders.split(",")
+             if "lam" in only and float(x) > 0]
+    for lam, order in grid:
+        row = {"lam": lam, "order": order,
+               **typed(lambda: UserCache(lam=lam, order=order) if lam > 0 else None, lambda: None)}
         report["lam"].append(row)
         print(json.dumps(row), flush=True)
     hidden = session.runner.meta.hidden_size

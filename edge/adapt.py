@@ -1,13 +1,15 @@
 """The model learns its user on the device, with no training step: a decayed user n-gram cache.
 
-Every word the user commits (types and follows with a space) is counted, as a unigram and as a
-bigram after the word before it; older counts fade by ``decay`` per word typed. At suggestion
-time the session mixes the model with the cache:
+Every word the user commits (types and follows with a space) is counted, as a unigram, as a
+bigram after the word before it and as a trigram after the two before it; older counts fade by
+``decay`` per word typed. At suggestion time the session mixes the model with the cache:
 
-    P(w | context) = (1 - lam) * P_model(w | context) + lam * P_cache(w | previous word)
-    P_cache(w | v) = (c(v, w) + beta * c(w) / N) / (c(v) + beta)      (bigram, backed off)
+    P(w | context) = (1 - lam) * P_model(w | context) + lam * P_cache(w | u v)
+    P_cache(w | v)   = (c(v, w) + beta * c(w) / N) / (c(v) + beta)                (bigram, backed off)
+    P_cache(w | u v) = (c(u, v, w) + beta * P_cache(w | v)) / (c(u, v) + beta)    (trigram, backed off)
 
-so a word the user writes often, and what they write after a given word, rise in the ranking.
+so a word the user writes often, and what they write after a given word or pair of words (a
+greeting, a sign-off, a phrase they reuse), rise in the ranking.
 The cache proposes its own candidates too (a name the model never saw), and its words become
 known to the lexicon. The bundle never changes; the cache lives in memory and, with a user
 directory, in ``<user-dir>/user_cache.json`` (written atomically, bounded in size, deleted by
@@ -32,22 +34,25 @@ FORMAT = 1
 # LAMBDA was set before tuning; bench/tune_suggest.py's grid on 10 k characters of everyday_en
 # validation text (docs/results/suggest-en-tune.json) has keystroke savings 36.45 % off, 36.48 % at
 # 0.1 and 36.17 % at 0.2: flat around here, and the validation stretch mixes many writers.
-LAMBDA, BETA, DECAY = 0.15, 2.0, 0.9995
-MAX_UNIGRAMS, MAX_BIGRAMS = 20_000, 60_000
+LAMBDA, BETA, DECAY, ORDER = 0.15, 2.0, 0.9995, 3
+MAX_UNIGRAMS, MAX_BIGRAMS, MAX_TRIGRAMS = 20_000, 60_000, 60_000
 _SCALE_LIMIT = 1e30  # counts are stored scaled up instead of decaying them all each word
 
 
 class UserCache:
     """Decayed unigram and bigram counts of the user's committed words."""
 
-    def __init__(self, lam: float = LAMBDA, beta: float = BETA, decay: float = DECAY):
-        if not (0 <= lam < 1 and beta > 0 and 0 < decay <= 1):
-            raise ValueError(f"need 0 <= lam < 1, beta > 0, 0 < decay <= 1; got {lam}, {beta}, {decay}")
-        self.lam, self.beta, self.decay = lam, beta, decay
+    def __init__(self, lam: float = LAMBDA, beta: float = BETA, decay: float = DECAY, order: int = ORDER):
+        if not (0 <= lam < 1 and beta > 0 and 0 < decay <= 1 and order in (2, 3)):
+            raise ValueError(f"need 0 <= lam < 1, beta > 0, 0 < decay <= 1, order 2 or 3; "
+                             f"got {lam}, {beta}, {decay}, {order}")
+        self.lam, self.beta, self.decay, self.order = lam, beta, decay, order
         self._scale = 1.0      # a count c stored as c * scale; scale grows by 1/decay a word
         self.uni: dict[str, float] = defaultdict(float)
         self.bi: dict[tuple[str, str], float] = defaultdict(float)
         self.prev_total: dict[str, float] = defaultdict(float)  # c(v): bigrams starting with v
+        self.tri: dict[tuple[str, str, str], float] = defaultdict(float)
+        self.pair_total: dict[tuple[str, str], float] = defaultdict(float)  # c(u, v): trigrams after u v
         self.total = 0.0
         self._seen = ""  # the committed text already counted (so a keystroke counts only new words)
 
@@ -58,45 +63,42 @@ class UserCache:
         end = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t"))
         committed = text[:end + 1] if end >= 0 else ""
         if committed.startswith(self._seen):
-            new, prev = committed[len(self._seen):], self._last_word(self._seen)
+            new, ctx = committed[len(self._seen):], last_words(self._seen)
         else:  # an edit or another text: count from the common part on
             n = 0
             limit = min(len(committed), len(self._seen))
             while n < limit and committed[n] == self._seen[n]:
                 n += 1
             cut = max(committed.rfind(" ", 0, n), committed.rfind("\n", 0, n)) + 1
-            new, prev = committed[cut:], self._last_word(committed[:cut])
+            new, ctx = committed[cut:], last_words(committed[:cut])
         for line_start, line in enumerate(new.split("\n")):
             if line_start:
-                prev = None  # a line break starts a new text
+                ctx = ()  # a line break starts a new text
             for w in words_of(line):
                 if len(w) <= MAX_WORD_CHARS:
-                    self.add(w, prev)
-                    prev = w
+                    self.add(w, ctx)
+                    ctx = (ctx + (w,))[-2:]
         self._seen = committed
 
-    def _last_word(self, text: str) -> str | None:
-        tail = text[-(MAX_WORD_CHARS + 2):]
-        if tail.rstrip(" \t").endswith("\n") or not tail.strip():
-            return None
-        words = words_of(tail)
-        return words[-1] if words else None
-
-    def add(self, word: str, prev: str | None) -> None:
+    def add(self, word: str, prev: "str | tuple[str, ...] | None") -> None:
         self._scale /= self.decay
         if self._scale > _SCALE_LIMIT:
             self._rescale()
         self.uni[word] += self._scale
         self.total += self._scale
-        if prev is not None:
-            self.bi[(prev, word)] += self._scale
-            self.prev_total[prev] += self._scale
-        if len(self.uni) > 2 * MAX_UNIGRAMS or len(self.bi) > 2 * MAX_BIGRAMS:
+        ctx = _context(prev)
+        if ctx:
+            self.bi[(ctx[-1], word)] += self._scale
+            self.prev_total[ctx[-1]] += self._scale
+        if len(ctx) == 2:
+            self.tri[(ctx[0], ctx[1], word)] += self._scale
+            self.pair_total[ctx] += self._scale
+        if len(self.uni) > 2 * MAX_UNIGRAMS or len(self.bi) > 2 * MAX_BIGRAMS or len(self.tri) > 2 * MAX_TRIGRAMS:
             self._prune()
 
     def _rescale(self) -> None:
         s = self._scale
-        for table in (self.uni, self.bi, self.prev_total):
+        for table in (self.uni, self.bi, self.prev_total, self.tri, self.pair_total):
             for key in table:
                 table[key] /= s
         self.total /= s
@@ -104,7 +106,7 @@ class UserCache:
 
     def _prune(self) -> None:
         """Keep the strongest entries (bounded memory and file size)."""
-        for table, cap in ((self.uni, MAX_UNIGRAMS), (self.bi, MAX_BIGRAMS)):
+        for table, cap in ((self.uni, MAX_UNIGRAMS), (self.bi, MAX_BIGRAMS), (self.tri, MAX_TRIGRAMS)):
             if len(table) > cap:
                 keep = sorted(table.items(), key=lambda kv: -kv[1])[:cap]
                 table.clear()
@@ -112,20 +114,28 @@ class UserCache:
         self.prev_total = defaultdict(float)
         for (v, _), c in self.bi.items():
             self.prev_total[v] += c
+        self.pair_total = defaultdict(float)
+        for (u, v, _), c in self.tri.items():
+            self.pair_total[(u, v)] += c
         self.total = sum(self.uni.values())
 
     # -------------------------------------------------------------- scoring
-    def prob(self, word: str, prev: str | None) -> float:
-        """P_cache(word | prev); 0 when the cache is empty."""
+    def prob(self, word: str, prev: "str | tuple[str, ...] | None") -> float:
+        """P_cache(word | the one or two words before it); 0 when the cache is empty."""
         if self.total <= 0:
             return 0.0
-        p_uni = self.uni.get(word, 0.0) / self.total
-        if prev is None or prev not in self.prev_total:
-            return p_uni
-        return (self.bi.get((prev, word), 0.0) + self.beta * p_uni * self._scale) / (
-            self.prev_total[prev] + self.beta * self._scale)
+        ctx = _context(prev)
+        p = self.uni.get(word, 0.0) / self.total
+        if not ctx or ctx[-1] not in self.prev_total:
+            return p
+        p = (self.bi.get((ctx[-1], word), 0.0) + self.beta * p * self._scale) / (
+            self.prev_total[ctx[-1]] + self.beta * self._scale)
+        if self.order < 3 or len(ctx) < 2 or ctx not in self.pair_total:
+            return p
+        return (self.tri.get((ctx[0], ctx[1], word), 0.0) + self.beta * p * self._scale) / (
+            self.pair_total[ctx] + self.beta * self._scale)
 
-    def candidates(self, prefix: str, prev: str | None, n: int) -> list[str]:
+    def candidates(self, prefix: str, prev: "str | tuple[str, ...] | None", n: int) -> list[str]:
         """The ``n`` cache words starting with ``prefix`` it rates highest after ``prev``."""
         if self.total <= 0 or n <= 0:
             return []
@@ -133,7 +143,7 @@ class UserCache:
         pool.sort(key=lambda w: -self.prob(w, prev))
         return pool[:n]
 
-    def mix(self, model_logp: float, word: str, prev: str | None) -> float:
+    def mix(self, model_logp: float, word: str, prev: "str | tuple[str, ...] | None") -> float:
         """log((1 - lam) * P_model + lam * P_cache)."""
         p = (1 - self.lam) * math.exp(model_logp) + self.lam * self.prob(word, prev)
         return math.log(p) if p > 0 else -math.inf
@@ -146,8 +156,9 @@ class UserCache:
         from rnnkit.core.atomic import atomic_write_text  # stdlib-only
 
         self._rescale()
-        state = {"format": FORMAT, "lam": self.lam, "beta": self.beta, "decay": self.decay,
-                 "uni": self.uni, "bi": [[v, w, c] for (v, w), c in self.bi.items()]}
+        state = {"format": FORMAT, "lam": self.lam, "beta": self.beta, "decay": self.decay, "order": self.order,
+                 "uni": self.uni, "bi": [[v, w, c] for (v, w), c in self.bi.items()],
+                 "tri": [[u, v, w, c] for (u, v, w), c in self.tri.items()]}
         path = Path(user_dir) / FILE_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(state, ensure_ascii=False, separators=(",", ":")))
@@ -163,18 +174,36 @@ class UserCache:
             state = json.loads(path.read_text(encoding="utf-8"))
             if state.get("format") != FORMAT:
                 raise ValueError(f"format {state.get('format')!r}, expected {FORMAT}")
-            cache = cls(**{"lam": state["lam"], "beta": state["beta"], "decay": state["decay"], **kw})
+            cache = cls(**{"lam": state["lam"], "beta": state["beta"], "decay": state["decay"],
+                           "order": state.get("order", ORDER), **kw})
             for w, c in state["uni"].items():
                 cache.uni[str(w)] = float(c)
             for v, w, c in state["bi"]:
                 cache.bi[(str(v), str(w))] = float(c)
                 cache.prev_total[str(v)] += float(c)
+            for u, v, w, c in state.get("tri", []):  # files written before trigrams have none
+                cache.tri[(str(u), str(v), str(w))] = float(c)
             cache.total = sum(cache.uni.values())
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"{path}: not a user cache this version can read ({e}); "
                              f"delete it with `rnnkit suggest --forget --user-dir {user_dir}`") from None
         cache._prune()
         return cache
+
+
+def last_words(text: str) -> tuple[str, ...]:
+    """The last two words of the last line of ``text`` (fewer at a line's start): a cache context."""
+    tail = text[-(2 * MAX_WORD_CHARS + 4):]
+    if tail.rstrip(" \t").endswith("\n") or not tail.strip():
+        return ()
+    return tuple(words_of(tail.rsplit("\n", 1)[-1]))[-2:]
+
+
+def _context(prev: "str | tuple[str, ...] | None") -> tuple[str, ...]:
+    """The words before the one scored, most recent last: None, one word, or a tuple."""
+    if prev is None:
+        return ()
+    return (prev,) if isinstance(prev, str) else tuple(prev)[-2:]
 
 
 def forget(user_dir: str | os.PathLike) -> bool:

@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from .phrase import PhraseHit, pick_phrase, search_phrase
-from .adapt import UserCache
+from .adapt import UserCache, last_words
 from .lexicon import FILE_NAME as LEXICON_FILE, Lexicon
 from .neural_cache import WordCache
 from .npsample import start_of_text
@@ -375,7 +375,7 @@ class TypingSession:
         if prep is None:
             return []
         _, rows, typed = prep
-        hits, best, log_z = self._words_for(rows, typed, k, self._prev_word(text, typed))
+        hits, best, log_z = self._words_for(rows, typed, k, self._prev_words(text))
         kind = "completion" if typed else "next"
         out = [Suggestion(h.text, math.exp(h.logp), kind, math.exp(h.logp - log_z)) for h in hits]
         if phrase and self.phrase_words >= 2:
@@ -384,7 +384,7 @@ class TypingSession:
                 out.append(Suggestion(p.text, math.exp(p.logp), "phrase", math.exp(p.logp)))
         return out
 
-    def _words_for(self, rows, typed: bytes, k: int, prev: str | None = None) -> tuple[list, list, float]:
+    def _words_for(self, rows, typed: bytes, k: int, prev: tuple[str, ...] = ()) -> tuple[list, list, float]:
         """(the words to offer, the best word as typed or completed, log of the probability
         mass the found words share) for the typed bytes.
 
@@ -401,7 +401,7 @@ class TypingSession:
             return first
         return self._offer(rows, typed, 2 * k + 2, k, prev)
 
-    def _offer(self, rows, typed: bytes, want: int, k: int, prev: str | None) -> tuple[list, list, float]:
+    def _offer(self, rows, typed: bytes, want: int, k: int, prev: tuple[str, ...] = ()) -> tuple[list, list, float]:
         if not typed:
             hits = self._adapt(rows, b"", search_words(self.vocab, rows, b" ", want, self.beam, self.max_pieces), prev)
             return self._real_words(hits, 0.0)[:k], hits[:1], 0.0
@@ -427,16 +427,12 @@ class TypingSession:
                 or h.logp - log_z >= floor]
 
     @staticmethod
-    def _prev_word(text: str, typed: bytes) -> str | None:
-        """The last whole word before the one being typed (None at the start of a line)."""
+    def _prev_words(text: str) -> tuple[str, ...]:
+        """The last two whole words before the one being typed, on its line (the user cache's context)."""
         ctx = text[:len(text) - len(_TAIL.search(text, max(0, len(text) - MAX_WORD_CHARS - 1)).group())]
-        tail = ctx[-(MAX_WORD_CHARS + 2):]
-        if not tail.strip() or tail.rstrip(" \t").endswith("\n"):
-            return None
-        words = words_of(tail)
-        return words[-1] if words else None
+        return last_words(ctx)
 
-    def _adapt(self, rows, typed: bytes, hits: list[WordHit], prev: str | None) -> list[WordHit]:
+    def _adapt(self, rows, typed: bytes, hits: list[WordHit], prev: tuple[str, ...] = ()) -> list[WordHit]:
         """Mix the model's word probabilities with the user n-gram cache's and the neural cache's,
         and add each cache's own likeliest words for this prefix (scored by the model too),
         re-ranked: P = (1 - l_n) * ((1 - l_u) * P_model + l_u * P_user) + l_n * P_neural."""

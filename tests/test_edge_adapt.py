@@ -40,6 +40,29 @@ def test_prob_formula_by_hand():
     assert c.candidates("", "a", 2) == ["b", "c"] and c.candidates("c", None, 3) == []  # "c" itself is typed
 
 
+def test_trigram_level_by_hand_and_order_2_is_the_bigram_cache():
+    c = UserCache(beta=2.0, decay=1.0)
+    c.observe("a b c a b d a b c ")  # trigrams after "a b": c 2, d 1 -> c(a b) = 3
+    assert dict(c.tri)[("a", "b", "c")] == 2 and c.pair_total[("a", "b")] == 3
+    p_bi = c.prob("c", "b")  # the bigram level, as before
+    assert p_bi == pytest.approx((2 + 2.0 * 2 / 9) / (3 + 2.0))
+    assert c.prob("c", ("a", "b")) == pytest.approx((2 + 2.0 * p_bi) / (3 + 2.0))
+    assert c.prob("c", ("x", "b")) == pytest.approx(p_bi)  # an unseen pair backs off to the bigram
+    two = UserCache(beta=2.0, decay=1.0, order=2)
+    two.observe("a b c a b d a b c ")
+    assert two.prob("c", ("a", "b")) == pytest.approx(p_bi)
+    c.observe("a b c a b d a b c \nb c ")  # a line break: no trigram across it
+    assert ("b", "c", "b") not in c.tri and ("c", "b", "c") not in c.tri
+    with pytest.raises(ValueError, match="order"):
+        UserCache(order=4)
+
+
+def test_session_context_is_the_last_two_words_of_the_line():
+    from rnnkit.edge.adapt import last_words
+    assert last_words("hello there my ") == ("there", "my")
+    assert last_words("one\ntwo ") == ("two",) and last_words("done\n") == () and last_words("") == ()
+
+
 def test_decay_fades_old_words():
     c = UserCache(decay=0.5)
     c.observe("old new ")
@@ -54,9 +77,14 @@ def test_save_load_forget(tmp_path):
     c.observe("see you tomorrow see you ")
     c.save(tmp_path)
     d = UserCache.load(tmp_path)
-    assert dict(d.uni) == dict(c.uni) and dict(d.bi) == dict(c.bi)
+    assert dict(d.uni) == dict(c.uni) and dict(d.bi) == dict(c.bi) and dict(d.tri) == dict(c.tri)
+    assert d.prob("tomorrow", ("see", "you")) == pytest.approx(c.prob("tomorrow", ("see", "you")))
     assert d.prob("you", "see") == pytest.approx(c.prob("you", "see"))
     assert UserCache.load(tmp_path / "nobody").total == 0  # no file yet: empty
+    old = tmp_path / "old"  # a file written before the trigram level: no "tri", no "order"
+    old.mkdir()
+    (old / FILE_NAME).write_text('{"format": 1, "lam": 0.1, "beta": 2.0, "decay": 1.0, "uni": {"a": 1.0}, "bi": []}')
+    assert UserCache.load(old).uni["a"] == 1.0 and not UserCache.load(old).tri
     (tmp_path / FILE_NAME).write_text('{"format": 1, "uni": 5}')
     with pytest.raises(ValueError, match="rnnkit suggest --forget"):
         UserCache.load(tmp_path)

@@ -15,13 +15,14 @@ state a tuple of (L*D, B, H) tensors ((h, c) for LSTM, (h,) otherwise).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rnnkit.core.models.adaptive import AdaptiveHead, check_cutoffs
 from rnnkit.core.models.recurrent import RecurrentStack, State, check_cell, last_valid, state_size
 from rnnkit.core.models.regularize import activation_penalty, embedding_dropout, linear_cross_entropy, locked_dropout
 
@@ -64,9 +65,16 @@ class LMConfig:
     weight_drop: float = 0.0       # DropConnect on the hidden-to-hidden weights, one mask per batch
     ar_alpha: float = 0.0          # + alpha * mean(dropped last-layer output ^ 2)
     tar_beta: float = 0.0          # + beta * mean((raw last-layer output_t - output_{t-1}) ^ 2)
+    # Adaptive softmax (core/models/adaptive.py): [] is the full softmax; e.g. [2000, 6000] scores the
+    # 2,000 most frequent ids and two clusters in the head. The model then outputs log-probabilities.
+    adaptive_cutoffs: list = field(default_factory=list)
+    adaptive_div: float = 4.0
 
     def __post_init__(self):
         check_cell(self.cell)
+        if self.adaptive_cutoffs:
+            check_cutoffs(self.adaptive_cutoffs, self.vocab_size)
+            self.adaptive_cutoffs = [int(c) for c in self.adaptive_cutoffs]
         for name in ("dropout", "embed_dropout", "weight_drop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"LMConfig.{name} must be in [0, 1), got {getattr(self, name)}")
@@ -96,6 +104,9 @@ class LanguageModel(RecurrentModel):
     ``model(tokens, state, targets=y)`` (training) returns ``(loss, state)`` instead: the mean
     cross-entropy against y (B, T), computed by ``linear_cross_entropy`` without a separate
     log-probability tensor, plus the AR / TAR penalties in training mode.
+
+    With ``adaptive_cutoffs`` the output layer is an adaptive softmax and the "logits" are
+    log-probabilities (the same softmax, so sampling and the edge runner need no change).
     """
 
     kind = "lm"
@@ -108,11 +119,16 @@ class LanguageModel(RecurrentModel):
         self.rnn = RecurrentStack(c.cell, c.embed_size, c.hidden_size, c.num_layers, c.p_hidden,
                                   weight_drop=c.weight_drop, locked_dropout=c.locked_dropout)
         self.proj = nn.Linear(c.hidden_size, c.embed_size) if c.tie_weights and c.hidden_size != c.embed_size else None
-        self.head = nn.Linear(c.embed_size if c.tie_weights else c.hidden_size, c.vocab_size)
-        if c.tie_weights:
-            self.head.weight = self.embed.weight
+        out_size = c.embed_size if c.tie_weights else c.hidden_size
+        if c.adaptive_cutoffs:
+            self.head = AdaptiveHead(out_size, c.vocab_size, c.adaptive_cutoffs, c.adaptive_div,
+                                     tied=self.embed if c.tie_weights else None)
+        else:
+            self.head = nn.Linear(out_size, c.vocab_size)
+            if c.tie_weights:
+                self.head.weight = self.embed.weight
+            nn.init.zeros_(self.head.bias)
         nn.init.uniform_(self.embed.weight, -0.1, 0.1)
-        nn.init.zeros_(self.head.bias)
 
     def _dropout(self, x: Tensor, p: float) -> Tensor:
         if not self.training or p <= 0:
@@ -129,7 +145,9 @@ class LanguageModel(RecurrentModel):
         h = self.proj(out) if self.proj is not None else out
         if targets is None:
             return self.head(h), state
-        if torch.is_autocast_enabled(h.device.type):  # bf16 / fp16: the plain composition, as before
+        if c.adaptive_cutoffs:
+            loss = self.head.loss(h.reshape(-1, h.shape[-1]), targets.reshape(-1))
+        elif torch.is_autocast_enabled(h.device.type):  # bf16 / fp16: the plain composition, as before
             logits = self.head(h)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1))
         else:
