@@ -8,6 +8,9 @@ bigram after the word before it and as a trigram after the two before it; older 
     P_cache(w | v)   = (c(v, w) + beta * c(w) / N) / (c(v) + beta)                (bigram, backed off)
     P_cache(w | u v) = (c(u, v, w) + beta * P_cache(w | v)) / (c(u, v) + beta)    (trigram, backed off)
 
+where a line's start counts as a word of context (``LINE_START``), so the words a user opens a
+message with are learned too.
+
 so a word the user writes often, and what they write after a given word or pair of words (a
 greeting, a sign-off, a phrase they reuse), rise in the ranking.
 The cache proposes its own candidates too (a name the model never saw), and its words become
@@ -37,6 +40,7 @@ FORMAT = 1
 LAMBDA, BETA, DECAY, ORDER = 0.15, 2.0, 0.9995, 3
 LAMBDA_SEEN, SEEN_K = 0.0, 3.0  # lam_seen <= lam: one fixed weight
 MAX_UNIGRAMS, MAX_BIGRAMS, MAX_TRIGRAMS = 20_000, 60_000, 60_000
+LINE_START = "\n"  # the context of a line's first word (never a word: words hold no line break)
 _SCALE_LIMIT = 1e30  # counts are stored scaled up instead of decaying them all each word
 
 
@@ -75,7 +79,7 @@ class UserCache:
             new, ctx = committed[cut:], last_words(committed[:cut])
         for line_start, line in enumerate(new.split("\n")):
             if line_start:
-                ctx = ()  # a line break starts a new text
+                ctx = (LINE_START,)  # a line break starts a new message
             for w in words_of(line):
                 if len(w) <= MAX_WORD_CHARS:
                     self.add(w, ctx)
@@ -205,11 +209,13 @@ class UserCache:
 
 
 def last_words(text: str) -> tuple[str, ...]:
-    """The last two words of the last line of ``text`` (fewer at a line's start): a cache context."""
+    """The cache context after ``text``: the last two words of its last line, with ``LINE_START``
+    before a line's first word (how a user opens a message is their own: "Haha", "Hi all,")."""
     tail = text[-(2 * MAX_WORD_CHARS + 4):]
-    if tail.rstrip(" \t").endswith("\n") or not tail.strip():
-        return ()
-    return tuple(words_of(tail.rsplit("\n", 1)[-1]))[-2:]
+    words = tuple(words_of(tail.rsplit("\n", 1)[-1]))
+    if len(words) < 2 and ("\n" in tail or len(tail) == len(text)):
+        words = (LINE_START,) + words
+    return words[-2:]
 
 
 def _context(prev: "str | tuple[str, ...] | None") -> tuple[str, ...]:

@@ -10,7 +10,7 @@ import math
 import pytest
 
 from rnnkit.cli import main
-from rnnkit.edge.adapt import FILE_NAME, UserCache, forget
+from rnnkit.edge.adapt import FILE_NAME, LINE_START, UserCache, forget
 from rnnkit.edge.session import open_session
 
 from test_edge_support import tiny_bundle
@@ -20,7 +20,7 @@ def test_counts_by_hand_and_edits_are_not_repeats():
     c = UserCache(decay=1.0)
     c.observe("hello world hello wor")  # "wor" is still being typed: not counted
     assert dict(c.uni) == {"hello": 2, "world": 1}
-    assert dict(c.bi) == {("hello", "world"): 1, ("world", "hello"): 1}
+    assert dict(c.bi) == {(LINE_START, "hello"): 1, ("hello", "world"): 1, ("world", "hello"): 1}
     c.observe("hello world hello wor")  # the same keystroke again counts nothing
     c.observe("hello world hello world ")
     assert dict(c.uni) == {"hello": 2, "world": 2}
@@ -28,6 +28,7 @@ def test_counts_by_hand_and_edits_are_not_repeats():
     assert c.uni["there"] == 1 and c.bi[("hello", "there")] == 1 and c.uni["hello"] == 2
     c.observe("hello there\nnew line ")  # a line break: no bigram across it
     assert ("there", "new") not in c.bi and c.bi[("new", "line")] == 1
+    assert c.bi[(LINE_START, "new")] == 1  # how the user opens a line is learned
 
 
 def test_prob_formula_by_hand():
@@ -72,7 +73,8 @@ def test_weight_rises_after_a_pair_the_user_writes_often():
 def test_session_context_is_the_last_two_words_of_the_line():
     from rnnkit.edge.adapt import last_words
     assert last_words("hello there my ") == ("there", "my")
-    assert last_words("one\ntwo ") == ("two",) and last_words("done\n") == () and last_words("") == ()
+    assert last_words("one\ntwo ") == (LINE_START, "two") and last_words("done\n") == (LINE_START,)
+    assert last_words("") == (LINE_START,) and last_words("x " * 100) == ("x", "x")
 
 
 def test_decay_fades_old_words():
