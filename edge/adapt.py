@@ -23,6 +23,7 @@ Torch-free: stdlib only.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import os
@@ -40,6 +41,7 @@ FORMAT = 1
 LAMBDA, BETA, DECAY, ORDER = 0.15, 2.0, 0.9995, 3
 LAMBDA_SEEN, SEEN_K = 0.0, 3.0  # lam_seen <= lam: one fixed weight
 MAX_UNIGRAMS, MAX_BIGRAMS, MAX_TRIGRAMS = 20_000, 60_000, 60_000
+TOP_K = 16  # the most frequent words kept ranked (candidates asks for a handful)
 LINE_START = "\n"  # the context of a line's first word (never a word: words hold no line break)
 _SCALE_LIMIT = 1e30  # counts are stored scaled up instead of decaying them all each word
 
@@ -59,6 +61,11 @@ class UserCache:
         self.prev_total: dict[str, float] = defaultdict(float)  # c(v): bigrams starting with v
         self.tri: dict[tuple[str, str, str], float] = defaultdict(float)
         self.pair_total: dict[tuple[str, str], float] = defaultdict(float)  # c(u, v): trigrams after u v
+        # Indexes for `candidates`, so a keystroke never scans every word: the words in order (a
+        # typed prefix is a range), the followers of each context, the most frequent words.
+        self._sorted: list[str] = []
+        self._next: dict[tuple[str, ...], set[str]] = defaultdict(set)
+        self._top: list[str] = []
         self.total = 0.0
         self._seen = ""  # the committed text already counted (so a keystroke counts only new words)
 
@@ -90,17 +97,45 @@ class UserCache:
         self._scale /= self.decay
         if self._scale > _SCALE_LIMIT:
             self._rescale()
+        if word not in self.uni:
+            bisect.insort(self._sorted, word)
         self.uni[word] += self._scale
         self.total += self._scale
+        self._rank(word)
         ctx = _context(prev)
         if ctx:
             self.bi[(ctx[-1], word)] += self._scale
             self.prev_total[ctx[-1]] += self._scale
+            self._next[ctx[-1:]].add(word)
         if len(ctx) == 2:
             self.tri[(ctx[0], ctx[1], word)] += self._scale
             self.pair_total[ctx] += self._scale
+            self._next[ctx].add(word)
         if len(self.uni) > 2 * MAX_UNIGRAMS or len(self.bi) > 2 * MAX_BIGRAMS or len(self.tri) > 2 * MAX_TRIGRAMS:
             self._prune()
+
+    def _rank(self, word: str) -> None:
+        """Keep ``_top`` the TOP_K most frequent words after ``word``'s count rose (the others'
+        counts did not change: decay is a common scale)."""
+        top, count = self._top, self.uni[word]
+        if word in top:
+            top.remove(word)
+        elif len(top) >= TOP_K and count <= self.uni[top[-1]]:
+            return
+        i = 0
+        while i < len(top) and self.uni[top[i]] >= count:
+            i += 1
+        top.insert(i, word)
+        del top[TOP_K:]
+
+    def _index(self) -> None:
+        self._sorted = sorted(self.uni)
+        self._next = defaultdict(set)
+        for v, w in self.bi:
+            self._next[(v,)].add(w)
+        for u, v, w in self.tri:
+            self._next[(u, v)].add(w)
+        self._top = sorted(self.uni, key=lambda w: -self.uni[w])[:TOP_K]
 
     def _rescale(self) -> None:
         s = self._scale
@@ -124,6 +159,7 @@ class UserCache:
         for (u, v, _), c in self.tri.items():
             self.pair_total[(u, v)] += c
         self.total = sum(self.uni.values())
+        self._index()
 
     # -------------------------------------------------------------- scoring
     def prob(self, word: str, prev: "str | tuple[str, ...] | None") -> float:
@@ -145,9 +181,17 @@ class UserCache:
         """The ``n`` cache words starting with ``prefix`` it rates highest after ``prev``."""
         if self.total <= 0 or n <= 0:
             return []
-        pool = [w for w in self.uni if w.startswith(prefix) and w != prefix] if prefix else list(self.uni)
-        pool.sort(key=lambda w: -self.prob(w, prev))
-        return pool[:n]
+        if prefix:  # every word with the prefix: a range of the sorted words
+            lo = bisect.bisect_left(self._sorted, prefix)
+            hi = bisect.bisect_left(self._sorted, prefix + "\U0010ffff", lo)
+            pool = [w for w in self._sorted[lo:hi] if w != prefix]
+        else:  # a word never seen after this context ranks by its count: the top words hold the best of those
+            ctx = _context(prev)
+            pool = set(self._top[:n]) if n <= TOP_K else set(self.uni)
+            pool.update(self._next.get(ctx[-1:], ()))
+            if self.order >= 3 and len(ctx) == 2:
+                pool.update(self._next.get(ctx, ()))
+        return sorted(pool, key=lambda w: (-self.prob(w, prev), w))[:n]
 
     def weight(self, prev: "str | tuple[str, ...] | None") -> float:
         """The cache's share after this context: ``lam``, rising toward ``lam_seen`` after a pair of

@@ -77,6 +77,30 @@ def test_session_context_is_the_last_two_words_of_the_line():
     assert last_words("") == (LINE_START,) and last_words("x " * 100) == ("x", "x")
 
 
+def test_candidates_equal_a_scan_of_every_word():
+    """The indexes (sorted words, followers, top words) give what ranking every word would."""
+    import random
+
+    rng = random.Random(3)
+    vocab = [f"{a}{b}" for a in "abcst" for b in ("", "o", "un", "ee", "ay")]
+    c = UserCache(decay=0.999)
+    text = ""
+    for i in range(600):
+        text += rng.choice(vocab[:8] if rng.random() < 0.6 else vocab) + ("\n" if rng.random() < 0.1 else " ")
+        c.observe(text)
+
+    def scan(prefix, prev, n):
+        pool = [w for w in c.uni if w.startswith(prefix) and w != prefix]
+        return sorted(pool, key=lambda w: (-c.prob(w, prev), w))[:n]
+
+    for prefix in ("", "s", "su", "b", "x"):
+        for prev in (None, "a", ("b", "so"), ("\n",), ("\n", "c"), ("zz", "a")):
+            for n in (1, 3, 20):
+                assert c.candidates(prefix, prev, n) == scan(prefix, prev, n), (prefix, prev, n)
+    c._prune()  # rebuilt indexes give the same
+    assert c.candidates("", ("b", "so"), 3) == scan("", ("b", "so"), 3)
+
+
 def test_decay_fades_old_words():
     c = UserCache(decay=0.5)
     c.observe("old new ")
