@@ -74,7 +74,7 @@ class AdaptiveHead(nn.Module):
         for i, tail in enumerate(self.tails):
             parts.append(head[..., self.shortlist + i:self.shortlist + i + 1]
                          + F.log_softmax(tail(h).float(), dim=-1))
-        return torch.cat(parts, dim=-1).to(h.dtype)
+        return torch.cat(parts, dim=-1)  # float32 even under autocast: log-probabilities, not logits to round
 
     def loss(self, h: Tensor, targets: Tensor) -> Tensor:
         """Mean negative log-likelihood of ``targets`` (N,) given ``h`` (N, E); each tail runs only on
