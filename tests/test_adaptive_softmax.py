@@ -51,6 +51,17 @@ def test_training_loss_equals_the_full_distributions_nll_values_and_gradients(ti
         assert torch.allclose(pa.grad, pb.grad, atol=1e-6), name
 
 
+def test_a_cluster_with_no_target_in_the_batch_still_gets_a_zero_gradient():
+    """DDP needs every parameter in the graph on every step, even a tail no target reached."""
+    m = lm(tie=False)
+    x, y = toks(), toks(seed=2).clamp(max=7)  # shortlist targets only
+    loss, _ = m(x, targets=y)
+    loss.backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None, name
+    assert m.head.tails[1][1].weight.grad.abs().sum() == 0
+
+
 def test_tied_shortlist_is_the_embedding_and_the_tails_are_their_own():
     m = lm(tie=True)
     names = dict(m.named_parameters())

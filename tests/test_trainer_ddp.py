@@ -33,17 +33,23 @@ def max_diff(dir_a, dir_b):
 
 
 @pytest.mark.slow
-def test_torchrun_two_ranks_match_one_process_on_the_full_batch(tmp_path):
-    out = torchrun(tmp_path / "ddp", *ARGS)
+@pytest.mark.parametrize("head", ["softmax", "adaptive"])
+def test_torchrun_two_ranks_match_one_process_on_the_full_batch(tmp_path, head):
+    # adaptive: a tail no target of a rank's half batch reaches must still join the gradient all-reduce
+    args = ARGS + (["--adaptive", "4,10"] if head == "adaptive" else [])
+    out = torchrun(tmp_path / "ddp", *args)
     assert out.count("RESULT steps=20") == 2  # both ranks ran, and agree
     assert "rank=0/2 rows=2" in out and "rank=1/2 rows=2" in out  # each took half the rows
-    single = subprocess.run([sys.executable, str(TOYS), str(tmp_path / "one"), *ARGS], capture_output=True,
+    single = subprocess.run([sys.executable, str(TOYS), str(tmp_path / "one"), *args], capture_output=True,
                             text=True, timeout=120)
     assert single.returncode == 0, single.stderr[-3000:]
     assert "rank=0/1 rows=4" in single.stdout
     # Without dropout the averaged gradient of the two half batches is the full-batch
     # gradient, so the weights match a single process up to summation order.
-    assert max_diff(tmp_path / "ddp/model_last", tmp_path / "one/model_last") < 1e-5
+    # Adaptive: the rarest cluster's tail sees a target now and then, so its gradient is often a
+    # rounding-sized number that Adam's normalisation scales up to a real step (its bias differs by
+    # ~2e-4 after 20 steps, the rest by ~1e-5): a looser bound, the same check.
+    assert max_diff(tmp_path / "ddp/model_last", tmp_path / "one/model_last") < (1e-5 if head == "softmax" else 1e-3)
     # only rank 0 wrote the log: each step once; world size recorded
     records = [json.loads(x) for x in (tmp_path / "ddp/metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "train"] == [5, 10, 15, 20]

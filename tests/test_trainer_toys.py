@@ -17,10 +17,11 @@ import torch.nn.functional as F
 from rnnkit.core.models.kinds import LanguageModel, LMConfig
 
 
-def tiny_lm(seed: int = 0, vocab: int = 16, cell: str = "lstm", dropout: float = 0.3) -> LanguageModel:
+def tiny_lm(seed: int = 0, vocab: int = 16, cell: str = "lstm", dropout: float = 0.3,
+            adaptive: tuple[int, ...] = ()) -> LanguageModel:
     torch.manual_seed(seed)
     return LanguageModel(LMConfig(vocab_size=vocab, cell=cell, embed_size=12, hidden_size=16, num_layers=2,
-                                  dropout=dropout))
+                                  dropout=dropout, adaptive_cutoffs=list(adaptive)))
 
 
 class ToyLMTask:
@@ -101,15 +102,19 @@ def main(argv=None) -> int:
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--pause-at", type=int, default=0, help="stop there, then resume in this process")
+    p.add_argument("--adaptive", default="", help="adaptive softmax cutoffs, e.g. 4,10")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     cfg = TrainConfig(run_dir=args.run_dir, device="cpu", max_steps=args.max_steps, eval_every=args.eval_every,
                       checkpoint_every=args.checkpoint_every, log_every=5, quiet=True, lr=3e-3)
     task = ToyLMTask(batch=args.batch, n_tokens=args.n_tokens)
+    adaptive = tuple(int(c) for c in args.adaptive.split(",") if c)
     if args.pause_at:
-        train(tiny_lm(dropout=args.dropout), task, cfg, resume=args.resume, stop_after_steps=args.pause_at)
+        train(tiny_lm(dropout=args.dropout, adaptive=adaptive), task, cfg, resume=args.resume,
+              stop_after_steps=args.pause_at)
         task, args.resume = ToyLMTask(batch=args.batch, n_tokens=args.n_tokens), True
-    result = train(tiny_lm(seed=7 if args.resume else 0, dropout=args.dropout), task, cfg, resume=args.resume)
+    result = train(tiny_lm(seed=7 if args.resume else 0, dropout=args.dropout, adaptive=adaptive), task, cfg,
+                   resume=args.resume)
     print(f"RESULT steps={result.steps} best={result.best_metric:.6f} reason={result.stop_reason} "
           f"rank={task.rank}/{task.world_size} rows={getattr(task, 'last_rows', 0)}", flush=True)
     return 0

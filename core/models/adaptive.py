@@ -86,10 +86,9 @@ class AdaptiveHead(nn.Module):
         nll = torch.zeros(targets.shape, dtype=head.dtype, device=h.device)
         for i, tail in enumerate(self.tails):
             lo = self.bounds[i]
+            # run even on no rows: every parameter stays in the graph (DDP's reducer expects each one)
             rows = (cluster == i + 1).nonzero().squeeze(1)
-            if rows.numel():
-                lp = F.log_softmax(tail(h.index_select(0, rows)).float(), dim=-1)
-                nll = nll.index_add(0, rows, -lp.gather(1, (targets.index_select(0, rows) - lo).unsqueeze(1))
-                                    .squeeze(1))
+            lp = F.log_softmax(tail(h.index_select(0, rows)).float(), dim=-1)
+            nll = nll.index_add(0, rows, -lp.gather(1, (targets.index_select(0, rows) - lo).unsqueeze(1)).squeeze(1))
         nll = nll - head.gather(1, head_target.unsqueeze(1)).squeeze(1)
         return nll.mean()
