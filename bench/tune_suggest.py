@@ -39,8 +39,6 @@ def main(argv=None) -> int:
     ap.add_argument("--adapt-chars", type=int, default=15000, help="characters typed per lam value")
     ap.add_argument("--oov", default="0.2,0.35,0.5,0.7,1.0")
     ap.add_argument("--lam", default="0,0.05,0.1,0.15,0.25,0.35")
-    ap.add_argument("--lam-seen", default="0", help="lam_seen values for the lam grid (the weight after a pair of "
-                    "words the user has written often; 0: off)")
     ap.add_argument("--orders", default="3", help="user-cache n-gram orders for the lam grid (2: bigram, 3: trigram)")
     ap.add_argument("--neural-theta", default="0.05,0.15,0.3", help="theta values of the neural cache grid")
     ap.add_argument("--neural-lam", default="0.05,0.1,0.2", help="lam values of the neural cache grid")
@@ -90,12 +88,12 @@ def main(argv=None) -> int:
         session.user = session.neural = None
         return {k: sum(r[k] for r in rows) / len(rows) for k in ("keystroke_savings", "next_word_top3", "latency_ms_p99")}
 
-    grid = [(0.0, 0, 0.0)] if "lam" in only and "0" in args.lam.split(",") else []
-    grid += [(float(x), int(o), float(z)) for x in args.lam.split(",") for o in args.orders.split(",")
-             for z in args.lam_seen.split(",") if "lam" in only and float(x) > 0]
-    for lam, order, seen in grid:
-        row = {"lam": lam, "order": order, "lam_seen": seen,
-               **typed(lambda: UserCache(lam=lam, order=order, lam_seen=seen) if lam > 0 else None, lambda: None)}
+    grid = [(0.0, 0)] if "lam" in only and "0" in args.lam.split(",") else []
+    grid += [(float(x), int(o)) for x in args.lam.split(",") for o in args.orders.split(",")
+             if "lam" in only and float(x) > 0]
+    for lam, order in grid:
+        row = {"lam": lam, "order": order,
+               **typed(lambda: UserCache(lam=lam, order=order) if lam > 0 else None, lambda: None)}
         report["lam"].append(row)
         print(json.dumps(row), flush=True)
     hidden = session.runner.meta.hidden_size

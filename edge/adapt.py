@@ -8,11 +8,9 @@ bigram after the word before it and as a trigram after the two before it; older 
     P_cache(w | v)   = (c(v, w) + beta * c(w) / N) / (c(v) + beta)                (bigram, backed off)
     P_cache(w | u v) = (c(u, v, w) + beta * P_cache(w | v)) / (c(u, v) + beta)    (trigram, backed off)
 
-where a line's start counts as a word of context (``LINE_START``), so the words a user opens a
-message with are learned too.
-
 so a word the user writes often, and what they write after a given word or pair of words (a
-greeting, a sign-off, a phrase they reuse), rise in the ranking.
+greeting, a sign-off, a phrase they reuse), rise in the ranking. A line's start counts as a word
+of context (``LINE_START``), so the words a user opens a message with are learned too.
 The cache proposes its own candidates too (a name the model never saw), and its words become
 known to the lexicon. The bundle never changes; the cache lives in memory and, with a user
 directory, in ``<user-dir>/user_cache.json`` (written atomically, bounded in size, deleted by
@@ -39,7 +37,6 @@ FORMAT = 1
 # validation text (docs/results/suggest-en-tune.json) has keystroke savings 36.45 % off, 36.48 % at
 # 0.1 and 36.17 % at 0.2: flat around here, and the validation stretch mixes many writers.
 LAMBDA, BETA, DECAY, ORDER = 0.15, 2.0, 0.9995, 3
-LAMBDA_SEEN, SEEN_K = 0.0, 3.0  # lam_seen <= lam: one fixed weight
 MAX_UNIGRAMS, MAX_BIGRAMS, MAX_TRIGRAMS = 20_000, 60_000, 60_000
 TOP_K = 16  # the most frequent words kept ranked (candidates asks for a handful)
 LINE_START = "\n"  # the context of a line's first word (never a word: words hold no line break)
@@ -47,14 +44,13 @@ _SCALE_LIMIT = 1e30  # counts are stored scaled up instead of decaying them all 
 
 
 class UserCache:
-    """Decayed unigram and bigram counts of the user's committed words."""
+    """Decayed unigram, bigram and trigram counts of the user's committed words."""
 
-    def __init__(self, lam: float = LAMBDA, beta: float = BETA, decay: float = DECAY, order: int = ORDER,
-                 lam_seen: float = LAMBDA_SEEN):
-        if not (0 <= lam < 1 and beta > 0 and 0 < decay <= 1 and order in (2, 3) and 0 <= lam_seen < 1):
-            raise ValueError(f"need 0 <= lam < 1, beta > 0, 0 < decay <= 1, order 2 or 3, 0 <= lam_seen < 1; "
-                             f"got {lam}, {beta}, {decay}, {order}, {lam_seen}")
-        self.lam, self.beta, self.decay, self.order, self.lam_seen = lam, beta, decay, order, lam_seen
+    def __init__(self, lam: float = LAMBDA, beta: float = BETA, decay: float = DECAY, order: int = ORDER):
+        if not (0 <= lam < 1 and beta > 0 and 0 < decay <= 1 and order in (2, 3)):
+            raise ValueError(f"need 0 <= lam < 1, beta > 0, 0 < decay <= 1, order 2 or 3; "
+                             f"got {lam}, {beta}, {decay}, {order}")
+        self.lam, self.beta, self.decay, self.order = lam, beta, decay, order
         self._scale = 1.0      # a count c stored as c * scale; scale grows by 1/decay a word
         self.uni: dict[str, float] = defaultdict(float)
         self.bi: dict[tuple[str, str], float] = defaultdict(float)
@@ -193,19 +189,9 @@ class UserCache:
                 pool.update(self._next.get(ctx, ()))
         return sorted(pool, key=lambda w: (-self.prob(w, prev), w))[:n]
 
-    def weight(self, prev: "str | tuple[str, ...] | None") -> float:
-        """The cache's share after this context: ``lam``, rising toward ``lam_seen`` after a pair of
-        words the user has written n times (decayed): lam + (lam_seen - lam) * n / (n + SEEN_K)."""
-        ctx = _context(prev)
-        if self.lam_seen <= self.lam or self.order < 3 or len(ctx) < 2:
-            return self.lam
-        n = self.pair_total.get(ctx, 0.0) / self._scale
-        return self.lam + (self.lam_seen - self.lam) * n / (n + SEEN_K)
-
     def mix(self, model_logp: float, word: str, prev: "str | tuple[str, ...] | None") -> float:
-        """log((1 - w) * P_model + w * P_cache), w = ``weight(prev)``."""
-        w = self.weight(prev)
-        p = (1 - w) * math.exp(model_logp) + w * self.prob(word, prev)
+        """log((1 - lam) * P_model + lam * P_cache)."""
+        p = (1 - self.lam) * math.exp(model_logp) + self.lam * self.prob(word, prev)
         return math.log(p) if p > 0 else -math.inf
 
     def __len__(self) -> int:
@@ -217,7 +203,6 @@ class UserCache:
 
         self._rescale()
         state = {"format": FORMAT, "lam": self.lam, "beta": self.beta, "decay": self.decay, "order": self.order,
-                 "lam_seen": self.lam_seen,
                  "uni": self.uni, "bi": [[v, w, c] for (v, w), c in self.bi.items()],
                  "tri": [[u, v, w, c] for (u, v, w), c in self.tri.items()]}
         path = Path(user_dir) / FILE_NAME
@@ -236,7 +221,7 @@ class UserCache:
             if state.get("format") != FORMAT:
                 raise ValueError(f"format {state.get('format')!r}, expected {FORMAT}")
             cache = cls(**{"lam": state["lam"], "beta": state["beta"], "decay": state["decay"],
-                           "order": state.get("order", ORDER), "lam_seen": state.get("lam_seen", LAMBDA_SEEN), **kw})
+                           "order": state.get("order", ORDER), **kw})
             for w, c in state["uni"].items():
                 cache.uni[str(w)] = float(c)
             for v, w, c in state["bi"]:

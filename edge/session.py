@@ -428,7 +428,8 @@ class TypingSession:
 
     @staticmethod
     def _prev_words(text: str) -> tuple[str, ...]:
-        """The last two whole words before the one being typed, on its line (the user cache's context)."""
+        """The user cache's context: the last two whole words before the one being typed, on its line
+        (``LINE_START`` before a line's first word)."""
         ctx = text[:len(text) - len(_TAIL.search(text, max(0, len(text) - MAX_WORD_CHARS - 1)).group())]
         return last_words(ctx)
 

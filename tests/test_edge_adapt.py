@@ -58,18 +58,6 @@ def test_trigram_level_by_hand_and_order_2_is_the_bigram_cache():
         UserCache(order=4)
 
 
-def test_weight_rises_after_a_pair_the_user_writes_often():
-    c = UserCache(lam=0.1, lam_seen=0.5, decay=1.0)
-    c.observe("see you soon see you later see you soon ")  # "see you" three times -> n = 3
-    assert c.weight(("see", "you")) == pytest.approx(0.1 + 0.4 * 3 / (3 + 3.0))
-    assert c.weight(("soon", "see")) == pytest.approx(0.1 + 0.4 * 1 / (1 + 3.0))
-    assert c.weight(("never", "seen")) == c.weight("you") == c.weight(None) == 0.1  # no pair: lam
-    w = c.weight(("see", "you"))
-    assert c.mix(math.log(0.2), "soon", ("see", "you")) == pytest.approx(
-        math.log((1 - w) * 0.2 + w * c.prob("soon", ("see", "you"))))
-    assert UserCache(lam=0.1, decay=1.0).weight(("see", "you")) == 0.1  # lam_seen off (the default)
-
-
 def test_session_context_is_the_last_two_words_of_the_line():
     from rnnkit.edge.adapt import last_words
     assert last_words("hello there my ") == ("there", "my")
