@@ -1,4 +1,4 @@
-"""Tune the suggestion session's two knobs on VALIDATION text (never the test split).
+"""Tune the suggestion session's knobs on VALIDATION text (never the test split).
 
     .venv/bin/python bench/tune_suggest.py models/suggest-en [--chars 4000] [--adapt-chars 15000]
 
@@ -9,6 +9,8 @@
   (whole conversations, so people repeat themselves as they would on a phone), adaptation on.
 - ``theta`` and ``lam`` of the neural cache (edge/neural_cache.py), on the same stretch, with the
   user cache at its default.
+- ``lam`` of the bundle's background word n-gram (edge/word_ngram.py; ``--ngram FILE`` for one the
+  bundle does not ship): typed over the spread sample, no user cache.
 
 Prints both grids and writes them to --out (JSON). The defaults in edge/session.py and
 edge/adapt.py are set from this output.
@@ -32,6 +34,7 @@ def main(argv=None) -> int:
     from rnnkit.edge.eval import lstm_eval, reference_lexicon
     from rnnkit.edge.neural_cache import WordCache
     from rnnkit.edge.session import open_session
+    from rnnkit.edge.word_ngram import LAMBDA as WORD_NGRAM_LAMBDA, WordNgram
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle")
@@ -46,7 +49,10 @@ def main(argv=None) -> int:
                     help="tune the caches on N validation-split writers (everyday_en/people-valid, chat and mail "
                          "writers in turn, one fresh cache per writer, --adapt-chars each) instead of one stretch "
                          "of valid.txt")
-    ap.add_argument("--only", choices=("oov", "lam", "neural"), action="append",
+    ap.add_argument("--ngram-lam", default="0,0.1,0.2,0.3", help="lam values of the word n-gram grid")
+    ap.add_argument("--ngram", default=None, metavar="FILE",
+                    help="word_ngram.npz to tune (default: the bundle's own)")
+    ap.add_argument("--only", choices=("oov", "lam", "neural", "ngram"), action="append",
                     help="run only these grids (repeatable; default: all)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -55,13 +61,28 @@ def main(argv=None) -> int:
     session = open_session(args.bundle)
     lexicon = session.lexicon
     is_word = reference_lexicon(words, list(lexicon._words) if lexicon is not None else [])
-    report = {"bundle": args.bundle, "oov_min_prob": [], "lam": [], "neural": []}
-    only = set(args.only or ("oov", "lam", "neural"))
+    report = {"bundle": args.bundle, "oov_min_prob": [], "lam": [], "neural": [], "ngram": []}
+    only = set(args.only or ("oov", "lam", "neural", "ngram"))
     sample = spread_lines(valid, args.chars)
+    ngram = WordNgram.load(args.ngram) if args.ngram else session.ngram
+    if "ngram" in only and ngram is None:
+        ap.error("the bundle ships no word_ngram.npz: give one with --ngram FILE")
+    for v in (float(x) for x in args.ngram_lam.split(",") if "ngram" in only):
+        ngram.lam = v
+        session.ngram = ngram if v > 0 else None
+        r = lstm_eval(session, sample, is_word=is_word)
+        row = {"ngram_lam": v, **{k: r[k] for k in ("keystroke_savings", "keystroke_savings_space_typed",
+                                                     "next_word_top1", "next_word_top3", "not_words")}}
+        report["ngram"].append(row)
+        print(json.dumps(row), flush=True)
+    if ngram is not None:
+        ngram.lam = WORD_NGRAM_LAMBDA  # the other grids run with the shipped default
+    session.ngram = ngram
     for v in (float(x) for x in args.oov.split(",") if "oov" in only):
         session.oov_min_prob = v
         r = lstm_eval(session, sample, is_word=is_word)
-        row = {"oov_min_prob": v, "keystroke_savings": r["keystroke_savings"], "not_words": r["not_words"],
+        row = {"oov_min_prob": v, "keystroke_savings": r["keystroke_savings"],
+               "keystroke_savings_space_typed": r["keystroke_savings_space_typed"], "not_words": r["not_words"],
                "next_word_top3": r["next_word_top3"]}
         report["oov_min_prob"].append(row)
         print(json.dumps(row), flush=True)
@@ -86,7 +107,8 @@ def main(argv=None) -> int:
             session.user, session.neural = make_user(), make_neural()
             rows.append(lstm_eval(session, text))
         session.user = session.neural = None
-        return {k: sum(r[k] for r in rows) / len(rows) for k in ("keystroke_savings", "next_word_top3", "latency_ms_p99")}
+        return {k: sum(r[k] for r in rows) / len(rows) for k in ("keystroke_savings", "keystroke_savings_space_typed",
+                                                                  "next_word_top3", "latency_ms_p99")}
 
     grid = [(0.0, 0)] if "lam" in only and "0" in args.lam.split(",") else []
     grid += [(float(x), int(o)) for x in args.lam.split(",") for o in args.orders.split(",")

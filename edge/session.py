@@ -44,6 +44,7 @@ from .words import words_of
 from .pieces import SentencePieceVocab, clean_text
 from .runner import EdgeError, StepRunner
 from .search import Dist, WordHit, log_softmax_end, search_words
+from .word_ngram import FILE_NAME as NGRAM_FILE, WordNgram
 
 KINDS = ("completion", "next", "phrase")
 MAX_K = 20
@@ -113,7 +114,7 @@ class TypingSession:
                  phrase_beam: int = 4, max_context_chars: int = 4_000, cache_size: int = 512,
                  rows_kept: int = 64, words_kept: int = 128, min_ratio: float = 0.01,
                  lexicon: Lexicon | None = None, oov_min_prob: float = 1.0, user: UserCache | None = None,
-                 neural: WordCache | None = None):
+                 neural: WordCache | None = None, ngram: WordNgram | None = None):
         if vocab.vocab_size != runner.vocab_size:
             raise EdgeError(f"tokenizer has {vocab.vocab_size} pieces but the graph's vocab_size is "
                             f"{runner.vocab_size}: they do not belong together")
@@ -152,6 +153,7 @@ class TypingSession:
         # for 0.4 points of keystroke savings (0.08 on suggest-en; bench/tune_suggest.py).
         self.lexicon, self.oov_min_prob = lexicon, oov_min_prob
         self.user = user  # adaptation to the user's own words (edge/adapt.py); None: off
+        self.ngram = ngram  # the bundle's background word n-gram (edge/word_ngram.py); None: off
         # The neural cache (edge/neural_cache.py): keys are the top layer's h, which a recurrent
         # step graph returns as state; a graph without "h0" (a Transformer's KV cache) has none.
         state_in = list(getattr(runner, "state_in", ()))  # a duck-typed step (tests' torch runner) may not say
@@ -424,7 +426,7 @@ class TypingSession:
         user = self.user.uni if self.user is not None else {}
         typed_before = self.neural.words if self.neural is not None else {}
         return [h for h in hits if h.text in self.lexicon or h.text in user or h.text in typed_before
-                or h.logp - log_z >= floor]
+                or (self.ngram is not None and h.text in self.ngram.uni) or h.logp - log_z >= floor]
 
     @staticmethod
     def _prev_words(text: str) -> tuple[str, ...]:
@@ -434,23 +436,29 @@ class TypingSession:
         return last_words(ctx)
 
     def _adapt(self, rows, typed: bytes, hits: list[WordHit], prev: tuple[str, ...] = ()) -> list[WordHit]:
-        """Mix the model's word probabilities with the user n-gram cache's and the neural cache's,
-        and add each cache's own likeliest words for this prefix (scored by the model too),
-        re-ranked: P = (1 - l_n) * ((1 - l_u) * P_model + l_u * P_user) + l_n * P_neural."""
+        """Mix the model's word probabilities with the bundle's word n-gram's, the user n-gram
+        cache's and the neural cache's, and add each one's own likeliest words for this prefix
+        (scored by the model too), re-ranked:
+        P = (1 - l_n) * ((1 - l_u) * ((1 - l_g) * P_model + l_g * P_ngram) + l_u * P_user) + l_n * P_neural."""
         user = self.user if self.user is not None and self.user.total > 0 else None
+        ngram = self.ngram if self.ngram is not None and self.ngram.lam > 0 else None
         neural = self._neural_probs()
-        if user is None and not neural:
+        if user is None and ngram is None and not neural:
             return hits
         prefix = typed.decode("utf-8", "replace")
         have = {h.text for h in hits}
-        extra = [w for w in user.candidates(prefix, prev, 3) if w not in have] if user is not None else []
-        have.update(extra)
+        extra = []
+        for source in (ngram, user):
+            if source is not None:
+                extra += [w for w in source.candidates(prefix, prev, 3) if w not in have]
+                have.update(extra)
         pool = [w for w in neural if w not in have and w.startswith(prefix) and w != prefix]
         extra += sorted(pool, key=lambda w: -neural[w])[:3]
         scored = list(hits) + [WordHit(w, lp, ids) for w, (lp, ids) in zip(extra, self._word_logps(rows, extra))]
         mixed = []
         for h in scored:
-            lp = user.mix(h.logp, h.text, prev) if user is not None else h.logp
+            lp = ngram.mix(h.logp, h.text, prev) if ngram is not None else h.logp
+            lp = user.mix(lp, h.text, prev) if user is not None else lp
             mixed.append(WordHit(h.text, self.neural.mix(lp, neural.get(h.text, 0.0)) if neural else lp, h.ids))
         mixed.sort(key=lambda h: (-h.logp, h.text))
         return mixed
@@ -570,4 +578,10 @@ def open_session(bundle_dir, precision: str | None = None, threads: int = 1, **s
     lexicon_path = bundle.file_path(LEXICON_FILE)
     if lexicon_path is not None and "lexicon" not in session_kw:
         session_kw["lexicon"] = Lexicon.load(lexicon_path)
+    ngram_path = bundle.file_path(NGRAM_FILE)
+    if ngram_path is not None and "ngram" not in session_kw:
+        try:
+            session_kw["ngram"] = WordNgram.load(ngram_path)
+        except ValueError as e:
+            raise EdgeError(f"{bundle_dir}: {e}") from None
     return TypingSession(runner, vocab, **session_kw)

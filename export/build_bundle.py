@@ -21,6 +21,7 @@ from rnnkit.core.config import to_dict
 from rnnkit.core.models import registry
 from rnnkit.edge import names as N
 from rnnkit.edge.lexicon import FILE_NAME as LEXICON_FILE
+from rnnkit.edge.word_ngram import FILE_NAME as NGRAM_FILE
 from rnnkit.edge.runner import load_session
 
 from .bundle import find_tokenizer, read_metrics, run_task, write_bundle
@@ -184,6 +185,9 @@ def export_bundle(run_dir: str | os.PathLike, out_dir: str | os.PathLike, int8: 
         lexicon = run_dir / LEXICON_FILE
         if kind == "lm" and lexicon.is_file():  # the words the suggester offers (edge/lexicon.py)
             files[LEXICON_FILE] = lexicon
+        ngram = run_dir / NGRAM_FILE
+        if kind == "lm" and ngram.is_file():  # the suggester's background word n-gram (edge/word_ngram.py)
+            files[NGRAM_FILE] = ngram
         write_bundle(out_dir, files, manifest)
     log(f"wrote {out_dir}: {kind}, graphs {', '.join(f'{j}={f}' for j, f in graphs.items())}")
     return manifest

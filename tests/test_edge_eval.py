@@ -34,8 +34,10 @@ def test_score_by_hand():
     assert (r["completion_1_top1"], r["completion_1_top3"]) == (1 / 3, 2 / 3)
     assert (r["completion_2_top1"], r["completion_2_top3"]) == (1 / 3, 2 / 3)
     assert r["completion_3_n"] == 0 and math.isnan(r["completion_3_top3"])
-    # "cat" accepted after 1 char saves 3-1-1 = 1, "sat" accepted at once saves 2; 11 characters
-    assert r["keystroke_savings"] == pytest.approx(3 / 11)
+    # typing every space: "cat" accepted after 1 char saves 3-1-1 = 1, "sat" at once 3-0-1 = 2;
+    # the tap also inserts the space after "cat" (one more saved); "sat" ends the text
+    assert r["keystroke_savings_space_typed"] == pytest.approx(3 / 11)
+    assert r["keystroke_savings"] == pytest.approx(4 / 11)
 
 
 def test_json_answers_errors_and_goes_on(no_prefetch_budget):
@@ -268,8 +270,10 @@ def test_each_keystroke_is_scored_with_its_own_suggestions():
     text = "see you at noon"
     r = lstm_eval(_OracleSession(text), text)
     assert r["next_word_top1"] == 1.0 and r["completion_1_top1"] == 1.0
-    # every word accepted at its first keystroke: saves len - 1 of each
-    assert r["keystroke_savings"] == pytest.approx((2 + 2 + 1 + 3) / len(text))
+    # every word accepted at its first keystroke: saves len - 1 of each, and the three words
+    # followed by a space save that space too (the tap inserts it)
+    assert r["keystroke_savings_space_typed"] == pytest.approx((2 + 2 + 1 + 3) / len(text))
+    assert r["keystroke_savings"] == pytest.approx((3 + 3 + 2 + 3) / len(text))
 
 
 def test_phrase_exact_match_needs_every_word():
@@ -285,3 +289,25 @@ def test_phrase_exact_match_needs_every_word():
     row = r["thresholds"][0]
     assert r["positions"] == 4 and row["trigger_rate"] == 1.0
     assert row["exact_match_rate"] == 0.25  # only "at noon" follows whole; "you xx" is not a match
+
+
+def test_the_tap_saves_the_space_only_where_a_space_follows():
+    """A word that ends a line or is followed by punctuation saves no space: the user types
+    the line break or the mark (and the demo's tap would have put a space before it)."""
+    text = "ok,\nno go"
+
+    def oracle(so_far: str, start: int, typed: int) -> list[str]:
+        return [text[start:].replace(",", " ").split()[0]]
+
+    r = score(text, oracle)
+    # "ok" 2-0-1 = 1, "no" 1 (+1: a space follows), "go" 1 (ends the text)
+    assert r["keystroke_savings_space_typed"] == pytest.approx(3 / len(text))
+    assert r["keystroke_savings"] == pytest.approx(4 / len(text))
+
+
+def test_savings_reads_results_from_before_the_tap_space_definition():
+    from rnnkit.edge.eval import savings
+    old = {"keystroke_savings": 0.3}
+    assert savings(old) is None and savings(old, tap_space=False) == 0.3
+    new = {"keystroke_savings": 0.4, "keystroke_savings_space_typed": 0.3}
+    assert savings(new) == 0.4 and savings(new, tap_space=False) == 0.3

@@ -319,3 +319,7 @@ def test_own_text_build_says_what_it_read_and_keeps_words_seen_once(tmp_path, ca
     err = capsys.readouterr().err
     assert "read train 57 lines" in err and "valid 4 lines" in err and "vocabulary 296 pieces" in err, err
     assert "zyzzyva" in (tmp_path / "run" / "lexicon.txt").read_text().split()  # a small text: seen once is enough
+    # and the suggester's background word n-gram, from the same training lines (kept whole: a small text)
+    from rnnkit.edge.word_ngram import FILE_NAME, WordNgram
+    ng = WordNgram.load(tmp_path / "run" / FILE_NAME)
+    assert "zyzzyva" in ng.ids and ng.candidates("", ("see", "you"), 1) == ["at"]

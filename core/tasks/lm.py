@@ -35,6 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.edge.lexicon import FILE_NAME as LEXICON_FILE, build_lexicon, write_lexicon
+from rnnkit.core.text.word_ngram import build_word_ngram, write_word_ngram
+from rnnkit.edge.word_ngram import FILE_NAME as NGRAM_FILE
 from rnnkit.edge.npsample import decode_continuation, generate, start_ids  # the one sampler; start-of-text rule
 
 from rnnkit.core.atomic import atomic_write_json, atomic_write_text
@@ -243,19 +245,27 @@ def build(recipe: Mapping[str, Any], run_dir: Path):
         tokenizer = load_or_train_tokenizer(run_dir, lambda: lm_tok)
     else:
         tokenizer = load_or_train_tokenizer(run_dir, lambda: train_tokenizer(tok_spec, splits["train"]))
+    small = sum(len(line) for line in splits["train"]) <= SMALL_TEXT_CHARS
     if tok_spec["kind"] == "sentencepiece" and not (Path(run_dir) / LEXICON_FILE).is_file():
         # The words the suggester may offer without the model being sure (edge/lexicon.py); a
         # fine-tuned model also keeps the words its pretrained model knew.
         # Words seen twice on a big corpus (a typo seen once stays out); on a small text of one's
         # own, once (own-text check: 16 % of held-out words were seen once or never).
-        chars = sum(len(line) for line in splits["train"])
-        words = build_lexicon(splits["train"], min_count=2 if chars > SMALL_TEXT_CHARS else 1)
+        words = build_lexicon(splits["train"], min_count=1 if small else 2)
         if pretrained is not None:
             known = Path(data["pretrained"]) / LEXICON_FILE
             if known.is_file():
                 seen = set(words)
                 words += [w for w in known.read_text(encoding="utf-8").split() if w not in seen]
         write_lexicon(Path(run_dir) / LEXICON_FILE, words)
+    if tok_spec["kind"] == "sentencepiece" and not (Path(run_dir) / NGRAM_FILE).is_file():
+        # The suggester's background word n-gram (edge/word_ngram.py), pruned on a big corpus
+        # (n-grams seen once left out: 1.9 MB on everyday_en instead of 23 MB).
+        try:
+            minimum = 1 if small else 2
+            write_word_ngram(Path(run_dir) / NGRAM_FILE, build_word_ngram(splits["train"], minimum, minimum, minimum))
+        except ValueError as e:  # a text with no words: the suggester goes without
+            print(f"no word n-gram: {e}", file=sys.stderr, flush=True)
     streams = {s: encode_stream(tokenizer, tok_spec["kind"], lines) for s, lines in splits.items()}
     # Say what was read before training starts (the run's config.json records it too).
     print("read " + ", ".join(f"{s} {len(splits[s]):,} lines = {streams[s].numel():,} tokens" for s in streams)

@@ -1,0 +1,173 @@
+"""The bundle's background word n-gram, mixed with the model at suggestion time.
+
+A pruned Kneser-Ney word trigram of the training text (built by core/text/word_ngram.py,
+shipped as ``word_ngram.npz``) in back-off form:
+
+    P(w | u v) = P3[u v w]                    if the trigram was kept
+               = gamma3[u v] * P(w | v)       otherwise, when the context u v was kept
+               = P(w | v)                     otherwise
+    P(w | v)   = P2[v w]  or  gamma2[v] * P1[w]
+
+The session mixes it into the model's word probabilities like the user cache (edge/adapt.py):
+
+    P(w | context) = (1 - lam) * P_model(w | context) + lam * P_ngram(w | u v)
+
+and offers the n-gram's likeliest words for the typed prefix as candidates too. The context is
+the last two words on the line (``adapt.last_words``); a line's start is ``<s>``.
+
+numpy only. Arrays are read once; a lookup is a binary search in one context's followers.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .adapt import LINE_START
+
+FILE_NAME = "word_ngram.npz"
+FORMAT = 1
+LP_STEP = 1 / 16  # a stored probability is exp(-q * LP_STEP), q one byte (down to ~1e-7)
+# Tuned on everyday_en validation text (bench/tune_suggest.py --only ngram): see the bundle card.
+LAMBDA = 0.2
+_KEYS = ("format", "lp_step", "words", "p1", "bi_n", "bi_w", "bi_p", "bi_gamma", "ctx_n", "ctx_v", "ctx_gamma",
+         "tri_n", "tri_w", "tri_p")
+
+
+def _offsets(n: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(n, dtype=np.int64)])
+
+
+class WordNgram:
+    """``prob(word, prev)``, ``candidates(prefix, prev, n)`` and ``mix(model_logp, word, prev)``."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], lam: float = LAMBDA):
+        missing = [k for k in _KEYS if k not in arrays]
+        if missing:
+            raise ValueError(f"not a word n-gram file: missing {', '.join(missing)}")
+        if int(arrays["format"]) != FORMAT:
+            raise ValueError(f"word n-gram format {int(arrays['format'])}; this runner reads {FORMAT}")
+        if not 0 <= lam < 1:
+            raise ValueError(f"lam must be in [0, 1), got {lam}")
+        self.lam = lam
+        dec = np.exp(-np.arange(256) * float(arrays["lp_step"]))  # byte -> probability
+        self.words = bytes(arrays["words"]).decode("utf-8").split("\n")
+        self.ids = {w: i for i, w in enumerate(self.words)}
+        V = self.V = len(self.words)
+        self.p1, self.bi_gamma = dec[arrays["p1"]], dec[arrays["bi_gamma"]]
+        self.bi_off, self.bi_w, self.bi_p = _offsets(arrays["bi_n"]), arrays["bi_w"].astype(np.int64), dec[arrays["bi_p"]]
+        self.ctx_off, self.ctx_v, self.ctx_gamma = _offsets(arrays["ctx_n"]), arrays["ctx_v"].astype(np.int64), \
+            dec[arrays["ctx_gamma"]]
+        self.tri_off, self.tri_w, self.tri_p = _offsets(arrays["tri_n"]), arrays["tri_w"].astype(np.int64), dec[arrays["tri_p"]]
+        if not (V >= 2 and len(self.p1) == len(self.bi_gamma) == V == len(self.bi_off) - 1 == len(self.ctx_off) - 1
+                and self.bi_off[-1] == len(self.bi_w) == len(self.bi_p)
+                and self.ctx_off[-1] == len(self.ctx_v) == len(self.ctx_gamma) == len(self.tri_off) - 1
+                and self.tri_off[-1] == len(self.tri_w) == len(self.tri_p)):
+            raise ValueError("word n-gram arrays do not fit together")
+        # ids 0 and 1 are <s> and </s>; the words from id 2 on are sorted: a typed prefix is a range
+        self._first = 2
+        self.total = 1.0  # the session's "has something to say" test, as for the user cache
+        self.uni = self.ids  # "is a word": a word the n-gram knows (the session's lexicon test)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, lam: float = LAMBDA) -> "WordNgram":
+        try:
+            with np.load(Path(path), allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: not a readable word n-gram file ({e})") from None
+        try:
+            return cls(arrays, lam)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    # ------------------------------------------------------------------ lookups
+    def _context(self, prev) -> tuple[int, int]:
+        """(u, v) ids of the last two words; ``<s>`` (0) before a line's first word, -1 unknown."""
+        ctx = [0, 0]
+        for w in (prev if isinstance(prev, tuple) else (prev,) if prev else ())[-2:]:
+            ctx.append(0 if w == LINE_START else self.ids.get(w, -1))
+        return ctx[-2], ctx[-1]
+
+    def _tri_slice(self, u: int, v: int) -> tuple[int, int, int]:
+        """(context index, start, end) of u v's kept trigrams; index -1 when none."""
+        if u < 0 or v < 0:
+            return -1, 0, 0
+        i = self._find(self.ctx_v, int(self.ctx_off[u]), int(self.ctx_off[u + 1]), v)
+        return (i, int(self.tri_off[i]), int(self.tri_off[i + 1])) if i >= 0 else (-1, 0, 0)
+
+    @staticmethod
+    def _find(ws: np.ndarray, lo: int, hi: int, w: int) -> int:
+        j = lo + int(np.searchsorted(ws[lo:hi], w))
+        return j if j < hi and ws[j] == w else -1
+
+    def _p2(self, w: int, v: int) -> float:
+        if v < 0:
+            return float(self.p1[w])
+        lo, hi = int(self.bi_off[v]), int(self.bi_off[v + 1])
+        j = self._find(self.bi_w, lo, hi, w)
+        return float(self.bi_p[j]) if j >= 0 else float(self.bi_gamma[v]) * float(self.p1[w])
+
+    def prob(self, word: str, prev) -> float:
+        """P_ngram(word | the one or two words before it); 0 for a word it does not know."""
+        w = self.ids.get(word, -1)
+        if w < self._first:
+            return 0.0
+        u, v = self._context(prev)
+        i, lo, hi = self._tri_slice(u, v)
+        if i >= 0:
+            j = self._find(self.tri_w, lo, hi, w)
+            if j >= 0:
+                return float(self.tri_p[j])
+            return float(self.ctx_gamma[i]) * self._p2(w, v)
+        return self._p2(w, v)
+
+    def candidates(self, prefix: str, prev, n: int) -> list[str]:
+        """The ``n`` words starting with ``prefix`` (not ``prefix`` itself) it rates highest
+        after ``prev``: exact, every word of the prefix's range scored at once (the back-off
+        base, then the kept bigrams and trigrams written over it)."""
+        if n <= 0:
+            return []
+        lo = bisect.bisect_left(self.words, prefix, self._first)
+        hi = bisect.bisect_left(self.words, prefix + "\U0010ffff", lo) if prefix else self.V
+        if lo >= hi:
+            return []
+        u, v = self._context(prev)
+        i, a, b = self._tri_slice(u, v)
+        g3 = float(self.ctx_gamma[i]) if i >= 0 else 1.0
+        p = self.p1[lo:hi] * (g3 * (float(self.bi_gamma[v]) if v >= 0 else 1.0))
+        if v >= 0:
+            self._overwrite(p, lo, hi, self.bi_w, self.bi_p, int(self.bi_off[v]), int(self.bi_off[v + 1]), g3)
+        if i >= 0:
+            self._overwrite(p, lo, hi, self.tri_w, self.tri_p, a, b, 1.0)
+        own = self.ids.get(prefix, -1)
+        if lo <= own < hi:
+            p[own - lo] = -1.0
+        if len(p) > n:  # the n best; ties go to the earlier word (ids are in word order)
+            kth = np.partition(p, len(p) - n)[len(p) - n]
+            above = np.flatnonzero(p > kth)
+            top = np.concatenate([above, np.flatnonzero(p == kth)[:n - len(above)]])
+        else:
+            top = np.arange(len(p))
+        top = [int(t) for t in top if p[t] > 0]
+        return [self.words[lo + t] for t in sorted(top, key=lambda t: (-p[t], t))]
+
+    @staticmethod
+    def _overwrite(p: np.ndarray, lo: int, hi: int, ws: np.ndarray, ps: np.ndarray, s: int, e: int,
+                   scale: float) -> None:
+        """p[w - lo] = scale * P for the followers ws[s:e] (sorted ids) that fall in [lo, hi)."""
+        sl = ws[s:e]
+        j0, j1 = int(np.searchsorted(sl, lo)), int(np.searchsorted(sl, hi))
+        p[sl[j0:j1] - lo] = scale * ps[s + j0:s + j1]
+
+    def mix(self, model_logp: float, word: str, prev) -> float:
+        """log((1 - lam) * P_model + lam * P_ngram)."""
+        p = (1 - self.lam) * math.exp(model_logp) + self.lam * self.prob(word, prev)
+        return math.log(p) if p > 0 else -math.inf
+
+    def __len__(self) -> int:
+        return self.V - self._first
