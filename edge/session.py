@@ -405,10 +405,10 @@ class TypingSession:
 
     def _offer(self, rows, typed: bytes, want: int, k: int, prev: tuple[str, ...] = ()) -> tuple[list, list, float]:
         if not typed:
-            hits = self._adapt(rows, b"", search_words(self.vocab, rows, b" ", want, self.beam, self.max_pieces), prev)
+            hits = self._adapt(rows, b"", search_words(self.vocab, rows, b" ", want, self.beam, self.max_pieces), prev, k)
             return self._real_words(hits, 0.0)[:k], hits[:1], 0.0
         hits = search_words(self.vocab, rows, b" " + typed, want + 1, self.beam, self.max_pieces, include_typed=True)
-        hits = self._adapt(rows, typed, hits, prev)
+        hits = self._adapt(rows, typed, hits, prev, k + 1)  # (the typed word itself may be among the best)
         if not hits:
             return [], [], 0.0
         log_z = float(np.logaddexp.reduce([h.logp for h in hits]))
@@ -435,11 +435,17 @@ class TypingSession:
         ctx = text[:len(text) - len(_TAIL.search(text, max(0, len(text) - MAX_WORD_CHARS - 1)).group())]
         return last_words(ctx)
 
-    def _adapt(self, rows, typed: bytes, hits: list[WordHit], prev: tuple[str, ...] = ()) -> list[WordHit]:
+    def _adapt(self, rows, typed: bytes, hits: list[WordHit], prev: tuple[str, ...] = (),
+               keep: int = 0) -> list[WordHit]:
         """Mix the model's word probabilities with the bundle's word n-gram's, the user n-gram
         cache's and the neural cache's, and add each one's own likeliest words for this prefix
         (scored by the model too), re-ranked:
-        P = (1 - l_n) * ((1 - l_u) * ((1 - l_g) * P_model + l_g * P_ngram) + l_u * P_user) + l_n * P_neural."""
+        P = (1 - l_n) * ((1 - l_u) * ((1 - l_g) * P_model + l_g * P_ngram) + l_u * P_user) + l_n * P_neural.
+
+        ``keep`` > 0: only the best ``keep`` matter, so a candidate the search did not find is scored
+        by the model only if it could reach them: the search keeps the likeliest words, so its
+        model probability is taken to be at most the weakest found word's (a model call saved
+        for most candidates)."""
         user = self.user if self.user is not None and self.user.total > 0 else None
         ngram = self.ngram if self.ngram is not None and self.ngram.lam > 0 else None
         neural = self._neural_probs()
@@ -454,12 +460,17 @@ class TypingSession:
                 have.update(extra)
         pool = [w for w in neural if w not in have and w.startswith(prefix) and w != prefix]
         extra += sorted(pool, key=lambda w: -neural[w])[:3]
-        scored = list(hits) + [WordHit(w, lp, ids) for w, (lp, ids) in zip(extra, self._word_logps(rows, extra))]
-        mixed = []
-        for h in scored:
-            lp = ngram.mix(h.logp, h.text, prev) if ngram is not None else h.logp
-            lp = user.mix(lp, h.text, prev) if user is not None else lp
-            mixed.append(WordHit(h.text, self.neural.mix(lp, neural.get(h.text, 0.0)) if neural else lp, h.ids))
+
+        def mix(lp: float, word: str) -> float:
+            lp = ngram.mix(lp, word, prev) if ngram is not None else lp
+            lp = user.mix(lp, word, prev) if user is not None else lp
+            return self.neural.mix(lp, neural.get(word, 0.0)) if neural else lp
+        mixed = [WordHit(h.text, mix(h.logp, h.text), h.ids) for h in hits]
+        if keep and hits and len(mixed) >= keep:
+            bar = sorted(h.logp for h in mixed)[-keep]
+            ceiling = min(h.logp for h in hits)
+            extra = [w for w in extra if mix(ceiling, w) >= bar]
+        mixed += [WordHit(w, mix(lp, w), ids) for w, (lp, ids) in zip(extra, self._word_logps(rows, extra))]
         mixed.sort(key=lambda h: (-h.logp, h.text))
         return mixed
 

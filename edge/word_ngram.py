@@ -70,6 +70,9 @@ class WordNgram:
             raise ValueError("word n-gram arrays do not fit together")
         # ids 0 and 1 are <s> and </s>; the words from id 2 on are sorted: a typed prefix is a range
         self._first = 2
+        self._by_p1 = np.lexsort((np.arange(V - 2), -self.p1[2:])) + 2  # likeliest first, ties by word
+        self._taken = np.zeros(V, dtype=bool)  # candidates' scratch mask
+        self._memo: tuple = (None, None)  # the last context's (u, v, trigram slice): one per keystroke
         self.total = 1.0  # the session's "has something to say" test, as for the user cache
         self.uni = self.ids  # "is a word": a word the n-gram knows (the session's lexicon test)
 
@@ -92,6 +95,13 @@ class WordNgram:
         for w in (prev if isinstance(prev, tuple) else (prev,) if prev else ())[-2:]:
             ctx.append(0 if w == LINE_START else self.ids.get(w, -1))
         return ctx[-2], ctx[-1]
+
+    def _where(self, prev) -> tuple[int, int, int, int, int]:
+        """(u, v, trigram context index, start, end) of ``prev``, kept for the next call."""
+        if self._memo[0] != prev:
+            u, v = self._context(prev)
+            self._memo = (prev, (u, v, *self._tri_slice(u, v)))
+        return self._memo[1]
 
     def _tri_slice(self, u: int, v: int) -> tuple[int, int, int]:
         """(context index, start, end) of u v's kept trigrams; index -1 when none."""
@@ -117,8 +127,7 @@ class WordNgram:
         w = self.ids.get(word, -1)
         if w < self._first:
             return 0.0
-        u, v = self._context(prev)
-        i, lo, hi = self._tri_slice(u, v)
+        u, v, i, lo, hi = self._where(prev)
         if i >= 0:
             j = self._find(self.tri_w, lo, hi, w)
             if j >= 0:
@@ -127,42 +136,65 @@ class WordNgram:
         return self._p2(w, v)
 
     def candidates(self, prefix: str, prev, n: int) -> list[str]:
-        """The ``n`` words starting with ``prefix`` (not ``prefix`` itself) it rates highest
-        after ``prev``: exact, every word of the prefix's range scored at once (the back-off
-        base, then the kept bigrams and trigrams written over it)."""
+        """The ``n`` words starting with ``prefix`` (not ``prefix`` itself) it rates highest after
+        ``prev`` (exact; ties go to the earlier word). A word's probability comes from the highest
+        level that kept it -- the context's trigrams, else its bigrams (times the trigram context's
+        back-off weight), else the unigram (times both weights) -- so the best of each level,
+        merged, are the best of all; the unigram's come from its global order, not a scan."""
         if n <= 0:
             return []
         lo = bisect.bisect_left(self.words, prefix, self._first)
         hi = bisect.bisect_left(self.words, prefix + "\U0010ffff", lo) if prefix else self.V
         if lo >= hi:
             return []
-        u, v = self._context(prev)
-        i, a, b = self._tri_slice(u, v)
-        g3 = float(self.ctx_gamma[i]) if i >= 0 else 1.0
-        p = self.p1[lo:hi] * (g3 * (float(self.bi_gamma[v]) if v >= 0 else 1.0))
-        if v >= 0:
-            self._overwrite(p, lo, hi, self.bi_w, self.bi_p, int(self.bi_off[v]), int(self.bi_off[v + 1]), g3)
-        if i >= 0:
-            self._overwrite(p, lo, hi, self.tri_w, self.tri_p, a, b, 1.0)
         own = self.ids.get(prefix, -1)
-        if lo <= own < hi:
-            p[own - lo] = -1.0
-        if len(p) > n:  # the n best; ties go to the earlier word (ids are in word order)
-            kth = np.partition(p, len(p) - n)[len(p) - n]
-            above = np.flatnonzero(p > kth)
-            top = np.concatenate([above, np.flatnonzero(p == kth)[:n - len(above)]])
-        else:
-            top = np.arange(len(p))
-        top = [int(t) for t in top if p[t] > 0]
-        return [self.words[lo + t] for t in sorted(top, key=lambda t: (-p[t], t))]
+        u, v, i, a, b = self._where(prev)
+        g3 = float(self.ctx_gamma[i]) if i >= 0 else 1.0
+        t_ids, t_p = self._in_range(self.tri_w, self.tri_p, a, b, lo, hi, 1.0)
+        b_ids, b_p = self._in_range(self.bi_w, self.bi_p, *((int(self.bi_off[v]), int(self.bi_off[v + 1]))
+                                                           if v >= 0 else (0, 0)), lo, hi, g3)
+        taken = self._taken  # all False between calls
+        try:
+            taken[t_ids] = True
+            below = ~taken[b_ids]
+            b_ids, b_p = b_ids[below], b_p[below]
+            taken[b_ids] = True
+            if own >= 0:
+                taken[own] = True
+            u_ids = self._unigram_best(lo, hi, n, taken)
+        finally:
+            taken[t_ids] = taken[b_ids] = False
+            taken[max(own, 0)] = False
+        u_p = self.p1[u_ids] * (g3 * (float(self.bi_gamma[v]) if v >= 0 else 1.0))
+        ids = np.concatenate([t_ids, b_ids, u_ids])
+        ps = np.concatenate([t_p, b_p, u_p])
+        keep = (ids != own) & (ps > 0)
+        ids, ps = ids[keep], ps[keep]
+        order = np.lexsort((ids, -ps))[:n]  # probability first, then the earlier word
+        return [self.words[int(w)] for w in ids[order]]
 
     @staticmethod
-    def _overwrite(p: np.ndarray, lo: int, hi: int, ws: np.ndarray, ps: np.ndarray, s: int, e: int,
-                   scale: float) -> None:
-        """p[w - lo] = scale * P for the followers ws[s:e] (sorted ids) that fall in [lo, hi)."""
+    def _in_range(ws: np.ndarray, ps: np.ndarray, s: int, e: int, lo: int, hi: int,
+                  scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """The followers ws[s:e] (sorted ids) that fall in [lo, hi), with scale * their probability."""
         sl = ws[s:e]
         j0, j1 = int(np.searchsorted(sl, lo)), int(np.searchsorted(sl, hi))
-        p[sl[j0:j1] - lo] = scale * ps[s + j0:s + j1]
+        return sl[j0:j1], scale * ps[s + j0:s + j1]
+
+    def _unigram_best(self, lo: int, hi: int, n: int, taken: np.ndarray) -> np.ndarray:
+        """The ids of the n likeliest words (by the unigram; ties: the earlier word) in [lo, hi) not
+        ``taken`` (a mask over the ids)."""
+        if hi - lo <= 4096:  # a narrow prefix: look at each of its words
+            ids = np.arange(lo, hi)[~taken[lo:hi]]
+            return ids[np.lexsort((ids, -self.p1[ids]))[:n]]
+        found = []  # a wide one (a short or no prefix): its likeliest words come early in the global order
+        for s in range(0, self.V, 512):
+            chunk = self._by_p1[s:s + 512]
+            chunk = chunk[(chunk >= lo) & (chunk < hi)]
+            found.extend(int(w) for w in chunk[~taken[chunk]][:n - len(found)])
+            if len(found) >= n:
+                break
+        return np.array(found, dtype=np.int64)
 
     def mix(self, model_logp: float, word: str, prev) -> float:
         """log((1 - lam) * P_model + lam * P_ngram)."""

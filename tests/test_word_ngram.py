@@ -178,3 +178,51 @@ def test_cli_ngram_weight(tmp_path, monkeypatch, capsys):
     assert ": tomorrow" in answers["0.5"] and "tomorrow" not in answers["0"]
     assert main(["suggest", str(tmp_path / "bundle"), "--ngram-weight", "1.5"]) != 0
     assert "--ngram-weight must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_candidates_of_a_wide_prefix_come_from_the_global_order():
+    """Over 4,096 words in the prefix's range: the unigram's best are found in its global order
+    (not a scan of the range), still exactly the top n."""
+    rng = np.random.default_rng(0)
+    lines = [f"see you w{int(i):05d}" for i in rng.integers(0, 6000, 20000)] + [f"w{i:05d} then" for i in range(6000)]
+    ng = WordNgram(build_word_ngram(lines + LINES, 1, 1, 1))
+    assert ng.V > 6000
+    for prefix in ("", "w", "w0"):
+        for prev in ((), ("see", "you"), ("you",), ("zebra", "w00012"), (LINE_START,)):
+            got = ng.candidates(prefix, prev, 5)
+            pool = [w for w in ng.words[2:] if w.startswith(prefix) and w != prefix]
+            best = sorted(pool, key=lambda w: -ng.prob(w, prev))[:5]
+            assert [ng.prob(w, prev) for w in got] == pytest.approx([ng.prob(w, prev) for w in best], rel=1e-9), \
+                (prefix, prev)
+
+
+def test_skipping_hopeless_candidates_changes_no_suggestion(monkeypatch):
+    """The session scores an n-gram or user-cache candidate with the model only if it could reach
+    the words offered; on these texts that scores fewer words and offers the same ones."""
+    from rnnkit.edge.adapt import UserCache
+    from rnnkit.edge.session import TypingSession, open_session
+
+    from test_edge_support import tiny_bundle
+
+    texts = [t[:n] for t in ("I will see you tomorrow then", "Thank you for the lovely tea",
+                             "Please call me when the garden is nice") for n in range(len(t) + 1)]
+
+    scored = []
+    word_logps = TypingSession._word_logps
+    monkeypatch.setattr(TypingSession, "_word_logps", lambda self, rows, words: (
+        scored.append(len(words)), word_logps(self, rows, words))[1])
+
+    def typed(session):
+        scored.clear()
+        return [[x.text for x in session.suggest(t, 3, phrase=False)] for t in texts], sum(scored)
+
+    def fresh():
+        ng = WordNgram(build_word_ngram(LINES + ["see you tomorrow"] * 3, 1, 1, 1), lam=0.3)
+        return open_session(tiny_bundle(), ngram=ng, user=UserCache(lam=0.3))
+
+    bounded, calls = typed(fresh())
+    adapt = TypingSession._adapt
+    monkeypatch.setattr(TypingSession, "_adapt", lambda self, rows, t, hits, prev=(), keep=0:
+                        adapt(self, rows, t, hits, prev, 0))
+    every, calls_every = typed(fresh())
+    assert bounded == every and calls < calls_every
