@@ -63,6 +63,9 @@ SHIPPED = {
         "# 3. the classifier starts from that LM's tokenizer, embedding and LSTM (ULMFiT's route)",
         "rnnkit train --recipe sentiment-mr --run-dir runs/sentiment-mr --threads 1 --quiet "
         "--set data.pretrained=runs/mr-lm --set train.lr=0.001 --set train.max_minutes=15 --set precision=fp32",
+        "# 4. the same run continued with the time limit lifted, until early stopping (21 minutes in all)",
+        "rnnkit train --resume runs/sentiment-mr --threads 1 --quiet --set train.max_minutes=0 "
+        "--set train.max_cpu_seconds=2700",
         "rnnkit export runs/sentiment-mr --out models/sentiment-mr --int8 --int8-only --eval-task"]),
     "translate-en-de": ("runs/translate-en-de", [
         "rnnkit data fetch",
