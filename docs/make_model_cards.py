@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from rnnkit.edge.eval import savings
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # recipe -> (run dir, the commands that reproduce the bundle)
