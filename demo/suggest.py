@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from rnnkit.edge.bundle import open_bundle
+from rnnkit.edge.lexicon import FILE_NAME as LEXICON_FILE, Lexicon
+from rnnkit.edge.word_ngram import FILE_NAME as NGRAM_FILE, WordNgram
 
 # Memory: a typing session holds a state per word of its window (5 kB each on suggest-en) and
 # cached search rows (a vocabulary row + a state, ~37 kB each). The LRU bounds the peak (~32 x
@@ -62,6 +64,11 @@ class Suggester:
         # which keeps no state in the runner, and onnxruntime's run() is thread-safe.
         self.runner = StepRunner(self.bundle.graph_path("step"), mem_arena=False)
         self.vocab = SentencePieceVocab(self.bundle.tokenizer_path, eos_id=self.runner.meta.eos_id)
+        # The bundle's lexicon and word n-gram, as `rnnkit suggest` uses them: read once, shared
+        # read-only by every user's session (the n-gram keeps its scratch per thread).
+        self.words = {name: load(path) for name, path, load in (
+            ("lexicon", self.bundle.file_path(LEXICON_FILE), Lexicon.load),
+            ("ngram", self.bundle.file_path(NGRAM_FILE), WordNgram.load)) if path is not None}
         self.new_typing()  # fail now, at start-up, if the runner and the tokenizer disagree
         self._typings: OrderedDict[str, Typing] = OrderedDict()
         self._used: dict[str, float] = {}
@@ -72,7 +79,7 @@ class Suggester:
         from rnnkit.edge.session import TypingSession
 
         # Smaller caches than a device's: the server holds many sessions at once (<= ~8 MB each).
-        return Typing(TypingSession(self.runner, self.vocab, cache_size=CACHE_SIZE, rows_kept=ROWS_KEPT))
+        return Typing(TypingSession(self.runner, self.vocab, cache_size=CACHE_SIZE, rows_kept=ROWS_KEPT, **self.words))
 
     def typing_for(self, key: str | None) -> tuple[str, Typing]:
         """The typing session of browser session ``key`` (a new key if None or forgotten).

@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import math
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +72,9 @@ class WordNgram:
         # ids 0 and 1 are <s> and </s>; the words from id 2 on are sorted: a typed prefix is a range
         self._first = 2
         self._by_p1 = np.lexsort((np.arange(V - 2), -self.p1[2:])) + 2  # likeliest first, ties by word
-        self._taken = np.zeros(V, dtype=bool)  # candidates' scratch mask
-        self._memo: tuple = (None, None)  # the last context's (u, v, trigram slice): one per keystroke
+        # Per thread (one n-gram serves every session of a server): candidates' scratch mask, and
+        # the last context looked up with its trigram slice (each keystroke asks about one context).
+        self._local = threading.local()
         self.total = 1.0  # the session's "has something to say" test, as for the user cache
         self.uni = self.ids  # "is a word": a word the n-gram knows (the session's lexicon test)
 
@@ -98,10 +100,11 @@ class WordNgram:
 
     def _where(self, prev) -> tuple[int, int, int, int, int]:
         """(u, v, trigram context index, start, end) of ``prev``, kept for the next call."""
-        if self._memo[0] != prev:
+        memo = getattr(self._local, "memo", (None, None))
+        if memo[0] != prev:
             u, v = self._context(prev)
-            self._memo = (prev, (u, v, *self._tri_slice(u, v)))
-        return self._memo[1]
+            memo = self._local.memo = (prev, (u, v, *self._tri_slice(u, v)))
+        return memo[1]
 
     def _tri_slice(self, u: int, v: int) -> tuple[int, int, int]:
         """(context index, start, end) of u v's kept trigrams; index -1 when none."""
@@ -153,7 +156,9 @@ class WordNgram:
         t_ids, t_p = self._in_range(self.tri_w, self.tri_p, a, b, lo, hi, 1.0)
         b_ids, b_p = self._in_range(self.bi_w, self.bi_p, *((int(self.bi_off[v]), int(self.bi_off[v + 1]))
                                                            if v >= 0 else (0, 0)), lo, hi, g3)
-        taken = self._taken  # all False between calls
+        taken = getattr(self._local, "taken", None)  # all False between calls
+        if taken is None:
+            taken = self._local.taken = np.zeros(self.V, dtype=bool)
         try:
             taken[t_ids] = True
             below = ~taken[b_ids]

@@ -226,3 +226,52 @@ def test_skipping_hopeless_candidates_changes_no_suggestion(monkeypatch):
                         adapt(self, rows, t, hits, prev, 0))
     every, calls_every = typed(fresh())
     assert bounded == every and calls < calls_every
+
+
+def test_one_ngram_serves_many_threads():
+    """The demo shares one n-gram among its users' sessions: answers from threads asking about
+    different contexts at once are the answers each gets alone."""
+    import threading
+
+    ng = WordNgram(build_word_ngram(LINES, 1, 1, 1))
+    asks = [(p, prev) for p in ("", "t", "s", "th") for prev in CONTEXTS]
+    alone = {i: (ng.candidates(p, prev, 3), ng.prob("the", prev)) for i, (p, prev) in enumerate(asks)}
+    got, errors = {}, []
+
+    def worker(offset):
+        try:
+            for _ in range(20):
+                for i in range(offset, len(asks), 2):
+                    p, prev = asks[i]
+                    got[i] = (ng.candidates(p, prev, 3), ng.prob("the", prev))
+                    assert got[i] == alone[i], asks[i]
+        except AssertionError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k % 2,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and got == alone
+
+
+def test_the_demo_sessions_share_the_bundles_lexicon_and_ngram(tmp_path):
+    import shutil
+
+    from rnnkit.demo.suggest import Suggester
+    from rnnkit.edge.lexicon import FILE_NAME as LEXICON_FILE, build_lexicon, write_lexicon
+    from rnnkit.export.build_bundle import export_bundle
+
+    from test_edge_support import tiny_run
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run(), run)
+    write_word_ngram(run / FILE_NAME, build_word_ngram(LINES, 1, 1, 1))
+    write_lexicon(run / LEXICON_FILE, build_lexicon(LINES, min_count=1))
+    export_bundle(run, tmp_path / "bundle", log=lambda *a: None)
+    sug = Suggester(tmp_path / "bundle")
+    a, b = sug.new_typing().session, sug.new_typing().session
+    assert isinstance(a.ngram, WordNgram) and a.ngram is b.ngram and a.lexicon is b.lexicon is not None
+    out = sug.suggest(sug.new_typing(), "I will see you ", 3)
+    assert out and all(r["text"] in a.lexicon or r["p_given_typed"] >= a.oov_min_prob for r in out)
