@@ -239,13 +239,16 @@ def batch_steps(path: Path, batches=(1, 4, 8), steps: int = 400, warmup: int = 5
     return out
 
 
-def keystroke_kinds(bundle: Path, text: str, phrase: bool, prefetch: int = 0) -> dict:
+def keystroke_kinds(bundle: Path, text: str, phrase: bool, prefetch: int = 0, ngram: bool = True) -> dict:
     """``suggest`` per keystroke typing ``text`` from its start, split by kind of keystroke, with
     graph calls per keystroke; ``prefetch`` > 0: ``session.prefetch`` that many keys between
-    keystrokes (untimed: a keyboard does it while waiting for the next key)."""
+    keystrokes (untimed: a keyboard does it while waiting for the next key); ``ngram=False``: without
+    the bundle's word n-gram (what it costs a keystroke)."""
     from rnnkit.edge.session import open_session
 
     s = open_session(bundle, threads=1)
+    if not ngram:
+        s.ngram = None
     for i in range(1, 200):  # warm up onnxruntime and the caches' code paths
         s.suggest(text[:i], phrase=phrase)
     s.reset()
@@ -289,10 +292,12 @@ def main(argv=None) -> int:
     from rnnkit.export.build_bundle import export_bundle
     from rnnkit.export.onnx_export import export_model
 
+    from rnnkit.edge.bundle import open_bundle
+    from rnnkit.edge.word_ngram import FILE_NAME as NGRAM_FILE
+
     torch.set_num_threads(1)
     scratch = Path(tempfile.mkdtemp(prefix="rnnkit-edge-bench-"))
     if args.bundle:
-        from rnnkit.edge.bundle import open_bundle
 
         shipped = open_bundle(args.bundle)
         if shipped.kind != "lm" or shipped.precision != "int8":
@@ -351,6 +356,8 @@ def main(argv=None) -> int:
         if len(text) > 10_000 + args.keystrokes * 10:
             res["window_moves"] = window_moves(b8, text, keystrokes=args.keystrokes * 10)
         res["keystroke_kinds"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=False)
+        if open_bundle(b8).file_path(NGRAM_FILE) is not None:  # right after, on the same text: its cost
+            res["keystroke_kinds_no_ngram"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=False, ngram=False)
         res["keystroke_kinds_with_phrase"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=True)
         res["keystroke_kinds_prefetch"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=False, prefetch=3)
         if not args.bundle:  # trained fp32 weights exist only for a run (a shipped bundle is int8-only)
@@ -410,7 +417,8 @@ def report(r: dict) -> None:
     if w:
         print(f"typing {w['keystrokes']} keystrokes past 10 000 chars, {w['window_moves']} moves of the "
               f"{w['max_context_chars']}-char window: p50 {w['p50_ms']:.2f} p99 {w['p99_ms']:.2f} max {w['max_ms']:.2f} ms")
-    for key, label in (("keystroke_kinds", "words"), ("keystroke_kinds_with_phrase", "words+phrase"),
+    for key, label in (("keystroke_kinds", "words"), ("keystroke_kinds_no_ngram", "words, no n-gram"),
+                       ("keystroke_kinds_with_phrase", "words+phrase"),
                        ("keystroke_kinds_prefetch", "words, idle prefetch"), ("keystroke_kinds_fp32", "words, fp32")):
         for kind, x in r.get(key, {}).items():
             print(f"keystroke {label:20s} {kind:14s} n={x['keystrokes']:5d}: p50 {x['p50_ms']:.2f} p99 "
