@@ -18,6 +18,8 @@ Prints (and with --out writes as JSON):
    word (a space: the word is read, next words searched), the first letter of a word, the others;
    with idle-time prefetch between keystrokes; and with --run, for the fp32 graph too.
 
+   With a bundle that ships a word n-gram, what the n-gram costs: the text typed by two sessions,
+   with and without it, keystroke by keystroke in turn.
 4. with ``--runtimes`` (and --bundle): the same bundle under onnxruntime (Python), onnxruntime-node and
    onnxruntime-web (WebAssembly, node/conformance.js; `npm ci --ignore-scripts` in node/): one-shot vs
    one-token-per-call rollout, batch of 1 vs 8, each runtime vs Python on 1,000 tokens of real text, and
@@ -239,16 +241,13 @@ def batch_steps(path: Path, batches=(1, 4, 8), steps: int = 400, warmup: int = 5
     return out
 
 
-def keystroke_kinds(bundle: Path, text: str, phrase: bool, prefetch: int = 0, ngram: bool = True) -> dict:
+def keystroke_kinds(bundle: Path, text: str, phrase: bool, prefetch: int = 0) -> dict:
     """``suggest`` per keystroke typing ``text`` from its start, split by kind of keystroke, with
     graph calls per keystroke; ``prefetch`` > 0: ``session.prefetch`` that many keys between
-    keystrokes (untimed: a keyboard does it while waiting for the next key); ``ngram=False``: without
-    the bundle's word n-gram (what it costs a keystroke)."""
+    keystrokes (untimed: a keyboard does it while waiting for the next key)."""
     from rnnkit.edge.session import open_session
 
     s = open_session(bundle, threads=1)
-    if not ngram:
-        s.ngram = None
     for i in range(1, 200):  # warm up onnxruntime and the caches' code paths
         s.suggest(text[:i], phrase=phrase)
     s.reset()
@@ -268,6 +267,26 @@ def keystroke_kinds(bundle: Path, text: str, phrase: bool, prefetch: int = 0, ng
             s.prefetch(text[:i], keys=prefetch, phrase=phrase)
     return {k: {**c.stats(), "keystrokes": len(c.wall), "graph_calls_per_keystroke": float(np.mean(calls[k]))}
             for k, c in clocks.items() if c.wall}
+
+
+def ngram_cost(bundle: Path, text: str) -> dict:
+    """What the bundle's word n-gram costs a keystroke: ``text`` typed by two sessions, with and
+    without it, keystroke by keystroke in turn (which goes first alternates), so both see the
+    same machine load; thread CPU time and graph calls per keystroke."""
+    from rnnkit.edge.session import open_session
+
+    runs = {"with": open_session(bundle, threads=1), "without": open_session(bundle, threads=1)}
+    runs["without"].ngram = None
+    clocks = {k: Clock() for k in runs}
+    calls: dict = {k: [] for k in runs}
+    for i in range(1, len(text) + 1):
+        for k in (("with", "without") if i % 2 else ("without", "with")):
+            c0 = runs[k].graph_calls
+            with clocks[k]:
+                runs[k].suggest(text[:i], phrase=False)
+            calls[k].append(runs[k].graph_calls - c0)
+    return {k: {**clocks[k].stats(), "keystrokes": len(text), "graph_calls_per_keystroke": float(np.mean(calls[k]))}
+            for k in runs}
 
 
 def main(argv=None) -> int:
@@ -356,8 +375,8 @@ def main(argv=None) -> int:
         if len(text) > 10_000 + args.keystrokes * 10:
             res["window_moves"] = window_moves(b8, text, keystrokes=args.keystrokes * 10)
         res["keystroke_kinds"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=False)
-        if open_bundle(b8).file_path(NGRAM_FILE) is not None:  # right after, on the same text: its cost
-            res["keystroke_kinds_no_ngram"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=False, ngram=False)
+        if open_bundle(b8).file_path(NGRAM_FILE) is not None:
+            res["ngram_cost"] = ngram_cost(b8, text[:args.kind_chars])
         res["keystroke_kinds_with_phrase"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=True)
         res["keystroke_kinds_prefetch"] = keystroke_kinds(b8, text[:args.kind_chars], phrase=False, prefetch=3)
         if not args.bundle:  # trained fp32 weights exist only for a run (a shipped bundle is int8-only)
@@ -417,13 +436,17 @@ def report(r: dict) -> None:
     if w:
         print(f"typing {w['keystrokes']} keystrokes past 10 000 chars, {w['window_moves']} moves of the "
               f"{w['max_context_chars']}-char window: p50 {w['p50_ms']:.2f} p99 {w['p99_ms']:.2f} max {w['max_ms']:.2f} ms")
-    for key, label in (("keystroke_kinds", "words"), ("keystroke_kinds_no_ngram", "words, no n-gram"),
-                       ("keystroke_kinds_with_phrase", "words+phrase"),
+    for key, label in (("keystroke_kinds", "words"), ("keystroke_kinds_with_phrase", "words+phrase"),
                        ("keystroke_kinds_prefetch", "words, idle prefetch"), ("keystroke_kinds_fp32", "words, fp32")):
         for kind, x in r.get(key, {}).items():
             print(f"keystroke {label:20s} {kind:14s} n={x['keystrokes']:5d}: p50 {x['p50_ms']:.2f} p99 "
                   f"{x['p99_ms']:.2f} ms (cpu {x['cpu_p50_ms']:.2f}/{x['cpu_p99_ms']:.2f}), "
                   f"{x['graph_calls_per_keystroke']:.2f} graph calls")
+
+    for name, x in r.get("ngram_cost", {}).items():
+        print(f"keystroke {name + ' word n-gram':20s} (in turn) n={x['keystrokes']:5d}: cpu p50 {x['cpu_p50_ms']:.2f} "
+              f"p99 {x['cpu_p99_ms']:.2f} ms, {x['graph_calls_per_keystroke']:.2f} graph calls")
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

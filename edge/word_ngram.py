@@ -175,6 +175,9 @@ class WordNgram:
         ps = np.concatenate([t_p, b_p, u_p])
         keep = (ids != own) & (ps > 0)
         ids, ps = ids[keep], ps[keep]
+        if len(ps) > n:  # sort only what can make the n best (ties at the n-th value included)
+            best = ps >= np.partition(ps, len(ps) - n)[len(ps) - n]
+            ids, ps = ids[best], ps[best]
         order = np.lexsort((ids, -ps))[:n]  # probability first, then the earlier word
         return [self.words[int(w)] for w in ids[order]]
 
