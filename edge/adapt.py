@@ -33,10 +33,11 @@ from .words import words_of
 
 FILE_NAME = "user_cache.json"
 FORMAT = 1
-# LAMBDA was set before tuning; bench/tune_suggest.py's grid on 10 k characters of everyday_en
-# validation text (docs/results/suggest-en-tune.json) has keystroke savings 36.45 % off, 36.48 % at
-# 0.1 and 36.17 % at 0.2: flat around here, and the validation stretch mixes many writers.
-LAMBDA, BETA, DECAY, ORDER = 0.15, 2.0, 0.9995, 3
+# LAMBDA: tuned with the bundle's word n-gram on (edge/word_ngram.py), on 4 validation-split writers
+# (bench/tune_suggest.py --people 4 --adapt-chars 8000 --only lam; docs/results/suggest-en-tune-lam-ngram.json):
+# keystroke savings 50.15 % off, 50.93 % at 0.1, 50.77 % at 0.15, 50.41 % at 0.25. Without the n-gram
+# 0.15 was best; the n-gram already knows the phrases everyone writes.
+LAMBDA, BETA, DECAY, ORDER = 0.1, 2.0, 0.9995, 3
 MAX_UNIGRAMS, MAX_BIGRAMS, MAX_TRIGRAMS = 20_000, 60_000, 60_000
 TOP_K = 16  # the most frequent words kept ranked (candidates asks for a handful)
 LINE_START = "\n"  # the context of a line's first word (never a word: words hold no line break)
