@@ -66,7 +66,7 @@ class Suggester:
         self.vocab = SentencePieceVocab(self.bundle.tokenizer_path, eos_id=self.runner.meta.eos_id)
         # The bundle's lexicon and word n-gram, as `rnnkit suggest` uses them: read once, shared
         # read-only by every user's session (the n-gram keeps its scratch per thread).
-        self.words = {name: load(path) for name, path, load in (
+        self.word_sources = {name: load(path) for name, path, load in (
             ("lexicon", self.bundle.file_path(LEXICON_FILE), Lexicon.load),
             ("ngram", self.bundle.file_path(NGRAM_FILE), WordNgram.load)) if path is not None}
         self.new_typing()  # fail now, at start-up, if the runner and the tokenizer disagree
@@ -79,7 +79,7 @@ class Suggester:
         from rnnkit.edge.session import TypingSession
 
         # Smaller caches than a device's: the server holds many sessions at once (<= ~8 MB each).
-        return Typing(TypingSession(self.runner, self.vocab, cache_size=CACHE_SIZE, rows_kept=ROWS_KEPT, **self.words))
+        return Typing(TypingSession(self.runner, self.vocab, cache_size=CACHE_SIZE, rows_kept=ROWS_KEPT, **self.word_sources))
 
     def typing_for(self, key: str | None) -> tuple[str, Typing]:
         """The typing session of browser session ``key`` (a new key if None or forgotten).

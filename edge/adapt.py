@@ -99,7 +99,7 @@ class UserCache:
         self.uni[word] += self._scale
         self.total += self._scale
         self._rank(word)
-        ctx = _context(prev)
+        ctx = context_words(prev)
         if ctx:
             self.bi[(ctx[-1], word)] += self._scale
             self.prev_total[ctx[-1]] += self._scale
@@ -163,7 +163,7 @@ class UserCache:
         """P_cache(word | the one or two words before it); 0 when the cache is empty."""
         if self.total <= 0:
             return 0.0
-        ctx = _context(prev)
+        ctx = context_words(prev)
         p = self.uni.get(word, 0.0) / self.total
         if not ctx or ctx[-1] not in self.prev_total:
             return p
@@ -183,7 +183,7 @@ class UserCache:
             hi = bisect.bisect_left(self._sorted, prefix + "\U0010ffff", lo)
             pool = [w for w in self._sorted[lo:hi] if w != prefix]
         else:  # a word never seen after this context ranks by its count: the top words hold the best of those
-            ctx = _context(prev)
+            ctx = context_words(prev)
             pool = set(self._top[:n]) if n <= TOP_K else set(self.uni)
             pool.update(self._next.get(ctx[-1:], ()))
             if self.order >= 3 and len(ctx) == 2:
@@ -192,8 +192,7 @@ class UserCache:
 
     def mix(self, model_logp: float, word: str, prev: "str | tuple[str, ...] | None") -> float:
         """log((1 - lam) * P_model + lam * P_cache)."""
-        p = (1 - self.lam) * math.exp(model_logp) + self.lam * self.prob(word, prev)
-        return math.log(p) if p > 0 else -math.inf
+        return interpolate(model_logp, self.lam, self.prob(word, prev))
 
     def __len__(self) -> int:
         return len(self.uni)
@@ -248,7 +247,13 @@ def last_words(text: str) -> tuple[str, ...]:
     return words[-2:]
 
 
-def _context(prev: "str | tuple[str, ...] | None") -> tuple[str, ...]:
+def interpolate(model_logp: float, lam: float, p: float) -> float:
+    """log((1 - lam) * P_model + lam * p): how each cache (and the bundle's word n-gram) mixes in."""
+    mixed = (1 - lam) * math.exp(model_logp) + lam * p
+    return math.log(mixed) if mixed > 0 else -math.inf
+
+
+def context_words(prev: "str | tuple[str, ...] | None") -> tuple[str, ...]:
     """The words before the one scored, most recent last: None, one word, or a tuple."""
     if prev is None:
         return ()

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .adapt import interpolate
+
 SIZE, THETA, LAMBDA = 2000, 0.3, 0.1
 
 
@@ -161,5 +163,4 @@ class WordCache:
 
     def mix(self, model_logp: float, p_cache: float) -> float:
         """log((1 - lam) * P_model + lam * P_cache)."""
-        p = (1 - self.lam) * np.exp(model_logp) + self.lam * p_cache
-        return float(np.log(p)) if p > 0 else -np.inf
+        return interpolate(model_logp, self.lam, p_cache)

@@ -426,7 +426,7 @@ class TypingSession:
         user = self.user.uni if self.user is not None else {}
         typed_before = self.neural.words if self.neural is not None else {}
         return [h for h in hits if h.text in self.lexicon or h.text in user or h.text in typed_before
-                or (self.ngram is not None and h.text in self.ngram.uni) or h.logp - log_z >= floor]
+                or (self.ngram is not None and h.text in self.ngram) or h.logp - log_z >= floor]
 
     @staticmethod
     def _prev_words(text: str) -> tuple[str, ...]:

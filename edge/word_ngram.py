@@ -21,14 +21,13 @@ numpy only. Arrays are read once; a lookup is a binary search in one context's f
 from __future__ import annotations
 
 import bisect
-import math
 import os
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from .adapt import LINE_START
+from .adapt import LINE_START, context_words, interpolate
 
 FILE_NAME = "word_ngram.npz"
 FORMAT = 1
@@ -75,8 +74,6 @@ class WordNgram:
         # Per thread (one n-gram serves every session of a server): candidates' scratch mask, and
         # the last context looked up with its trigram slice (each keystroke asks about one context).
         self._local = threading.local()
-        self.total = 1.0  # the session's "has something to say" test, as for the user cache
-        self.uni = self.ids  # "is a word": a word the n-gram knows (the session's lexicon test)
 
     @classmethod
     def load(cls, path: str | os.PathLike, lam: float = LAMBDA) -> "WordNgram":
@@ -93,9 +90,7 @@ class WordNgram:
     # ------------------------------------------------------------------ lookups
     def _context(self, prev) -> tuple[int, int]:
         """(u, v) ids of the last two words; ``<s>`` (0) before a line's first word, -1 unknown."""
-        ctx = [0, 0]
-        for w in (prev if isinstance(prev, tuple) else (prev,) if prev else ())[-2:]:
-            ctx.append(0 if w == LINE_START else self.ids.get(w, -1))
+        ctx = [0, 0] + [0 if w == LINE_START else self.ids.get(w, -1) for w in context_words(prev)]
         return ctx[-2], ctx[-1]
 
     def _where(self, prev) -> tuple[int, int, int, int, int]:
@@ -206,8 +201,11 @@ class WordNgram:
 
     def mix(self, model_logp: float, word: str, prev) -> float:
         """log((1 - lam) * P_model + lam * P_ngram)."""
-        p = (1 - self.lam) * math.exp(model_logp) + self.lam * self.prob(word, prev)
-        return math.log(p) if p > 0 else -math.inf
+        return interpolate(model_logp, self.lam, self.prob(word, prev))
 
     def __len__(self) -> int:
         return self.V - self._first
+
+    def __contains__(self, word: str) -> bool:
+        """A word it knows (so the session counts it as a word, as the lexicon's)."""
+        return self.ids.get(word, -1) >= self._first

@@ -74,6 +74,7 @@ def test_pruning_keeps_the_kept_and_backs_off_the_rest(kn, full):
     rare = WordNgram(build_word_ngram(LINES, 4, 1, 1))
     assert "zebra" not in rare.ids and "soon" not in rare.ids and "the" in rare.ids
     assert rare.prob("soon", prev) == 0.0
+    assert "the" in rare and "soon" not in rare and BOS not in rare and EOS not in rare  # words only
 
 
 @pytest.mark.parametrize("prefix", ["", "t", "th", "the", "mee", "x", "Th", "café"])
