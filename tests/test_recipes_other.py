@@ -210,6 +210,18 @@ def test_sentiment_split_rejects_out_of_range_scores():
         SentimentSplit(["x"], [2.5])
 
 
+def test_sentiment_crops_training_reviews_but_scores_whole_ones():
+    """data.max_len crops training batches only; validation, test and predict read a review up to
+    the bundle's cap, so the trainer's test figure is the shipped model's."""
+    from rnnkit.edge.predict import MAX_REVIEW_TOKENS
+
+    long = " ".join(["good"] * 300)
+    split = SentimentSplit(["good fun film", long], [0.5, 0.9])
+    task = SentimentTask(_WordTok(["good fun film"]), split, split, test=split, max_len=2)
+    assert [len(i) for i in task.ids["train"]] == [2, 2]
+    assert [len(i) for i in task.ids["val"]] == [len(i) for i in task.ids["test"]] == [3, MAX_REVIEW_TOKENS]
+
+
 def test_tagger_vocab_and_task_on_tiny_conll(tmp_path):
     from rnnkit.core.models.kinds import Tagger, TaggerConfig
 

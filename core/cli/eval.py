@@ -121,7 +121,7 @@ def eval_classifier(s: Subject, data: Path, **_) -> dict:
     if not rows:
         raise ValueError(f"{data}: no rows")
     split = SentimentSplit([t for _, t in rows], [float(sc) for sc, _ in rows])
-    task = SentimentTask(load_tokenizer(s.directory), split, split, max_len=256)  # predict's review cap
+    task = SentimentTask(load_tokenizer(s.directory), split, split)  # scores read up to the bundle's review cap
     polar = sum(1 for sc, _ in rows if sc != 0)
     return {**_strip(task.split_metrics(s.model, "val"), "val_"), "rows": len(rows), "rows_with_polarity": polar}
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.core.metrics.numeric import sentiment_figures
+from rnnkit.edge.predict import MAX_REVIEW_TOKENS  # the bundle's review cap: scores here read what it reads
 from rnnkit.core.tasks.common import (Batches, copy_encoder, encoder_fields, pretrained_lm, bucketed_batches, evaluating, model_device, model_fields, pad_ids,
                                       seeded_model, seeded_subset, unwrap, user_or_corpus_splits,
                                       write_final)
@@ -65,10 +66,14 @@ class SentimentTask:
         self.splits = {"train": train, "val": valid}
         if test is not None:
             self.splits["test"] = test
-        self.ids = {k: [self._encode(t) for t in s.texts] for k, s in self.splits.items()}
+        self.ids = {k: [self._encode(t, self.max_len if k == "train" else MAX_REVIEW_TOKENS) for t in s.texts]
+                    for k, s in self.splits.items()}
 
-    def _encode(self, text: str) -> list[int]:
-        return self.tok.encode(text)[: self.max_len]
+    def _encode(self, text: str, cap: int = MAX_REVIEW_TOKENS) -> list[int]:
+        # Training crops reviews at max_len (batches stay short); every score -- validation,
+        # test, predict -- reads as much of a review as the bundle does, so the trainer's test
+        # figure is the shipped model's.
+        return self.tok.encode(text)[:cap]
 
     def _batch(self, split: str, rows: list[int]) -> tuple[Tensor, Tensor, Tensor]:
         tokens, lengths = pad_ids([self.ids[split][i] for i in rows], self.tok.pad_id)

@@ -42,12 +42,20 @@ class TaggerVocab:
         self.tag_id = {t: i for i, t in enumerate(tags)}
 
     @classmethod
-    def build(cls, sentences: Sequence[Sentence], max_word_len: int = 20) -> "TaggerVocab":
+    def build(cls, sentences: Sequence[Sentence], max_word_len: int = 20,
+              extra_words: Sequence[str] = ()) -> "TaggerVocab":
+        """Training words by frequency, then ``extra_words`` (a word-vector file's) the training
+        data lacks: a test sentence's unseen name then has a learnt vector instead of <unk>."""
         wc = Counter(norm_word(w) for toks, _ in sentences for w in toks)
         cc = Counter(c for toks, _ in sentences for w in toks for c in w)
         tags = sorted({t for _, ts in sentences for t in ts}, key=lambda t: (t != "O", _split_tag(t)[1], t))
-        return cls(["<pad>", "<unk>"] + sorted(wc, key=lambda w: (-wc[w], w)),
-                   ["<pad>", "<unk>"] + sorted(cc), tags, max_word_len)
+        words = ["<pad>", "<unk>"] + sorted(wc, key=lambda w: (-wc[w], w))
+        seen = set(words)
+        for w in map(norm_word, extra_words):
+            if w not in seen:
+                seen.add(w)
+                words.append(w)
+        return cls(words, ["<pad>", "<unk>"] + sorted(cc), tags, max_word_len)
 
     def encode_words(self, tokens: Sequence[str]) -> list[int]:
         return [self.word_id.get(norm_word(w), 1) for w in tokens]
@@ -91,6 +99,27 @@ def pad_tagger_batch(vocab: TaggerVocab, sents: Sequence[Sentence], word_ids: Se
     return words, chars, lengths, tags
 
 
+def init_word_vectors(embed: torch.nn.Embedding, vocab: TaggerVocab, words: Sequence[str], vectors) -> int:
+    """Start the tagger's word embeddings from pretrained ``vectors``; -> rows set.
+
+    The vectors are rescaled to unit standard deviation, the scale of the rows still drawn at
+    random (``nn.Embedding``'s N(0, 1)), so neither kind dwarfs the other after dropout."""
+    if vectors.shape[1] != embed.embedding_dim:
+        raise ValueError(f"word vectors have {vectors.shape[1]} dimensions, the model's embed_size is "
+                         f"{embed.embedding_dim}: set model.embed_size={vectors.shape[1]}")
+    scaled = torch.as_tensor(vectors / max(float(vectors.std()), 1e-8), dtype=embed.weight.dtype)
+    rows, src, done = [], [], set()
+    for i, w in enumerate(words):
+        j = vocab.word_id.get(norm_word(w))
+        if j is not None and j > 1 and j not in done:  # never <pad> or <unk>; first spelling wins
+            done.add(j)
+            rows.append(j)
+            src.append(i)
+    with torch.no_grad():
+        embed.weight[torch.tensor(rows, dtype=torch.long)] = scaled[torch.tensor(src, dtype=torch.long)]
+    return len(rows)
+
+
 # --------------------------------------------------------------------------- task
 class TaggerTask:
     """Token tagging with a ``Tagger`` model; batch = (words, chars, lengths, tags).
@@ -108,6 +137,7 @@ class TaggerTask:
                  test: Sequence[Sentence] | None = None, batch_size: int = 32, unk_replace: float = 0.5,
                  seed: int = 0):
         self.vocab, self.batch_size, self.unk_replace, self.seed = vocab, batch_size, unk_replace, seed
+        self.vectors: dict | None = None  # where the word embeddings started from (build() fills it)
         self.rank, self.world_size = 0, 1
         self.splits = {"train": [s for s in train if s[0]], "val": [s for s in valid if s[0]]}
         if test is not None:
@@ -185,7 +215,7 @@ class TaggerTask:
         return {"task": self.name, "metric": self.metric, "units": "entity-level F1 in % (conlleval rules)",
                 "sizes": {k: len(v) for k, v in self.splits.items()}, "tags": self.vocab.tags,
                 "words": len(self.vocab.words), "chars": len(self.vocab.chars),
-                "unk_replace": self.unk_replace, "batch_size": self.batch_size}
+                "unk_replace": self.unk_replace, "batch_size": self.batch_size, "word_vectors": self.vectors}
 
 
 # --------------------------------------------------------------------------- recipe builder
@@ -207,14 +237,24 @@ def build(recipe, run_dir):
     train = seeded_subset(train, int(data.get("max_train_sentences", 0) or 0), seed)
     ev = int(data.get("max_eval_sentences", 0) or 0)
     valid, test = seeded_subset(valid, ev, seed), (seeded_subset(test, ev, seed) if test else test)
+    vec_words, vectors = [], None
+    if data.get("word_vectors"):
+        from rnnkit.core.text import word_vectors
+
+        vec_words, vectors = word_vectors.read(word_vectors.resolve(data["word_vectors"]),
+                                               int(data.get("max_vector_words", 0) or 0))
     if (run_dir / TaggerVocab.FILE).is_file():
         vocab = TaggerVocab.load(run_dir)
     else:
-        vocab = TaggerVocab.build(train, int(recipe["tokenizer"].get("max_word_len", 20)))
+        vocab = TaggerVocab.build(train, int(recipe["tokenizer"].get("max_word_len", 20)), vec_words)
         vocab.save(run_dir)
     use_chars = bool(data.get("char_features", True))
     cfg = TaggerConfig(**{**model_fields(recipe), "vocab_size": len(vocab.words), "num_tags": len(vocab.tags),
                           "char_vocab_size": len(vocab.chars) if use_chars else 0, "pad_id": 0, "unk_id": 1})
     task = TaggerTask(vocab, train, valid, test, batch_size=int(data.get("batch_size", 32)),
                       unk_replace=float(data.get("unk_replace", 0.5)), seed=seed)
-    return seeded_model(recipe, Tagger, cfg), task, vocab
+    model = seeded_model(recipe, Tagger, cfg)
+    if vectors is not None:  # on --resume the checkpoint's weights replace these
+        task.vectors = {"source": data["word_vectors"], "words": len(vec_words),
+                        "rows_initialised": init_word_vectors(model.embed, vocab, vec_words, vectors)}
+    return model, task, vocab

@@ -1,0 +1,133 @@
+"""Word vectors (core/text/word_vectors.py) and a tagger that starts from them."""
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit.core.tasks.tagger import TaggerVocab, init_word_vectors
+from rnnkit.core.text import word_vectors as wv
+
+
+def _corpus(tmp_path, lines=3000, seed=0):
+    """Cities share contexts with cities, names with names: skip-gram must learn that."""
+    rng = np.random.default_rng(seed)
+    cities, names = ["paris", "berlin", "rome", "madrid"], ["anna", "peter", "maria", "john"]
+    rows = []
+    for _ in range(lines):
+        if rng.random() < 0.5:
+            rows.append(f"we flew to {rng.choice(cities)} on the morning train from the airport")
+        else:
+            rows.append(f"yesterday {rng.choice(names)} said that she would call her brother soon")
+    p = tmp_path / "text.txt"
+    p.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return p
+
+
+def test_text_tokens_match_the_taggers_words():
+    assert wv.text_tokens("Germany's 1996 budget, in the U.S.") == [
+        "germany", "'s", "0000", "budget", ",", "in", "the", "u", ".", "s", "."]
+    assert wv.text_tokens("It\u2019s") == ["it", "'s"]
+
+
+def test_skipgram_puts_words_of_one_kind_together(tmp_path):
+    words, vecs = wv.train([_corpus(tmp_path, lines=1000)], dim=16, epochs=3, min_count=1, batch=512, lr=0.03, subsample=1.0,
+                           progress=False)
+    ix = {w: i for i, w in enumerate(words)}
+    unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+
+    def sim(a, b):
+        return float(unit[ix[a]] @ unit[ix[b]])
+
+    assert vecs.dtype == np.float32 and vecs.shape == (len(words), 16) and np.isfinite(vecs).all()
+    assert words[0] in ("the", "to")  # most frequent first
+    within = np.mean([sim("paris", "rome"), sim("berlin", "madrid"), sim("anna", "maria"), sim("peter", "john")])
+    across = np.mean([sim("paris", "anna"), sim("rome", "peter"), sim("berlin", "maria"), sim("madrid", "john")])
+    assert within > across + 0.5, (within, across)
+
+
+def test_write_and_read_both_text_formats(tmp_path):
+    words, vecs = ["the", "paris"], np.array([[0.5, -1.0], [2.0, 0.25]], dtype=np.float32)
+    p = wv.write(tmp_path / "v.txt", words, vecs)
+    assert p.read_text().splitlines()[0] == "2 2"
+    w2, v2 = wv.read(p)
+    assert w2 == words and np.allclose(v2, vecs)
+    glove = tmp_path / "glove.txt"
+    glove.write_text("the 0.5 -1.0\nparis 2.0 0.25\nrome 1 1\n", encoding="utf-8")
+    w3, v3 = wv.read(glove, max_words=2)
+    assert w3 == words and np.allclose(v3, vecs)
+
+
+@pytest.mark.parametrize("text,match", [
+    ("", "no word vectors"),
+    ("the 1 2\nparis 1\n", "1 numbers, expected 2"),
+    ("the 1 x\n", "not a word vector line"),
+    ("the nan 1\n", "NaN"),
+])
+def test_read_rejects_bad_files(tmp_path, text, match):
+    p = tmp_path / "bad.txt"
+    p.write_text(text, encoding="utf-8")
+    with pytest.raises(ValueError, match=match):
+        wv.read(p)
+
+
+def test_resolve_checks_its_spec(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        wv.resolve(tmp_path / "missing.txt")
+    with pytest.raises(ValueError, match="unknown options"):
+        wv.resolve({"corpora": ["ptb"], "dims": 100})
+    with pytest.raises(ValueError, match="file path or"):
+        wv.resolve({"dim": 100})
+
+
+def test_resolve_learns_once_from_train_splits_and_caches(tmp_path, monkeypatch):
+    import rnnkit.core.data.loaders as loaders
+
+    text = _corpus(tmp_path, lines=200)
+    asked = []
+
+    def fake_split_path(name, split, fetch=False):
+        asked.append((name, split))
+        return text
+
+    monkeypatch.setattr(loaders, "split_path", fake_split_path)
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "data"))
+    spec = {"corpora": ["everyday_en"], "dim": 8, "epochs": 1, "min_count": 1}
+    p = wv.resolve(spec, progress=False)
+    assert asked == [("everyday_en", "train")]  # never a valid or test split
+    assert p.parent == tmp_path / "data" / "vectors" and p.is_file()
+    assert wv.resolve(spec, progress=False) == p and len(asked) == 1  # cached: not learnt twice
+
+
+def test_tagger_vocab_takes_vector_words_after_its_own():
+    train = [(["John", "lives", "in", "Paris"], ["B-PER", "O", "O", "B-LOC"])]
+    vocab = TaggerVocab.build(train, extra_words=["paris", "Berlin", "1999", "berlin"])
+    assert vocab.words[:6] == ["<pad>", "<unk>", "in", "john", "lives", "paris"]
+    assert vocab.words[6:] == ["berlin", "0000"]  # normalised, each once, after the training words
+    assert vocab.encode_words(["BERLIN"]) == [6]
+
+
+def test_init_word_vectors_sets_known_rows_rescaled():
+    train = [(["John", "lives", "in", "Paris"], ["B-PER", "O", "O", "B-LOC"])]
+    vwords = ["paris", "berlin", "Paris"]
+    vecs = np.array([[1.0, 2.0], [3.0, -1.0], [9.0, 9.0]], dtype=np.float32)
+    vocab = TaggerVocab.build(train, extra_words=vwords)
+    embed = torch.nn.Embedding(len(vocab.words), 2, padding_idx=0)
+    before = embed.weight.detach().clone()
+    assert init_word_vectors(embed, vocab, vwords, vecs) == 2  # "Paris" again: the first spelling wins
+    scale = float(vecs.std())
+    assert torch.allclose(embed.weight[vocab.word_id["paris"]], torch.tensor([1.0, 2.0]) / scale)
+    assert torch.allclose(embed.weight[vocab.word_id["berlin"]], torch.tensor([3.0, -1.0]) / scale)
+    untouched = [vocab.word_id[w] for w in ("<pad>", "<unk>", "john", "lives", "in")]
+    assert torch.equal(embed.weight[untouched], before[untouched])
+    with pytest.raises(ValueError, match="embed_size=3"):
+        init_word_vectors(embed, vocab, ["x"], np.zeros((1, 3), dtype=np.float32))
+
+
+def test_too_little_text_is_a_clear_error(tmp_path):
+    p = tmp_path / "t.txt"
+    p.write_text("a b c d\nb c d e\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="too little text"):
+        wv.train([p], dim=4, epochs=1, min_count=1, progress=False)
+    p.write_text("hello\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="too little text"):
+        wv.train([p], dim=4, epochs=1, min_count=1, progress=False)
