@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rnnkit.core.tasks.tagger import TaggerVocab, init_word_vectors
-from rnnkit.core.text import word_vectors as wv
+from rnnkit.core.train import word_vectors as wv
 
 
 def _corpus(tmp_path, lines=3000, seed=0):

@@ -113,7 +113,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_vectors(args) -> int:
     from rnnkit.core.data.loaders import split_path
-    from rnnkit.core.text import word_vectors
+    from rnnkit.core.train import word_vectors
 
     texts = list(args.texts) + [split_path(name, "train", fetch=True) for name in args.corpus]
     if not texts:

@@ -53,6 +53,21 @@ def register(subparsers) -> None:
     p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar (for nohup logs)")
     p.set_defaults(func=run_train)
 
+    m = subparsers.add_parser(
+        "soup", help="average the weights of runs fine-tuned from one start (a model soup) into a new run",
+        description="Greedy model soup (Wortsman et al. 2022): the runs are ranked by their validation metric "
+                    "and each is averaged in only if the soup's validation metric does not get worse; the test "
+                    "split is scored once at the end, never used to choose. The runs must share the model "
+                    "configuration and tokenizer (e.g. classifiers fine-tuned from one language model). The "
+                    "soup is a run directory: rnnkit export / eval take it as they take any run.",
+        epilog="rnnkit soup runs/sent-a runs/sent-b runs/sent-c --out runs/sent-soup; "
+               "rnnkit export runs/sent-soup --out bundles/sentiment --int8 --int8-only --eval-task")
+    m.add_argument("runs", nargs="+", metavar="RUN", help="run directories (their best model/ is averaged)")
+    m.add_argument("--out", required=True, help="run directory to write the soup into")
+    m.add_argument("--uniform", action="store_true", help="average every run instead of choosing greedily")
+    m.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    m.set_defaults(func=run_soup)
+
     s = subparsers.add_parser("generate", aliases=["sample"],
                               help="stream text from a trained language model run (alias: sample)")
     s.add_argument("run_dir", help="a run directory made by `rnnkit train`")
@@ -65,6 +80,16 @@ def register(subparsers) -> None:
     s.add_argument("--seed", type=int, default=None, help="fixed seed: the same text every time")
     s.add_argument("--greedy", action="store_true", help="always take the most likely token")
     s.set_defaults(func=run_sample)
+
+
+def run_soup(args) -> int:
+    import torch
+
+    from rnnkit.core.cli.soup import soup
+
+    torch.set_num_threads(max(1, args.threads))
+    soup(args.runs, args.out, greedy=not args.uniform)
+    return 0
 
 
 def user_data_overrides(args) -> dict:

@@ -239,7 +239,7 @@ def build(recipe, run_dir):
     valid, test = seeded_subset(valid, ev, seed), (seeded_subset(test, ev, seed) if test else test)
     vec_words, vectors = [], None
     if data.get("word_vectors"):
-        from rnnkit.core.text import word_vectors
+        from rnnkit.core.train import word_vectors
 
         vec_words, vectors = word_vectors.read(word_vectors.resolve(data["word_vectors"]),
                                                int(data.get("max_vector_words", 0) or 0))
