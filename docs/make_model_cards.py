@@ -196,6 +196,15 @@ def ner_extra() -> str:
                "the transition scores in manifest.json, `rnnkit.edge.viterbi`)."
                if json.loads((ROOT / "models" / "ner-conll" / "manifest.json").read_text()).get("crf")
                else "tags are the argmax per word (no CRF).")]
+    vectors = (json.loads((ROOT / "models" / "ner-conll" / "manifest.json").read_text()).get("task") or {}).get(
+        "word_vectors")
+    if vectors:
+        src = vectors["source"]
+        where = (f"the train splits of {' and '.join(src['corpora'])}" if isinstance(src, dict) else f"`{src}`")
+        out += ["", f"The word embeddings started from skip-gram vectors learnt on {where} "
+                f"({vectors['words']:,} words, `rnnkit data vectors`); the {vectors['rows_initialised']:,} vector "
+                "words include many the CoNLL training sentences lack, so a name seen only in news text still has "
+                "a learnt vector instead of the unknown-word one."]
     if r:
         out += ["", f"On this int8 bundle (`rnnkit eval`, CoNLL-2003 test, {r['sentences']:,} sentences): entity F1 "
                 f"**{r['f1']:.1f}** (precision {r['precision']:.1f}, recall {r['recall']:.1f}); per type "

@@ -131,3 +131,21 @@ def test_too_little_text_is_a_clear_error(tmp_path):
     p.write_text("hello\n", encoding="utf-8")
     with pytest.raises(ValueError, match="too little text"):
         wv.train([p], dim=4, epochs=1, min_count=1, progress=False)
+
+
+def test_ner_recipe_starts_from_a_vector_file(tmp_path):
+    """data.word_vectors as a file: its words join the tagger's vocabulary and start its embeddings."""
+    from rnnkit.core import recipes as R
+
+    conll = tmp_path / "mine.conll"
+    conll.write_text("".join("Anna B-PER\nsings O\nin O\nRome B-LOC\n\n" for _ in range(10)), encoding="utf-8")
+    vec = wv.write(tmp_path / "v.txt", ["rome", "oslo"], np.array([[1.0] * 16, [-1.0] * 16], dtype=np.float32))
+    recipe = R.resolve_recipe("ner-conll", "smoke", {"data.train_file": str(conll), "data.valid_file": str(conll),
+                                                     "data.word_vectors": str(vec)})
+    model, task, vocab = R.build(recipe, tmp_path / "run")
+    assert "oslo" in vocab.word_id and vocab.words.index("oslo") > vocab.words.index("rome")
+    assert task.describe()["word_vectors"] == {"source": str(vec), "words": 2, "rows_initialised": 2}
+    assert torch.allclose(model.embed.weight[vocab.word_id["oslo"]], torch.full((16,), -1.0))  # std of +-1 is 1
+    recipe["data"]["word_vectors"] = str(tmp_path / "missing.txt")
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        R.build(recipe, tmp_path / "run2")
