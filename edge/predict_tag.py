@@ -19,7 +19,7 @@ from rnnkit.core.metrics.entities import chunks, split_tag  # torch-free: the on
 
 from . import names
 from .bundle import BundleError
-from .words import norm_word
+from .words import norm_word, split_possessive
 from .predict import MAX_TAG_TOKENS, InputError, graph, load_bundle
 from .viterbi import decode_batch, tables as viterbi_tables
 
@@ -29,8 +29,15 @@ TOKEN = re.compile(r"(?:[^\W\d_]\.){2,}|\w+(?:[-'’.,]\w+)*|\S")
 
 
 def tokenize(text: str) -> list[tuple[str, int, int]]:
-    """CoNLL-like tokens of ``text`` as (token, start, end) character offsets."""
-    return [(m.group(), m.start(), m.end()) for m in TOKEN.finditer(text)]
+    """CoNLL-like tokens of ``text`` as (token, start, end) character offsets; a possessive is its
+    own token, as in the training sentences ("Germany's" -> "Germany" "'s")."""
+    out = []
+    for m in TOKEN.finditer(text):
+        start = m.start()
+        for part in split_possessive(m.group()):
+            out.append((part, start, start + len(part)))
+            start += len(part)
+    return out
 
 
 class EntityTagger:

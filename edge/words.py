@@ -40,6 +40,13 @@ def is_word(token: str) -> bool:
     return bool(WORD.fullmatch(token))
 
 
+def split_possessive(token: str) -> list[str]:
+    """CoNLL / Penn Treebank split the possessive off a name: "Germany's" -> "Germany", "'s"."""
+    if len(token) > 2 and token[-2] in APOSTROPHES and token[-1] in "sS":
+        return [token[:-2], token[-2:]]
+    return [token]
+
+
 def norm_word(word: str) -> str:
     """A tagger's vocabulary key: lower case, every digit 0 ("Paris" and "paris", "1996" and "2001"
     share an entry). Training (core/tasks/tagger.py) and the device (edge/predict_tag.py) both use it."""

@@ -145,6 +145,8 @@ def test_tokenize_keeps_offsets_and_highlighting_rebuilds_the_text():
     toks = tokenize(text)
     assert [t for t, _, _ in toks][:3] == ["The", "U.S.", "and"] and "1,000-strong" in [t for t, _, _ in toks]
     assert all(text[a:b] == t for t, a, b in toks)
+    assert ("O'Neil", text.index("O'Neil"), text.index("'s 1")) in toks and ("'s", text.index("'s 1"), text.index(" 1,")) in toks
+    assert [t for t, _, _ in tokenize("Germany\u2019s Ross' it's")] == ["Germany", "\u2019s", "Ross", "'", "it", "'s"]
     ents = [{"type": "LOC", "start": text.index("São"), "end": text.index(" (")}]
     segs = highlighted(text, ents)
     assert "".join(s for s, _ in segs) == text and ("São Paulo", "LOC") in segs

@@ -24,19 +24,12 @@ from typing import Sequence
 import numpy as np
 
 from rnnkit.core.atomic import atomic_write_text
-from rnnkit.edge.words import norm_word, tokenize
+from rnnkit.edge.words import norm_word, split_possessive, tokenize
 
 
 def text_tokens(line: str) -> list[str]:
     """A line's tagger words: ``tokenize``'s words and marks, "'s" split off, ``norm_word``-ed."""
-    out = []
-    for tok in tokenize(line.replace("\u2019", "'")):
-        low = norm_word(tok)
-        if len(low) > 2 and low.endswith("'s"):
-            out += [low[:-2], "'s"]
-        else:
-            out.append(low)
-    return out
+    return [norm_word(t) for tok in tokenize(line.replace("\u2019", "'")) for t in split_possessive(tok)]
 
 
 def corpus_ids(paths: Sequence[str | Path], min_count: int, max_words: int) -> tuple[list[str], np.ndarray, np.ndarray]:
