@@ -47,15 +47,15 @@ def resolve_model_dir(path: str | os.PathLike) -> tuple[Path, Path]:
                             f"({registry.CONFIG_FILE} + {registry.WEIGHTS_FILE})")
 
 
-def refuse_non_finite(model, model_dir: Path) -> None:
+def refuse_non_finite(model, model_dir: Path, doing: str = "export") -> None:
     """A NaN / inf weight (a diverged run saved anyway, a tampered file) makes a bundle that
-    answers NaN on a device: refuse it here, naming the tensor."""
+    answers NaN on a device, or a soup that does: refuse it here, naming the tensor."""
     import torch
 
     for name, t in model.state_dict().items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t)).sum())
-            raise ValueError(f"{model_dir}: weight {name} holds {bad} NaN/inf value(s): refusing to export "
+            raise ValueError(f"{model_dir}: weight {name} holds {bad} NaN/inf value(s): refusing to {doing} "
                              "(resume from an earlier checkpoint or retrain with a lower lr)")
 
 

@@ -105,3 +105,16 @@ def test_a_soup_reads_like_a_run(two_runs, tmp_path):
     assert json.loads((out / "config.json").read_text())["soup"]["members"]
     soup([a, b], out, log=lambda _: None)  # again into the same soup: replaced, not appended to
     assert sum(1 for _ in (out / "metrics.jsonl").open()) == 2
+
+
+def test_a_run_whose_weights_are_nan_is_refused(two_runs, tmp_path):
+    a, b, _ = two_runs
+    bad = tmp_path / "bad"
+    shutil.copytree(b, bad)
+    model = registry.load(bad / "model")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    registry.save(model, bad / "model")
+    with pytest.raises(ValueError, match="NaN/inf value.*refusing to average it"):
+        soup([a, bad], tmp_path / "s")

@@ -149,3 +149,11 @@ def test_ner_recipe_starts_from_a_vector_file(tmp_path):
     recipe["data"]["word_vectors"] = str(tmp_path / "missing.txt")
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         R.build(recipe, tmp_path / "run2")
+
+
+def test_a_nan_loss_stops_learning_with_a_clear_error(tmp_path, monkeypatch):
+    p = tmp_path / "t.txt"
+    p.write_text("a b c d e f\n" * 200, encoding="utf-8")
+    monkeypatch.setattr(torch.nn.functional, "logsigmoid", lambda x: x * float("nan"))
+    with pytest.raises(FloatingPointError, match="loss became nan"):
+        wv.train([p], dim=4, epochs=1, min_count=1, subsample=1.0, progress=False)

@@ -21,6 +21,7 @@ test figures from the task's ``finalize``, ``soup.json`` saying who went in and 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Callable, Sequence
@@ -78,7 +79,11 @@ def soup(runs: Sequence[str | Path], out: str | Path, greedy: bool = True,
     recipe = recipes.load_run_recipe(runs[0])
     torch.manual_seed(0)
     _, task, _ = recipes.build(recipe, runs[0])  # the first run's tokenizer and splits
+    from rnnkit.export.build_bundle import refuse_non_finite
+
     models = [registry.load(r / "model").eval() for r in runs]
+    for r, m in zip(runs, models):  # a NaN weight would poison every average it joined
+        refuse_non_finite(m, r / "model", doing="average it")
     metric, higher = task.metric, task.metric_mode == "max"
 
     def score(model) -> float:
@@ -90,6 +95,9 @@ def soup(runs: Sequence[str | Path], out: str | Path, greedy: bool = True,
     scores = [score(m) for m in models]
     for r, s in zip(runs, scores):
         log(f"{r}: {metric} {s:.4f}")
+    broken = [str(r) for r, s in zip(runs, scores) if not math.isfinite(s)]
+    if broken:
+        raise ValueError(f"{', '.join(broken)}: validation {metric} is not a number; leave these runs out")
     order = sorted(range(len(runs)), key=lambda i: -scores[i] if higher else scores[i])
     soup_model = registry.load(runs[0] / "model").eval()
     members, best, tried = [order[0]], scores[order[0]], []
@@ -97,7 +105,7 @@ def soup(runs: Sequence[str | Path], out: str | Path, greedy: bool = True,
         for i in order[1:]:
             soup_model.load_state_dict(average([models[j] for j in members + [i]]))
             s = score(soup_model)
-            kept = better_or_equal(s, best)
+            kept = math.isfinite(s) and better_or_equal(s, best)
             tried.append({"run": str(runs[i]), metric: s, "kept": kept})
             log(f"  + {runs[i]}: {metric} {s:.4f} {'kept' if kept else 'left out'}")
             if kept:

@@ -96,6 +96,8 @@ def train(paths: Sequence[str | Path], dim: int = 100, window: int = 5, negative
             total, n = total + loss.item(), n + 1
             bar.update(1)
         bar.close()
+        if not math.isfinite(total):  # nothing saved: a broken file must never reach a tagger
+            raise FloatingPointError(f"word vectors: the loss became {total} in epoch {epoch + 1}; try a lower lr")
         if progress:
             print(f"word vectors: epoch {epoch + 1}/{epochs}, {len(c):,} pairs, loss {total / max(n, 1):.3f}, "
                   f"{time.time() - start:.0f} s", flush=True)
@@ -115,7 +117,8 @@ def _bar(total: int, desc: str, enabled: bool):
 
 
 def _pairs_same_line(ids: np.ndarray, line: np.ndarray, window: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """``_pairs`` with the line cut applied: both words must lie on the same line."""
+    """(centre, context) pairs with word2vec's shrunk windows (each centre draws its own reach in
+    1..window); both words lie on the same line."""
     reach = rng.integers(1, window + 1, size=len(ids))
     cs, xs = [], []
     for d in range(1, window + 1):
