@@ -317,7 +317,6 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     scratch = Path(tempfile.mkdtemp(prefix="rnnkit-edge-bench-"))
     if args.bundle:
-
         shipped = open_bundle(args.bundle)
         if shipped.kind != "lm" or shipped.precision != "int8":
             ap.error(f"{args.bundle}: want an int8 language-model bundle, got {shipped.kind} {shipped.precision}")

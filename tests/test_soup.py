@@ -118,3 +118,23 @@ def test_a_run_whose_weights_are_nan_is_refused(two_runs, tmp_path):
     registry.save(model, bad / "model")
     with pytest.raises(ValueError, match="NaN/inf value.*refusing to average it"):
         soup([a, bad], tmp_path / "s")
+
+
+def test_greedy_soup_leaves_out_a_run_that_makes_it_worse(two_runs, tmp_path):
+    """A run whose weights are the negation of the best one's averages with it to zero: a useless
+    model, so the greedy rule must leave it out, while an identical copy of the best goes in."""
+    a, b, _ = two_runs
+    flipped, same = tmp_path / "flipped", tmp_path / "same"
+    shutil.copytree(a, flipped)
+    shutil.copytree(a, same)
+    model = registry.load(flipped / "model")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.neg_()
+    registry.save(model, flipped / "model")
+    rec = soup([a, flipped, same], tmp_path / "soup", log=lambda _: None)
+    assert str(flipped) not in rec["members"] and str(same) in rec["members"]
+    best = rec["runs"][0][rec["metric"]]
+    for t in rec["tried"]:  # the rule, step by step: kept exactly when not worse than the soup so far
+        assert t["kept"] == (t[rec["metric"]] >= best)
+        best = t[rec["metric"]] if t["kept"] else best

@@ -273,7 +273,7 @@ def fetch_corpora(names: list[str] | None = None, force: bool = False,
     pins = load_pins()
     todo = [n for n in _order(names) if not is_complete(n, root) or (force and n in names)]
     metas = {n: read_meta(n, root) for n in _order(names) if n not in todo}
-    bar = _progress(len(todo), progress)
+    bar = progress_bar(len(todo), progress)
     try:
         for name in todo:
             bar.set_description(name)
@@ -298,11 +298,12 @@ class _NoBar:
     def close(self): ...
 
 
-def _progress(total: int, enabled: bool):
+def progress_bar(total: int, enabled: bool, unit: str = "corpus", desc: str | None = None, leave: bool = True):
+    """A tqdm bar on stderr, or a stand-in that does nothing (disabled, nothing to count, no tqdm)."""
     if not enabled or total == 0:
         return _NoBar()
     try:
         from tqdm.auto import tqdm
     except ImportError:  # tqdm is a train extra; fetch works without it
         return _NoBar()
-    return tqdm(total=total, unit="corpus", file=sys.stderr)
+    return tqdm(total=total, unit=unit, desc=desc, leave=leave, file=sys.stderr)

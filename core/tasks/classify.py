@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rnnkit.core.metrics.numeric import sentiment_figures
-from rnnkit.edge.predict import MAX_REVIEW_TOKENS  # the bundle's review cap: scores here read what it reads
 from rnnkit.core.tasks.common import (Batches, copy_encoder, encoder_fields, pretrained_lm, bucketed_batches, evaluating, model_device, model_fields, pad_ids,
                                       seeded_model, seeded_subset, unwrap, user_or_corpus_splits,
                                       write_final)
+from rnnkit.edge.predict import MAX_REVIEW_TOKENS  # the bundle's review cap: scores here read what it reads
 
 # The seed's three phrases and their RGB colours.
 COLORS: list[tuple[str, tuple[int, int, int]]] = [

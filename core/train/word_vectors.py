@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from rnnkit.core.atomic import atomic_write_text
+from rnnkit.core.data.fetcher import progress_bar
 from rnnkit.edge.words import norm_word, split_possessive, tokenize
 
 
@@ -81,7 +82,8 @@ def train(paths: Sequence[str | Path], dim: int = 100, window: int = 5, negative
         order = rng.permutation(len(c))
         c, x = torch.from_numpy(c[order]), torch.from_numpy(x[order])
         total, n = 0.0, 0
-        bar = _bar(-(-len(c) // batch), f"word vectors, epoch {epoch + 1}/{epochs}", progress)
+        bar = progress_bar(-(-len(c) // batch), progress, unit="batch", desc=f"word vectors, epoch {epoch + 1}/{epochs}",
+                           leave=False)
         for k in range(0, len(c), batch):
             cb, xb = c[k:k + batch], x[k:k + batch]
             neg = torch.multinomial(noise, len(cb) * negatives, replacement=True).view(len(cb), negatives)
@@ -102,18 +104,6 @@ def train(paths: Sequence[str | Path], dim: int = 100, window: int = 5, negative
             print(f"word vectors: epoch {epoch + 1}/{epochs}, {len(c):,} pairs, loss {total / max(n, 1):.3f}, "
                   f"{time.time() - start:.0f} s", flush=True)
     return words, w_in.weight.detach().numpy().astype(np.float32)
-
-
-def _bar(total: int, desc: str, enabled: bool):
-    from rnnkit.core.data.fetcher import _NoBar
-
-    if not enabled:
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit="batch", leave=False)
 
 
 def _pairs_same_line(ids: np.ndarray, line: np.ndarray, window: int, rng) -> tuple[np.ndarray, np.ndarray]:
