@@ -113,7 +113,7 @@ def test_init_word_vectors_sets_known_rows_rescaled():
     vocab = TaggerVocab.build(train, extra_words=vwords)
     embed = torch.nn.Embedding(len(vocab.words), 2, padding_idx=0)
     before = embed.weight.detach().clone()
-    assert init_word_vectors(embed, vocab, vwords, vecs) == 2  # "Paris" again: the first spelling wins
+    assert len(init_word_vectors(embed, vocab, vwords, vecs)) == 2  # "Paris" again: the first spelling wins
     scale = float(vecs.std())
     assert torch.allclose(embed.weight[vocab.word_id["paris"]], torch.tensor([1.0, 2.0]) / scale)
     assert torch.allclose(embed.weight[vocab.word_id["berlin"]], torch.tensor([3.0, -1.0]) / scale)
@@ -144,7 +144,7 @@ def test_ner_recipe_starts_from_a_vector_file(tmp_path):
                                                      "data.word_vectors": str(vec)})
     model, task, vocab = R.build(recipe, tmp_path / "run")
     assert "oslo" in vocab.word_id and vocab.words.index("oslo") > vocab.words.index("rome")
-    assert task.describe()["word_vectors"] == {"source": str(vec), "words": 2, "rows_initialised": 2}
+    assert task.describe()["word_vectors"] == {"source": str(vec), "words": 2, "rows_initialised": 2, "frozen": False}
     assert torch.allclose(model.embed.weight[vocab.word_id["oslo"]], torch.full((16,), -1.0))  # std of +-1 is 1
     recipe["data"]["word_vectors"] = str(tmp_path / "missing.txt")
     with pytest.raises(FileNotFoundError, match="missing.txt"):
@@ -157,3 +157,46 @@ def test_a_nan_loss_stops_learning_with_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.nn.functional, "logsigmoid", lambda x: x * float("nan"))
     with pytest.raises(FloatingPointError, match="loss became nan"):
         wv.train([p], dim=4, epochs=1, min_count=1, subsample=1.0, progress=False)
+
+
+def test_corpus_source_reads_conll_as_the_tagger_tokenises(tmp_path, monkeypatch):
+    """conll2003 gives its own tokens ("U.S." one word, as the tagger keys it); a table is refused."""
+    import rnnkit.core.data.loaders as loaders
+
+    conll = tmp_path / "train.txt"
+    conll.write_text("-DOCSTART- O\n\nThe O\nU.S. B-LOC\nsaid O\n\nGermany B-LOC\n's O\n1996 O\n\n", encoding="utf-8")
+    tsv = tmp_path / "train.tsv"
+    tsv.write_text("0.5\tgood\n", encoding="utf-8")
+    monkeypatch.setattr(loaders, "split_path", lambda name, split, fetch=False: conll if name == "conll2003" else tsv)
+    assert wv.corpus_source("conll2003") == [["the", "u.s.", "said"], ["germany", "'s", "0000"]]
+    with pytest.raises(ValueError, match="plain-text corpora"):
+        wv.corpus_source("mr")
+    words, _ = wv.train([wv.corpus_source("conll2003")] * 50, dim=4, epochs=1, min_count=1, subsample=1.0,
+                        progress=False)
+    assert "u.s." in words and "u" not in words
+
+
+def test_frozen_vector_rows_stay_put_while_the_others_learn(tmp_path):
+    """data.freeze_vectors: rows started from vectors keep them through training (Adam, clipping and
+    all); rows of words the vectors lack, and the rest of the model, still learn."""
+    from rnnkit.core import recipes as R
+    from rnnkit.core.train import trainer
+
+    conll = tmp_path / "mine.conll"
+    conll.write_text("".join("Anna B-PER\nsings O\nin O\nRome B-LOC\n\nPeter B-PER\nflew O\nto O\nOslo B-LOC\n\n"
+                             for _ in range(10)), encoding="utf-8")
+    vec = wv.write(tmp_path / "v.txt", ["rome", "oslo", "paris"], np.random.default_rng(0).normal(size=(3, 16)))
+    over = {"data.train_file": str(conll), "data.valid_file": str(conll), "data.word_vectors": str(vec),
+            "data.freeze_vectors": True, "train.max_epochs": 3, "train.lr": 0.05}
+    recipe = R.resolve_recipe("ner-conll", "smoke", over)
+    model, task, vocab = R.build(recipe, tmp_path / "run")
+    assert task.describe()["word_vectors"]["frozen"] is True
+    before = model.embed.weight.detach().clone()
+    cfg = trainer.TrainConfig(**{**recipe["train"], "run_dir": str(tmp_path / "run"), "quiet": True,
+                                 "precision": "fp32"})
+    trainer.train(model, task, cfg)
+    after = model.embed.weight.detach()
+    frozen = [vocab.word_id[w] for w in ("rome", "oslo", "paris")]
+    learnt = [vocab.word_id[w] for w in ("anna", "sings", "peter")]
+    assert torch.equal(after[frozen], before[frozen])
+    assert all(not torch.equal(after[i], before[i]) for i in learnt)

@@ -112,10 +112,9 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_vectors(args) -> int:
-    from rnnkit.core.data.loaders import split_path
     from rnnkit.core.train import word_vectors
 
-    texts = list(args.texts) + [split_path(name, "train", fetch=True) for name in args.corpus]
+    texts = list(args.texts) + [word_vectors.corpus_source(name) for name in args.corpus]
     if not texts:
         raise ValueError("give text files and/or --corpus NAME to learn from")
     words, vectors = word_vectors.train(texts, dim=args.dim, epochs=args.epochs, min_count=args.min_count,

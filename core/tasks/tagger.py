@@ -99,8 +99,8 @@ def pad_tagger_batch(vocab: TaggerVocab, sents: Sequence[Sentence], word_ids: Se
     return words, chars, lengths, tags
 
 
-def init_word_vectors(embed: torch.nn.Embedding, vocab: TaggerVocab, words: Sequence[str], vectors) -> int:
-    """Start the tagger's word embeddings from pretrained ``vectors``; -> rows set.
+def init_word_vectors(embed: torch.nn.Embedding, vocab: TaggerVocab, words: Sequence[str], vectors) -> list[int]:
+    """Start the tagger's word embeddings from pretrained ``vectors``; -> the rows set.
 
     The vectors are rescaled to unit standard deviation, the scale of the rows still drawn at
     random (``nn.Embedding``'s N(0, 1)), so neither kind dwarfs the other after dropout."""
@@ -117,7 +117,19 @@ def init_word_vectors(embed: torch.nn.Embedding, vocab: TaggerVocab, words: Sequ
             src.append(i)
     with torch.no_grad():
         embed.weight[torch.tensor(rows, dtype=torch.long)] = scaled[torch.tensor(src, dtype=torch.long)]
-    return len(rows)
+    return rows
+
+
+def freeze_rows(embed: torch.nn.Embedding, rows: Sequence[int]) -> None:
+    """Keep ``rows`` of ``embed`` as they are: their gradient is zeroed before any optimizer sees it.
+
+    Why: fine-tuning moves only the rows of words in the training sentences, while the vector
+    words that only the test meets keep their pretrained place -- the tagger would learn on one
+    space and be read in another. Frozen, both stay in one space. Adam with a zero gradient from
+    the start never moves a row (its moments stay 0), and embeddings get no weight decay."""
+    keep = torch.ones(embed.num_embeddings, 1, dtype=embed.weight.dtype)
+    keep[torch.as_tensor(list(rows), dtype=torch.long)] = 0.0
+    embed.weight.register_hook(lambda grad: grad * keep.to(grad.device, grad.dtype))
 
 
 # --------------------------------------------------------------------------- task
@@ -255,6 +267,10 @@ def build(recipe, run_dir):
                       unk_replace=float(data.get("unk_replace", 0.5)), seed=seed)
     model = seeded_model(recipe, Tagger, cfg)
     if vectors is not None:  # on --resume the checkpoint's weights replace these
-        task.vectors = {"source": data["word_vectors"], "words": len(vec_words),
-                        "rows_initialised": init_word_vectors(model.embed, vocab, vec_words, vectors)}
+        rows = init_word_vectors(model.embed, vocab, vec_words, vectors)
+        frozen = bool(data.get("freeze_vectors", False))
+        if frozen:
+            freeze_rows(model.embed, rows)
+        task.vectors = {"source": data["word_vectors"], "words": len(vec_words), "rows_initialised": len(rows),
+                        "frozen": frozen}
     return model, task, vocab

@@ -33,10 +33,31 @@ def text_tokens(line: str) -> list[str]:
     return [norm_word(t) for tok in tokenize(line.replace("\u2019", "'")) for t in split_possessive(tok)]
 
 
-def corpus_ids(paths: Sequence[str | Path], min_count: int, max_words: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """-> (words by frequency, counts, the corpus as word ids with -1 between lines)."""
-    lines = [text_tokens(line) for p in paths
-             for line in Path(p).read_text(encoding="utf-8", errors="replace").splitlines()]
+def corpus_source(name: str) -> Path | list[list[str]]:
+    """A corpus's train split as ``train`` takes it: a plain-text file, or for a tagged corpus
+    (conll2003) its sentences' tokens, read as the tagger reads them (CoNLL's own tokenisation:
+    "U.S." stays one word)."""
+    from rnnkit.core.data.loaders import split_path
+    from rnnkit.core.data.readers import read_conll
+
+    path = split_path(name, "train", fetch=True)
+    if name == "conll2003":
+        return [[norm_word(t) for t in toks] for toks, _ in read_conll(path)]
+    if path.suffix != ".txt":
+        raise ValueError(f"word vectors learn from plain-text corpora and conll2003; {name} is a {path.suffix} table")
+    return path
+
+
+def _source_lines(src: str | Path | Sequence[Sequence[str]]) -> list[list[str]]:
+    if isinstance(src, (str, Path)):
+        return [text_tokens(line) for line in Path(src).read_text(encoding="utf-8", errors="replace").splitlines()]
+    return [[norm_word(t) for t in toks] for toks in src]
+
+
+def corpus_ids(sources: Sequence, min_count: int, max_words: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``sources``: text files and/or lists of tokenised lines.
+    -> (words by frequency, counts, the corpus as word ids with -1 between lines)."""
+    lines = [toks for src in sources for toks in _source_lines(src)]
     counts = Counter(w for toks in lines for w in toks if w != "<unk>")  # PTB's <unk> is not a word
     words = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_count][:max_words]
     index = {w: i for i, w in enumerate(words)}
@@ -48,10 +69,11 @@ def corpus_ids(paths: Sequence[str | Path], min_count: int, max_words: int) -> t
     return words, np.asarray([counts[w] for w in words], dtype=np.int64), arr[arr != -2]
 
 
-def train(paths: Sequence[str | Path], dim: int = 100, window: int = 5, negatives: int = 5, epochs: int = 5,
+def train(paths: Sequence, dim: int = 100, window: int = 5, negatives: int = 5, epochs: int = 5,
           min_count: int = 2, max_words: int = 200_000, subsample: float = 1e-4, batch: int = 8192,
           lr: float = 0.003, seed: int = 0, progress: bool = True) -> tuple[list[str], np.ndarray]:
-    """Skip-gram with negative sampling on ``paths``; -> (words, vectors (V, dim) float32)."""
+    """Skip-gram with negative sampling on ``paths`` (text files, or lists of tokenised lines as
+    ``corpus_source`` gives); -> (words, vectors (V, dim) float32)."""
     import torch
 
     words, counts, ids = corpus_ids(paths, min_count, max_words)
@@ -136,7 +158,6 @@ def resolve(spec, progress: bool = True) -> Path:
     import json
 
     from rnnkit.core.data.fetcher import data_root
-    from rnnkit.core.data.loaders import split_path
 
     known = {"dim", "window", "negatives", "epochs", "min_count", "max_words", "subsample", "seed"}
     options = {k: v for k, v in spec.items() if k != "corpora"}
@@ -145,7 +166,7 @@ def resolve(spec, progress: bool = True) -> Path:
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
     path = data_root() / "vectors" / f"{'+'.join(spec['corpora'])}-{key}.txt"
     if not path.is_file():
-        texts = [split_path(name, "train", fetch=True) for name in spec["corpora"]]
+        texts = [corpus_source(name) for name in spec["corpora"]]
         if progress:
             print(f"learning word vectors from {', '.join(spec['corpora'])} (once; kept in {path})", flush=True)
         words, vectors = train(texts, progress=progress, **options)
