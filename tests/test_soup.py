@@ -138,3 +138,29 @@ def test_greedy_soup_leaves_out_a_run_that_makes_it_worse(two_runs, tmp_path):
     for t in rec["tried"]:  # the rule, step by step: kept exactly when not worse than the soup so far
         assert t["kept"] == (t[rec["metric"]] >= best)
         best = t[rec["metric"]] if t["kept"] else best
+
+
+def test_a_paused_run_forks_into_runs_that_soup(tmp_path):
+    """--pause-at-step N stops at N with a checkpoint; copies resumed with other seeds share the
+    weights up to N, go their own way after it, and `rnnkit soup` takes them."""
+    from rnnkit.cli import main
+
+    data = F.write_sentiment(tmp_path / "data.tsv")
+    parent = tmp_path / "parent"
+    common = ["--threads", "1", "--quiet"]
+    assert main(["train", "--recipe", "sentiment-mr", "--size", "smoke", "--train", str(data),
+                 "--run-dir", str(parent), "--pause-at-step", "3", *common]) == 0
+    assert json.loads((parent / "checkpoints" / "latest" / "state.json").read_text())["step"] == 3
+    assert not (parent / "results.json").exists()  # paused: not scored yet
+    forks = []
+    for seed in (11, 12):
+        child = tmp_path / f"fork{seed}"
+        shutil.copytree(parent, child)
+        assert main(["train", "--resume", str(child), "--set", f"train.seed={seed}", *common]) == 0
+        forks.append(child)
+    a, b = (registry.load(f / "model") for f in forks)
+    assert any(not torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert main(["soup", *map(str, forks), "--out", str(tmp_path / "soup")]) == 0
+    assert (tmp_path / "soup" / "soup.json").is_file()
+    assert main(["train", "--recipe", "sentiment-mr", "--size", "smoke", "--train", str(data),
+                 "--run-dir", str(tmp_path / "bad"), "--pause-at-step", "0", *common]) != 0

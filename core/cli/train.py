@@ -45,6 +45,11 @@ def register(subparsers) -> None:
                    help="continue a run from its latest checkpoint (a run that stopped before its first "
                         "checkpoint starts over); --set with --resume changes train settings for this call "
                         "only: recipe.json keeps the run's own")
+    p.add_argument("--pause-at-step", type=int, default=None, metavar="N",
+                   help="checkpoint and stop once N steps are done; --resume goes on as if never paused. "
+                        "To fork a run for a soup: pause it, copy the run directory, resume each copy with "
+                        "its own --set train.seed=S, then `rnnkit soup` the copies (they share the weights "
+                        "up to step N, so their average is a model)")
     p.add_argument("--tokenizer-from", metavar="RUN_DIR",
                    help="a new run takes this run's tokenizer instead of training one: the same pieces "
                         "(perplexities comparable) and no minutes spent on a SentencePiece")
@@ -367,12 +372,14 @@ def _train_and_report(args, recipe: dict, run_dir: Path, resume: bool) -> int:
     from rnnkit.core.config import from_dict
     from rnnkit.core.train.trainer import TrainConfig, train
 
+    if args.pause_at_step is not None and args.pause_at_step < 1:
+        raise ValueError(f"--pause-at-step must be >= 1, got {args.pause_at_step}")
     model, task, tokenizer = R.build(recipe, run_dir)
     settings = {**recipe["train"], "run_dir": str(run_dir), "quiet": bool(args.quiet or recipe["train"].get("quiet"))}
     if args.device:
         settings["device"] = args.device
     cfg = from_dict(TrainConfig, settings)
-    result = train(model, task, cfg, resume=resume)
+    result = train(model, task, cfg, resume=resume, stop_after_steps=args.pause_at_step)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports and scores the best model
     print(f"{recipe['name']}: {result.stop_reason} after {result.steps} steps, {result.wall_seconds:.0f}s; "
