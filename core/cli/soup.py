@@ -10,7 +10,8 @@ validation metric does not get worse; the test split is never looked at to choos
     rnnkit export runs/sent-soup --out models/sentiment-mr --int8 --int8-only --eval-task
 
 The runs must share the model configuration and the tokenizer (same file), and should start from the
-same weights (one pretrained model fine-tuned several ways, or one run's checkpoints): two taggers
+same weights (one pretrained model fine-tuned several ways, or forks of one run: ``rnnkit train
+--pause-at-step N``, copies of the run resumed with their own ``train.seed``): two taggers
 trained from different random initialisations average to a broken model (CoNLL valid F1 92 and 92 ->
 49), which the greedy check then leaves out. The soup is written
 as a run directory (``model/``, the recipe, the tokenizer, ``results.json`` with validation and

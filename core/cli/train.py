@@ -64,7 +64,8 @@ def register(subparsers) -> None:
                     "and each is averaged in only if the soup's validation metric does not get worse; the test "
                     "split is scored once at the end, never used to choose. The runs must share the model "
                     "configuration and tokenizer and start from the same weights (e.g. classifiers fine-tuned from "
-                    "one language model; runs from different random initialisations do not average). The "
+                    "one language model, or forks of one run paused with --pause-at-step; runs from different random "
+                    "initialisations do not average). The "
                     "soup is a run directory: rnnkit export / eval take it as they take any run.",
         epilog="rnnkit soup runs/sent-a runs/sent-b runs/sent-c --out runs/sent-soup; "
                "rnnkit export runs/sent-soup --out bundles/sentiment --int8 --int8-only --eval-task")
