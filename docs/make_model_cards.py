@@ -202,7 +202,9 @@ def ner_extra() -> str:
         "word_vectors")
     if vectors:
         src = vectors["source"]
-        where = (f"the train splits of {' and '.join(src['corpora'])}" if isinstance(src, dict) else f"`{src}`")
+        names = list(src["corpora"]) if isinstance(src, dict) else []
+        where = (f"the train splits of {', '.join(names[:-1]) + ' and ' if len(names) > 1 else ''}{names[-1]}"
+                 if names else f"`{src}`")
         out += ["", f"The word embeddings started from skip-gram vectors learnt on {where} "
                 f"({vectors['words']:,} words, `rnnkit data vectors`); the {vectors['rows_initialised']:,} vector "
                 "words include many the CoNLL training sentences lack, so a name seen only in news text still has "

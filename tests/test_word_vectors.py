@@ -200,3 +200,33 @@ def test_frozen_vector_rows_stay_put_while_the_others_learn(tmp_path):
     learnt = [vocab.word_id[w] for w in ("anna", "sings", "peter")]
     assert torch.equal(after[frozen], before[frozen])
     assert all(not torch.equal(after[i], before[i]) for i in learnt)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_a_trained_run_needs_its_vectors_no_more(tmp_path, frozen):
+    """Once a run has a checkpoint, building its task again (--resume, export's --eval-task, soup)
+    takes the recorded description instead of reading -- or relearning -- the vectors, which the
+    checkpoint's weights replace anyway; frozen rows stay frozen on resume."""
+    from rnnkit.core import recipes as R
+    from rnnkit.core.train import trainer
+
+    conll = tmp_path / "mine.conll"
+    conll.write_text("".join("Anna B-PER\nsings O\nin O\nRome B-LOC\n\n" for _ in range(10)), encoding="utf-8")
+    vec = wv.write(tmp_path / "v.txt", ["rome", "oslo"], np.array([[1.0] * 16, [-1.0] * 16], dtype=np.float32))
+    over = {"data.train_file": str(conll), "data.valid_file": str(conll), "data.word_vectors": str(vec),
+            "data.freeze_vectors": frozen, "train.max_epochs": 1}
+    recipe = R.resolve_recipe("ner-conll", "smoke", over)
+    run = tmp_path / "run"
+    model, task, vocab = R.build(recipe, run)
+    first = task.describe()["word_vectors"]
+    assert first["frozen"] is frozen and first["rows_initialised"] == 2
+    vec.unlink()
+    with pytest.raises(FileNotFoundError, match="v.txt"):  # no checkpoint yet: a new start needs them
+        R.build(recipe, run)
+    trainer.train(model, task, trainer.TrainConfig(**{**recipe["train"], "run_dir": str(run), "quiet": True,
+                                                        "precision": "fp32"}))
+    model2, task2, _ = R.build(recipe, run)  # the vector file is gone: not read
+    assert task2.describe()["word_vectors"] == first
+    rome = vocab.word_id["rome"]
+    model2.embed.weight.sum().backward()
+    assert bool(model2.embed.weight.grad[rome].abs().sum() == 0) == frozen  # the mask is back on resume

@@ -250,7 +250,8 @@ def build(recipe, run_dir):
     ev = int(data.get("max_eval_sentences", 0) or 0)
     valid, test = seeded_subset(valid, ev, seed), (seeded_subset(test, ev, seed) if test else test)
     vec_words, vectors = [], None
-    if data.get("word_vectors"):
+    recorded = _recorded_vectors(run_dir) if data.get("word_vectors") else None
+    if data.get("word_vectors") and recorded is None:
         from rnnkit.core.train import word_vectors
 
         vec_words, vectors = word_vectors.read(word_vectors.resolve(data["word_vectors"]),
@@ -266,11 +267,30 @@ def build(recipe, run_dir):
     task = TaggerTask(vocab, train, valid, test, batch_size=int(data.get("batch_size", 32)),
                       unk_replace=float(data.get("unk_replace", 0.5)), seed=seed)
     model = seeded_model(recipe, Tagger, cfg)
-    if vectors is not None:  # on --resume the checkpoint's weights replace these
+    if recorded is not None:
+        rows = recorded.pop("rows")
+    elif vectors is not None:
         rows = init_word_vectors(model.embed, vocab, vec_words, vectors)
-        frozen = bool(data.get("freeze_vectors", False))
-        if frozen:
+        recorded = {"source": data["word_vectors"], "words": len(vec_words), "rows_initialised": len(rows),
+                    "frozen": bool(data.get("freeze_vectors", False))}
+        atomic_write_json(run_dir / VECTORS_FILE, {**recorded, "rows": rows if recorded["frozen"] else []})
+    if recorded is not None:
+        if recorded["frozen"]:
             freeze_rows(model.embed, rows)
-        task.vectors = {"source": data["word_vectors"], "words": len(vec_words), "rows_initialised": len(rows),
-                        "frozen": frozen}
+        task.vectors = recorded
     return model, task, vocab
+
+
+VECTORS_FILE = "word_vectors.json"  # what the embeddings started from, and the frozen rows
+
+
+def _recorded_vectors(run_dir: Path) -> dict | None:
+    """The run's record of its word vectors, when its weights are already learnt (a checkpoint to
+    resume, which replaces the embeddings): then the vectors need not be read -- or learnt again
+    when the cache was cleared, or on another machine that exports the run. None: read them."""
+    from rnnkit.core.train.checkpoint import find_latest
+
+    path = run_dir / VECTORS_FILE
+    if not (path.is_file() and (run_dir / TaggerVocab.FILE).is_file() and find_latest(run_dir / "checkpoints")):
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
