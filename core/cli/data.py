@@ -149,7 +149,8 @@ def register(subparsers) -> None:
     v.add_argument("out", help="vector file to write")
     v.add_argument("texts", nargs="*", help="plain-text files to learn from (one sentence or message a line)")
     v.add_argument("--corpus", action="append", default=[], metavar="NAME",
-                   help="a fetched corpus whose train split to learn from (repeatable)")
+                   help="a fetched corpus whose train split to learn from (repeatable): a plain-text corpus, "
+                        "or conll2003 (its tokens as the tagger reads them)")
     v.add_argument("--dim", type=int, default=100, help="vector size (= the tagger's model.embed_size); default 100")
     v.add_argument("--epochs", type=int, default=5, help="passes over the text; default 5")
     v.add_argument("--min-count", type=int, default=2, help="rarer words get no vector; default 2")
