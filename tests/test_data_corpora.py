@@ -164,7 +164,30 @@ def test_suggest_en_split_is_disjoint_and_excludes_translation_test():
     bible_train = {en for en, _ in data.load_parallel("train")}
     assert not (bible_test - bible_train) & (sets["train"] | sets["valid"] | sets["test"])
     assert 'EU rejects German call to boycott British lamb.' in sets["train"] | sets["valid"] | sets["test"]
+    every = sets["train"] | sets["valid"] | sets["test"]
+    conll = {s: {detokenize(toks) for toks, _ in data.load_conll(s)} for s in ("train", "valid", "test")}
+    mr = {s: {t.replace("''", '"') for _, t in data.load_sentiment(s)} for s in ("train", "valid", "test")}
+    # no other task's test text (a line such as "!" that their train splits also hold is not test text)
+    assert not every & (conll["test"] - conll["train"] - conll["valid"])
+    assert not every & (mr["test"] - mr["train"] - mr["valid"])
     assert (d / "meta.json").is_file()
+
+
+def test_an_older_build_of_a_corpus_counts_as_missing(tmp_path, monkeypatch):
+    """A corpus whose builder changed (Corpus.version) is rebuilt by `rnnkit data fetch`."""
+    from rnnkit.core.data import fetcher
+
+    monkeypatch.setenv("RNNKIT_DATA", str(tmp_path))
+    d = tmp_path / "corpora" / "suggest_en"
+    d.mkdir(parents=True)
+    (d / fetcher.COMPLETE).write_text("")
+    (d / "meta.json").write_text('{"name": "suggest_en"}')  # built before versions existed: 1
+    assert fetcher.CORPORA["suggest_en"].version >= 2 and not data.is_complete("suggest_en")
+    with pytest.raises(data.CorpusMissingError, match="older copy"):
+        data.corpus_dir("suggest_en")
+    (d / "meta.json").write_text('{"name": "suggest_en", "builder_version": 2}')
+    assert data.is_complete("suggest_en")
+    assert data.is_complete("ptb") is False  # not there at all
 
 
 @pytest.mark.data

