@@ -238,7 +238,8 @@ def build_corpus(name: str, pins: dict[str, dict], root: Path) -> dict:
     try:
         t0 = time.perf_counter()
         meta = spec.build(sources, tmp, scratch)
-        meta.update(name=name, about=spec.about, builder_version=spec.version, seconds=round(time.perf_counter() - t0, 2),
+        meta.update(name=name, about=spec.about, builder_version=spec.version,
+                    seconds=round(time.perf_counter() - t0, 2),
                     packages={p: pins[p]["version"] for p in spec.packages},
                     files={f.relative_to(tmp).as_posix(): f.stat().st_size
                            for f in sorted(tmp.rglob("*")) if f.is_file()})

@@ -51,11 +51,11 @@ def corpus_source(name: str) -> Path | list[list[str]]:
 def _source_lines(src: str | Path | Sequence[Sequence[str]]) -> list[list[str]]:
     if isinstance(src, (str, Path)):
         return [text_tokens(line) for line in Path(src).read_text(encoding="utf-8", errors="replace").splitlines()]
-    return [[norm_word(t) for t in toks] for toks in src]
+    return [list(toks) for toks in src]  # already tagger words (corpus_source normalised them)
 
 
 def corpus_ids(sources: Sequence, min_count: int, max_words: int) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """``sources``: text files and/or lists of tokenised lines.
+    """``sources``: text files and/or lists of lines as tagger words (``corpus_source``).
     -> (words by frequency, counts, the corpus as word ids with -1 between lines)."""
     lines = [toks for src in sources for toks in _source_lines(src)]
     counts = Counter(w for toks in lines for w in toks if w != "<unk>")  # PTB's <unk> is not a word
@@ -72,8 +72,8 @@ def corpus_ids(sources: Sequence, min_count: int, max_words: int) -> tuple[list[
 def train(paths: Sequence, dim: int = 100, window: int = 5, negatives: int = 5, epochs: int = 5,
           min_count: int = 2, max_words: int = 200_000, subsample: float = 1e-4, batch: int = 8192,
           lr: float = 0.003, seed: int = 0, progress: bool = True) -> tuple[list[str], np.ndarray]:
-    """Skip-gram with negative sampling on ``paths`` (text files, or lists of tokenised lines as
-    ``corpus_source`` gives); -> (words, vectors (V, dim) float32)."""
+    """Skip-gram with negative sampling on ``paths`` (text files, or lists of lines as tagger words,
+    as ``corpus_source`` gives); -> (words, vectors (V, dim) float32)."""
     import torch
 
     words, counts, ids = corpus_ids(paths, min_count, max_words)
