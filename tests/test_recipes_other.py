@@ -303,7 +303,10 @@ def test_user_sentiment_tsv_labels_and_holdout(tmp_path):
     assert len(task.splits["train"].texts) == 18 and len(task.splits["val"].texts) == 2  # seeded 10 % held out
     assert sorted(set(task.splits["train"].scores)) == [-1.0, 1.0]
     assert "test" not in task.splits
-    assert (tmp_path / "run" / "tokenizer.json").is_file()
+    assert (tmp_path / "run" / "tokenizer.json").is_file() and not task.valid_in_train
+    recipe = {**_resolve("sentiment-mr", tmp_path, train_file=f, train_on_valid="true"), "tokenizer": {"kind": "char"}}
+    _, task, _ = R.build(recipe, tmp_path / "run-all")  # the final-model protocol: the held-out rows are learnt too
+    assert len(task.splits["train"].texts) == 20 and len(task.splits["val"].texts) == 2 and task.valid_in_train
     bad = tmp_path / "bad.tsv"
     bad.write_text("pos\tgood\nmaybe\tso so\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad.tsv:2: column 'score'"):
@@ -318,6 +321,9 @@ def test_user_conll_file_and_bad_line(tmp_path):
     model, task, vocab = R.build(_resolve("ner-conll", tmp_path, train_file=f, valid_file=f), tmp_path / "run")
     assert len(task.splits["train"]) == 10 and vocab.tags[0] == "O" and set(vocab.tags) == {"O", "B-PER", "B-LOC"}
     assert (tmp_path / "run" / "tagger_vocab.json").is_file()
+    _, task, _ = R.build(_resolve("ner-conll", tmp_path, train_file=f, valid_file=f, train_on_valid="true"),
+                         tmp_path / "run-all")
+    assert len(task.splits["train"]) == 20 and len(task.splits["val"]) == 10 and task.valid_in_train
     bad = tmp_path / "bad.conll"
     bad.write_text("Anna B-PER\nsings\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad.conll:2: expected at least 2 columns"):
@@ -336,6 +342,8 @@ def test_user_parallel_tsv_filters_train_by_length(tmp_path):
     model, task, tok = R.build(recipe, tmp_path / "run")
     assert task.dropped["train"] == 1 and len(task.ids["train"]) == 60
     assert task.dropped["val"] == 0  # evaluation keeps every pair by default
+    _, both, _ = R.build({**recipe, "data": {**recipe["data"], "train_on_valid": True}}, tmp_path / "run-all")
+    assert len(both.ids["train"]) == 120 and both.valid_in_train and not task.valid_in_train
     src, src_len, tgt_in, tgt_out = next(iter(task.train_batches(0)))
     assert (tgt_in[:, 0] == tok.bos_id).all()
     last = tgt_out.gather(1, (src_len * 0 + (tgt_out != -100).sum(1) - 1).unsqueeze(1))

@@ -145,6 +145,40 @@ def test_early_stopping_on_task_metric(tmp_path):
     assert (m["metric"], m["mode"], m["best"]["step"], m["best"]["val_acc"]) == ("val_acc", "max", 3, 0.5)
 
 
+def test_validation_in_training_data_keeps_the_last_model(tmp_path):
+    # data.train_on_valid: the metric rises and falls on rows the model learns, so it chooses
+    # nothing -- model/ is the last evaluation even when an earlier one scored higher
+    class Seen(ToyLMTask):
+        metric, metric_mode, valid_in_train = "val_acc", "max", True
+
+        def evaluate(self, model):
+            self.evals = getattr(self, "evals", 0) + 1
+            return {"val_acc": 0.5 if self.evals == 1 else 0.4}
+
+    model = tiny_lm()
+    result = train(model, Seen(), cfg_for(tmp_path, max_steps=9, eval_every=3))
+    assert (result.best_step, result.best_metric) == (9, 0.4)
+    assert json.loads((tmp_path / "run/best.json").read_text())["best_step"] == 9
+    assert_same_params(params_of(registry.load(tmp_path / "run/model")), params_of(model.eval()))
+    for kw, named in ((dict(early_stop_patience=2), "early_stop_patience"), (dict(schedule="plateau"), "plateau"),
+                      (dict(average="nt-asgd"), "nt-asgd")):
+        with pytest.raises(ValueError, match=f"train_on_valid.*{named}"):
+            train(tiny_lm(), Seen(), cfg_for(tmp_path, f"refused-{named}", max_steps=9, eval_every=3, **kw))
+
+
+def test_train_on_valid_adds_the_validation_rows_to_training(tmp_path):
+    from rnnkit.core.tasks.common import user_or_corpus_splits
+
+    splits = {"train": ["a", "b"], "valid": ["v"], "test": ["t"]}
+    assert user_or_corpus_splits({}, None, splits.get, 0.1, 0) == (["a", "b"], ["v"], ["t"])
+    assert user_or_corpus_splits({"train_on_valid": True}, None, splits.get, 0.1, 0) == (["a", "b", "v"], ["v"], ["t"])
+    own = tmp_path / "own.txt"
+    own.write_text("\n".join("xyz"[i % 3] * (i + 1) for i in range(20)))
+    read = lambda p: p.read_text().split() if hasattr(p, "read_text") else open(p).read().split()
+    train_rows, valid, _ = user_or_corpus_splits({"train_file": own, "train_on_valid": True}, read, None, 0.1, 0)
+    assert len(valid) == 2 and sorted(train_rows) == sorted(read(own))  # the held-out rows are learnt too
+
+
 def test_time_budget_stops_cleanly_and_resumes(tmp_path):
     cfg = cfg_for(tmp_path, max_steps=10**6, max_minutes=0.5 / 60, eval_every=0, log_every=1000)
     result = train(tiny_lm(), ToyLMTask(), cfg)

@@ -301,6 +301,7 @@ def build_sentiment(recipe, run_dir):
     task = SentimentTask(tok, train_s, split(valid), split(test) if test else None,
                          batch_size=int(data.get("batch_size", 32)), max_len=int(data.get("max_len", 80)),
                          score_weight=float(data.get("score_weight", 1.0)), seed=seed)
+    task.valid_in_train = bool(data.get("train_on_valid"))
     model = seeded_model(recipe, SequenceClassifier, cfg)
     if lm is not None:
         copy_encoder(lm, model)

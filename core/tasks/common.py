@@ -135,18 +135,28 @@ def seeded_subset(rows: list, n: int, seed: int) -> list:
 def user_or_corpus_splits(data: dict, read, load, holdout: float, seed: int) -> tuple[list, list, list | None]:
     """(train, valid, test) rows: the user's ``train_file`` [``valid_file`` ``test_file``] read with
     ``read(path)`` (a seeded ``holdout`` fraction of train when no valid file), else the fetched
-    corpus through ``load(split)``."""
-    if not data.get("train_file"):
-        return load("train"), load("valid"), load("test")
-    train = read(data["train_file"])
-    if data.get("valid_file"):
-        valid = read(data["valid_file"])
-    else:
-        train, valid = seeded_holdout(train, holdout, seed)
-    from rnnkit.core.data.readers import warn_small_valid
+    corpus through ``load(split)``.
 
-    warn_small_valid(len(valid), "rows", held_out=not data.get("valid_file"), fraction=holdout)
-    return train, valid, (read(data["test_file"]) if data.get("test_file") else None)
+    ``data.train_on_valid``: train also learns from the validation rows, which then only show the
+    curve (the final-model protocol of Chiu & Nichols 2016: choose every setting on a held-out
+    validation split first, then train once more on train + valid with those settings and keep
+    the last model -- the builder marks the task with ``valid_in_train``, the trainer does so).
+    """
+    if not data.get("train_file"):
+        train, valid, test = load("train"), load("valid"), load("test")
+    else:
+        train = read(data["train_file"])
+        if data.get("valid_file"):
+            valid = read(data["valid_file"])
+        else:
+            train, valid = seeded_holdout(train, holdout, seed)
+        from rnnkit.core.data.readers import warn_small_valid
+
+        warn_small_valid(len(valid), "rows", held_out=not data.get("valid_file"), fraction=holdout)
+        test = read(data["test_file"]) if data.get("test_file") else None
+    if data.get("train_on_valid"):
+        train = list(train) + list(valid)
+    return train, valid, test
 
 
 def pretrained_lm(path: str | Path):

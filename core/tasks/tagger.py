@@ -268,6 +268,7 @@ def build(recipe, run_dir):
                           "char_vocab_size": len(vocab.chars) if use_chars else 0, "pad_id": 0, "unk_id": 1})
     task = TaggerTask(vocab, train, valid, test, batch_size=int(data.get("batch_size", 32)),
                       unk_replace=float(data.get("unk_replace", 0.5)), seed=seed)
+    task.valid_in_train = bool(data.get("train_on_valid"))
     model = seeded_model(recipe, Tagger, cfg)
     if recorded is not None:
         rows = recorded.pop("rows")

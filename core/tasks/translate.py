@@ -209,6 +209,8 @@ def build(recipe, run_dir):
         for name, repeat in (data.get("extra_corpora") or {}).items():
             train = train + load_parallel("train", name) * int(repeat)
             valid = valid + load_parallel("valid", name)
+            if data.get("train_on_valid"):
+                train = train + load_parallel("valid", name)
             extra_tests[name] = load_parallel("test", name)
     train = seeded_subset(train, int(data.get("max_train_pairs", 0) or 0), seed)
     ev = int(data.get("max_eval_pairs", 0) or 0)
@@ -234,4 +236,5 @@ def build(recipe, run_dir):
                            decode_max_len=int(data.get("decode_max_len", 200)),
                            eval_max_len=int(data.get("eval_max_len", 0) or 0),
                            extra_tests={k: seeded_subset(v, ev, seed) for k, v in extra_tests.items()})
+    task.valid_in_train = bool(data.get("train_on_valid"))
     return seeded_model(recipe, Seq2Seq, cfg), task, (src_tok if joint else (src_tok, tgt_tok))

@@ -63,6 +63,10 @@ def _total_steps(cfg: TrainConfig, task: Task) -> Optional[int]:
     return None
 
 
+def _valid_in_train(task) -> bool:
+    return bool(getattr(task, "valid_in_train", False))
+
+
 def _improved(value: float, best: Optional[float], mode: str) -> bool:
     if not math.isfinite(value):
         return False
@@ -323,7 +327,8 @@ class _Run:
                 value = metrics[task.metric]
                 record = {"kind": "eval", "step": st["step"], "epoch": st["epoch"], **metrics,
                           "elapsed": round(self.elapsed(), 3)}
-                is_best = _improved(value, st["best_metric"], task.metric_mode)
+                # a validation split the model trains on cannot choose: keep the latest evaluation
+                is_best = _improved(value, st["best_metric"], task.metric_mode) or _valid_in_train(task)
                 if is_best:
                     st["best_metric"], st["best_step"] = value, st["step"]
                     _save_model(self.model, self.run_dir / "model")
@@ -471,6 +476,15 @@ def _start(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool):
     cfg.check()
     if task.metric_mode not in ("min", "max"):
         raise ValueError(f"task.metric_mode must be 'min' or 'max', got {task.metric_mode!r}")
+    if _valid_in_train(task):
+        uses = [f"train.{k}" for k, on in (("early_stop_patience", cfg.early_stop_patience > 0),
+                                           ("schedule=plateau", cfg.schedule == "plateau"),
+                                           ("average=nt-asgd", cfg.average == "nt-asgd"))
+                if on]
+        if uses:  # each would be steered by a metric the model has trained on
+            raise ValueError(f"data.train_on_valid: the validation split is in the training data, so it cannot "
+                             f"drive {', '.join(uses)}; take the settings a held-out run chose (a step or "
+                             f"CPU budget, schedule cosine/constant) and set early_stop_patience=0")
     info, device = ddp.setup_distributed(devices.resolve_device(cfg.device))
     precision = devices.resolve_precision(cfg.precision, device)
     devices.configure_backends(device)

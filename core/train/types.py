@@ -21,6 +21,8 @@ class Task(Protocol):
     name: str
     metric: str
     metric_mode: str
+    # Optional ``valid_in_train`` (bool): the validation rows are also training rows (recipe
+    # ``data.train_on_valid``), so the metric cannot choose a model: model/ is the last evaluation.
 
     def train_batches(self, epoch: int) -> Iterable[Any]: ...
     def loss(self, model: nn.Module, batch: Any, carry: Any) -> tuple[Tensor, int, Any]: ...
