@@ -350,7 +350,10 @@ def card(name: str, run_dir: Path, commands: list[str]) -> str:
     # eval-suggest's, which types the text through the real session (the figure that counts).
     metrics = {(k if "_next_proxy_" in k else k.replace("_next_", "_next_proxy_")): v for k, v in final.items()
                if k not in ("kind", "params") and isinstance(v, (int, float))}
-    lines += ["", "## Metrics (best checkpoint by validation; fp32 PyTorch)", "",
+    seen_valid = bool(recipe.get("data", {}).get("train_on_valid"))
+    which = ("the run's last model: it also trained on the validation split (data.train_on_valid), so the "
+             "val_ figures are not held out" if seen_valid else "best checkpoint by validation")
+    lines += ["", f"## Metrics ({which}; fp32 PyTorch)", "",
               "| metric | value |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in sorted(metrics.items())]
     int8 = m.get("int8", {})
     text = (int8.get("step") or {}).get("text")
@@ -362,7 +365,9 @@ def card(name: str, run_dir: Path, commands: list[str]) -> str:
     if task:
         lines += ["", "Recipe metrics of the graphs: " + ", ".join(
             f"{k} torch {task['torch'][k]:.4g} / fp32 {task['fp32'][k]:.4g} / int8 {task['int8'][k]:.4g}"
-            for k in task["fp32"] if k.startswith("val_"))]
+            for k in task["fp32"] if k.startswith("val_"))
+            + (" (validation rows the model trained on: these compare the graphs, they do not measure the model)"
+               if seen_valid else "")]
     for source, picks in (results.get("samples_by_source") or {}).items():
         lines += ["", f"## Samples from the {source} test split", ""] + [
             f"- {p['src']} → {p['hyp']}  (reference: {p['ref']})" for p in picks[:8]]
