@@ -9,7 +9,9 @@ Prints (and with --out writes as JSON):
    fp32 and int8 through ``StepRunner``, for PyTorch eager (oneDNN on and off), and two floors:
    FLOPs per step / this core's single-thread sgemm rate, and weight bytes read per step / this
    core's streaming rate (a one-token step reads every weight once and does 2 FLOPs per weight,
-   so it is bound by memory, not arithmetic). With ``--bundle`` the int8 graph is the shipped one;
+   so it is bound by memory, not arithmetic); and a measured one: the int8 graph's own matrix products
+   (its MatMulIntegers with their weights) timed alone beside the step, so the rest of the step is what
+   a rewrite of the graph could win without a smaller model. With ``--bundle`` the int8 graph is the shipped one;
    fp32 and eager run a model of the same configuration with random weights (their time does not
    depend on the values), since a shipped int8-only bundle holds no fp32 weights;
 2. the int8 step at the batch sizes the word search uses (one call scores up to ``beam`` pieces);
@@ -120,6 +122,90 @@ def step_flops(cfg: dict) -> int:
     macs += H * E if tied_proj else 0
     macs += (E if cfg.get("tie_weights", False) else H) * V
     return 2 * macs
+
+
+def int8_products(path: Path) -> list[tuple[str, bytes, bool]]:
+    """Every MatMulInteger of a row-wise int8 step graph as onnxruntime runs it (constant folding
+    turns the tied head's Transpose/Cast/Sub/Cast into an initializer), each as a graph of its own:
+    A [1, K] -> Y [1, N] with the same weights. ``(label, graph bytes, A is uint8)``; [] for a graph
+    without constant-weight MatMulIntegers (onnxruntime's dynamic quantisation)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC  # folding, no contrib fusions
+        so.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        model = onnx.load(so.optimized_model_filepath)
+    graphs = [model.graph]
+    for g in graphs:  # every subgraph too (the Scan body holds the recurrent product)
+        graphs += [a.g for n in g.node for a in n.attribute if a.g is not None and a.g.node]
+    inits = {i.name: i for g in graphs for i in g.initializer}
+    out = []
+    for n in (n for g in graphs for n in g.node):
+        if n.op_type != "MatMulInteger" or n.input[1] not in inits:
+            continue
+        b = numpy_helper.to_array(inits[n.input[1]])
+        zp = numpy_helper.to_array(inits[n.input[2]]) if len(n.input) > 2 and n.input[2] in inits else None
+        u8 = zp is None or zp.dtype == np.uint8
+        init = [numpy_helper.from_array(b, "B")] + ([numpy_helper.from_array(zp, "zp")] if zp is not None else [])
+        g = helper.make_graph([helper.make_node("MatMulInteger", ["A", "B"] + (["zp"] if zp is not None else []), ["Y"])],
+                              "product", [helper.make_tensor_value_info("A", TensorProto.UINT8 if u8 else TensorProto.INT8,
+                                                                        [1, b.shape[0]])],
+                              [helper.make_tensor_value_info("Y", TensorProto.INT32, [1, b.shape[1]])], init)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        m.ir_version = 8
+        out.append((f"{b.shape[0]}x{b.shape[1]}", m.SerializeToString(), u8))
+    return out
+
+
+def products_floor(path: Path, tokens: np.ndarray, warmup: int = 50) -> dict:
+    """The int8 step graph against its own products alone: both timed per token, interleaved (so a
+    shared machine's load falls on both alike). Each product runs in its own call, so an empty
+    call's time (an Identity graph) is taken off each. What is left of the step beyond the products
+    (activation quantisation, gate tables, Scan, the call) is all a rewrite of the graph could win
+    without a smaller model."""
+    from onnx import TensorProto, helper
+
+    from rnnkit.edge import names as N
+    from rnnkit.edge.runner import load_session, zero_state_feeds
+
+    products = int8_products(path)
+    if not products:
+        return {}
+    empty = helper.make_model(helper.make_graph(
+        [helper.make_node("Identity", ["A"], ["Y"])], "call", [helper.make_tensor_value_info("A", TensorProto.UINT8, [1, 1])],
+        [helper.make_tensor_value_info("Y", TensorProto.UINT8, [1, 1])]), opset_imports=[helper.make_opsetid("", 17)])
+    empty.ir_version = 8
+    rng = np.random.default_rng(0)
+    calls = []
+    for label, blob, u8 in products + [("call", empty.SerializeToString(), True)]:
+        s = load_session(blob)
+        k = s.get_inputs()[0].shape[1]
+        a = rng.integers(0, 256, (1, k)).astype(np.uint8) if u8 else rng.integers(-127, 128, (1, k)).astype(np.int8)
+        calls.append((label, s, {"A": a}, []))
+    step = load_session(str(path))
+    names = [o.name for o in step.get_outputs()]
+    state, t_step = zero_state_feeds(step, 1), []
+    for n, tok in enumerate(tokens):
+        t0 = time.perf_counter()
+        out = dict(zip(names, step.run(None, {N.TOKENS: np.asarray(tok, np.int64).reshape(1, 1), **state})))
+        if n >= warmup:
+            t_step.append(time.perf_counter() - t0)
+        state = {k: out["next_" + k] for k in state}
+        for _, s, feed, times in calls:
+            t0 = time.perf_counter()
+            s.run(None, feed)
+            if n >= warmup:
+                times.append(time.perf_counter() - t0)
+    p50 = {label: 1e3 * float(np.median(times)) for label, _, _, times in calls}
+    call = p50.pop("call")
+    each = {label: max(ms - call, 0.0) for label, ms in p50.items()}
+    step_ms = 1e3 * float(np.median(t_step))
+    return {"step_p50_ms": step_ms, "empty_call_p50_ms": call, "products_p50_ms": each,
+            "products_ms": sum(each.values()), "rest_ms": step_ms - sum(each.values())}
 
 
 def time_runner(path: Path, tokens: np.ndarray, warmup: int = 50) -> dict:
@@ -349,7 +435,8 @@ def main(argv=None) -> int:
     flops, weights = step_flops(cfg), step_weights(cfg)
     res["floor"] = {"flops_per_step": flops, "sgemm_gflops_1thread": rate / 1e9, "flops_floor_ms": flops / rate * 1e3,
                     "weights_per_step": weights, "stream_gb_s_1thread": bw / 1e9,
-                    "bytes_floor_fp32_ms": 4 * weights / bw * 1e3, "bytes_floor_int8_ms": weights / bw * 1e3}
+                    "bytes_floor_fp32_ms": 4 * weights / bw * 1e3, "bytes_floor_int8_ms": weights / bw * 1e3,
+                    "int8_products": products_floor(int8_path, tokens)}
     for key in ("p50_ms", "cpu_p50_ms"):
         best = min(res["torch_eager_mkldnn_on"][key], res["torch_eager_mkldnn_off"][key])
         default = res["torch_eager_mkldnn_on"][key]
@@ -413,6 +500,12 @@ def report(r: dict) -> None:
     print(f"{'floor: weight bytes / stream, int8':32s}{f['bytes_floor_int8_ms']:10.3f}   "
           f"({f['weights_per_step'] / 1e6:.2f} MB at {f['stream_gb_s_1thread']:.1f} GB/s)")
     print(f"{'floor: weight bytes / stream, fp32':32s}{f['bytes_floor_fp32_ms']:10.3f}")
+    pf = f.get("int8_products")
+    if pf:
+        print(f"{'floor: int8 products alone':32s}{pf['products_ms']:10.3f}   ("
+              + ", ".join(f"{k} {v:.3f}" for k, v in pf["products_p50_ms"].items())
+              + f"; the step beside them {pf['step_p50_ms']:.3f}, so {pf['rest_ms']:.3f} ms is the rest of the graph "
+              f"and the call; an empty call {pf['empty_call_p50_ms']:.3f})")
     for b, x in r.get("int8_batched_step", {}).items():
         print(f"{'int8 step, batch ' + b:32s}{x['p50_ms']:10.3f}{x['p99_ms']:10.3f}{x['cpu_p50_ms']:10.3f}"
               f"{x['cpu_p99_ms']:10.3f}")

@@ -22,11 +22,17 @@ def test_edge_bench_runs_on_the_shipped_bundle(tmp_path, capsys, no_prefetch_bud
          "--kind-chars", "120", "--text", str(text), "--out", str(out)])
     printed = capsys.readouterr().out
     for line in ("onnx_int8", "torch_eager_mkldnn_off", "floor: weight bytes / stream, int8", "int8 step, batch 8",
-                 "keystroke words, idle prefetch", "keystroke without word n-gram"):
+                 "keystroke words, idle prefetch", "keystroke without word n-gram", "floor: int8 products alone"):
         assert line in printed, line
     r = json.loads(out.read_text())
     assert r["onnx_int8"]["p99_ms"] >= r["onnx_int8"]["p50_ms"] > 0
     assert 0 < r["floor"]["bytes_floor_int8_ms"] < r["floor"]["bytes_floor_fp32_ms"]
+    # the shipped graph's four products (input, recurrent, projection, head), each cheaper than the step
+    products = r["floor"]["int8_products"]
+    cfg = json.loads((ROOT / "models" / "suggest-en" / "manifest.json").read_text())["model"]["config"]
+    e, h, v = cfg["embed_size"], cfg["hidden_size"], cfg["vocab_size"]
+    assert set(products["products_p50_ms"]) == {f"{e}x{4 * h}", f"{h}x{4 * h}", f"{h}x{e}", f"{e}x{v}"}
+    assert 0 < products["products_ms"] < products["step_p50_ms"]
     kinds = r["keystroke_kinds_prefetch"]
     assert kinds["all"]["keystrokes"] == 120
     assert kinds["all"]["graph_calls_per_keystroke"] < r["keystroke_kinds"]["all"]["graph_calls_per_keystroke"]
