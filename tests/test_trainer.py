@@ -160,6 +160,9 @@ def test_validation_in_training_data_keeps_the_last_model(tmp_path):
     assert (result.best_step, result.best_metric) == (9, 0.4)
     assert json.loads((tmp_path / "run/best.json").read_text())["best_step"] == 9
     assert_same_params(params_of(registry.load(tmp_path / "run/model")), params_of(model.eval()))
+    from rnnkit.core.train.trainer import model_kept  # what the logs call model/
+
+    assert model_kept(Seen()).startswith("last") and model_kept(ToyLMTask()) == "best"
     for kw, named in ((dict(early_stop_patience=2), "early_stop_patience"), (dict(schedule="plateau"), "plateau"),
                       (dict(average="nt-asgd"), "nt-asgd")):
         with pytest.raises(ValueError, match=f"train_on_valid.*{named}"):

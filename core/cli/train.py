@@ -371,7 +371,7 @@ def _train_and_report(args, recipe: dict, run_dir: Path, resume: bool) -> int:
     """Build, train, and score the best model on the task's own metric (rank 0 only)."""
     from rnnkit.core import recipes as R
     from rnnkit.core.config import from_dict
-    from rnnkit.core.train.trainer import TrainConfig, train
+    from rnnkit.core.train.trainer import TrainConfig, model_kept, train
 
     if args.pause_at_step is not None and args.pause_at_step < 1:
         raise ValueError(f"--pause-at-step must be >= 1, got {args.pause_at_step}")
@@ -384,14 +384,14 @@ def _train_and_report(args, recipe: dict, run_dir: Path, resume: bool) -> int:
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # under torchrun only rank 0 reports and scores the best model
     print(f"{recipe['name']}: {result.stop_reason} after {result.steps} steps, {result.wall_seconds:.0f}s; "
-          f"best {result.metric} {result.best_metric}", flush=True)
+          f"{model_kept(task)} {result.metric} {result.best_metric}", flush=True)
     if hasattr(task, "finalize") and result.stop_reason != "paused":
         from rnnkit.core.models import registry
 
         best = registry.load(run_dir / "model")
         final = task.finalize(best, run_dir)
         shown = {k: round(v, 4) for k, v in final.items() if isinstance(v, float)}
-        print(f"final (best model): {shown}", flush=True)
+        print(f"final ({model_kept(task).split(' ')[0]} model): {shown}", flush=True)
     print(f"run directory: {run_dir}", flush=True)
     return 0
 

@@ -67,6 +67,11 @@ def _valid_in_train(task) -> bool:
     return bool(getattr(task, "valid_in_train", False))
 
 
+def model_kept(task) -> str:
+    """Which model run_dir/model/ holds, in words for the logs."""
+    return "last (validation is in the training data)" if _valid_in_train(task) else "best"
+
+
 def _improved(value: float, best: Optional[float], mode: str) -> bool:
     if not math.isfinite(value):
         return False
@@ -335,7 +340,7 @@ class _Run:
                     write_best(self.run_dir, task.metric, task.metric_mode, record)  # says what model/ is
             self.model.train()
             st["last_eval"] = {"step": st["step"], **metrics}
-            self.log.eval_line(record, task.metric, is_best)
+            self.log.eval_line(record, task.metric, is_best and not _valid_in_train(task))  # no "best" of seen rows
         st["eval_step"] = st["step"]
         if self.info.enabled:  # every rank must take the same schedule / early-stop decision
             t = torch.tensor([value], dtype=torch.float64, device=self.device)
@@ -423,7 +428,7 @@ class _Run:
             from rnnkit.core.train.plots import plot_losses
             from rnnkit.core.train.run_log import read_metrics
             plot_losses(read_metrics(self.run_dir / "metrics.jsonl"), self.run_dir / "loss.png", self.task.metric)
-            self.log.print(f"done: {stop_reason} at step {st['step']}, best {self.task.metric} "
+            self.log.print(f"done: {stop_reason} at step {st['step']}, {model_kept(self.task)} {self.task.metric} "
                            f"{st['best_metric']} (step {st['best_step']}), {self.elapsed():.1f}s")
         self.log.close()
         ddp.barrier(self.info)
