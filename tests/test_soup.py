@@ -89,6 +89,15 @@ def test_soup_refuses_what_cannot_be_averaged(two_runs, tmp_path):
         soup([a, b], busy)
     with pytest.raises(FileNotFoundError, match="not a run directory"):
         soup([a, tmp_path], tmp_path / "s4")
+    # runs that trained on the validation split: the greedy rule would choose on rows they learnt
+    final = tmp_path / "final"
+    shutil.copytree(b, final)
+    recipe = json.loads((final / "recipe.json").read_text())
+    recipe["data"]["train_on_valid"] = True
+    (final / "recipe.json").write_text(json.dumps(recipe))
+    with pytest.raises(ValueError, match="train_on_valid.*--uniform"):
+        soup([a, final], tmp_path / "s5")
+    assert soup([a, final], tmp_path / "s6", greedy=False)["method"] == "uniform"
 
 
 def test_a_soup_reads_like_a_run(two_runs, tmp_path):

@@ -77,6 +77,10 @@ def soup(runs: Sequence[str | Path], out: str | Path, greedy: bool = True,
     if out.exists() and any(out.iterdir()) and not (out / "soup.json").is_file():
         raise FileExistsError(f"{out} exists and is not an earlier soup: refusing to write into it")
     _same_kind(runs)
+    seen = [str(r) for r in runs if recipes.load_run_recipe(r)["data"].get("train_on_valid")]
+    if greedy and seen:  # the greedy rule chooses on validation: rows these runs trained on
+        raise ValueError(f"{', '.join(seen)}: trained on the validation split (data.train_on_valid), so "
+                         f"validation cannot choose what joins the soup; soup the held-out runs, or pass --uniform")
     recipe = recipes.load_run_recipe(runs[0])
     torch.manual_seed(0)
     _, task, _ = recipes.build(recipe, runs[0])  # the first run's tokenizer and splits
