@@ -354,6 +354,25 @@ def test_user_parallel_tsv_filters_train_by_length(tmp_path):
         R.build(_resolve("translate-en-de", tmp_path, train_file=bad), tmp_path / "run2")
 
 
+def test_train_on_valid_also_learns_the_extra_corpora_validation_pairs(tmp_path, monkeypatch):
+    from rnnkit.core import recipes as R
+    from rnnkit.core.data import loaders
+
+    sizes = {"train": 30, "valid": 5, "test": 4}
+
+    def fake(split, corpus="bible_en_de"):  # distinct pairs per corpus and split
+        return [(f"{corpus} {split} house {i}", f"{corpus} {split} Haus {i}") for i in range(sizes[split])]
+
+    monkeypatch.setattr(loaders, "load_parallel", fake)
+    recipe = R.resolve_recipe("translate-en-de", "smoke", {})
+    recipe["data"].update(max_train_pairs=0, max_eval_pairs=0, extra_corpora={"everyday_en_de": 2})
+    recipe["tokenizer"]["vocab_size"] = 300
+    _, held, _ = R.build(recipe, tmp_path / "held")
+    _, both, _ = R.build({**recipe, "data": {**recipe["data"], "train_on_valid": True}}, tmp_path / "both")
+    assert len(held.ids["train"]) == 30 + 2 * 30 and len(held.ids["val"]) == 5 + 5
+    assert len(both.ids["train"]) == 30 + 2 * 30 + 5 + 5 and len(both.ids["val"]) == 10 and both.valid_in_train
+
+
 def test_user_series_csv(tmp_path):
     from rnnkit.core import recipes as R
 
