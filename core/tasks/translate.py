@@ -208,9 +208,10 @@ def build(recipe, run_dir):
         # valid splits join validation, their test splits are scored each on its own.
         for name, repeat in (data.get("extra_corpora") or {}).items():
             train = train + load_parallel("train", name) * int(repeat)
-            valid = valid + load_parallel("valid", name)
+            extra_valid = load_parallel("valid", name)
+            valid = valid + extra_valid
             if data.get("train_on_valid"):
-                train = train + load_parallel("valid", name)
+                train = train + extra_valid
             extra_tests[name] = load_parallel("test", name)
     train = seeded_subset(train, int(data.get("max_train_pairs", 0) or 0), seed)
     ev = int(data.get("max_eval_pairs", 0) or 0)
