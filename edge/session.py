@@ -161,6 +161,7 @@ class TypingSession:
         if neural is not None and self._h is None:
             raise EdgeError(f"the neural cache needs a recurrent step graph (state h0); this one has {state_in}")
         self.neural = neural  # learns each word once, at its absolute end (reset: a new text)
+        self._learning = True  # off while prefetch tries keys the user has not typed
         self.reset()
 
     # ------------------------------------------------------------------ context state
@@ -228,7 +229,8 @@ class TypingSession:
             else:
                 ids = self.vocab.encode_word(m.group())
             prev = self._nodes[-1]
-            if self.neural is not None and not newline and self._win + m.end() > self._neural_upto:
+            if (self.neural is not None and self._learning and not newline
+                    and self._win + m.end() > self._neural_upto):
                 learned = words_of(m.group())  # "today." is the word "today" (edge/words.py)
                 if learned:
                     self.neural.add(self._top_h(prev.state), learned[0])  # each typed word once
@@ -371,7 +373,7 @@ class TypingSession:
         """
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise EdgeError(f"k must be an int from 1 to {MAX_K}, got {k!r}")
-        if self.user is not None:
+        if self.user is not None and self._learning:
             self.user.observe(text)  # learns only from what was typed before this keystroke
         prep = self._prepare(text)
         if prep is None:
@@ -504,11 +506,32 @@ class TypingSession:
         suggestions for ``text``: it guesses the ``keys`` likeliest next keys (the next letter
         of the likeliest words, or a space when the typed word is likely complete), runs
         ``suggest`` for each, and so fills the caches. When the user then types one of them,
-        ``suggest`` makes no model call. The suggestions are the same as without it. Stops
+        ``suggest`` makes no model call. The suggestions, and what the adaptation caches learn,
+        are the same as without it. Stops
         after ``budget_ms``, or as soon as ``stop()`` (if given) says a key is waiting; returns
         the keys it got to. Never raises on bad text.
         """
         t0 = time.perf_counter()
+        # The keys tried are guesses: the caches must not learn from them, and the context must
+        # stay the typed text's (a tried space would commit a word the user may go on typing).
+        # Only the memos (rows, words read, phrases) keep what was computed.
+        saved = self._context_snapshot()
+        self._learning = False
+        try:
+            return self._prefetch(text, keys, k, phrase, budget_ms, stop, t0)
+        finally:
+            self._learning = True
+            self._restore(saved)
+
+    def _context_snapshot(self) -> tuple:
+        return (self._ctx, self._win, list(self._word_end), list(self._resume), list(self._word_ids),
+                list(self._nodes), self._root, self._neural_upto)
+
+    def _restore(self, saved: tuple) -> None:
+        (self._ctx, self._win, self._word_end, self._resume, self._word_ids,
+         self._nodes, self._root, self._neural_upto) = saved
+
+    def _prefetch(self, text: str, keys: int, k: int, phrase: bool, budget_ms: float, stop, t0: float) -> list[str]:
         try:
             prep = self._prepare(text)
         except EdgeError:

@@ -176,6 +176,29 @@ def test_session_neural_cache_learns_typed_words_once_and_offers_them(no_prefetc
             runner.state_in = runner_state
 
 
+def test_prefetch_teaches_the_caches_nothing(no_prefetch_budget):
+    """Prefetch tries keys the user has not typed (a space after "tom" commits "tom"): neither
+    cache may learn from them. Typed with prefetch between keystrokes, the caches hold exactly
+    what they hold typed without it, and the suggestions are the same."""
+    from rnnkit.edge.neural_cache import WordCache
+
+    hidden = open_session(tiny_bundle("lstm")).runner.meta.hidden_size
+    text = "I met zorblax today. zorblax sings well. Then zorb"
+    sessions = [open_session(tiny_bundle("lstm"), user=UserCache(decay=1.0), neural=WordCache(hidden, lam=0.5))
+                for _ in range(2)]
+    answers = [[], []]
+    for i in range(len(text) + 1):
+        for j, s in enumerate(sessions):
+            answers[j].append([(x.text, round(x.prob, 5)) for x in s.suggest(text[:i], 3, phrase=False)])
+            if j:
+                s.prefetch(text[:i], keys=3, phrase=False)
+    plain, pre = sessions
+    assert dict(pre.user.uni) == dict(plain.user.uni) == {"I": 1, "met": 1, "zorblax": 2, "today": 1,
+                                                          "sings": 1, "well": 1, "Then": 1}
+    assert pre.neural.words == plain.neural.words and len(pre.neural) == len(plain.neural) == 8  # one per typed word
+    assert answers[1] == answers[0]
+
+
 def test_eval_suggest_adapt_prints_off_and_both_caches_side_by_side(tmp_path, capsys, no_prefetch_budget):
     text = tmp_path / "me.txt"
     text.write_text("I met zorblax today. zorblax sings well. Then zorblax sings again.\n" * 3)
