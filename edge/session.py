@@ -507,9 +507,8 @@ class TypingSession:
         of the likeliest words, or a space when the typed word is likely complete), runs
         ``suggest`` for each, and so fills the caches. When the user then types one of them,
         ``suggest`` makes no model call. The suggestions, and what the adaptation caches learn,
-        are the same as without it. Stops
-        after ``budget_ms``, or as soon as ``stop()`` (if given) says a key is waiting; returns
-        the keys it got to. Never raises on bad text.
+        are the same as without it. Stops after ``budget_ms``, or as soon as ``stop()`` (if
+        given) says a key is waiting; returns the keys it got to. Never raises on bad text.
         """
         t0 = time.perf_counter()
         # The keys tried are guesses: the caches must not learn from them, and the context must
