@@ -145,6 +145,23 @@ def test_cli_user_dir_and_forget(tmp_path, monkeypatch, capsys, no_prefetch_budg
     assert "forgot" in capsys.readouterr().out and not (tmp_path / FILE_NAME).exists()
 
 
+def test_json_server_with_prefetch_saves_only_what_was_typed(tmp_path, monkeypatch, capsys, no_prefetch_budget):
+    """An app sends each keystroke with "prefetch": the user's file holds the typed words, once
+    each, and none of the keys prefetch tried ("Mee", "Quill"...)."""
+    text = "Meet me at Quillfield "
+    lines = "".join(json.dumps({"text": text[:i], "prefetch": 3, "phrase": False}) + "\n"
+                    for i in range(len(text) + 1))
+    bundle = tiny_bundle("lstm")
+    capsys.readouterr()  # (building the toy bundle prints its loss)
+    monkeypatch.setattr("sys.stdin", io.StringIO(lines))
+    assert main(["suggest", str(bundle), "--json", "--user-dir", str(tmp_path)]) == 0
+    answers = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(answers) == len(text) + 1 and all("suggestions" in a for a in answers)
+    saved = json.loads((tmp_path / FILE_NAME).read_text())
+    assert saved["uni"].keys() == {"Meet", "me", "at", "Quillfield"}
+    assert max(saved["uni"].values()) < 1.01  # each counted once (a later word weighs a little more: decay)
+
+
 def test_session_neural_cache_learns_typed_words_once_and_offers_them(no_prefetch_budget):
     from rnnkit.edge.neural_cache import WordCache
 
