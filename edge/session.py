@@ -182,7 +182,8 @@ class TypingSession:
             row = self._dist(logits[0, -1])
         else:
             row = Dist(np.full(self.runner.vocab_size, -math.log(self.runner.vocab_size), np.float32))  # uniform
-        self._nodes: list[_Node] = [_Node(next(self._ids), state, row)]
+        self._start = _Node(next(self._ids), state, row)  # the start of a text: where a re-read begins
+        self._nodes: list[_Node] = [self._start]
         self._cache: OrderedDict = OrderedDict()  # (node id, piece ids after it) -> (state, Dist): search rows
         self._words: OrderedDict = OrderedDict()  # (node id, one word's piece ids) -> _Node: words read
         self._phrases: dict = {}  # (root, start ids, start logp, give-up bar) -> {words: PhraseHit}
@@ -211,7 +212,9 @@ class TypingSession:
         step = self.max_context_chars // 4
         anchor = (excess // step + 1) * step
         m = _SPACE.search(text, anchor)
-        return m.end() if m else len(text)
+        # No whitespace after the anchor: the word being typed started before it, so it is longer
+        # than 3/4 of the window (>= 48 characters): -1, no suggestion (not start-of-text ones).
+        return m.end() if m else -1
 
     def _sync(self, ctx: str) -> _Node:
         """Make the nodes describe ``ctx`` (whole words, ends in whitespace or is empty)."""
@@ -225,7 +228,8 @@ class TypingSession:
             newline = m.group() == "\n"
             if newline:  # a line break is the end of a text, as in training; a blank line adds nothing
                 eos = self.runner.meta.eos_id
-                ids = [eos] if eos >= 0 and self._word_ids and self._word_ids[-1] != [eos] else []
+                last = next((w for w in reversed(self._word_ids) if w), None)  # (blank lines read [])
+                ids = [eos] if eos >= 0 and last is not None and last != [eos] else []
             else:
                 ids = self.vocab.encode_word(m.group())
             prev = self._nodes[-1]
@@ -349,6 +353,8 @@ class TypingSession:
         # Only the window is looked at, so a keystroke costs the same at 10 k or 1 M characters.
         # (clean_text maps one character to one, so indices agree before and after it.)
         win = self._window_start(text)
+        if win < 0:
+            return None
         text = clean_text(text[win:])
         tail = _TAIL.search(text, max(0, len(text) - MAX_WORD_CHARS - 1)).group()
         if len(tail) > MAX_WORD_CHARS:
@@ -356,7 +362,7 @@ class TypingSession:
         if win != self._win:
             if not (win > self._win and self._rebase(win - self._win)):  # moved back: read it again
                 self._ctx, self._word_end, self._resume, self._word_ids = "", [], [], []
-                self._nodes = self._nodes[:1]
+                self._nodes = [self._start]  # (after a move on, nodes[0] is the state after old words)
             self._win = win
         root = self._sync(text[:len(text) - len(tail)])
         self._root = root  # the state the words are searched from (the neural cache's query)

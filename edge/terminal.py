@@ -115,6 +115,7 @@ class LineEditor:
                 pass  # the space is there already
             elif soft and k in PUNCTUATION and self.before.endswith(" "):
                 self.text = self.text[:self.cursor - 1] + k + " " + self.text[self.cursor:]
+                self.cursor += 1  # after the space again: the next key starts the next word
                 self.soft_space = True  # "word. " keeps a soft space after the punctuation
             else:
                 self._insert(k)

@@ -479,3 +479,32 @@ def test_context_window_moves_on_without_rereading(parts):
     inc.suggest(edited, phrase=False)
     redo = ["zq" + words[at]] + words[at + 1:]
     assert inc.context_tokens_fed - before == sum(len(parts[1].encode_word(w)) for w in redo)
+
+
+def test_a_window_that_moves_back_reads_from_the_start_of_a_text(parts):
+    """After the window moved on, its first node is the state after the words it dropped. A new
+    short text (or a big delete) moves the window back: it must be read from the start of a
+    text, as a fresh session reads it, not from that carried state."""
+    s = new_session(parts, max_context_chars=64)
+    long = (TEXT + " ") * 2
+    for i in range(1, len(long)):
+        s.suggest(long[:i], phrase=False)
+    assert s._win > 0
+    same(s.suggest("Thank you f"), new_session(parts, max_context_chars=64).suggest("Thank you f"))
+
+
+def test_blank_lines_add_nothing(session, parts):
+    """A line break is read as one end-of-text; more blank lines change nothing."""
+    one = session.suggest("Thank you.\n", phrase=False)
+    for n in (2, 3, 4):
+        same(session.suggest("Thank you." + "\n" * n, phrase=False), one)
+        same(new_session(parts).suggest("Thank you." + "\n" * n, phrase=False), one)
+
+
+@pytest.mark.parametrize("before", ["see you ", "see you " * 40])
+def test_a_word_longer_than_the_window_gets_nothing(parts, before):
+    """A 60-character "word" (a pasted hash) with a 64-character window: no suggestion, whether
+    or not the text before it moved the window (not the start-of-text words)."""
+    s = new_session(parts, max_context_chars=64)
+    assert s.suggest(before + "x" * 60) == []
+    assert s.suggest(before + "x" * 60 + " ", phrase=False)  # committed: next words again

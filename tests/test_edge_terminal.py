@@ -36,7 +36,7 @@ def test_tab_then_space_or_punctuation_leaves_no_double_space():
     assert ed.text == "Thank you for the"
     ed.suggestions = [Suggestion("help", 0.2, "next", 0.2)]
     typed(ed, " \t.")  # punctuation replaces the soft space
-    assert ed.text == "Thank you for the help. "
+    assert ed.text == "Thank you for the help. " and ed.before == ed.text  # the cursor after the space
     typed(ed, "  ")  # after punctuation's soft space: the first space is swallowed, the second typed
     assert ed.text == "Thank you for the help.  "
 
