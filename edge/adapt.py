@@ -25,13 +25,16 @@ import bisect
 import json
 import math
 import os
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from .lexicon import MAX_WORD_CHARS
 from .words import words_of
 
 FILE_NAME = "user_cache.json"
+FORGOTTEN = ".forgotten"  # rewritten by forget(): a session running meanwhile forgets too (no user data)
+AUTOSAVE_S = 30.0  # a session with a user directory saves what it learned at most this often
 FORMAT = 1
 # LAMBDA: tuned with the bundle's word n-gram on (edge/word_ngram.py), on 4 validation-split writers
 # (bench/tune_suggest.py --people 4 --adapt-chars 8000 --only lam; docs/results/suggest-en-tune-lam-ngram.json):
@@ -64,31 +67,21 @@ class UserCache:
         self._next: dict[tuple[str, ...], set[str]] = defaultdict(set)
         self._top: list[str] = []
         self.total = 0.0
-        self._seen = ""  # the committed text already counted (so a keystroke counts only new words)
+        self._new = NewChunks()  # which committed words a keystroke adds
+        self._mark: str | None = None  # the user directory's forget mark when loaded (None: not loaded)
 
     # -------------------------------------------------------------- learning
     def observe(self, text: str) -> None:
-        """Count the committed words of ``text`` not counted yet (a text that changed before
-        its end is counted again only from where it changed: an edit is not a repeat)."""
-        end = max(text.rfind(" "), text.rfind("\n"), text.rfind("\t"))
-        committed = text[:end + 1] if end >= 0 else ""
-        if committed.startswith(self._seen):
-            new, ctx = committed[len(self._seen):], last_words(self._seen)
-        else:  # an edit or another text: count from the common part on
-            n = 0
-            limit = min(len(committed), len(self._seen))
-            while n < limit and committed[n] == self._seen[n]:
-                n += 1
-            cut = max(committed.rfind(" ", 0, n), committed.rfind("\n", 0, n)) + 1
-            new, ctx = committed[cut:], last_words(committed[:cut])
-        for line_start, line in enumerate(new.split("\n")):
-            if line_start:
-                ctx = (LINE_START,)  # a line break starts a new message
-            for w in words_of(line):
+        """Count the words of ``text`` (the text before the cursor) committed since the last call:
+        only words typed past what was seen, or typed in its place (``NewChunks``). Moving the
+        cursor back and forth, or deleting and retyping a space, counts nothing twice."""
+        committed = committed_text(text)
+        for s, e in self._new.update(committed):
+            ctx = last_words(committed[max(0, s - 200):s])
+            for w in words_of(committed[s:e]):
                 if len(w) <= MAX_WORD_CHARS:
                     self.add(w, ctx)
                     ctx = (ctx + (w,))[-2:]
-        self._seen = committed
 
     def add(self, word: str, prev: "str | tuple[str, ...] | None") -> None:
         self._scale /= self.decay
@@ -198,9 +191,23 @@ class UserCache:
         return len(self.uni)
 
     # -------------------------------------------------------------- the user directory
-    def save(self, user_dir: str | os.PathLike) -> Path:
+    def clear(self) -> None:
+        """Forget every count (the text being typed stays seen: it is not learned again)."""
+        new, mark = self._new, self._mark
+        self.__init__(self.lam, self.beta, self.decay, self.order)
+        self._new, self._mark = new, mark
+
+    def save(self, user_dir: str | os.PathLike) -> Path | None:
+        """Write the cache to ``user_dir`` atomically. If ``rnnkit suggest --forget`` ran since
+        this cache was loaded from there, write nothing and forget here too (None)."""
         from rnnkit.core.atomic import atomic_write_text  # stdlib-only
 
+        if self._mark is not None:
+            mark = _forget_mark(user_dir)
+            if mark != self._mark:
+                self.clear()
+                self._mark = mark
+                return None
         self._rescale()
         state = {"format": FORMAT, "lam": self.lam, "beta": self.beta, "decay": self.decay, "order": self.order,
                  "uni": self.uni, "bi": [[v, w, c] for (v, w), c in self.bi.items()],
@@ -214,8 +221,11 @@ class UserCache:
     def load(cls, user_dir: str | os.PathLike, **kw) -> "UserCache":
         """The saved cache, or an empty one (no file yet). A damaged file is an error naming it."""
         path = Path(user_dir) / FILE_NAME
+        mark = _forget_mark(user_dir)
         if not path.is_file():
-            return cls(**kw)
+            cache = cls(**kw)
+            cache._mark = mark
+            return cache
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
             if state.get("format") != FORMAT:
@@ -234,7 +244,82 @@ class UserCache:
             raise ValueError(f"{path}: not a user cache this version can read ({e}); "
                              f"delete it with `rnnkit suggest --forget --user-dir {user_dir}`") from None
         cache._prune()
+        cache._mark = mark
         return cache
+
+
+_CHUNK = re.compile(r"\S+")
+_TAIL = re.compile(r"\S*\Z")
+PENDING_CHARS = 4_000  # after an edit, the old words this far past it are remembered (NewChunks)
+
+
+def common_prefix_len(a: str, b: str) -> int:
+    """Length of the common prefix, by bisection on C-speed slice compares (no Python char loop)."""
+    if b.startswith(a):
+        return len(a)
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def tail_start(text: str, end: int | None = None) -> int:
+    """Where the run of non-whitespace that ends at ``end`` (default: the text's end) starts."""
+    end = len(text) if end is None else end
+    lo = max(0, end - 2 * MAX_WORD_CHARS)  # look back a little first: a keystroke must not scan the text
+    start = _TAIL.search(text, lo, end).start()
+    if start == lo and lo > 0 and not text[lo - 1].isspace():
+        start = _TAIL.search(text, 0, end).start()  # a run longer than that (a pasted hash): rare
+    return start
+
+
+def committed_text(text: str) -> str:
+    """``text`` up to its last whitespace (any kind: also tab, no-break or ideographic space):
+    the words that are done. The word after it is still being typed."""
+    return text[:tail_start(text)]
+
+
+class NewChunks:
+    """Which whitespace-separated chunks of a committed text are new, keystroke after keystroke.
+
+    An app sends the text before the cursor at every keystroke (``update(committed_text(...))``).
+    A chunk is new where the text goes on past what was seen (typing), or differs from it (an
+    edit), except that
+    - a text that is a prefix of what was seen adds nothing: the cursor moved back (Home, an
+      arrow, a backspace over a space), and coming back to the end adds nothing either;
+    - after an edit, the old chunks just past the edit point are remembered (``pending``): met
+      again as the text goes on, they are those words reached again (End after fixing a typo),
+      not new ones. A word deleted at the end and typed again later is then not counted once:
+      the text before the cursor cannot tell the two apart, and counting too little is the
+      safer error for a user model.
+    """
+
+    def __init__(self):
+        self.seen = ""
+        self.pending: Counter = Counter()
+
+    def update(self, committed: str) -> list[tuple[int, int]]:
+        """The (start, end) of each new chunk of ``committed`` (a text that ends in whitespace)."""
+        seen = self.seen
+        if seen.startswith(committed):
+            return []
+        if committed.startswith(seen):
+            start = len(seen)
+        else:
+            start = tail_start(committed, common_prefix_len(seen, committed))  # the changed word's start
+            self.pending = Counter(_CHUNK.findall(seen, start, start + PENDING_CHARS))
+        self.seen = committed
+        new = []
+        for m in _CHUNK.finditer(committed, start):
+            if self.pending[m.group()] > 0:
+                self.pending[m.group()] -= 1
+            else:
+                new.append(m.span())
+        return new
 
 
 def last_words(text: str) -> tuple[str, ...]:
@@ -260,10 +345,27 @@ def context_words(prev: "str | tuple[str, ...] | None") -> tuple[str, ...]:
     return (prev,) if isinstance(prev, str) else tuple(prev)[-2:]
 
 
+def _forget_mark(user_dir: str | os.PathLike) -> str:
+    try:
+        return (Path(user_dir) / FORGOTTEN).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
 def forget(user_dir: str | os.PathLike) -> bool:
-    """Delete what was learned about the user; True if there was something."""
-    path = Path(user_dir) / FILE_NAME
-    if path.is_file():
-        path.unlink()
-        return True
-    return False
+    """Delete what was learned about the user (the cache file, and any temp file a killed save
+    left); True if there was something. A session running on the same directory meanwhile
+    forgets too, at its next save, instead of writing back what it knew (the mark file)."""
+    from rnnkit.core.atomic import atomic_write_text  # stdlib-only
+    import uuid
+
+    folder = Path(user_dir)
+    if not folder.is_dir():
+        return False
+    found = False
+    for path in [folder / FILE_NAME, *folder.glob(f".{FILE_NAME}.*.tmp")]:
+        if path.is_file():
+            path.unlink()
+            found = True
+    atomic_write_text(folder / FORGOTTEN, uuid.uuid4().hex)
+    return found

@@ -87,8 +87,10 @@ def register(subparsers) -> None:
     p.add_argument("-k", type=int, default=3, help="word suggestions per keystroke (default 3)")
     p.add_argument("--user-dir", default=None, metavar="DIR",
                    help="learn the user's own words and word pairs as they type (no training, nothing leaves "
-                        "the device, the bundle never changes); kept in DIR/user_cache.json between sessions")
-    p.add_argument("--forget", action="store_true", help="delete what --user-dir DIR learned, then exit")
+                        "the device, the bundle never changes); kept in DIR/user_cache.json between sessions, "
+                        "saved every 30 s and at exit (also on SIGTERM/SIGHUP)")
+    p.add_argument("--forget", action="store_true",
+                   help="delete what --user-dir DIR learned, then exit (a session running on DIR forgets too)")
     p.set_defaults(func=cmd_suggest)
 
     e = subparsers.add_parser(
@@ -203,8 +205,9 @@ def request_lines(stream=None, limit: int = MAX_LINE_BYTES):
             yield line.decode("utf-8", "replace")
 
 
-def json_loop(session, stream=None, out=None) -> int:
-    """One answer line per request line, blank and overlong lines included, in order."""
+def json_loop(session, stream=None, out=None, idle=None) -> int:
+    """One answer line per request line, blank and overlong lines included, in order.
+    ``idle()``, if given, runs after each answer's idle-time work (autosave)."""
     out = out or sys.stdout
     for line in request_lines(stream):
         after: list = []
@@ -219,6 +222,8 @@ def json_loop(session, stream=None, out=None) -> int:
                 work()
             except Exception:  # prefetch is an optimisation: its failure must not end the loop
                 pass
+        if idle is not None:
+            idle()
     return 0
 
 
@@ -237,18 +242,64 @@ def cmd_suggest(args) -> int:
         session = _open(args, user)
     except (TypeError, RuntimeError, OSError) as e:  # a tokenizer file sentencepiece cannot read
         raise ValueError(f"{args.bundle}: cannot open the bundle: {str(e).strip()[:200] or type(e).__name__}") from None
+    idle = _autosave(user, args.user_dir) if user is not None else None
     try:
-        return _suggest_loop(args, session)
+        with _exit_on_signals():  # a closed terminal or a stopped service still saves (finally)
+            return _suggest_loop(args, session, idle)
     finally:
         if user is not None:  # what this session learned, for the next one (atomic write)
             user.save(args.user_dir)
 
 
-def _suggest_loop(args, session) -> int:
+def _autosave(user, user_dir, every_s: float | None = None):
+    """An ``idle()`` that saves the user cache when it learned something and ``every_s`` passed
+    since the last save: a killed session loses at most that much."""
+    from .adapt import AUTOSAVE_S
+
+    every_s = AUTOSAVE_S if every_s is None else every_s
+    last = {"t": time.monotonic(), "total": user.total}
+
+    def idle() -> None:
+        if user.total != last["total"] and time.monotonic() - last["t"] >= every_s:
+            user.save(user_dir)
+            last["t"], last["total"] = time.monotonic(), user.total
+
+    return idle
+
+
+class _exit_on_signals:
+    """SIGTERM and SIGHUP end the process through SystemExit, so ``finally`` blocks run; the
+    handlers before are restored on exit. Only in the main thread (where Python runs handlers)."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.saved = {}
+        if threading.current_thread() is threading.main_thread():
+            for name in ("SIGTERM", "SIGHUP"):
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self.saved[sig] = signal.signal(sig, _raise_exit)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def _raise_exit(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _suggest_loop(args, session, idle=None) -> int:
     if args.json:
-        return json_loop(session)
+        return json_loop(session, idle=idle)
     if sys.stdin.isatty() and sys.stdout.isatty():
-        return _interactive(session, args.k)
+        return _interactive(session, args.k, idle)
     from .runner import EdgeError
 
     for text in request_lines():  # line mode: the suggestions for each line as typed so far
@@ -261,6 +312,8 @@ def _suggest_loop(args, session) -> int:
             print(f"{text[:60]!r}: error: {e}", flush=True)
             continue
         print(f"{text!r}: " + ("  ".join(_fmt(s) for s in sugg) or "(none)"), flush=True)
+        if idle is not None:
+            idle()
     return 0
 
 
@@ -269,10 +322,10 @@ def _fmt(s) -> str:
     return f"{mark}{s.text} ({s.p_given_typed:.2f})"  # how sure, given the letters typed so far
 
 
-def _interactive(session, k: int) -> int:
+def _interactive(session, k: int, idle=None) -> int:
     from .terminal import run
 
-    return run(session, k)
+    return run(session, k, idle)
 
 
 # ---------------------------------------------------------------------------- eval-suggest

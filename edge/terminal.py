@@ -151,8 +151,9 @@ def render(ed: LineEditor, ms: float, width: int = 100) -> str:
     return f"\r\x1b[2K\x1b[1A\r\x1b[2K  {sugg}   [{ms:.1f} ms]\n\r\x1b[2K> {shown}{move}"
 
 
-def run(session, k: int) -> int:
-    """The interactive loop on this process's terminal (cbreak mode, restored on exit)."""
+def run(session, k: int, idle=None) -> int:
+    """The interactive loop on this process's terminal (cbreak mode, restored on exit).
+    ``idle()``, if given, runs in the pause after each keystroke's prefetch (autosave)."""
     import select
     import termios
     import tty
@@ -178,6 +179,8 @@ def run(session, k: int) -> int:
             key_waiting = lambda: bool(select.select([fd], [], [], 0)[0])  # noqa: E731
             if not key_waiting():  # use the pause to prepare the next keys; a key press cuts it short
                 session.prefetch(ed.before, k=k, stop=key_waiting)
+            if idle is not None and not key_waiting():
+                idle()
             data = os.read(fd, 64).decode("utf-8", "replace")
             keys = split_keys(data)
             if not all(ed.key(key) for key in keys) or not data:

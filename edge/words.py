@@ -17,6 +17,7 @@ Torch-free: stdlib only.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 SPACE = "\u2581"  # SentencePiece's meta symbol for a space (the start of a word)
 APOSTROPHES = "'\u2019"
@@ -27,8 +28,12 @@ WORD_BYTES = frozenset(
 
 
 def words_of(text: str) -> list[str]:
-    """The words of a text, in order; the typographic apostrophe is read as "'"."""
-    return WORD.findall(text.replace("\u2019", "'"))
+    """The words of a text, in order. The typographic apostrophe is read as "'", and a letter
+    typed as a base letter and a combining accent (NFD: "cafe" + U+0301) as the one accented
+    letter (NFC: "café"), as the tokenizer reads it; a combining mark is no word character."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text).replace("\u2019", "'")
+    return WORD.findall(text)
 
 
 def tokenize(line: str) -> list[str]:

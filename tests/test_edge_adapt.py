@@ -10,7 +10,7 @@ import math
 import pytest
 
 from rnnkit.cli import main
-from rnnkit.edge.adapt import FILE_NAME, LINE_START, UserCache, forget
+from rnnkit.edge.adapt import FILE_NAME, LINE_START, NewChunks, UserCache, committed_text, forget
 from rnnkit.edge.session import open_session
 
 from test_edge_support import tiny_bundle
@@ -29,6 +29,84 @@ def test_counts_by_hand_and_edits_are_not_repeats():
     c.observe("hello there\nnew line ")  # a line break: no bigram across it
     assert ("there", "new") not in c.bi and c.bi[("new", "line")] == 1
     assert c.bi[(LINE_START, "new")] == 1  # how the user opens a line is learned
+
+
+def typed_chunks(steps) -> list[str]:
+    """The chunks NewChunks reports new over a sequence of texts before the cursor."""
+    tracker, out = NewChunks(), []
+    for text in steps:
+        committed = committed_text(text)
+        out += [committed[s:e] for s, e in tracker.update(committed)]
+    return out
+
+
+def test_new_chunks_count_each_typed_word_once():
+    full = "I lke the zoo and "
+    typing = [full[:i] for i in range(len(full) + 1)]
+    assert typed_chunks(typing) == ["I", "lke", "the", "zoo", "and"]
+    # the cursor goes back and forth (Home, End, arrows): nothing is new
+    assert typed_chunks(typing + ["", "I lk", full, "I lke the ", full]) == ["I", "lke", "the", "zoo", "and"]
+    # a backspace over the space, then the space again: nothing is new
+    assert typed_chunks(typing + ["I lke the zoo and", full]) == ["I", "lke", "the", "zoo", "and"]
+    # a typo fixed in the middle (text before the cursor), then End: only the fixed word
+    fixed = "I like the zoo and "
+    assert typed_chunks(typing + ["I lk", "I lki", "I like", fixed]) == ["I", "lke", "the", "zoo", "and", "like"]
+    # a word inserted in the middle (its space typed there), then End: only that word
+    assert typed_chunks(typing + ["I lke the ", "I lke the big ", "I lke the big zoo and "])[-1:] == ["big"]
+    # the last word replaced at the end: the new one counts
+    assert typed_chunks(typing + ["I lke the zoo ", "I lke the zoo or "])[-1:] == ["or"]
+    # a new text after an old one: its words count (what it shares at its start does not)
+    assert typed_chunks(typing + ["", "See you ", "See you soon "])[-3:] == ["See", "you", "soon"]
+
+
+@pytest.mark.parametrize("space", [" ", "\t", "\xa0", "\u3000", "\r\n"])
+def test_every_kind_of_whitespace_commits_a_word(space):
+    c = UserCache(decay=1.0)
+    text = space.join(["see", "you", "then", "tomorrow"]) + space
+    for i in range(len(text) + 1):
+        c.observe(text[:i])
+    assert dict(c.uni) == {"see": 1, "you": 1, "then": 1, "tomorrow": 1}
+    c.observe(text.replace("tomorrow", "today"))  # an edit after tabs: only the changed word
+    assert c.uni["today"] == 1 and c.uni["then"] == 1
+
+
+def test_words_are_learned_as_the_tokenizer_reads_them():
+    """A combining accent (NFD, as macOS and some keyboards send it) is one letter with its
+    base (NFC); a typographic apostrophe is "'" (as in the training text)."""
+    c = UserCache(decay=1.0)
+    c.observe("Meet at the cafe\u0301 with Kaz\u2019s friend ")
+    assert {"caf\u00e9", "Kaz's"} <= set(c.uni) and "cafe" not in c.uni
+
+
+def test_session_reads_typographic_apostrophes_and_answers_in_kind(no_prefetch_budget):
+    """Phone and Mac keyboards type U+2019: the model reads it as "'" and the suggestions come
+    back spelled the way the user writes."""
+    s = open_session(tiny_bundle("lstm"), user=UserCache(lam=0.5))
+    text = "I met Zorb\u2019s dog. Zorb\u2019s dog barks. "
+    for i in range(len(text) + 1):
+        s.suggest(text[:i], 3, phrase=False)
+    assert "Zorb's" in s.user.uni
+    curly = [x.text for x in s.suggest(text + "Then Zorb\u2019", 3, phrase=False)]
+    assert "Zorb\u2019s" in curly and all(x.startswith("Zorb\u2019") for x in curly)
+    straight = [x.text for x in s.suggest(text + "It's Zorb'", 3, phrase=False)]
+    assert "Zorb's" in straight and all(x.startswith("Zorb'") for x in straight)
+
+
+def test_session_caches_learn_nothing_twice_when_the_cursor_moves(no_prefetch_budget):
+    from rnnkit.edge.neural_cache import WordCache
+
+    hidden = open_session(tiny_bundle("lstm")).runner.meta.hidden_size
+    s = open_session(tiny_bundle("lstm"), user=UserCache(decay=1.0), neural=WordCache(hidden))
+    text = "see you at the zoo tomorrow "
+    for i in range(len(text) + 1):
+        s.suggest(text[:i], 3, phrase=False)
+    counts, pairs = dict(s.user.uni), len(s.neural)
+    assert pairs == 6 and counts["zoo"] == 1
+    for before in ["", "see you", text, "see you at the zoo tomorrow", text]:  # Home, arrows, End, backspace
+        s.suggest(before, 3, phrase=False)
+    assert dict(s.user.uni) == counts and len(s.neural) == pairs
+    s.suggest("see you at the park ", 3, phrase=False)  # an edit: the changed word only
+    assert s.user.uni["park"] == 1 and len(s.neural) == pairs + 1 and s.user.uni["zoo"] == 1
 
 
 def test_prob_formula_by_hand():
@@ -94,7 +172,7 @@ def test_decay_fades_old_words():
     c.observe("old new ")
     assert c.uni["new"] / c.uni["old"] == pytest.approx(2.0)  # one word later, half the weight
     for _ in range(200):  # scale stays bounded: counts are rescaled, ratios kept
-        c.observe(c._seen + "new ")
+        c.observe(c._new.seen + "new ")
     assert c._scale <= 1e30 and c.prob("old", None) < 1e-50
 
 
@@ -133,6 +211,61 @@ def test_session_learns_a_new_word_and_what_follows_it(no_prefetch_budget):
     fresh = open_session(tiny_bundle("lstm"), user=UserCache())
     fresh.suggest("quuxly", 3, phrase=False)
     assert len(fresh.user) == 0
+
+
+def test_forget_wins_over_a_session_running_meanwhile(tmp_path):
+    """`rnnkit suggest --forget` while a keyboard session runs on the same directory: the
+    session must not write back what it knew when it saves (it forgets too), and a temp file
+    a killed save left behind is deleted with the cache."""
+    first = UserCache.load(tmp_path)
+    first.observe("my password is hunter2 ")
+    first.save(tmp_path)
+    running = UserCache.load(tmp_path)  # a second session, open
+    running.observe("hello there ")
+    (tmp_path / f".{FILE_NAME}.abc123.tmp").write_text("{}")  # a save killed mid-write
+    assert forget(tmp_path)
+    assert not list(tmp_path.glob("*user_cache*"))
+    assert running.save(tmp_path) is None and not (tmp_path / FILE_NAME).exists()
+    assert len(running) == 0  # forgotten here too
+    running.observe("hello there again ")  # what it learns from now on is kept
+    assert running.save(tmp_path) is not None and set(UserCache.load(tmp_path).uni) == {"again"}
+    assert not forget(tmp_path / "nobody")
+
+
+def test_autosave_saves_what_was_learned(tmp_path):
+    from rnnkit.edge.cli import _autosave
+
+    user = UserCache.load(tmp_path)
+    idle = _autosave(user, tmp_path, every_s=0.0)
+    idle()
+    assert not (tmp_path / FILE_NAME).exists()  # nothing learned: nothing written
+    user.observe("Quillfield is near ")
+    idle()
+    assert set(UserCache.load(tmp_path).uni) == {"Quillfield", "is", "near"}
+    rare = _autosave(user, tmp_path, every_s=3600.0)
+    user.observe("Quillfield is near here ")
+    rare()
+    assert "here" not in UserCache.load(tmp_path).uni  # not yet: at most every every_s
+
+
+def test_a_stopped_server_saves_what_it_learned(tmp_path):
+    """SIGTERM (a service stopped, a terminal closed: SIGHUP) ends the server through its
+    normal exit, so the user's words are saved."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "rnnkit.cli", "suggest", str(tiny_bundle("lstm")), "--json",
+                             "--user-dir", str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        proc.stdin.write(json.dumps({"text": "Meet me at Quillfield "}) + "\n")
+        proc.stdin.flush()
+        assert "suggestions" in json.loads(proc.stdout.readline())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        proc.kill()
+    assert set(UserCache.load(tmp_path).uni) == {"Meet", "me", "at", "Quillfield"}
 
 
 def test_cli_user_dir_and_forget(tmp_path, monkeypatch, capsys, no_prefetch_budget):
