@@ -100,9 +100,21 @@ def start_of_text(eos_id: int, newline_ids: Sequence[int]) -> list[int]:
 
 
 def start_ids(tokenizer, prompt: str) -> list[int]:
-    """Ids that start generation: the prompt after the start of a text (``start_of_text``)."""
-    start = start_of_text(tokenizer.eos_id, tokenizer.encode("\n") if tokenizer.eos_id < 0 else ())
-    return start + (tokenizer.encode(prompt) if prompt else [])
+    """Ids that start generation: the prompt after the start of a text (``start_of_text``). With
+    an EOS, a line break in the prompt is EOS, as between the lines of the training stream (not
+    the byte "\n"); a blank line adds nothing, as in the typing session."""
+    eos = tokenizer.eos_id
+    start = start_of_text(eos, tokenizer.encode("\n") if eos < 0 else ())
+    if eos < 0 or "\n" not in prompt:
+        return start + (tokenizer.encode(prompt) if prompt else [])
+    ids = list(start)
+    for n, line in enumerate(prompt.split("\n")):
+        if n and ids[-1] != eos:
+            ids.append(eos)
+        line = line.removesuffix("\r")
+        if line:
+            ids += tokenizer.encode(line)
+    return ids
 
 
 def decode_lines(tokenizer, ids: Sequence[int]) -> str:

@@ -161,7 +161,9 @@ def plain(kind: str, out: dict) -> str:
 
 
 def _defaults(args, kind: str) -> dict:
-    return {k: getattr(args, k) for k in OPTIONS[kind] if getattr(args, k, None) not in (None, False)}
+    """The options given on the command line (0 is a value: --seed 0, --length 0 must not be dropped;
+    an unset flag is None, an unset switch False)."""
+    return {k: v for k in OPTIONS[kind] if (v := getattr(args, k, None)) is not None and v is not False}
 
 
 def _inputs(args, kind: str, keep_blank: bool):
@@ -185,10 +187,14 @@ def _inputs(args, kind: str, keep_blank: bool):
             lines = list(request_lines(f))
     else:
         lines = request_lines()
-    for line in lines:
+    for n, line in enumerate(lines):
         if line is None:
             yield ValueError(f"line longer than {MAX_LINE_BYTES} bytes: not read")
-        elif line.strip() or keep_blank:
+            continue
+        line = line.removesuffix("\r")  # a Windows line end is not part of the text
+        if n == 0:
+            line = line.removeprefix("\ufeff")  # nor an editor's byte-order mark
+        if line.strip() or keep_blank:
             yield {"text": line}
 
 

@@ -57,6 +57,11 @@ def test_start_of_text_rule():
     assert start_ids(Tok(3), "ab") == [3, 97, 98]
     assert start_ids(Tok(-1), "ab") == [10, 97, 98]
     assert start_ids(Tok(3), "") == [3]
+    # a line break in the prompt is EOS, as between training lines (not the byte "\n"); blank
+    # lines and Windows line ends add nothing; a character model keeps its "\n"
+    assert start_ids(Tok(3), "ab\nc") == [3, 97, 98, 3, 99]
+    assert start_ids(Tok(3), "ab\r\n\n\nc\n") == [3, 97, 98, 3, 99, 3]
+    assert start_ids(Tok(-1), "a\nb") == [10, 97, 10, 98]
 
 
 def test_top_k_and_top_p_keep_the_right_tokens():

@@ -188,3 +188,28 @@ def test_parse_history_formats():
         parse_history("1 2\nabc")
     with pytest.raises(InputError, match="not a finite number"):
         parse_history("1 nan inf")
+
+
+def test_options_set_to_zero_are_kept():
+    """`--seed 0` is a seed (the same text twice), and `--length 0` an out-of-range value, not
+    "no option given"."""
+    import argparse
+
+    from rnnkit.edge.predict_cli import _defaults
+
+    args = argparse.Namespace(length=None, temperature=None, top_k=0, top_p=None, seed=0, greedy=False)
+    assert _defaults(args, "lm") == {"top_k": 0, "seed": 0}
+    assert _defaults(argparse.Namespace(greedy=True), "lm") == {"greedy": True}
+
+
+def test_file_lines_lose_windows_line_ends_and_the_byte_order_mark(models, tmp_path):
+    import argparse
+
+    from rnnkit.edge.predict_cli import _inputs
+
+    f = tmp_path / "reviews.txt"
+    f.write_bytes("\ufeffa good film\r\n\r\nawful\r\n".encode("utf-8"))
+    args = argparse.Namespace(text=None, file=str(f))
+    assert list(_inputs(args, "classifier", keep_blank=False)) == [{"text": "a good film"}, {"text": "awful"}]
+    r = cli("predict", str(models / "char-shakespeare"), "--text", "ROMEO:", "--length", "0")
+    assert r.returncode == 2 and "length must be from 1 to 1000, got 0" in r.stderr
