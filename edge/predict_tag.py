@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from pathlib import Path
 from typing import Sequence
 
@@ -23,9 +24,12 @@ from .words import norm_word, split_possessive
 from .predict import MAX_TAG_TOKENS, InputError, graph, load_bundle
 from .viterbi import decode_batch, tables as viterbi_tables
 
-# Abbreviations with inner dots (U.S., e.g.), words with inner apostrophes / hyphens / dots,
-# numbers with separators, then any other single non-space character.
-TOKEN = re.compile(r"(?:[^\W\d_]\.){2,}|\w+(?:[-'’.,]\w+)*|\S")
+# A word character, combining accents included ("Jose" + U+0301 is one word, as "José").
+_W = r"[\w\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"
+# Abbreviations with inner dots (U.S., e.g.), numbers with separators (1,000.5), words with inner
+# apostrophes / hyphens or a dot before a lower-case letter or digit (reuters.com), then any
+# other single non-space character: "Paris.Then" and "Berlin,Germany" are two words each.
+TOKEN = re.compile(rf"(?:[^\W\d_]\.){{2,}}|\d+(?:[.,]\d+)+(?:-{_W}+)*(?!{_W})|{_W}+(?:[-'’]{_W}+|\.[a-z0-9]{_W}*)*|\S")
 
 
 def tokenize(text: str) -> list[tuple[str, int, int]]:
@@ -66,6 +70,8 @@ class EntityTagger:
 
     def _feeds(self, token_lists: Sequence[Sequence[str]]) -> dict[str, np.ndarray]:
         """words (B, T), lengths (B,), chars (B, T, W) of token lists, padded with 0 (as the task pads)."""
+        # The vocabulary holds NFC words ("José"); a token may be typed decomposed ("Jose" + U+0301).
+        token_lists = [[unicodedata.normalize("NFC", w) for w in toks] for toks in token_lists]
         B, T = len(token_lists), max(len(t) for t in token_lists)
         words = np.zeros((B, T), dtype=np.int64)
         char_ids = [[[self.char_id.get(c, 1) for c in w[:self.max_word_len]] or [1] for w in toks]

@@ -24,6 +24,8 @@ from .runner import StepRunner
 LENGTH_PENALTY = 0.6  # GNMT alpha; the translation recipe's default (rnnkit.core.tasks.translate)
 MAX_TARGET_TOKENS = 160  # 2 x MAX_SOURCE_TOKENS + 10 would be 266: the cap keeps the worst request short
 MAX_NEW_TOKENS = 1000
+NO_KNOWN_WORDS = ("the {what} has no word this model knows (only characters it never learned, such as "
+                  "emoji or invisible ones): type some words")
 
 
 # --------------------------------------------------------------------------- generation
@@ -123,8 +125,8 @@ class SentimentScorer:
 
     def ids(self, text: str) -> list[int]:
         ids = list(self.tok.encode(text))
-        if not ids:
-            raise InputError("the text has no tokens this model knows")
+        if not self.tok.knows(ids):
+            raise InputError(NO_KNOWN_WORDS.format(what="text"))
         if len(ids) > MAX_REVIEW_TOKENS:
             raise InputError(f"the review is {len(ids):,} tokens long for this model; the limit is {MAX_REVIEW_TOKENS}")
         return ids
@@ -183,6 +185,21 @@ class Translation:
     logprob: float
 
 
+def _joined(parts: list[Translation]) -> Translation:
+    """Line-by-line translations as one: texts joined by line breaks, pieces in order, attention
+    block-diagonal (each line's target attends to its own source only)."""
+    rows = sum(t.attention.shape[0] for t in parts)
+    cols = sum(t.attention.shape[1] for t in parts)
+    attention = np.zeros((rows, cols), dtype=np.float32)
+    r = c = 0
+    for t in parts:
+        h, w = t.attention.shape
+        attention[r:r + h, c:c + w] = t.attention
+        r, c = r + h, c + w
+    return Translation("\n".join(t.text for t in parts), [p for t in parts for p in t.src_pieces],
+                       [p for t in parts for p in t.tgt_pieces], attention, float(sum(t.logprob for t in parts)))
+
+
 class Translator:
     """Beam search over a ``seq2seq`` bundle's ``encoder`` and ``decoder`` graphs."""
 
@@ -203,9 +220,14 @@ class Translator:
 
     def translate(self, text: str, beam: int = 4, max_len: Optional[int] = None,
                   length_penalty: float = LENGTH_PENALTY) -> Translation:
-        src = self.source_ids(text)
-        if not src:
-            raise InputError("the sentence has no tokens this model knows")
+        """The translation of ``text``; several lines are translated one by one (the model learned
+        single sentences and pairs) and joined by line breaks, their attention maps block by block."""
+        lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
+        if len(lines) > 1:
+            return _joined([self.translate(ln, beam, max_len, length_penalty) for ln in lines])
+        src = self.source_ids(lines[0] if lines else text)
+        if not self.tok.knows(src):
+            raise InputError(NO_KNOWN_WORDS.format(what="sentence"))
         if len(src) > MAX_SOURCE_TOKENS:  # before the encoder: the work and the attention map grow with it
             raise InputError(f"the sentence is {len(src):,} tokens long for this model; the limit is "
                              f"{MAX_SOURCE_TOKENS} (split it into shorter sentences)")

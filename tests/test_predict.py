@@ -147,6 +147,12 @@ def test_tokenize_keeps_offsets_and_highlighting_rebuilds_the_text():
     assert all(text[a:b] == t for t, a, b in toks)
     assert ("O'Neil", text.index("O'Neil"), text.index("'s 1")) in toks and ("'s", text.index("'s 1"), text.index(" 1,")) in toks
     assert [t for t, _, _ in tokenize("Germany\u2019s Ross' it's")] == ["Germany", "\u2019s", "Ross", "'", "it", "'s"]
+    # a missing space after punctuation splits words; inner dots stay in numbers and domain names
+    assert [t for t, _, _ in tokenize("Paris.Then Berlin,Germany 3.5m reuters.com")] == [
+        "Paris", ".", "Then", "Berlin", ",", "Germany", "3.5m", "reuters.com"]
+    # a combining accent (NFD) stays inside its word, offsets into the text as typed
+    nfd = "Jose\u0301 met Zu\u0308rich"
+    assert [(t, a, b) for t, a, b in tokenize(nfd)] == [("Jose\u0301", 0, 5), ("met", 6, 9), ("Zu\u0308rich", 10, 17)]
     ents = [{"type": "LOC", "start": text.index("São"), "end": text.index(" (")}]
     segs = highlighted(text, ents)
     assert "".join(s for s, _ in segs) == text and ("São Paulo", "LOC") in segs
@@ -213,3 +219,39 @@ def test_file_lines_lose_windows_line_ends_and_the_byte_order_mark(models, tmp_p
     assert list(_inputs(args, "classifier", keep_blank=False)) == [{"text": "a good film"}, {"text": "awful"}]
     r = cli("predict", str(models / "char-shakespeare"), "--text", "ROMEO:", "--length", "0")
     assert r.returncode == 2 and "length must be from 1 to 1000, got 0" in r.stderr
+
+
+def test_decomposed_accents_tag_as_composed_ones(models):
+    """Text typed with combining accents (NFD) gets the tags of the same text composed (NFC),
+    with spans into the text as given."""
+    import unicodedata
+
+    from rnnkit.edge.predict import open_predictor
+
+    tagger = open_predictor(str(models / "ner-tiny"))
+    nfc = "Jos\u00e9 Smith visited Z\u00fcrich ."
+    nfd = unicodedata.normalize("NFD", nfc)
+    a, b = tagger.predict(nfc), tagger.predict(nfd)
+    assert a["tags"] == b["tags"]
+    assert all(nfd[e["start"]:e["end"]] == e["text"] for e in b["entities"])
+
+
+def test_translation_keeps_every_line_and_refuses_text_it_cannot_read(models):
+    from rnnkit.edge.predict import InputError
+    from rnnkit.edge.predict_text import SentimentScorer, Translator
+
+    tr = Translator(models / "translate-en-de")
+    one, two = tr.translate("love your neighbor", 2), tr.translate("the lord is my shepherd", 2)
+    both = tr.translate("love your neighbor\r\n\nthe lord is my shepherd\n", 2)
+    assert both.text == one.text + "\n" + two.text
+    assert both.attention.shape == (one.attention.shape[0] + two.attention.shape[0],
+                                    one.attention.shape[1] + two.attention.shape[1])
+    assert both.src_pieces == one.src_pieces + two.src_pieces
+    assert both.logprob == pytest.approx(one.logprob + two.logprob)
+    scorer = SentimentScorer(models / "sentiment-mr")
+    for text in ("\u200b", "\U0001F600", "\u200b \u200d"):
+        with pytest.raises(InputError, match="no word this model knows"):
+            tr.translate(text)
+        with pytest.raises(InputError, match="no word this model knows"):
+            scorer.predict(text)
+    assert scorer.predict("a good film \U0001F600")["label"] in ("positive", "negative")

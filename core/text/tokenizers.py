@@ -101,6 +101,13 @@ class SentencePieceTokenizer(_Base):
     def id_to_piece(self, i: int) -> str:
         return self._sp.id_to_piece(_check_ids([i], self.vocab_size)[0])
 
+    def knows(self, ids: Sequence[int]) -> bool:
+        """Whether ``ids`` hold a piece the model learned as such: not only byte-fallback pieces
+        (an emoji, a zero-width space), unknowns, control ids or the bare word-start mark."""
+        sp = self._sp
+        return any(not (sp.is_byte(i) or sp.is_unknown(i) or sp.is_control(i)) and sp.id_to_piece(i) != "\u2581"
+                   for i in _check_ids(ids, self.vocab_size))
+
     def to_bytes(self) -> bytes:
         return self._proto
 
@@ -182,6 +189,11 @@ class _VocabTokenizer(_Base):
 
     def id_to_piece(self, i: int) -> str:
         return self.vocab[_check_ids([i], self.vocab_size)[0]]
+
+    def knows(self, ids: Sequence[int]) -> bool:
+        """Whether ``ids`` hold an entry other than the unknown one and the specials."""
+        n = len(self.specials)
+        return any(i >= n and i != self.unk_id for i in _check_ids(ids, self.vocab_size))
 
     def _record(self) -> dict:
         return {"kind": self.kind, "format_version": FORMAT_VERSION, "vocab": self.vocab}
