@@ -40,7 +40,7 @@ def parse_history(text: str) -> list[float]:
     their last field (empty / NA there: a gap, filled linearly as ``read_series_csv`` does), and a
     first line without numbers (a header such as ``date,value``) is skipped."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    if lines and all(_number(f) is None for f in _SEP.split(lines[0]) if f):
+    if lines and all(_number(f) is None for f in _SEP.split(lines[0]) if f) and not _gap_row(lines[0]):
         lines = lines[1:]
     out: list[float] = []
     for no, line in enumerate(lines, 1):
@@ -67,16 +67,21 @@ def parse_history(text: str) -> list[float]:
     return y.tolist()
 
 
+def _gap_row(line: str) -> bool:
+    """A CSV row whose value is missing ("1949-01," or "1949-01,NA"): data, not a header."""
+    return "," in line and line.rsplit(",", 1)[1].strip().lower() in MISSING
+
+
 def seasonal_transform(y: np.ndarray, m: int, log: bool, mu: Optional[float] = None, sd: Optional[float] = None,
-                       fit: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, float, float]:
+                       fit: Optional[int] = None, sd_if_flat: float = 1.0) -> tuple[np.ndarray, np.ndarray, float, float]:
     """The recipe's transform of a series: ``(lv, z, mu, sd)`` with lv = log y (or y) and z = (d - mu) / sd
     of the seasonal differences d_t = lv_t - lv_{t-m} (z[k] is position m + k). mu / sd as given, else
-    those of the first ``fit`` differences (default all of them; sd 0 -> 1)."""
+    those of the first ``fit`` differences (default all of them; sd 0 -> ``sd_if_flat``)."""
     lv = np.log(y) if log else np.array(y, dtype=np.float64)
     d = lv[m:] - lv[:-m]
     if mu is None or sd is None:
         part = d[:fit] if fit is not None else d
-        mu, sd = float(part.mean()), float(part.std()) or 1.0
+        mu, sd = float(part.mean()), float(part.std()) or sd_if_flat
     return lv, (d - mu) / sd, float(mu), float(sd)
 
 
@@ -159,12 +164,15 @@ class SeriesForecaster:
                              f"{MAX_HISTORY_POINTS:,} (one season of {m} and more)")
         if log and (y <= 0).any():
             raise InputError(f"series like {series or self.default_series!r} are modelled in logs: every value must be > 0")
-        lv, z, mu, sd = seasonal_transform(y, m, log, *((spec["mu"], spec["sd"]) if series is not None else ()))
+        # A flat history (no seasonal change at all) has no spread of its own: take the recorded
+        # series' (sd 1 would make the model's usual wiggles +-100 % swings in log space).
+        lv, z, mu, sd = seasonal_transform(y, m, log, *((spec["mu"], spec["sd"]) if series is not None else ()),
+                                           sd_if_flat=spec["sd"])
         fc = self.recursive(lv, z, m, mu, sd, horizon, phase)
         fc = np.exp(fc) if log else fc
         if not np.isfinite(fc).all():
             raise InputError("the forecast overflowed: the history is far outside what this model knows")
-        return {"forecast": [round(float(v), 6) for v in fc], "period": m, "log": log,
+        return {"forecast": [float(f"{v:.6g}") for v in fc], "period": m, "log": log,  # 6 significant digits
                 "series": series or self.default_series, "stats": "recorded" if series is not None else "history"}
 
     def predict(self, history: Sequence[float] | str, horizon: Optional[int] = None, series: Optional[str] = None,

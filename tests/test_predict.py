@@ -255,3 +255,20 @@ def test_translation_keeps_every_line_and_refuses_text_it_cannot_read(models):
         with pytest.raises(InputError, match="no word this model knows"):
             scorer.predict(text)
     assert scorer.predict("a good film \U0001F600")["label"] in ("positive", "negative")
+
+
+def test_forecast_edge_cases(models):
+    """A flat history forecasts about flat (not +-50 % swings), tiny values keep their digits,
+    and a CSV whose first row is a gap keeps that row (it is data, not a header)."""
+    from rnnkit.edge.predict_series import SeriesForecaster, parse_history
+
+    f = SeriesForecaster(models / "ts-tiny")
+    flat = f.predict([100.0] * 48, 12)["forecast"]
+    assert all(80 < v < 125 for v in flat), flat
+    hist = [100 + (i % 12) for i in range(40)]
+    small = f.predict([v * 1e-7 for v in hist], 6)["forecast"]
+    big = f.predict(hist, 6)["forecast"]
+    assert all(s > 0 for s in small) and small == pytest.approx([b * 1e-7 for b in big], rel=1e-4)
+    csv = "1949-01,\n" + "".join(f"1949-{i:02d},{v}\n" for i, v in enumerate(hist[1:], 2))
+    assert len(parse_history(csv)) == len(hist) and parse_history(csv)[0] == hist[1]  # the gap filled
+    assert parse_history("date,value\n1949-01,112\n1949-02,118") == [112.0, 118.0]
