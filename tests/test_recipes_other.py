@@ -313,6 +313,32 @@ def test_user_sentiment_tsv_labels_and_holdout(tmp_path):
         R.build(_resolve("sentiment-mr", tmp_path, train_file=bad), tmp_path / "run2")
 
 
+def test_a_fork_resumed_with_another_seed_holds_out_the_same_rows(tmp_path):
+    """`--resume RUN --set train.seed=S` (a fork for a soup) shuffles differently but must hold out
+    the rows its run held out: another seed's split would train on the parent's validation rows
+    (and the soup, which rebuilds the recorded split, would choose on rows the forks learnt)."""
+    import argparse
+
+    from rnnkit.core import recipes as R
+    from rnnkit.core.atomic import atomic_write_json
+    from rnnkit.core.cli.train import _resumed_recipe
+
+    rows = [("pos", f"a fine film number {i}") for i in range(20)] + [("neg", f"a dull film number {i}") for i in range(20)]
+    f = tmp_path / "mine.tsv"
+    f.write_text("".join(f"{l}\t{t}\n" for l, t in rows), encoding="utf-8")
+    recipe = {**_resolve("sentiment-mr", tmp_path, train_file=f), "tokenizer": {"kind": "char"}}
+    run = tmp_path / "run"
+    _, parent, _ = R.build(recipe, run)
+    atomic_write_json(run / "recipe.json", recipe)
+    args = argparse.Namespace(resume=str(run), recipe=None)
+    _, call, own, _ = _resumed_recipe(args, {"train.seed": 7})
+    assert call["train"]["seed"] == 7 and own["train"]["seed"] == recipe["train"]["seed"]
+    _, fork, _ = R.build(call, run)
+    assert fork.splits["val"].texts == parent.splits["val"].texts
+    assert not set(fork.splits["val"].texts) & set(fork.splits["train"].texts)
+    assert fork.seed == 7  # the fork's own batch order
+
+
 def test_user_conll_file_and_bad_line(tmp_path):
     from rnnkit.core import recipes as R
 

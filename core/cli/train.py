@@ -321,6 +321,7 @@ def _resumed_recipe(args, overrides: dict):
     """``--resume RUN``: (run_dir, recipe for this call, the run's own recipe, restart?). A resumed
     run may change its train settings (budget, lr) for this call, never its model or data."""
     from rnnkit.core import recipes as R
+    from rnnkit.core.tasks.common import split_seed
 
     run_dir = Path(args.resume)
     recipe = R.load_run_recipe(run_dir)
@@ -342,7 +343,10 @@ def _resumed_recipe(args, overrides: dict):
     if restart:
         print(f"note: {run_dir} has no complete checkpoint yet (it stopped before its first one): "
               "starting it over from step 0 with its recorded recipe", file=sys.stderr)
-    return run_dir, {**recipe, "train": call}, recipe, restart
+    # The rows held out for validation are chosen by the run's own seed, also when this call
+    # sets another train.seed (a fork for a soup): else it would train on its parent's valid rows.
+    data = {**recipe["data"], "split_seed": split_seed(recipe)}
+    return run_dir, {**recipe, "train": call, "data": data}, recipe, restart
 
 
 def _new_recipe(args, overrides: dict):

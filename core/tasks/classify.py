@@ -18,7 +18,7 @@ from torch import Tensor
 
 from rnnkit.core.metrics.numeric import sentiment_figures
 from rnnkit.core.tasks.common import (Batches, copy_encoder, encoder_fields, pretrained_lm, bucketed_batches, evaluating, model_device, model_fields, pad_ids,
-                                      seeded_model, seeded_subset, unwrap, user_or_corpus_splits,
+                                      seeded_model, seeded_subset, split_seed, unwrap, user_or_corpus_splits,
                                       write_final)
 from rnnkit.edge.predict import MAX_REVIEW_TOKENS  # the bundle's review cap: scores here read what it reads
 
@@ -277,12 +277,12 @@ def build_sentiment(recipe, run_dir):
     from rnnkit.core.recipes import load_or_train_tokenizer
 
     data = recipe["data"]
-    seed = int(recipe["train"].get("seed", 1337))
+    seed, rows_seed = int(recipe["train"].get("seed", 1337)), split_seed(recipe)
     from rnnkit.core.data.loaders import load_sentiment
 
     train, valid, test = user_or_corpus_splits(
-        data, lambda path: read_tsv(path, columns=("score", "text")), load_sentiment, 0.1, seed)
-    train = seeded_subset(train, int(data.get("max_train_rows", 0) or 0), seed)
+        data, lambda path: read_tsv(path, columns=("score", "text")), load_sentiment, 0.1, rows_seed)
+    train = seeded_subset(train, int(data.get("max_train_rows", 0) or 0), rows_seed)
 
     def split(rows):
         return SentimentSplit([clean_mr_text(t) for _, t in rows], [float(s) for s, _ in rows])

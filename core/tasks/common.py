@@ -123,6 +123,15 @@ def seeded_holdout(rows: list, fraction: float, seed: int) -> tuple[list, list]:
     return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
 
 
+def split_seed(recipe: dict) -> int:
+    """The seed that chooses rows (the held-out validation split, row subsets): the run's first
+    ``train.seed``. A fork resumed with another ``train.seed`` (for a soup) shuffles and drops out
+    differently but must hold out the same rows, or it trains on its parent's validation rows;
+    ``--resume`` records the run's own seed as ``data.split_seed`` for the call."""
+    data = recipe.get("data") or {}
+    return int(data.get("split_seed", recipe["train"].get("seed", 1337)))
+
+
 def seeded_subset(rows: list, n: int, seed: int) -> list:
     """``n`` rows drawn at random in their original order (0 = all). Corpora files are often
     sorted (MR: positives first, Bible: by book), so a head would be one-sided."""

@@ -241,16 +241,16 @@ def build(recipe, run_dir):
     """
     from rnnkit.core.data.readers import read_conll
     from rnnkit.core.models.kinds import Tagger, TaggerConfig
-    from rnnkit.core.tasks.common import model_fields, seeded_model, seeded_subset, user_or_corpus_splits
+    from rnnkit.core.tasks.common import model_fields, seeded_model, seeded_subset, split_seed, user_or_corpus_splits
 
     data, run_dir = recipe["data"], Path(run_dir)
-    seed = int(recipe["train"].get("seed", 1337))
+    seed, rows_seed = int(recipe["train"].get("seed", 1337)), split_seed(recipe)
     from rnnkit.core.data.loaders import load_conll
 
-    train, valid, test = user_or_corpus_splits(data, read_conll, load_conll, 0.1, seed)
-    train = seeded_subset(train, int(data.get("max_train_sentences", 0) or 0), seed)
+    train, valid, test = user_or_corpus_splits(data, read_conll, load_conll, 0.1, rows_seed)
+    train = seeded_subset(train, int(data.get("max_train_sentences", 0) or 0), rows_seed)
     ev = int(data.get("max_eval_sentences", 0) or 0)
-    valid, test = seeded_subset(valid, ev, seed), (seeded_subset(test, ev, seed) if test else test)
+    valid, test = seeded_subset(valid, ev, rows_seed), (seeded_subset(test, ev, rows_seed) if test else test)
     vec_words, vectors = [], None
     recorded = _recorded_vectors(run_dir) if data.get("word_vectors") else None
     if data.get("word_vectors") and recorded is None:

@@ -193,15 +193,15 @@ def build(recipe, run_dir):
     from rnnkit.core.tasks.lm_data import train_tokenizer
     from rnnkit.core.recipes import load_or_train_tokenizer
     from rnnkit.core.models.seq2seq import Seq2Seq, Seq2SeqConfig
-    from rnnkit.core.tasks.common import model_fields, seeded_model, seeded_subset, user_or_corpus_splits
+    from rnnkit.core.tasks.common import model_fields, seeded_model, seeded_subset, split_seed, user_or_corpus_splits
 
     data, tok_spec, run_dir = recipe["data"], dict(recipe["tokenizer"]), Path(run_dir)
-    seed = int(recipe["train"].get("seed", 1337))
+    seed, rows_seed = int(recipe["train"].get("seed", 1337)), split_seed(recipe)
     from rnnkit.core.data.loaders import load_parallel
 
     corpus = data.get("corpus", "bible_en_de")
     train, valid, test = user_or_corpus_splits(
-        data, read_parallel_tsv, lambda split: load_parallel(split, corpus), 0.05, seed)
+        data, read_parallel_tsv, lambda split: load_parallel(split, corpus), 0.05, rows_seed)
     extra_tests = {}
     if not data.get("train_file"):
         # More corpora beside the main one ({name: times its train split is repeated}); their
@@ -213,9 +213,9 @@ def build(recipe, run_dir):
             if data.get("train_on_valid"):
                 train = train + extra_valid
             extra_tests[name] = load_parallel("test", name)
-    train = seeded_subset(train, int(data.get("max_train_pairs", 0) or 0), seed)
+    train = seeded_subset(train, int(data.get("max_train_pairs", 0) or 0), rows_seed)
     ev = int(data.get("max_eval_pairs", 0) or 0)
-    valid, test = seeded_subset(valid, ev, seed), (seeded_subset(test, ev, seed) if test else test)
+    valid, test = seeded_subset(valid, ev, rows_seed), (seeded_subset(test, ev, rows_seed) if test else test)
     joint = bool(tok_spec.pop("joint", True))
     if joint:
         src_tok = tgt_tok = load_or_train_tokenizer(
@@ -236,6 +236,6 @@ def build(recipe, run_dir):
                            beam=int(data.get("beam", 4)), length_penalty=float(data.get("length_penalty", 0.6)),
                            decode_max_len=int(data.get("decode_max_len", 200)),
                            eval_max_len=int(data.get("eval_max_len", 0) or 0),
-                           extra_tests={k: seeded_subset(v, ev, seed) for k, v in extra_tests.items()})
+                           extra_tests={k: seeded_subset(v, ev, rows_seed) for k, v in extra_tests.items()})
     task.valid_in_train = bool(data.get("train_on_valid"))
     return seeded_model(recipe, Seq2Seq, cfg), task, (src_tok if joint else (src_tok, tgt_tok))
