@@ -62,6 +62,16 @@ def test_resume_continues_exactly(tmp_path, schedule, optimizer, global_rng):
     assert result.steps == 26 and result.epochs == 2
     assert_same_params(params_of(straight), params_of(resumed))
     assert train_losses(tmp_path / "straight") == train_losses(tmp_path / "split")
+    # the pause evaluated nothing: the same evaluations, so the same kept model
+    assert eval_steps(tmp_path / "straight") == eval_steps(tmp_path / "split")
+    best = [json.loads((tmp_path / r / "best.json").read_text()) for r in ("straight", "split")]
+    assert best[0]["best_step"] == best[1]["best_step"]
+    assert_same_params(params_of(registry.load(tmp_path / "straight" / "model")),
+                       params_of(registry.load(tmp_path / "split" / "model")))
+
+
+def eval_steps(run) -> list[int]:
+    return [r["step"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] == "eval"]
 
 
 def test_resume_with_longer_max_steps(tmp_path):

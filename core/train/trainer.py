@@ -416,7 +416,10 @@ class _Run:
     def finish(self, stop_reason: str) -> TrainResult:
         st = self.st
         self.check_finite()
-        if st["eval_step"] != st["step"]:  # before the checkpoint, so it records this best metric
+        # The closing evaluation, before the checkpoint so it records this best metric. Not when
+        # paused: the run goes on, and an uninterrupted one never evaluates here (--resume must
+        # keep the model it would have kept).
+        if st["eval_step"] != st["step"] and stop_reason != "paused":
             self.evaluate(scheduled=False)
         if self.ckpt_step != st["step"]:
             self.checkpoint()
