@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ She sells sea shells by the sea shore; the shells she sells are surely sea shell
 How much wood would a woodchuck chuck if a woodchuck could chuck wood?
 Peter Piper picked a peck of pickled peppers.
 """
+SALES = Path(__file__).resolve().parents[1] / "docs" / "examples" / "sales.csv"
 FAST = ["--size", "smoke", "--set", "max_steps=12", "--set", "eval_every=6", "--set", "log_every=3",
         "--set", "checkpoint_every=6", "--quiet"]
 # Enough steps to learn the text well below chance (ln V) on any machine: ~1.1 nats/char at
@@ -99,6 +101,17 @@ def test_user_errors_are_one_line_messages(tmp_path, my_text, capsys):
          ":2"),  # the line number of the bad bytes
         (["train"], "--recipe NAME is required"),
         (["sample", str(tmp_path)], "not found"),
+        # values of the right type that no run can use: refused before anything is written
+        (["train", "--recipe", "sentiment-mr", "--set", "data.batch_size=0"], "data.batch_size=0: must be at least 1"),
+        (["train", "--recipe", "ptb-lm", "--set", "data.eval_batch_size=0"], "must be at least 1"),
+        (["train", "--recipe", "sentiment-mr", "--set", "data.max_len=0"], "data.max_len=0: must be at least 1"),
+        (["train", "--recipe", "sentiment-mr", "--set", "data.score_weight=-5"], "data.score_weight=-5: must be from 0"),
+        (["train", "--recipe", "timeseries", "--train", str(SALES), "--run-dir", str(tmp_path / "t1"),
+          "--set", 'data.user_series={"period": 12, "val": 12}'], "unknown key(s) ['val']"),
+        (["train", "--recipe", "timeseries", "--train", str(SALES), "--run-dir", str(tmp_path / "t2"),
+          "--set", 'data.user_series={"period": "12"}'], "period must be a whole number >= 1"),
+        (["train", "--recipe", "timeseries", "--train", str(SALES), "--run-dir", str(tmp_path / "t3"),
+          "--set", 'data.user_series={"period": 12, "log": "no"}'], "log must be true or false"),
     ]
     for argv, needle in cases:
         assert main(argv) == 2, argv

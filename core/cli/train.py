@@ -189,6 +189,13 @@ def _check_values(recipe: dict, run_dir: Path) -> None:
     _check_like_recipe(recipe)
 
 
+# data keys whose value is a count of something that must exist (0 is no "all" or "off" for them),
+# and float keys with a range: checked before anything is written, not at the first evaluation.
+_DATA_AT_LEAST_1 = {"batch_size", "batches_per_epoch", "beam", "bptt", "decode_max_len", "eval_batch_size",
+                    "max_len", "sample_length", "steps_per_epoch", "window"}
+_DATA_RANGE = {"score_weight": (0.0, 1e6), "length_penalty": (0.0, 10.0), "unk_replace": (0.0, 1.0)}
+
+
 def _check_like_recipe(recipe: dict) -> None:
     """data / tokenizer values keep the JSON type the recipe file gives them (no dataclass there)."""
     from rnnkit.core import recipes as R
@@ -212,6 +219,14 @@ def _check_like_recipe(recipe: dict) -> None:
                 ok = isinstance(value, type(like))
             if not ok:
                 raise ValueError(f"{section}.{key}={str(value)[:40]!r}: expected a value like {like!r}")
+    for key, value in recipe["data"].items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if key in _DATA_AT_LEAST_1 and value < 1:
+            raise ValueError(f"data.{key}={value!r}: must be at least 1")
+        lo, hi = _DATA_RANGE.get(key, (-math.inf, math.inf))
+        if not lo <= value <= hi:
+            raise ValueError(f"data.{key}={value!r}: must be from {lo:g} to {hi:g}")
 
 
 def _writable(run_dir: Path) -> None:

@@ -262,11 +262,32 @@ class TimeseriesTask:
 
 
 # --------------------------------------------------------------------------- recipe builder
-def _series_spec(spec: dict) -> dict:
+_SPEC_KEYS = ("period", "val_len", "test_len", "log", "order", "seasonal_order", "fourier_k", "trend")
+
+
+def _series_spec(spec, name: str = "user_series") -> dict:
+    """A series' settings, checked: a misspelt key, a string period or ``log: "no"`` is a clear
+    error before anything is written, not a traceback (or a silent yes) later."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"{name}: expected an object like {{\"period\": 12}}, got {str(spec)[:40]!r}")
+    unknown = sorted(set(spec) - set(_SPEC_KEYS))
+    if unknown:
+        raise ValueError(f"{name}: unknown key(s) {unknown}; allowed: {', '.join(_SPEC_KEYS)}")
     out = dict(spec)
-    for key in ("order", "seasonal_order"):
-        if out.get(key) is not None:
-            out[key] = tuple(int(v) for v in out[key])
+    for key in ("period", "val_len", "test_len", "fourier_k"):
+        if key in out:
+            v = out[key]
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "fourier_k" else 1):
+                raise ValueError(f"{name}: {key} must be a whole number >= {0 if key == 'fourier_k' else 1}, "
+                                 f"got {str(v)[:40]!r}")
+    if "log" in out and not isinstance(out["log"], bool):
+        raise ValueError(f"{name}: log must be true or false, got {str(out['log'])[:40]!r}")
+    try:
+        for key in ("order", "seasonal_order"):
+            if out.get(key) is not None:
+                out[key] = tuple(int(v) for v in out[key])
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: {key} must be a list of whole numbers, got {str(out[key])[:40]!r}") from None
     return out
 
 
@@ -296,7 +317,7 @@ def build(recipe, run_dir):
         loaded = [(n, load_series(n), specs[n]) for n in names]
     series = []
     for name, raw, spec in loaded:
-        spec = _series_spec(spec)
+        spec = _series_spec(spec, f"series {name!r}")
         if "period" not in spec:
             raise ValueError(f"series {name!r}: give its seasonal period (e.g. --set data.user_series="
                              "'{\"period\": 12, \"val_len\": 12, \"test_len\": 24}')")
