@@ -157,6 +157,20 @@ def test_data_folder_and_holdout(tmp_path, my_text):
     (tmp_path / "one.txt").write_text("only one line\n")
     with pytest.raises(ValueError, match="at least 2 lines"):
         load_splits({"train_file": str(tmp_path / "one.txt")})
+    # blank lines at the end are no validation text: the held-out part has lines with text
+    (tmp_path / "trail.txt").write_text("\n".join(lines) + "\n" * 30)
+    splits = load_splits({"train_file": str(tmp_path / "trail.txt")})
+    assert splits["train"] == lines[:38] and [x for x in splits["valid"] if x.strip()] == lines[38:]
+
+
+def test_a_tiny_text_trains_past_its_first_epoch():
+    """Each epoch starts at a random offset; on a tiny stream it must leave every column tokens."""
+    from rnnkit.core.tasks.lm import LMTask
+
+    task = LMTask(torch.arange(36) % 7, torch.arange(10) % 7, batch_size=16, bptt=35)
+    for epoch in range(30):
+        x, y = next(iter(task.train_batches(epoch)))
+        assert x.shape[0] == 16 and x.shape[1] >= 1
 
 
 def test_tokenizer_from_another_run(tmp_path, my_text):

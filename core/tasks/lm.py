@@ -134,7 +134,10 @@ class LMTask:
         """Deterministic given (seed, epoch). Under DDP each rank takes its own B columns.
         With ``variable_bptt`` the window lengths are drawn from the same (seed, epoch) generator."""
         rng = random.Random(self.seed * 1_000_003 + epoch)
-        offset = rng.randrange(self.bptt) if epoch > 0 else 0
+        # a random start each epoch, but never so far that a column has less than two tokens
+        # (a tiny file that trained in epoch 0 must not fail in epoch 1)
+        room = len(self.train) - 2 * self.batch_size * self.world_size
+        offset = rng.randrange(max(1, min(self.bptt, room + 1))) if epoch > 0 else 0
         cols = batchify(self.train[offset:], self.batch_size * self.world_size)
         mine = cols[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
         lengths = variable_bptt_lengths(mine.shape[1], self.bptt, rng) if self.variable_bptt else None

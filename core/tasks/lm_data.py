@@ -43,14 +43,18 @@ def load_splits(data: Mapping[str, Any]) -> dict[str, list[str]]:
             splits["valid"] = _read_lines(data["valid_file"])
         else:  # hold out the END of the file: contiguous text, so no sentence leaks across
             lines = splits["train"]
-            n_valid = max(1, math.ceil(len(lines) * HOLDOUT))
-            if len(lines) < 2:
-                raise ValueError(f"{data['train_file']}: need at least 2 lines to hold out a validation part "
-                                 f"(or pass --valid FILE)")
-            splits = {"train": lines[:-n_valid], "valid": lines[-n_valid:]}
+            # counted in lines with text: blank lines at the end are no validation text (word and
+            # subword streams drop them), so they must not make up the held-out part
+            text_at = [i for i, line in enumerate(lines) if line.strip()]
+            if len(text_at) < 2:
+                raise ValueError(f"{data['train_file']}: need at least 2 lines of text to hold out a validation "
+                                 f"part (or pass --valid FILE)")
+            n_valid = max(1, math.ceil(len(text_at) * HOLDOUT))
+            cut = text_at[-n_valid]
+            splits = {"train": lines[:cut], "valid": lines[cut:]}
         from rnnkit.core.data.readers import warn_small_valid
 
-        warn_small_valid(len(splits["valid"]), "lines", held_out=not data.get("valid_file"),
+        warn_small_valid(sum(1 for line in splits["valid"] if line.strip()), "lines", held_out=not data.get("valid_file"),
                          fraction=HOLDOUT, minimum=MIN_VALID_LINES)
         if data.get("test_file"):
             splits["test"] = _read_lines(data["test_file"])
