@@ -24,6 +24,7 @@ from .runner import StepRunner
 LENGTH_PENALTY = 0.6  # GNMT alpha; the translation recipe's default (rnnkit.core.tasks.translate)
 MAX_TARGET_TOKENS = 160  # 2 x MAX_SOURCE_TOKENS + 10 would be 266: the cap keeps the worst request short
 MAX_NEW_TOKENS = 1000
+MAX_LINES = 16  # lines one translation request may hold (each is its own beam search)
 NO_KNOWN_WORDS = ("the {what} has no word this model knows (only characters it never learned, such as "
                   "emoji or invisible ones): type some words")
 
@@ -125,10 +126,10 @@ class SentimentScorer:
 
     def ids(self, text: str) -> list[int]:
         ids = list(self.tok.encode(text))
-        if not self.tok.knows(ids):
-            raise InputError(NO_KNOWN_WORDS.format(what="text"))
         if len(ids) > MAX_REVIEW_TOKENS:
             raise InputError(f"the review is {len(ids):,} tokens long for this model; the limit is {MAX_REVIEW_TOKENS}")
+        if not self.tok.knows(ids):
+            raise InputError(NO_KNOWN_WORDS.format(what="text"))
         return ids
 
     def predict(self, text: str) -> dict:
@@ -224,13 +225,19 @@ class Translator:
         single sentences and pairs) and joined by line breaks, their attention maps block by block."""
         lines = [ln.strip() for ln in text.split("\n") if ln.strip()]
         if len(lines) > 1:
+            if len(lines) > MAX_LINES:  # each line is a search: bound the work of one request
+                raise InputError(f"the text has {len(lines)} lines; translate at most {MAX_LINES} at a time")
+            total = sum(len(self.source_ids(ln)) for ln in lines)
+            if total > 2 * MAX_SOURCE_TOKENS:
+                raise InputError(f"the text is {total:,} tokens long for this model; the limit is "
+                                 f"{2 * MAX_SOURCE_TOKENS} over all its lines")
             return _joined([self.translate(ln, beam, max_len, length_penalty) for ln in lines])
         src = self.source_ids(lines[0] if lines else text)
-        if not self.tok.knows(src):
-            raise InputError(NO_KNOWN_WORDS.format(what="sentence"))
         if len(src) > MAX_SOURCE_TOKENS:  # before the encoder: the work and the attention map grow with it
             raise InputError(f"the sentence is {len(src):,} tokens long for this model; the limit is "
                              f"{MAX_SOURCE_TOKENS} (split it into shorter sentences)")
+        if not self.tok.knows(src):
+            raise InputError(NO_KNOWN_WORDS.format(what="sentence"))
         if not 1 <= beam <= 16:
             raise InputError(f"beam width must be from 1 to 16, got {beam}")
         # Output proportional to the input (German runs longer in pieces than English) and capped.

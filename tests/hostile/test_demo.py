@@ -120,6 +120,8 @@ def test_handlers_check_numbers_first(shelf, call, match):
     (lambda s: app.suggest(s, None, "x" * 100_000, 3), "limit is 10,000"),
     (lambda s: app.sentiment(s, "\x00\x1b[2J"), "control or invalid characters"),
     (lambda s: app.translate(s, "   \n ", 4), "is empty"),
+    (lambda s: app.translate(s, "a\n" * 400, 4), "translate at most 16"),
+    (lambda s: app.translate(s, (EMOJI * 10 + " hello\n") * 14, 4), "over all its lines"),
 ])
 def test_caps_apply_before_the_work(shelf, call, match):
     refused(lambda: call(shelf), match, seconds=3)
