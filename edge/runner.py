@@ -261,7 +261,14 @@ class Runner:
                 role = layout.role_of(name)
                 raise EdgeError(f"{name} must have shape {_shape_text(role, len(want[name]))} = {want[name]}, "
                                 f"got {s.shape}")
-            out.append(np.ascontiguousarray(s, dtype=np.float32))
+            if s.dtype.kind not in "fiu":
+                raise EdgeError(f"{name} must hold real numbers (float32), got dtype {s.dtype}")
+            s = np.ascontiguousarray(s, dtype=np.float32)
+            if not np.isfinite(s).all():  # (a NaN h would index the int8 gate tables out of range)
+                raise EdgeError(f"{name} holds NaN or inf: start again from init_state()")
+            if layout.role_of(name) == "len" and ((s < 0).any() or (s != np.round(s)).any()):
+                raise EdgeError(f"{name} counts the tokens read so far: whole numbers >= 0, got {s.ravel()[:4]}")
+            out.append(s)
         return tuple(out)
 
     # ------------------------------------------------------------------ running

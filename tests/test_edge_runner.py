@@ -233,6 +233,16 @@ def test_a_cache_shaped_state_runs_from_the_graphs_own_layout():
         r.step([[1]], (np.zeros((2, 1, 5, 3)), np.zeros((2, 1, 4, 3)), np.zeros((1, 1, 1))))
     with pytest.raises(EdgeError, match="state is a tuple of 3"):
         r.step([[1]], state[:2])
+    # values no graph can have made: a clear error, not NaN logits or an onnxruntime index error
+    for bad_len, message in ((-5.0, "whole numbers >= 0"), (2.5, "whole numbers >= 0"), (np.nan, "NaN or inf")):
+        one = r.init_state(1)
+        with pytest.raises(EdgeError, match=message):
+            r.step([[1]], (one[0], one[1], np.full((1, 1, 1), bad_len, np.float32)))
+    one = r.init_state(1)
+    with pytest.raises(EdgeError, match="NaN or inf"):
+        r.step([[1]], (np.full_like(one[0], np.inf), one[1], one[2]))
+    with pytest.raises(EdgeError, match="real numbers"):
+        r.step([[1]], (one[0].astype(np.complex64), one[1], one[2]))
 
 
 @pytest.mark.parametrize("kw, message", [
