@@ -194,7 +194,7 @@ def _check_manifest(m: Any, where: Path) -> dict[str, Any]:
                   f"file name -> size in bytes (1 to {MAX_FILE_BYTES})")
     if set(sizes) != set(files):
         raise BundleError(f"{where}: 'sizes' and 'files' list different files")
-    for key in ("graphs", "fp32_graphs"):
+    for key in ("graphs", "fp32_graphs", "ort_graphs"):  # (ort_graphs: what a mobile app loads)
         if key in m or key == "graphs":
             t = table(key, lambda v: isinstance(v, str), "job -> file")
             outside = [f for f in t.values() if f not in files]

@@ -129,6 +129,25 @@ def _operators(bundle: Bundle, job: str) -> str | None:
     return describe(graph_ops(bundle.graph_path(job)))
 
 
+ORT_TOLERANCE = 1e-4  # relative to the outputs' size; the ORT file differs by constant folding only
+
+
+def _check_ort(bundle: Bundle, job: str, ort_file: str, config: dict[str, Any], seed: int) -> float:
+    path = bundle.file_path(ort_file)
+    try:
+        a, b = _session(bundle, job, None), load_session(path)
+    except EdgeError as e:
+        raise BundleError(str(e)) from None
+    feeds = random_feeds(a.get_inputs(), config, 2, 5, seed=seed)
+    ra, rb = a.run(None, feeds), b.run(None, feeds)
+    pairs = [(x, y) for x, y in zip(ra, rb) if x.dtype != np.bool_]
+    diff = max((max_abs_diff(x, y) for x, y in pairs), default=0.0)
+    scale = max((float(np.abs(x).max()) for x, _ in pairs if x.size), default=1.0)
+    if len(ra) != len(rb) or diff > ORT_TOLERANCE * max(1.0, scale):
+        raise BundleError(f"{path}: the ORT-format graph differs from {bundle.graph_path(job).name} by {diff:.2e}")
+    return diff
+
+
 def verify_bundle(directory: str | os.PathLike, seed: int = 0) -> dict[str, Any]:
     """Run every check; returns ``{"kind", "jobs": {job: {...figures}}}`` or raises ``BundleError``."""
     bundle = open_bundle(directory)
@@ -175,6 +194,9 @@ def _verify_job(bundle: Bundle, job: str, config: dict[str, Any], seed: int) -> 
             if exact and diff > limit:
                 raise BundleError(f"{bundle.graph_path(job, precision)}: stepping with the state fed back "
                                   f"differs from one whole-sequence call by {diff:.2e} (> {limit:.2e})")
+    ort_file = (bundle.manifest.get("ort_graphs") or {}).get(job)
+    if ort_file:  # what a mobile app loads: it must answer as the graph it was converted from
+        entry["ort_vs_onnx_max_abs_diff"] = _check_ort(bundle, job, ort_file, config, seed)
     listing = _operators(bundle, job)
     if listing:
         entry["operators"] = listing

@@ -294,3 +294,28 @@ def test_export_ort_writes_ort_format_twins_listed_in_the_manifest(tmp_path):
     o = load_session(tmp_path / "b" / "step.int8.ort").run(None, feeds)
     assert all(np.array_equal(x, y) for x, y in zip(a, o))
     assert rnnkit_main(["verify", str(tmp_path / "b")]) == 0
+    # the ORT files are what a mobile app loads: listed and hashed like the graphs, and checked
+    import hashlib
+    import json
+    import shutil
+
+    from rnnkit.edge.bundle import BundleError
+    from rnnkit.export.verify import verify_bundle
+
+    assert "ort_vs_onnx_max_abs_diff" in verify_bundle(tmp_path / "b")["jobs"]["step"]
+    odd = tmp_path / "odd"
+    shutil.copytree(tmp_path / "b", odd)
+    m = json.loads((odd / "manifest.json").read_text())
+    (odd / "manifest.json").write_text(json.dumps({**m, "ort_graphs": {"step": "../../etc/passwd"}}))
+    with pytest.raises(BundleError, match="ort_graphs names"):
+        open_bundle(odd)
+    torch.manual_seed(1)  # another model's ORT file, hashed into the manifest: verify must see it
+    save(build_model("lm", dict(vocab_size=50, embed_size=8, hidden_size=8, num_layers=1)), tmp_path / "r2" / "model")
+    assert rnnkit_main(["export", str(tmp_path / "r2"), "--out", str(tmp_path / "b2"), "--int8", "--int8-only",
+                        "--ort"]) == 0
+    shutil.copy(tmp_path / "b2" / "step.int8.ort", odd / "step.int8.ort")
+    data = (odd / "step.int8.ort").read_bytes()
+    m["files"]["step.int8.ort"], m["sizes"]["step.int8.ort"] = hashlib.sha256(data).hexdigest(), len(data)
+    (odd / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(BundleError, match="ORT-format graph differs"):
+        verify_bundle(odd)
