@@ -62,7 +62,7 @@ class Suggester:
             raise ValueError(f"{directory}: live suggestions need a SentencePiece tokenizer (tokenizer.model)")
         # One runner (one onnxruntime session) for everyone: TypingSession calls its pure step,
         # which keeps no state in the runner, and onnxruntime's run() is thread-safe.
-        self.runner = StepRunner(self.bundle.graph_path("step"), mem_arena=False)
+        self.runner = self.bundle.runner(StepRunner, "step", mem_arena=False)
         self.vocab = SentencePieceVocab(self.bundle.tokenizer_path, eos_id=self.runner.meta.eos_id)
         # The bundle's lexicon and word n-gram, as `rnnkit suggest` uses them: read once, shared
         # read-only by every user's session (the n-gram keeps its scratch per thread).

@@ -60,6 +60,9 @@ class Bundle:
     fp32_graphs: dict[str, Path]
     tokenizer_path: Path | None
     graph_meta: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)  # file name -> metadata_props
+    # file name -> the bytes that were hashed (graphs without external data), handed out once
+    _verified: dict[str, bytes] = field(default_factory=dict, repr=False)
+    _inline: frozenset[str] = frozenset()  # the graphs without external data
 
     @property
     def kind(self) -> str:
@@ -72,6 +75,23 @@ class Bundle:
     @property
     def model_config(self) -> dict[str, Any]:
         return self.manifest["model"]["config"]
+
+    def graph_model(self, job: str, precision: str | None = None) -> bytes | Path:
+        """What to hand onnxruntime for ``job``: the graph's bytes as they were hashed, so a file
+        swapped after ``open_bundle`` is not what runs (the first call takes the bytes read when the
+        bundle was opened; a later one reads the file again and checks its size and sha256 again).
+        A graph with external data is its path (its data files are hashed bundle files too)."""
+        path = self.graph_path(job, precision)
+        if path.name not in self._inline:
+            return path
+        data = self._verified.pop(path.name, None)
+        if data is None:
+            data = _read_checked(path, self.manifest["sizes"][path.name], self.manifest["files"][path.name], True)
+        return data
+
+    def runner(self, cls, job: str, precision: str | None = None, **kw):
+        """``cls`` (``Runner`` / ``StepRunner``) on ``job``'s verified graph (``graph_model``)."""
+        return cls(self.graph_model(job, precision), name=str(self.graph_path(job, precision)), **kw)
 
     def file_path(self, name: str) -> Path | None:
         """A listed (hence size- and sha256-checked) file of the bundle, or None if not listed:
@@ -258,9 +278,10 @@ def verify_files(directory: str | os.PathLike, manifest: Mapping[str, Any],
 
 
 def _graph_meta(directory: Path, name: str, data: bytes, manifest: Mapping[str, Any], tok: str | None,
-                graph_files: set[str]) -> dict[str, str]:
+                graph_files: set[str]) -> tuple[dict[str, str], bool]:
     """Scan a graph before onnxruntime sees it: external data must be hashed bundle files, the
-    tokenizer hash in its metadata must be the bundle's tokenizer file's, dimensions bounded."""
+    tokenizer hash in its metadata must be the bundle's tokenizer file's, dimensions bounded.
+    Returns (metadata_props, whether it reads external data)."""
     from .onnx_scan import ScanError, scan_onnx
 
     path = directory / name
@@ -291,7 +312,7 @@ def _graph_meta(directory: Path, name: str, data: bytes, manifest: Mapping[str, 
     if meta.get(names.META_KIND, manifest["kind"]) != manifest["kind"]:
         raise BundleError(f"{path}: metadata kind {meta[names.META_KIND][:40]!r}, the manifest says {manifest['kind']!r}")
     _check_dims(meta, f"{path}: metadata")
-    return meta
+    return meta, bool(scan.external)
 
 
 def _tokenizer_file(manifest: Mapping[str, Any]) -> str | None:
@@ -318,8 +339,11 @@ def open_bundle(directory: str | os.PathLike) -> Bundle:
     graph_files = set(graphs_t.values()) | set(fp32_t.values())
     data = verify_files(directory, manifest, keep=frozenset(graph_files))
     tok = _tokenizer_file(manifest)
-    meta = {name: _graph_meta(directory, name, data.pop(name), manifest, tok, graph_files)
-            for name in sorted(graph_files)}
+    scanned = {name: _graph_meta(directory, name, data[name], manifest, tok, graph_files)
+               for name in sorted(graph_files)}
+    meta = {name: m for name, (m, _) in scanned.items()}
+    inline = frozenset(name for name, (_, external) in scanned.items() if not external)
     # An int8-only bundle (export --int8-only, for shipping small) has an empty fp32 table.
     return Bundle(directory, manifest, {j: directory / f for j, f in graphs_t.items()},
-                  {j: directory / f for j, f in fp32_t.items()}, directory / tok if tok else None, meta)
+                  {j: directory / f for j, f in fp32_t.items()}, directory / tok if tok else None, meta,
+                  {name: data[name] for name in inline}, inline)

@@ -60,7 +60,7 @@ def _engine(bundle: Bundle, kind: str, threads: int):
 
 def _runner(bundle: Bundle, job: str, precision: Optional[str], threads: int, step: bool = False) -> Runner:
     cls = StepRunner if step else Runner
-    return cls(bundle.graph_path(job, precision), threads=threads, mem_arena=False)
+    return bundle.runner(cls, job, precision, threads=threads, mem_arena=False)
 
 
 def _pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:

@@ -45,7 +45,7 @@ class InputError(ValueError):
 def graph(bundle: Bundle, job: str, threads: int = 1) -> Runner:
     """The runner of a bundle's ``job`` graph, for a server: no CPU arena (a shared session would keep
     one at the peak of concurrent runs)."""
-    return Runner(bundle.graph_path(job), threads=threads, mem_arena=False)
+    return bundle.runner(Runner, job, threads=threads, mem_arena=False)
 
 
 def load_bundle(directory: str | Path, kind: str, tokenizer: bool = True) -> Bundle:

@@ -37,7 +37,7 @@ class TextGenerator:
     def __init__(self, directory: str | Path, threads: int = 1):
         self.bundle = load_bundle(directory, "lm")
         self.tok = load_tokenizer(self.bundle)
-        self.step = StepRunner(self.bundle.graph_path(names.JOB_STEP), threads=threads, mem_arena=False)
+        self.step = self.bundle.runner(StepRunner, names.JOB_STEP, threads=threads, mem_arena=False)
         self.bos_id = self.step.int_meta(names.META_BOS_ID)
         self.eos_id = self.step.int_meta(names.META_EOS_ID)
         self.unk_id = self.step.int_meta(names.META_UNK_ID)

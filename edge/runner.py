@@ -114,16 +114,18 @@ def session_options(threads: int = 1, mem_arena: bool = True, optimization: str 
 
 
 def load_session(model: str | os.PathLike | bytes, threads: int = 1, providers: Sequence[str] = PROVIDERS,
-                 mem_arena: bool = True, optimization: str = "all", save_optimized: str | os.PathLike | None = None):
+                 mem_arena: bool = True, optimization: str = "all", save_optimized: str | os.PathLike | None = None,
+                 name: str | None = None):
     """An ``onnxruntime.InferenceSession`` (the only place one is made); a truncated or altered file
-    is a clear ``EdgeError``. ``save_optimized``: also write the optimised graph there (ORT format)."""
+    is a clear ``EdgeError``. ``save_optimized``: also write the optimised graph there (ORT format).
+    ``name``: the file graph bytes came from, for messages."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
     bad = [p for p in providers if p not in available]
     if bad or not providers:
         raise EdgeError(f"execution provider(s) {bad or list(providers)} not available; allowed: {available}")
-    where = "<bytes>" if isinstance(model, (bytes, bytearray)) else str(model)
+    where = (name or "<bytes>") if isinstance(model, (bytes, bytearray)) else str(model)
     if not isinstance(model, (bytes, bytearray)) and not os.path.isfile(model):
         raise EdgeError(f"{where}: no such ONNX file")
     if isinstance(model, (bytes, bytearray)):
@@ -179,10 +181,11 @@ class Runner:
     """
 
     def __init__(self, model: str | os.PathLike | bytes, threads: int = 1,
-                 providers: Sequence[str] = PROVIDERS, mem_arena: bool = True):
-        self.path = None if isinstance(model, (bytes, bytearray)) else str(model)
+                 providers: Sequence[str] = PROVIDERS, mem_arena: bool = True, name: str | None = None):
+        # name: the file graph bytes came from (a bundle hands out the bytes it verified)
+        self.path = (name if isinstance(model, (bytes, bytearray)) else str(model)) or None
         self.where = self.path or "<bytes>"
-        self.session = load_session(model, threads, providers, mem_arena)
+        self.session = load_session(model, threads, providers, mem_arena, name=self.path)
         self.props: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         self.inputs = {i.name: i for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
@@ -290,8 +293,8 @@ class StepRunner(Runner):
     """
 
     def __init__(self, model: str | os.PathLike | bytes, threads: int = 1,
-                 providers: Sequence[str] = PROVIDERS, mem_arena: bool = True):
-        super().__init__(model, threads, providers, mem_arena)
+                 providers: Sequence[str] = PROVIDERS, mem_arena: bool = True, name: str | None = None):
+        super().__init__(model, threads, providers, mem_arena, name)
         self.meta = StepMeta.from_props(self.props, self.where)
         want_in, want_out = [TOKENS, *self.state_in], [LOGITS, *self.state_out]
         if (not self.state_in or sorted(self.inputs) != sorted(want_in)

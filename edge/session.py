@@ -617,7 +617,7 @@ def open_session(bundle_dir, precision: str | None = None, threads: int = 1, **s
         raise EdgeError(f"{bundle_dir}: suggestions need a SentencePiece tokenizer (tokenizer.model)")
     if precision == "int8" and bundle.precision != "int8":
         raise EdgeError(f"{bundle_dir}: has no int8 graph (exported without --int8); allowed: fp32")
-    runner = StepRunner(bundle.graph_path("step", "fp32" if precision == "fp32" else None), threads=threads)
+    runner = bundle.runner(StepRunner, "step", "fp32" if precision == "fp32" else None, threads=threads)
     vocab = SentencePieceVocab(bundle.tokenizer_path, eos_id=runner.meta.eos_id)
     lexicon_path = bundle.file_path(LEXICON_FILE)
     if lexicon_path is not None and "lexicon" not in session_kw:

@@ -166,3 +166,27 @@ def test_torch_free_modules_import_without_torch():
             "print('ok')")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+def test_the_graph_that_runs_is_the_graph_that_was_hashed(tmp_path):
+    """A graph file swapped after open_bundle (a time-of-check / time-of-use race) is not what
+    runs: the runner gets the bytes that were hashed; a later request reads the file again and
+    checks it again."""
+    out = make_bundle(tmp_path)
+    b = open_bundle(out)
+    hashed = (out / "step.onnx").read_bytes()
+    swapped = bytearray(hashed)
+    swapped[10] ^= 1
+    (out / "step.onnx").write_bytes(bytes(swapped))
+    assert b.graph_model("step") == hashed  # the bytes read and hashed when the bundle was opened
+    with pytest.raises(BundleError, match=r"step\.onnx: altered"):
+        b.graph_model("step")  # handed out once: read again, and checked again
+    names_seen = []
+
+    class Fake:
+        def __init__(self, model, name=None, **kw):
+            names_seen.append((type(model).__name__, name, kw))
+
+    (out / "step.onnx").write_bytes(hashed)
+    b.runner(Fake, "step", threads=1)
+    assert names_seen == [("bytes", str(out / "step.onnx"), {"threads": 1})]
