@@ -17,17 +17,24 @@ const path = require('path');
 class BundleError extends Error {}
 
 /** Read manifest.json and check every listed file: exact size, then sha256. Nothing unlisted is read. */
+const FORMAT_VERSION = 1;  // rnnkit.edge.names.FORMAT_VERSION
+
 function openBundle(dir) {
   const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
-  if (!manifest.files || !manifest.graphs) throw new BundleError(`${dir}: manifest.json lists no files / graphs`);
+  if (!manifest.files || !manifest.graphs || !manifest.sizes) throw new BundleError(`${dir}: manifest.json lists no files / sizes / graphs`);
+  if (manifest.format_version !== FORMAT_VERSION) throw new BundleError(`${dir}: bundle format ${manifest.format_version}; this reader knows ${FORMAT_VERSION}`);
   const cache = new Map();
   for (const [name, digest] of Object.entries(manifest.files)) {
     if (name.includes('/') || name.includes('\\') || name.startsWith('.')) throw new BundleError(`${dir}: bad file name ${name}`);
     const file = path.join(dir, name);
     let data;
-    try { data = fs.readFileSync(file); } catch (e) { throw new BundleError(`${file}: missing (listed in manifest.json)`); }
-    const size = manifest.sizes && manifest.sizes[name];
-    if (size !== undefined && data.length !== size) throw new BundleError(`${file}: ${data.length} bytes, the manifest says ${size}`);
+    try {
+      // a link could lead out of the bundle: only regular files (as the Python reader)
+      if (!fs.lstatSync(file).isFile()) throw new BundleError(`${file}: not a regular file (a link or a device)`);
+      data = fs.readFileSync(file);
+    } catch (e) { throw e instanceof BundleError ? e : new BundleError(`${file}: missing (listed in manifest.json)`); }
+    const size = manifest.sizes[name];
+    if (data.length !== size) throw new BundleError(`${file}: ${data.length} bytes, the manifest says ${size}`);
     const got = crypto.createHash('sha256').update(data).digest('hex');
     if (got !== digest) throw new BundleError(`${file}: sha256 ${got} differs from the manifest's ${digest}`);
     cache.set(name, data);
@@ -91,6 +98,7 @@ function sentencePiece(buf) {
   const minScore = Math.min(...pieces.filter((p) => p.type === NORMAL).map((p) => p.score));
 
   function encode(text) {
+    if (text.length === 0) return [];  // as SentencePiece: no lone word-start piece for an empty text
     const chars = [...((addDummyPrefix ? ' ' : '') + text).replace(/ /g, '\u2581')];
     const n = chars.length;
     const best = new Array(n + 1).fill(-Infinity); const back = new Array(n + 1); best[0] = 0;
@@ -151,14 +159,25 @@ class StepModel {
 
   constructor(ort, session, config) {
     this.ort = ort; this.session = session; this.config = config;
-    this.stateNames = session.inputNames.filter((n) => n === 'h0' || n === 'c0');
-    this.layers = config.num_layers * (config.bidirectional ? 2 : 1);
+    // Every input but the tokens is state, each fed back from its next_<name> output: (h0, c0) for
+    // an LSTM, h0 for a GRU, (k0, v0, len0) for a Transformer's KV cache. Shapes come from the
+    // graph (batch 1 on axis 1); an onnxruntime without inputMetadata gets the recurrent (L, 1, H).
+    this.stateNames = session.inputNames.filter((n) => n !== 'tokens');
+    const meta = Object.fromEntries((session.inputMetadata || []).map((m) => [m.name, m.shape]));
+    const layers = config.num_layers * (config.bidirectional ? 2 : 1);
+    this.stateShapes = Object.fromEntries(this.stateNames.map((n) => {
+      const shape = meta[n] ? meta[n].map((d, axis) => (axis === 1 ? 1 : d)) : [layers, 1, config.hidden_size];
+      if (!shape.every((d) => Number.isInteger(d) && d > 0)) throw new BundleError(`state ${n} has no fixed shape: ${JSON.stringify(meta[n])}`);
+      return [n, shape];
+    }));
     this.reset();
   }
 
   reset() {
-    const { layers } = this; const H = this.config.hidden_size;
-    this.state = Object.fromEntries(this.stateNames.map((n) => [n, new this.ort.Tensor('float32', new Float32Array(layers * H), [layers, 1, H])]));
+    this.state = Object.fromEntries(this.stateNames.map((n) => {
+      const shape = this.stateShapes[n];
+      return [n, new this.ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), shape)];
+    }));
   }
 
   /** Feed token ids (one call), keep the state; returns the logits of the last token (Float32Array). */

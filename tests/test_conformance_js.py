@@ -138,7 +138,7 @@ def _python_next_word(bundle: Path, text: str) -> tuple[list[int], str]:
 def test_app_example_picks_the_next_word_like_python(flag):
     _need_node()
     bundle = MODELS / "suggest-en"
-    for text in ("Thank you for the", "I would like to", "Héllo wörld, naïve café ✓ 123"):
+    for text in ("Thank you for the", "I would like to", "Héllo wörld, naïve café ✓ 123", "", "   "):
         proc = _app(bundle, text, *([flag] if flag else []))
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout)
@@ -161,3 +161,47 @@ def test_app_example_refuses_a_tampered_bundle(tmp_path):
     (bundle / "tokenizer.model").write_bytes(b"short")
     proc = _app(bundle, "Thank you")
     assert proc.returncode == 1 and "bytes, the manifest says" in proc.stderr
+    # a listed file that is a link (it could lead out of the bundle), a format this reader does not know
+    (bundle / "tokenizer.model").unlink()
+    (bundle / "tokenizer.model").symlink_to(MODELS / "suggest-en" / "tokenizer.model")
+    proc = _app(bundle, "Thank you")
+    assert proc.returncode == 1 and "not a regular file" in proc.stderr
+    shutil.copy(MODELS / "suggest-en" / "tokenizer.model", tmp_path / "tok")
+    (bundle / "tokenizer.model").unlink()
+    shutil.copy(tmp_path / "tok", bundle / "tokenizer.model")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "manifest.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    proc = _app(bundle, "Thank you")
+    assert proc.returncode == 1 and "bundle format 99" in proc.stderr
+
+
+def test_the_js_step_model_carries_any_state_the_graph_has():
+    """StepModel takes its state tensors and their shapes from the graph: (h0, c0) of an LSTM and
+    (k0, v0, len0) of the Transformer's KV cache alike, fed back call after call as Python does."""
+    _need_node()
+    from rnnkit.edge.runner import StepRunner
+
+    ids = [[5, 9, 2], [7], [3, 3]]
+    script = f"""
+      const rk = require('./rnnkit'); const ort = require('onnxruntime-node');
+      (async () => {{
+        const out = {{}};
+        for (const d of {json.dumps([str(MODELS / "char-shakespeare"), str(MODELS / "char-shakespeare-gpt")])}) {{
+          const lm = await rk.StepModel.create(ort, rk.openBundle(d));
+          const rows = [];
+          for (const chunk of {json.dumps(ids)}) rows.push(Array.from(await lm.feed(chunk)));
+          out[d] = {{ state: lm.stateNames, rows }};
+        }}
+        console.log(JSON.stringify(out));
+      }})();"""
+    proc = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=300, cwd=C.NODE_DIR)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    for name, state in (("char-shakespeare", ["h0", "c0"]), ("char-shakespeare-gpt", ["k0", "v0", "len0"])):
+        js = got[str(MODELS / name)]
+        assert js["state"] == state
+        r = StepRunner(MODELS / name / json.loads((MODELS / name / "manifest.json").read_text())["graphs"]["step"])
+        r.reset(1)
+        for chunk, row in zip(ids, js["rows"]):
+            logits = r(np.asarray([chunk]))
+            assert np.abs(logits[0, -1] - np.asarray(row, np.float32)).max() < 1e-3
