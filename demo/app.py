@@ -23,14 +23,15 @@ import numpy as np
 from .shelf import ModelUnavailable, Shelf, load_shelf  # noqa: F401  (load_shelf: tests use app.load_shelf)
 from .validation import (MAX_ENTITY_CHARS, MAX_HISTORY_CHARS, MAX_HORIZON, MAX_PROMPT_CHARS, MAX_REVIEW_CHARS,
                          MAX_SENTENCE_CHARS, MAX_SUGGESTION_CHARS, MAX_TYPING_CHARS, InputError, check_number,
-                         check_text)
+                         check_text, control_chars)
 from .visuals import attention_html, forecast_table, running_table, shade_css, tokens_html
 
 log = logging.getLogger("rnnkit.demo")
 
 MAX_NEW_TOKENS = 1000
 MAX_BEAM = 8
-DEFAULT_PROMPTS = {"char-shakespeare": "ROMEO:", "suggest-en": "The film was"}  # by bundle folder
+DEFAULT_PROMPTS = {"char-shakespeare": "ROMEO:", "char-shakespeare-gpt": "ROMEO:",  # by bundle folder
+                   "suggest-en": "The film was"}
 OTHER_PROMPT = "The"
 STREAM_INTERVAL_S = 0.05  # 20 screen updates a second look smooth; more only costs server CPU per message
 # Every event has an api_name; only the four tabs' main ones are public, the rest (Enter key,
@@ -126,7 +127,9 @@ def suggest(shelf: Shelf, typing, text: str, k: int, model: str | None = None):
         typing, session = engine.typing_for(typing)
     else:
         session = typing
-    results = engine.suggest(session, text, k)
+    # each suggestion remembers the text it was made for: a tap that arrives after the text
+    # changed (a key typed before the new suggestions showed) must not insert it there
+    results = [{**r, "typed": text} for r in engine.suggest(session, text, k)]
     return results, session.summary(), typing
 
 
@@ -147,8 +150,10 @@ def accept(text: str, suggestion: dict | None) -> str:
     if not isinstance(suggestion, dict) or not isinstance(suggestion.get("text"), str) or not suggestion["text"]:
         return text
     words = suggestion["text"]
-    if len(words) > MAX_SUGGESTION_CHARS or len(text) + len(words) + 2 > MAX_TYPING_CHARS:
+    if len(words) > MAX_SUGGESTION_CHARS or len(text) + len(words) + 2 > MAX_TYPING_CHARS or control_chars(words):
         return text
+    if isinstance(suggestion.get("typed"), str) and suggestion["typed"] != text:
+        return text  # made for another text: stale (the user typed on before tapping)
     partial = partial_word(text)
     if partial and words.startswith(partial):
         return text[:len(text) - len(partial)] + words + " "

@@ -90,4 +90,7 @@ def forecast_table(history: Sequence[float], forecast: Sequence[float], max_hist
     steps = list(range(first + 1, n + 1)) + list(range(n, n + len(forecast) + 1))
     values = list(history[first:]) + [history[-1], *forecast]
     parts = ["history"] * (n - first) + ["forecast"] * (len(forecast) + 1)
-    return pd.DataFrame({"step": steps, "value": np.round(np.asarray(values, dtype=float), 4), "part": parts})
+    v = np.asarray(values, dtype=float)
+    # rounded for a small message, where rounding cannot overflow (np.round(1e308, 4) is inf)
+    v = np.where(np.abs(v) < 1e300, np.round(v, 4), v)
+    return pd.DataFrame({"step": steps, "value": v, "part": parts})

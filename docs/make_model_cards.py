@@ -338,7 +338,7 @@ def card(name: str, run_dir: Path, commands: list[str]) -> str:
     results = json.loads((run_dir / "results.json").read_text()) if (run_dir / "results.json").exists() else {}
     final = m.get("metrics", {}).get("final") or {}
     cfg = m["model"]["config"]
-    size = sum(p.stat().st_size for p in bundle.iterdir() if p.is_file())
+    size = sum(m.get("sizes", {}).values()) + (bundle / "manifest.json").stat().st_size  # as `describe` (not this card)
     lines = [f"# {name}", "", recipe.get("description", ""), "",
              "| | |", "|---|---|",
              f"| model | `{m['kind']}`: {_arch(m['model'].get('kind'), cfg)} {cfg.get('num_layers')}×{cfg.get('hidden_size')}"

@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from . import names
 from .bundle import Bundle, BundleError, open_bundle
 from .runner import Runner
 
@@ -83,9 +84,10 @@ HEADLINE_METRICS = {"test_acc": "test accuracy {:.1f}%", "test_f1": "test entity
 def describe(bundle: Bundle) -> str:
     """One line about a bundle for people: cell, size, precision and up to two headline metrics."""
     cfg = bundle.model_config
-    cell = str(cfg.get("cell", "?")).upper()
+    cell = "Transformer" if "num_heads" in cfg else str(cfg.get("cell", "?")).upper()
     layers, hidden = cfg.get("num_layers", "?"), cfg.get("hidden_size", "?")
-    size = sum(bundle.manifest.get("sizes", {}).values())
+    # the whole folder, as the model card counts it: the listed files and the manifest itself
+    size = sum(bundle.manifest.get("sizes", {}).values()) + _file_size(bundle.path / names.MANIFEST)
     text = f"{cell} {layers}×{hidden}, {bundle.precision}, " + (f"{size / 1e6:.1f} MB" if size >= 100_000
                                                                   else f"{size / 1e3:.0f} kB")
     metrics = bundle.manifest.get("metrics") or {}
@@ -96,9 +98,19 @@ def describe(bundle: Bundle) -> str:
     record = metrics.get("final") or (last if last.get("kind") in ("final", "eval") else {})
     record = record if isinstance(record, dict) else {}
     unit = str(record.get("unit", "token"))  # char models record "char"
-    shown = [f.format(record[k], unit=unit) for k, f in HEADLINE_METRICS.items()
-             if isinstance(record.get(k), (int, float))]
+    # Test figures when the record has them: a validation figure can be of rows the model
+    # trained on (data.train_on_valid), and is a tuning figure anyway.
+    keys = [k for k in HEADLINE_METRICS if isinstance(record.get(k), (int, float))]
+    keys = [k for k in keys if k.startswith("test_")] or keys
+    shown = [HEADLINE_METRICS[k].format(record[k], unit=unit) for k in keys]
     return text + "".join(f", {x}" for x in shown[:2])
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 # kind -> "module:class" of its engine (imported when asked for)

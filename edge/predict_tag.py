@@ -103,15 +103,27 @@ class EntityTagger:
         return self.tag_batch([list(tokens)])[0]
 
     def predict(self, text: str) -> dict:
-        """``{"tokens", "tags", "entities": [{"text", "type", "start", "end"}]}`` (character offsets)."""
-        toks = tokenize(text)
-        if not toks:
+        """``{"tokens", "tags", "entities": [{"text", "type", "start", "end"}]}`` (character offsets).
+        Each line is a sentence of its own (as a CoNLL sentence, and as `rnnkit predict` reads a
+        file): an entity never runs across a line break ("Acme Corp" / "London" in a signature)."""
+        lines, at = [], 0
+        for line in text.split("\n"):
+            toks = [(t, a + at, b + at) for t, a, b in tokenize(line)]
+            if toks:
+                lines.append(toks)
+            at += len(line) + 1
+        if not lines:
             raise InputError("the text has no words to tag")
-        out = self.predict_tokens([t for t, _, _ in toks])
-        for e in out["entities"]:
-            first, last = e.pop("first"), e.pop("last")
-            e["start"], e["end"] = toks[first][1], toks[last][2]
-            e["text"] = text[e["start"]:e["end"]]
+        n = sum(len(t) for t in lines)
+        if n > MAX_TAG_TOKENS:
+            raise InputError(f"the text is {n:,} tokens long; the limit is {MAX_TAG_TOKENS} (split it)")
+        out = {"tokens": [], "tags": [], "entities": []}
+        for toks, tags in zip(lines, self.tag_batch([[t for t, _, _ in toks] for toks in lines])):
+            out["tokens"] += [t for t, _, _ in toks]
+            out["tags"] += tags
+            for kind, a, b in chunks(tags):
+                start, end = toks[a][1], toks[b][2]
+                out["entities"].append({"text": text[start:end], "type": kind, "start": start, "end": end})
         return out
 
     def predict_tokens(self, tokens: Sequence[str]) -> dict:

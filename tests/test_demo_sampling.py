@@ -180,6 +180,9 @@ def test_accepting_a_suggestion():
     assert accept("see you to", {"text": "tomorrow morning", "kind": "phrase"}) == "see you tomorrow morning "
     assert accept("", {"text": "hello", "kind": "next"}) == "hello "
     assert accept("abc", None) == "abc"
+    # a suggestion made for the text as it is now is taken; one made before a key was typed is not
+    assert accept("see you to", {"text": "tomorrow", "kind": "completion", "typed": "see you to"}) == "see you tomorrow "
+    assert accept("Thank you so", {"text": "for", "kind": "next", "typed": "Thank you "}) == "Thank you so"
 
 
 def test_sample_next_draws_from_the_filtered_distribution():

