@@ -165,6 +165,11 @@ def test_everyday_splits_do_not_leak():
     assert not {E.near_key(l) for l in split["train"]} & other_tests
     meta = data.read_meta("everyday_en")
     assert len(meta["people"]) >= 6 and all(p["chars"] >= E.PERSON_MIN_CHARS for p in meta["people"])
+    # the adaptation check's writers are writers held out whole (builder v2: a writer with some test
+    # text who also wrote in train was a people/ file before, and measured text the model had read)
+    assert meta.get("builder_version", 1) >= 2 and len(meta["people"]) <= meta["held_out_writers"]
+    mix = meta["mixture"]  # counted from what was written: it sums to one
+    assert abs(sum(mix.values()) - 1) < 0.01, mix
     assert min(len(split["test"]), len(split["valid"])) > 5000 and len(split["train"]) > 250_000
     de = need("everyday_en_de")
     en_test = {l.split("\t")[0] for l in (de / "test.tsv").read_text("utf-8").splitlines()}
