@@ -113,3 +113,33 @@ def test_series_errors(tmp_path, content, expect):
 
 def test_reader_error_is_a_value_error_for_the_cli(tmp_path):
     assert issubclass(ReaderError, ValueError)  # cli.main prints ValueErrors as one line
+
+
+def test_what_other_tools_write_reads_as_meant(tmp_path):
+    """Files as spreadsheet and pandas users have them: quoted TSV fields, tab-separated CoNLL
+    with a space in a token, a no-break space inside a token, trailing tabs, old Mac line ends,
+    a headerless or infinite series -- read as meant, or a clear error naming the line."""
+    f = tmp_path / "pandas.tsv"
+    f.write_text('score\ttext\n0.8\t"He said ""wow"" at the end"\n-0.5\t"dull\tfilm"\n0.5\tnice film\t\n'
+                 '0.2\t"quoted" at the start\n', encoding="utf-8")
+    assert read_tsv(f) == [(0.8, 'He said "wow" at the end'), (-0.5, "dull\tfilm"), (0.5, "nice film"),
+                           (0.2, '"quoted" at the start')]
+    f = tmp_path / "pairs.tsv"
+    f.write_text('"Say ""hi""."\tSag hallo.\n', encoding="utf-8")
+    assert read_parallel_tsv(f) == [('Say "hi".', "Sag hallo.")]
+    f = tmp_path / "tabs.conll"
+    f.write_text("New York\tB-LOC\nis\tO\n\nNew\u00a0York B-LOC\nis O\n", encoding="utf-8")
+    assert read_conll(f) == [(["New York", "is"], ["B-LOC", "O"]), (["New\u00a0York", "is"], ["B-LOC", "O"])]
+    f = tmp_path / "mac.tsv"
+    f.write_bytes(b"0.5\tgood film\r-0.5\tbad film\r")
+    with pytest.raises(ReaderError, match=r"mac.tsv:1: a carriage return"):
+        read_tsv(f)
+    f.write_bytes(b"one line\rtwo lines\r")
+    assert read_text_lines(f) == ["one line", "two lines"]  # plain text: a lone CR ends a line
+    f = tmp_path / "noheader.csv"
+    f.write_text("1949-01,112\n1949-02,118\n", encoding="utf-8")
+    with pytest.raises(ReaderError, match="holds numbers: add a header line"):
+        read_series_csv(f)
+    f.write_text("date,value\n1,1\n2,inf\n3,3\n", encoding="utf-8")
+    with pytest.raises(ReaderError, match=r":3: column 'value' must be a number \(finite"):
+        read_series_csv(f)

@@ -33,8 +33,9 @@ class ReaderError(ValueError):
         self.path, self.line = str(path), line
 
 
-def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
-    """(line number from 1, text without its line ending); BOM dropped; bad UTF-8 -> ReaderError."""
+def iter_lines(path: str | os.PathLike, lone_cr_ok: bool = False) -> Iterator[tuple[int, str]]:
+    """(line number from 1, text without its line ending); BOM dropped; bad UTF-8 -> ReaderError;
+    a CR inside a line (old Mac line ends: the whole file one line) too, unless ``lone_cr_ok``."""
     path = Path(path)
     if not path.is_file():
         raise ReaderError(path, None, "no such file" if not path.exists() else "not a file")
@@ -48,12 +49,18 @@ def iter_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
                                             "UTF-8") from None
             if no == 1:
                 text = text.removeprefix("\ufeff")
-            yield no, text.rstrip("\r\n")
+            text = text.rstrip("\r\n")
+            if "\r" in text and not lone_cr_ok:  # old Mac line ends: the whole file would read as one line
+                raise ReaderError(path, no, "a carriage return (CR) inside a line: lines must end with LF or "
+                                            "CRLF (save the file with Unix or Windows line endings)")
+            yield no, text
 
 
 def read_text_lines(path: str | os.PathLike, skip_blank: bool = False) -> list[str]:
-    """Every line of a UTF-8 text file (blank lines kept unless ``skip_blank``)."""
-    return [t for _, t in iter_lines(path) if not (skip_blank and not t.strip())]
+    """Every line of a UTF-8 text file (blank lines kept unless ``skip_blank``); a lone CR (old Mac
+    line ends) ends a line too: plain text has no columns a stray one could shift."""
+    lines = [part for _, t in iter_lines(path, lone_cr_ok=True) for part in t.split("\r")]
+    return [t for t in lines if not (skip_blank and not t.strip())]
 
 
 def _score(raw: str, binary: bool) -> float | None:
@@ -76,6 +83,15 @@ def _is_header(fields: list[str], columns: tuple[str, ...], score_cols: list[int
     names = [f.strip().lower() for f in fields]
     return names == list(columns) or any(
         i < len(names) and names[i] in HEADER_WORDS for i in score_cols)
+
+
+def _unquote(field: str) -> str:
+    """A field as a CSV writer quotes it (pandas ``to_csv(sep="\\t")``): the outer quotes go and
+    doubled quotes become one. A field that only starts or ends with a quote is text as it is."""
+    f = field.strip()
+    if len(f) >= 2 and f[0] == f[-1] == '"' and '"' not in f[1:-1].replace('""', ""):
+        return f[1:-1].replace('""', '"')
+    return field
 
 
 def read_tsv(path: str | os.PathLike, columns: tuple[str, ...] = ("score", "text")) -> list[tuple]:
@@ -102,7 +118,7 @@ def read_tsv(path: str | os.PathLike, columns: tuple[str, ...] = ("score", "text
         f[i].strip() in BINARY for _, f in rows for i in score_cols)
     out = []
     for no, fields in rows:
-        values: list = list(fields)
+        values: list = [_unquote(f).rstrip() for f in fields]  # (a trailing tab or space is no text)
         for i in score_cols:
             score = _score(fields[i], binary)
             if score is None:
@@ -126,7 +142,7 @@ def read_parallel_tsv(path: str | os.PathLike) -> list[tuple[str, str]]:
         if len(fields) != 2:
             raise ReaderError(path, no, f"expected 2 tab-separated columns (source, target), "
                                         f"got {len(fields)}: {text[:60]!r}")
-        src, tgt = (f.strip() for f in fields)
+        src, tgt = (_unquote(f).strip() for f in fields)
         if not src or not tgt:
             raise ReaderError(path, no, "empty " + ("source" if not src else "target") + " side")
         out.append((src, tgt))
@@ -140,7 +156,9 @@ def read_conll(path: str | os.PathLike) -> list[tuple[list[str], list[str]]]:
     tokens: list[str] = []
     tags: list[str] = []
     for no, text in iter_lines(path):
-        fields = text.split()
+        # Tab-separated columns when the line has a tab (a token may then hold a space: "New York");
+        # else runs of ASCII spaces, so a no-break space stays inside its token.
+        fields = [f for f in (text.split("\t") if "\t" in text else text.split(" ")) if f.strip()]
         if not fields or fields[0] == "-DOCSTART-":
             if tokens:
                 sentences.append((tokens, tags))
@@ -186,6 +204,9 @@ def read_series_csv(path: str | os.PathLike, column: str | None = None) -> Serie
     if len(names) < 2:
         raise ReaderError(path, hno, f"expected a header with a time and a value column, "
                                      f"e.g. 'date,value', got {header!r}")
+    if _finite(names[-1]) is not None:  # a number where a column name should be: data, not a header
+        raise ReaderError(path, hno, f"the first line {header[:40]!r} holds numbers: add a header line "
+                                     "such as 'date,value' (the first observation would be lost)")
     want = column or ("value" if "value" in names else names[-1])
     if want not in names:
         raise ReaderError(path, hno, f"no column {want!r}; the header has {names}")
@@ -203,11 +224,11 @@ def read_series_csv(path: str | os.PathLike, column: str | None = None) -> Serie
             values.append(math.nan)
             missing.append(no)
         else:
-            try:
-                values.append(float(raw))
-            except ValueError:
-                raise ReaderError(path, no, f"column {want!r} must be a number (or empty for "
-                                            f"missing), got {raw!r}") from None
+            x = _finite(raw)
+            if x is None:
+                raise ReaderError(path, no, f"column {want!r} must be a number (finite; or empty for "
+                                            f"missing), got {raw!r}")
+            values.append(x)
         times.append(fields[0].strip())
     arr = np.asarray(values, dtype=np.float64)
     known = ~np.isnan(arr)
@@ -217,6 +238,14 @@ def read_series_csv(path: str | os.PathLike, column: str | None = None) -> Serie
         idx = np.arange(len(arr))
         arr = np.interp(idx, idx[known], arr[known])  # ends take the nearest known value
     return Series(name=Path(path).stem, times=times, values=arr, missing_lines=missing)
+
+
+def _finite(raw: str) -> float | None:
+    try:
+        x = float(raw)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
 
 
 MIN_VALID_ROWS = 100  # below this, one row moves accuracy by >= 1 point: "best" is mostly luck
