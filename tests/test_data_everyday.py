@@ -41,6 +41,43 @@ def test_mail_body_keeps_own_paragraphs_only():
                      "Thanks, Alice"]
 
 
+SIGNED = """-----BEGIN PGP SIGNED MESSAGE-----
+Hash: SHA1
+
+I fixed the build last night.
+
+On Saturday, September 21, 2002, at 10:59 PM, Joseph S. Barrera III
+wrote:
+
+JB> You broke the build again, please
+JB> fix it before the release.
+&> EL> and this too.
+
+------------------------ Yahoo! Groups Sponsor ---------------------~-->
+4 DVDs Free +s&p Join Now
+---------------------------------------------------------------------~->
+
+To unsubscribe from this group, send an email to:
+forteana-unsubscribe@egroups.com
+
+-----BEGIN PGP SIGNATURE-----
+Version: GnuPG v1.0.6 (GNU/Linux)
+
+iD8DBQE9bGkYw+ZbGR5V0QERAkK9AJ9yq8Zy3Ub9N+ZfR6qN1Vb8EJhCLwCeL6xz
+=KYCm
+-----END PGP SIGNATURE-----
+"""
+
+
+def test_mail_body_drops_what_the_writer_did_not_write():
+    """A signed list mail: the PGP header and signature, a wrapped attribution, quotes marked
+    with initials, the list's sponsor block and footer are not the writer's text."""
+    assert E.mail_body_paragraphs(SIGNED) == ["I fixed the build last night."]
+    assert E.mail_body_paragraphs("Text of mine here.\n\n- -- \nSean, my signature\n") == ["Text of mine here."]
+    assert E.mail_body_paragraphs("a line\nabcdefghijABCDEFGHIJabcdefghij0123456789+/==\nmore words\n") == [
+        "a line more words"]
+
+
 def test_thread_key_strips_reply_and_list_tags():
     assert E.thread_key("Re: [ILUG] lunch on friday?") == "lunch on friday?"
     assert E.thread_key("FWD: Re:  Lunch  on Friday?") == "lunch on friday?"
