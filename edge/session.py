@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from .phrase import PhraseHit, pick_phrase, search_phrase
-from .adapt import NewChunks, UserCache, common_prefix_len, committed_text, last_words
+from .adapt import NewChunks, UserCache, common_prefix_len, last_words
 from .lexicon import FILE_NAME as LEXICON_FILE, Lexicon
 from .neural_cache import WordCache
 from .npsample import start_of_text
