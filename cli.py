@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # (module, what it adds). A module missing here is a bug, not a user error.
@@ -58,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`rnnkit generate ... | head`): stop quietly, as Unix tools do;
+        # stdout is pointed at devnull so the interpreter's own final flush cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as e:
         # User errors get one clear line, not a traceback; bugs keep their traceback.
         if isinstance(e, (ValueError, FileNotFoundError)) or getattr(e, "user_facing", False):

@@ -269,7 +269,7 @@ LIMITS = {
                             "(about 4 CPU-minutes): it sees only the last 64 characters (a fixed-window KV cache), so "
                             "it cannot keep a name or a rhyme longer than that. It is here to compare with the "
                             "recurrent models on the same text (the demo's Compare tab, RESULTS.md \"RNN vs "
-                            "Transformer\"), not as a generator: char-shakespeare writes better. It ships fp32 (3.2 MB): "
+                            "Transformer\"), not as a generator: char-shakespeare writes better. It ships fp32 (3.4 MB): "
                             "its int8 graph was slower (0.89 vs 0.70 ms a step at export; attention, not the weight "
                             "matrices, dominates) and its one-shot and stepped logits differed by 3.2e-4, over the "
                             "1e-4 every shipped graph keeps.",

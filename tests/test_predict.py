@@ -301,3 +301,21 @@ def test_the_status_line_names_a_transformer_and_shows_test_figures(models, tmp_
     assert describe(open_bundle(repo / "char-shakespeare-gpt")).startswith("Transformer 4×128")
     ner = describe(open_bundle(repo / "ner-conll"))
     assert "test entity F1" in ner and "valid" not in ner  # its valid rows were trained on
+
+
+def test_a_closed_pipe_ends_quietly(models):
+    """`rnnkit ... | head`: when the reader goes away the CLI stops without a traceback."""
+    code = "import sys\nfrom rnnkit.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    proc = subprocess.Popen([sys.executable, "-c", code, "predict", str(models / "sentiment-mr"), "--json"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdin.write(b'{"text": "a good film"}\n')
+    proc.stdin.flush()
+    assert b"label" in proc.stdout.readline()
+    proc.stdout.close()  # the reader leaves
+    try:
+        proc.stdin.write(b'{"text": "a good film"}\n' * 50)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    assert proc.wait(timeout=60) == 141
+    assert b"Traceback" not in proc.stderr.read()

@@ -38,8 +38,8 @@ def register(subparsers) -> None:
     p.add_argument("--train", dest="train_file", metavar="FILE", help="your own training file (UTF-8 text)")
     p.add_argument("--valid", dest="valid_file", metavar="FILE",
                    help="your own validation file (default: language models hold out the last 5%% of --train's "
-                        "lines, the other tasks a seeded random 10%%; a warning below 20 lines for a language model, "
-                        "100 rows for the other tasks)")
+                        "lines, classifiers and taggers a seeded random 10%%, translation 5%%; a warning below 20 "
+                        "lines for a language model, 100 rows for the other tasks)")
     p.add_argument("--run-dir", help="where the run goes (default runs/<recipe>[-smoke])")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue a run from its latest checkpoint (a run that stopped before its first "
