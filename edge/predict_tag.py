@@ -26,10 +26,10 @@ from .viterbi import decode_batch, tables as viterbi_tables
 
 # A word character, combining accents included ("Jose" + U+0301 is one word, as "José").
 _W = r"[\w\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]"
-# Abbreviations with inner dots (U.S., e.g.), numbers with separators (1,000.5), words with inner
+# Abbreviations with inner dots (U.S., e.g.), numbers with separators (1,000.5, 1,500m), words with inner
 # apostrophes / hyphens or a dot before a lower-case letter or digit (reuters.com), then any
 # other single non-space character: "Paris.Then" and "Berlin,Germany" are two words each.
-TOKEN = re.compile(rf"(?:[^\W\d_]\.){{2,}}|\d+(?:[.,]\d+)+(?:-{_W}+)*(?!{_W})|{_W}+(?:[-'’]{_W}+|\.[a-z0-9]{_W}*)*|\S")
+TOKEN = re.compile(rf"(?:[^\W\d_]\.){{2,}}|\d+(?:[.,]\d+)+{_W}*(?:-{_W}+)*|{_W}+(?:[-'’]{_W}+|\.[a-z0-9]{_W}*)*|\S")
 
 
 def tokenize(text: str) -> list[tuple[str, int, int]]:

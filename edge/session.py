@@ -262,12 +262,18 @@ class TypingSession:
         before the word. "today." is the word "today" (edge/words.py)."""
         for s, e in self._neural_new.update(committed):
             s, e = s - self._win, e - self._win
-            j = bisect.bisect_left(self._word_end, e)
-            if s < 0 or j == len(self._word_end) or self._word_end[j] != e or self._resume[j] != e:
-                continue  # before the window, or split differently by clean_text: no state to key it
-            learned = words_of(self._ctx[s:e])
-            if learned:
-                self.neural.add(self._top_h(self._nodes[j].state), learned[0])
+            if s < 0:
+                continue  # before the window: no state to key it
+            # the session's words inside this chunk: one, or more where clean_text split it
+            # (a control character read as a space), each keyed by the state before it
+            j = bisect.bisect_right(self._resume, s)
+            while j < len(self._resume) and self._resume[j] <= e:
+                if self._word_end[j] == self._resume[j]:  # (a line break's entry is no word)
+                    start = self._resume[j - 1] if j else 0
+                    learned = words_of(self._ctx[max(start, s):self._resume[j]])
+                    if learned:
+                        self.neural.add(self._top_h(self._nodes[j].state), learned[-1])
+                j += 1
 
     def _rebase(self, delta: int) -> bool:
         """The window start moved ``delta`` characters on: drop the words before it and keep the

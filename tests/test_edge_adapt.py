@@ -305,6 +305,12 @@ def test_session_neural_cache_learns_typed_words_once_and_offers_them(no_prefetc
     for i in range(len(text) + 1):  # typed keystroke by keystroke: each word learned once
         s.suggest(text[:i], 3, phrase=False)
     assert sorted(s.neural.words) == ["I", "met", "today", "zorblax"] and len(s.neural) == 4
+    # a control character inside a chunk is a space to the session: both words are learned
+    glued = open_session(tiny_bundle("lstm"), neural=WordCache(hidden, theta=0.5, lam=0.6))
+    text = "I said hello\x01world to them "
+    for i in range(len(text) + 1):
+        glued.suggest(text[:i], 3, phrase=False)
+    assert sorted(glued.neural.words) == ["I", "hello", "said", "them", "to", "world"] and len(glued.neural) == 6
     offered = [x.text for x in s.suggest(text + "Then zo", 3, phrase=False)]
     assert "zorblax" in offered  # never in the model's top words, but typed before
     assert "zorblax" not in {x.text for x in plain.suggest(text + "Then zo", 3, phrase=False)}

@@ -148,8 +148,8 @@ def test_tokenize_keeps_offsets_and_highlighting_rebuilds_the_text():
     assert ("O'Neil", text.index("O'Neil"), text.index("'s 1")) in toks and ("'s", text.index("'s 1"), text.index(" 1,")) in toks
     assert [t for t, _, _ in tokenize("Germany\u2019s Ross' it's")] == ["Germany", "\u2019s", "Ross", "'", "it", "'s"]
     # a missing space after punctuation splits words; inner dots stay in numbers and domain names
-    assert [t for t, _, _ in tokenize("Paris.Then Berlin,Germany 3.5m reuters.com")] == [
-        "Paris", ".", "Then", "Berlin", ",", "Germany", "3.5m", "reuters.com"]
+    assert [t for t, _, _ in tokenize("Paris.Then Berlin,Germany 3.5m reuters.com 1,500m the 1,000th 12,5mg")] == [
+        "Paris", ".", "Then", "Berlin", ",", "Germany", "3.5m", "reuters.com", "1,500m", "the", "1,000th", "12,5mg"]
     # a combining accent (NFD) stays inside its word, offsets into the text as typed
     nfd = "Jose\u0301 met Zu\u0308rich"
     assert [(t, a, b) for t, a, b in tokenize(nfd)] == [("Jose\u0301", 0, 5), ("met", 6, 9), ("Zu\u0308rich", 10, 17)]
