@@ -19,20 +19,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from rnnkit.core.data.readers import MISSING, finite_number  # the training readers' rules (stdlib + numpy)
+
 from . import names
 from .bundle import BundleError
 from .predict import MAX_HISTORY_POINTS, MAX_HORIZON, InputError, graph, load_bundle
 
 _SEP = re.compile(r"[\s,;]+")
-MISSING = {"", "na", "nan", "null", "none", "?"}  # as rnnkit.core.data.readers
-
-
-def _number(text: str) -> Optional[float]:
-    try:
-        x = float(text)
-    except ValueError:
-        return None
-    return x if math.isfinite(x) else None
 
 
 def parse_history(text: str) -> list[float]:
@@ -40,18 +33,18 @@ def parse_history(text: str) -> list[float]:
     their last field (empty / NA there: a gap, filled linearly as ``read_series_csv`` does), and a
     first line without numbers (a header such as ``date,value``) is skipped."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    if lines and all(_number(f) is None for f in _SEP.split(lines[0]) if f) and not _gap_row(lines[0]):
+    if lines and all(finite_number(f) is None for f in _SEP.split(lines[0]) if f) and not _gap_row(lines[0]):
         lines = lines[1:]
     out: list[float] = []
     for no, line in enumerate(lines, 1):
         fields = [f for f in _SEP.split(line) if f]
-        if "," in line and _number(fields[0]) is None:  # a CSV row: time label, ..., value
+        if "," in line and finite_number(fields[0]) is None:  # a CSV row: time label, ..., value
             last = line.rsplit(",", 1)[1].strip()
             fields = [last] if last.lower() not in MISSING else []
             if not fields:
                 out.append(math.nan)
         for f in fields:
-            x = _number(f)
+            x = finite_number(f)
             if x is None:
                 raise InputError(f"line {no}: {f[:30]!r} is not a finite number")
             out.append(x)

@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from .phrase import PhraseHit, pick_phrase, search_phrase
-from .adapt import NewChunks, UserCache, common_prefix_len, last_words
+from .adapt import NewChunks, UserCache, committed_text, common_prefix_len, last_words
 from .lexicon import FILE_NAME as LEXICON_FILE, Lexicon
 from .neural_cache import WordCache
 from .npsample import start_of_text
@@ -445,8 +445,7 @@ class TypingSession:
     def _prev_words(text: str) -> tuple[str, ...]:
         """The user cache's context: the last two whole words before the one being typed, on its line
         (``LINE_START`` before a line's first word)."""
-        ctx = text[:len(text) - len(_TAIL.search(text, max(0, len(text) - MAX_WORD_CHARS - 1)).group())]
-        return last_words(ctx)
+        return last_words(committed_text(text))
 
     def _adapt(self, rows, typed: bytes, hits: list[WordHit], prev: tuple[str, ...] = (),
                keep: int = 0) -> list[WordHit]:

@@ -204,7 +204,7 @@ def read_series_csv(path: str | os.PathLike, column: str | None = None) -> Serie
     if len(names) < 2:
         raise ReaderError(path, hno, f"expected a header with a time and a value column, "
                                      f"e.g. 'date,value', got {header!r}")
-    if _finite(names[-1]) is not None:  # a number where a column name should be: data, not a header
+    if finite_number(names[-1]) is not None:  # a number where a column name should be: data, not a header
         raise ReaderError(path, hno, f"the first line {header[:40]!r} holds numbers: add a header line "
                                      "such as 'date,value' (the first observation would be lost)")
     want = column or ("value" if "value" in names else names[-1])
@@ -224,7 +224,7 @@ def read_series_csv(path: str | os.PathLike, column: str | None = None) -> Serie
             values.append(math.nan)
             missing.append(no)
         else:
-            x = _finite(raw)
+            x = finite_number(raw)
             if x is None:
                 raise ReaderError(path, no, f"column {want!r} must be a number (finite; or empty for "
                                             f"missing), got {raw!r}")
@@ -240,7 +240,8 @@ def read_series_csv(path: str | os.PathLike, column: str | None = None) -> Serie
     return Series(name=Path(path).stem, times=times, values=arr, missing_lines=missing)
 
 
-def _finite(raw: str) -> float | None:
+def finite_number(raw: str) -> float | None:
+    """``raw`` as a finite float, or None (not a number, inf, nan). The series readers share it."""
     try:
         x = float(raw)
     except ValueError:
