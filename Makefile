@@ -33,15 +33,18 @@ setup: $(BIN)/python $(SETUP_LOCK)
 # Debian packages the tests and `rnnkit data fetch` use: Chromium for the Playwright tests
 # (Playwright's own browser download cannot work here), tmux for the real-terminal test, npm
 # (`npm pack`, two corpora are npm tarballs; and the Node conformance test) with Node.js.
-# Fails when one cannot be installed: those tests must run, not skip.
-SYSTEM_PKGS := chromium tmux nodejs npm
+# Fails when one cannot be installed: those tests must run, not skip. Only what is missing is
+# installed: a machine with NodeSource's nodejs (which bundles npm and conflicts with Debian's
+# npm package) and no Chromium must get Chromium alone, not a refused four-package install.
 system-deps:
 	@missing=; [ -x "$(CHROMIUM)" ] || missing="chromium"; \
-	for tool in tmux node npm; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	command -v tmux >/dev/null || missing="$$missing tmux"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(SYSTEM_PKGS) \
-	    || { echo "system-deps: could not install Debian's $(SYSTEM_PKGS) (missing:$$missing)" >&2; exit 1; }; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing \
+	    || { echo "system-deps: could not install Debian's$$missing" >&2; exit 1; }; \
 	fi
 	@test -x "$(CHROMIUM)" || { echo "system-deps: $(CHROMIUM) is missing after the install (set RNNKIT_CHROMIUM?)" >&2; exit 1; }
 	@for tool in tmux node npm; do command -v $$tool >/dev/null || { echo "system-deps: $$tool is missing after the install" >&2; exit 1; }; done
