@@ -86,20 +86,33 @@ def logsumexp(x: np.ndarray) -> float:
 
 
 def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3,
-                 beam: int = 8, max_pieces: int = 4, include_typed: bool = False) -> list[WordHit]:
+                 beam: int = 8, max_pieces: int = 4, include_typed: bool = False,
+                 min_ratio: float = 0.0) -> list[WordHit]:
     """The ``k`` most likely words whose surface starts with ``typed``.
 
     ``typed`` is a space followed by the partial word's UTF-8 bytes (just ``b" "`` for the
     next word). A hit must add at least one byte to what was typed, unless ``include_typed``:
-    then the typed word itself, as a complete word, competes too.
+    then the typed word itself, as a complete word, competes too. ``min_ratio`` > 0: words
+    less likely than that times the best word found are not wanted, so a partial word below
+    that bar is not read further (each row read is a model call's worth of work).
     """
+    floor_gap = np.log(min_ratio) if min_ratio > 0 else -np.inf
     assert typed[:1] == b" ", typed
     frontier: list[tuple[tuple[int, ...], bytes, float]] = [((), b"", 0.0)]
     found: dict[bytes, list] = {}  # surface -> [logp summed over segmentations, best logp, ids]
+
+    def bar() -> float:
+        """The log-prob a partial word must beat for its words to matter (-inf: all do)."""
+        b = -np.inf
+        if len(found) >= k:  # a partial word bounds its extensions: those below the k-th word cannot make the top k
+            b = sorted((h[0] for h in found.values()), reverse=True)[k - 1]
+        if found and floor_gap > -np.inf:  # ... nor those below min_ratio times the best word
+            b = max(b, max(h[0] for h in found.values()) + floor_gap)
+        return b
+
     for depth in range(max_pieces + 1):
-        prob_rows = rows([ids for ids, _, _ in frontier])
         cand_ids, cand_lp, cand_parent = [], [], []
-        for j, ((ids, surf, lp), row) in enumerate(zip(frontier, prob_rows)):
+        for (ids, surf, lp), row in zip(frontier, rows([ids for ids, _, _ in frontier])):
             if ids and (len(surf) > len(typed) or (include_typed and len(surf) == len(typed) > 1)):
                 word_lp = lp + row.end(vocab)
                 hit = found.get(surf)
@@ -119,23 +132,20 @@ def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3
                     allowed, sub = allowed[part], sub[part]
                 cand_ids.append(allowed)
                 cand_lp.append(lp + sub)
-                cand_parent.append(np.full(allowed.size, j))
+                cand_parent.append((ids, surf, allowed.size))
         if not cand_ids:
             break
-        ids_all, lp_all, par_all = np.concatenate(cand_ids), np.concatenate(cand_lp), np.concatenate(cand_parent)
+        ids_all, lp_all = np.concatenate(cand_ids), np.concatenate(cand_lp)
+        par_all = np.repeat(np.arange(len(cand_parent)), [n for _, _, n in cand_parent])
         keep = ids_all.size if ids_all.size <= beam else beam
         top = np.argpartition(-lp_all, keep - 1)[:keep] if keep < ids_all.size else np.arange(ids_all.size)
         top = top[np.argsort(-lp_all[top], kind="stable")]
         top = top[np.isfinite(lp_all[top])]
+        top = top[lp_all[top] > bar()] if found else top
         if top.size == 0:
             break
-        if len(found) >= k:  # a partial word bounds its extensions: drop those that cannot make the top k
-            kth = sorted((h[0] for h in found.values()), reverse=True)[k - 1]
-            top = top[lp_all[top] > kth]
-            if top.size == 0:
-                break
-        frontier = [(frontier[par_all[t]][0] + (int(ids_all[t]),),
-                     frontier[par_all[t]][1] + vocab.surface[ids_all[t]], float(lp_all[t])) for t in top]
+        frontier = [(cand_parent[par_all[t]][0] + (int(ids_all[t]),),
+                     cand_parent[par_all[t]][1] + vocab.surface[ids_all[t]], float(lp_all[t])) for t in top]
     hits = []
     for surf, (lp, _, ids) in found.items():
         try:

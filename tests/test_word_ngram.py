@@ -223,8 +223,8 @@ def test_skipping_hopeless_candidates_changes_no_suggestion(monkeypatch):
 
     bounded, calls = typed(fresh())
     adapt = TypingSession._adapt
-    monkeypatch.setattr(TypingSession, "_adapt", lambda self, rows, t, hits, prev=(), keep=0:
-                        adapt(self, rows, t, hits, prev, 0))
+    monkeypatch.setattr(TypingSession, "_adapt", lambda self, rows, t, hits, prev=(), keep=0, sources=None:
+                        adapt(self, rows, t, hits, prev, 0, sources))
     every, calls_every = typed(fresh())
     assert bounded == every and calls < calls_every
 
