@@ -91,11 +91,18 @@ def test_resolve_learns_once_from_train_splits_and_caches(tmp_path, monkeypatch)
 
     monkeypatch.setattr(loaders, "split_path", fake_split_path)
     monkeypatch.setenv("RNNKIT_DATA", str(tmp_path / "data"))
+    learnt = []
+    train = wv.train
+    monkeypatch.setattr(wv, "train", lambda *a, **kw: (learnt.append(1), train(*a, **kw))[1])
     spec = {"corpora": ["everyday_en"], "dim": 8, "epochs": 1, "min_count": 1}
     p = wv.resolve(spec, progress=False)
-    assert asked == [("everyday_en", "train")]  # never a valid or test split
+    assert set(asked) == {("everyday_en", "train")}  # never a valid or test split
     assert p.parent == tmp_path / "data" / "vectors" and p.is_file()
-    assert wv.resolve(spec, progress=False) == p and len(asked) == 1  # cached: not learnt twice
+    assert wv.resolve(spec, progress=False) == p and len(learnt) == 1  # cached: not learnt twice
+    # a rebuilt corpus (other cleaning, other train text) is not served the old build's vectors
+    text.write_text(text.read_text(encoding="utf-8") + "a new line of the rebuilt corpus\n", encoding="utf-8")
+    rebuilt = wv.resolve(spec, progress=False)
+    assert rebuilt != p and rebuilt.is_file() and len(learnt) == 2
 
 
 def test_tagger_vocab_takes_vector_words_after_its_own():

@@ -163,7 +163,13 @@ def resolve(spec, progress: bool = True) -> Path:
     options = {k: v for k, v in spec.items() if k != "corpora"}
     if set(options) - known:
         raise ValueError(f"data.word_vectors: unknown options {sorted(set(options) - known)}; known: {sorted(known)}")
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    # The key holds the train splits' contents, not only the settings: vectors learnt on an older
+    # build of a corpus (its cleaning changed) must not be taken for this build's.
+    from rnnkit.core.data.loaders import split_path
+
+    built = {name: hashlib.sha256(split_path(name, "train", fetch=True).read_bytes()).hexdigest()
+             for name in spec["corpora"]}
+    key = hashlib.sha256(json.dumps({"spec": spec, "train": built}, sort_keys=True).encode()).hexdigest()[:12]
     path = data_root() / "vectors" / f"{'+'.join(spec['corpora'])}-{key}.txt"
     if not path.is_file():
         texts = [corpus_source(name) for name in spec["corpora"]]
