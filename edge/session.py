@@ -176,7 +176,8 @@ class TypingSession:
         self._cache: OrderedDict = OrderedDict()  # (node id, piece ids after it) -> (state, Dist): search rows
         self._words: OrderedDict = OrderedDict()  # (node id, one word's piece ids) -> _Node: words read
         self._phrases: dict = {}  # (root, start ids, start logp, give-up bar) -> {words: PhraseHit}
-        self._searched: OrderedDict = OrderedDict()  # (root id, typed bytes, want) -> the model's best words
+        self._searched: OrderedDict = OrderedDict()  # (root id, typed bytes, want, ...) -> the model's best words
+        self._ngram_memo: OrderedDict = OrderedDict()  # (prefix, previous words) -> the n-gram's candidates
 
     def _dist(self, logits: np.ndarray) -> Dist:
         lp, end = log_softmax_end(logits[None, :], self.vocab.ends_word_f32)
@@ -515,10 +516,16 @@ class TypingSession:
         each), and the neural cache's words for it, best first: ``_adapt`` scores them by the
         model too. Computed once a search (``_offer``)."""
         prefix = typed.decode("utf-8", "replace")
-        out = []
-        for source in (self.ngram if self.ngram is not None and self.ngram.lam > 0 else None,
-                       self.user if self.user is not None and self.user.total > 0 else None):
-            out.append(source.candidates(prefix, prev, 3) if source is not None else [])
+        out = [[], []]
+        if self.ngram is not None and self.ngram.lam > 0:  # the bundle's n-gram never changes: keep its answers
+            key = (prefix, prev)
+            out[0] = self._ngram_memo.get(key)
+            if out[0] is None:
+                out[0] = self._ngram_memo[key] = self.ngram.candidates(prefix, prev, 3)
+                while len(self._ngram_memo) > self.cache_size:
+                    self._ngram_memo.popitem(last=False)
+        if self.user is not None and self.user.total > 0:
+            out[1] = self.user.candidates(prefix, prev, 3)
         neural = self._neural_probs()
         out.append(sorted((w for w in neural if w.startswith(prefix) and w != prefix), key=lambda w: -neural[w]))
         return tuple(out)

@@ -40,3 +40,26 @@ def test_edge_bench_runs_on_the_shipped_bundle(tmp_path, capsys, no_prefetch_bud
     cost = r["ngram_cost"]
     assert cost["with"]["keystrokes"] == cost["without"]["keystrokes"] == 120
     assert cost["without"]["graph_calls_per_keystroke"] <= cost["with"]["graph_calls_per_keystroke"]
+
+
+def test_keystroke_ab_against_this_commit_finds_no_difference(tmp_path, capsys):
+    """bench/keystroke_ab.py types one text with the session of another commit and this one, in
+    turn; against the committed edge/ itself (HEAD) every keystroke gets the same suggestions."""
+    import subprocess
+
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode:
+        pytest.fail("the A/B bench needs a git checkout (it reads edge/ at another commit with git archive)")
+    text = tmp_path / "typed.txt"
+    text.write_text("Thank you for the lovely dinner.\nSee you tomorrow at the station\n" * 3)
+    out = tmp_path / "ab.json"
+    runpy.run_path(str(ROOT / "bench" / "keystroke_ab.py"), run_name="bench")["main"](
+        ["--before", "HEAD", "--text", str(text), "--max-chars", "120", "--prefetch", "2", "--out", str(out)])
+    r = json.loads(out.read_text())
+    assert r["keystrokes"] > 60
+    # (a working tree whose edge/ differs from HEAD may rightly answer otherwise)
+    if subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD", "--", "edge"]).returncode == 0:
+        assert r["keystrokes_with_other_suggestions"] == 0
+        assert "keystrokes with other suggestions: 0" in capsys.readouterr().out
+    for side in ("before", "now"):
+        assert r[side]["wall_ms"]["p99"] >= r[side]["wall_ms"]["p50"] > 0
+        assert 0 < r[side]["calls_per_keystroke"] < 5
