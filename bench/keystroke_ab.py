@@ -91,7 +91,7 @@ def main(argv=None) -> int:
                 if args.show_other:
                     print(repr(text[max(0, i - 30):i]), got)
     load = os.getloadavg()[0]
-    out = {"before": args.before, "bundle": args.bundle, "text": args.text, "chars": len(text),
+    out = {"before_rev": args.before, "bundle": args.bundle, "text": args.text, "chars": len(text),
            "keystrokes": len(text) + 1, "prefetch": args.prefetch, "load_avg_1min": load,
            "keystrokes_with_other_suggestions": differ}
     print(f"{len(text) + 1} keystrokes of {args.text} ({len(text)} characters), prefetch {args.prefetch}, "

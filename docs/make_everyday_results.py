@@ -73,6 +73,21 @@ def section() -> str:
            "quotes with initials, PGP blocks and list footers removed; the typing session itself; KN-3 = Kneser-Ney "
            "trigram trained on everyday_en train):", ""]
     out += eval_table(new)
+    ab = [json.loads(f.read_text()) for f in sorted(RES.glob("keystroke_ab-*-prefetch*.json"))]
+    if ab:
+        out += ["", "Wall and CPU time vary between machines and runs by more than the changes measured here, so the "
+                "cost of a keystroke is compared side by side: `python bench/keystroke_ab.py --before REV --text "
+                "~/.cache/rnnkit/corpora/everyday_en/valid.txt --max-chars 6000 --prefetch K` types the text with the "
+                "session of commit REV and today's, keystroke by keystroke in turn, on one machine:", "",
+                "| before | prefetch | keystrokes | wall p50 / p90 / p99 before | now | model calls / rows a keystroke "
+                "before | now | keystrokes with other suggestions |", "|---|---|---|---|---|---|---|---|"]
+        for r in ab:
+            b, n = r["before"], r["now"]
+            out.append(f"| {r['before_rev']} | {r['prefetch']} keys | {r['keystrokes']:,} | "
+                       + " | ".join(f"{x['wall_ms']['p50']:.2f} / {x['wall_ms']['p90']:.2f} / {x['wall_ms']['p99']:.2f} ms"
+                                    for x in (b, n))
+                       + " | " + " | ".join(f"{x['calls_per_keystroke']:.2f} / {x['rows_per_keystroke']:.2f}" for x in (b, n))
+                       + f" | {r['keystrokes_with_other_suggestions']} |")
     v1 = RES / "suggest-en-eval-v1.json"
     if v1.exists():
         old = json.loads(v1.read_text())
