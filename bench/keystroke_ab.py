@@ -2,8 +2,9 @@
 
     python bench/keystroke_ab.py --before 8f4336a --text ~/.cache/rnnkit/corpora/everyday_en/valid.txt
 
-Both sessions run the same bundle through one ``StepRunner``; only ``edge/`` comes from the other
-commit (``git archive``, imported under another package name). Each keystroke is typed by both,
+Both sessions run the same bundle through one ``StepRunner``, with this tree's tokenizer, lexicon
+and word n-gram objects; the other commit's ``edge/`` (``git archive``, imported under another
+package name) gives its ``TypingSession``: what is compared is the session and its search. Each keystroke is typed by both,
 which goes first alternating, so both see the same machine load: on a shared machine wall time
 drifts by tens of per cent between runs, but not between neighbouring keystrokes. Prints wall and
 thread-CPU p50 / p90 / p99 per keystroke, model calls and rows per keystroke, and how many
@@ -39,10 +40,10 @@ def edge_at(rev: str, where: Path):
     blob = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "edge"], check=True, capture_output=True).stdout
     tar = where / "edge.tar"
     tar.write_bytes(blob)
-    with tarfile.open(tar) as t:
-        t.extractall(where / "x", filter="data")
+    with tarfile.open(tar) as t:  # (a tar we made from git; the "data" filter where Python has it)
+        t.extractall(where / "x", **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     (where / "x" / "edge").rename(where / name)
-    sys.path.insert(0, str(where))
+    sys.path.insert(0, str(where))  # (main() takes it off again)
     return importlib.import_module(f"{name}.session")
 
 
@@ -90,8 +91,12 @@ def main(argv=None) -> int:
                 differ += 1
                 if args.show_other:
                     print(repr(text[max(0, i - 30):i]), got)
+        sys.path.remove(tmp)
     load = os.getloadavg()[0]
+    import hashlib
+
     out = {"before_rev": args.before, "bundle": args.bundle, "text": args.text, "chars": len(text),
+           "typed_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
            "keystrokes": len(text) + 1, "prefetch": args.prefetch, "load_avg_1min": load,
            "keystrokes_with_other_suggestions": differ}
     print(f"{len(text) + 1} keystrokes of {args.text} ({len(text)} characters), prefetch {args.prefetch}, "

@@ -69,10 +69,20 @@ def section() -> str:
            "`rnnkit eval-suggest BUNDLE --text ~/.cache/rnnkit/corpora/everyday_en/test.txt --spread --max-chars 8000 "
            "--train-text ~/.cache/rnnkit/corpora/everyday_en/train.txt --reference-words "
            "~/.cache/rnnkit/corpora/wordfreq_en/words.txt` "
-           f"({new['chars']:,} characters, {L['words']:,} scored words of the everyday_en test split, builder v3: mail "
-           "quotes with initials, PGP blocks and list footers removed; the typing session itself; KN-3 = Kneser-Ney "
+           f"({new['chars']:,} characters, {L['words']:,} scored words of the everyday_en test split, builder v4: "
+           "held-out lines a shorter training line matches dropped; the typing session itself; KN-3 = Kneser-Ney "
            "trigram trained on everyday_en train):", ""]
     out += eval_table(new)
+    v3, big = RES / "suggest-en-eval-v3.json", RES / "suggest-en-eval-40k.json"
+    if v3.exists() and big.exists():
+        a, b = json.loads(v3.read_text()), json.loads(big.read_text())
+        out += ["", "How far an 8,000-character sample moves: builder v4 dropped 4 of 16,644 test lines, and with them "
+                f"the spread sample's lines: on v3's split the same command typed {a['chars']:,} characters and gave "
+                f"next-word top-3 {pct(a['lstm']['next_word_top3'])} (KN-3 {pct(a['kneser_ney']['next_word_top3'])}) "
+                f"and keystroke savings {pct(savings(a['lstm']))} (KN-3 {pct(savings(a['kneser_ney']))}), with the "
+                "same bundle. A sample five times larger (`--max-chars 40000 --prefetch 0`, "
+                f"{b['chars']:,} characters, {b['lstm']['words']:,} scored words) is the steadier figure:", ""]
+        out += eval_table(b)
     ab = [json.loads(f.read_text()) for f in sorted(RES.glob("keystroke_ab-*-prefetch*.json"))]
     if ab:
         out += ["", "Wall and CPU time vary between machines and runs by more than the changes measured here, so the "

@@ -87,16 +87,15 @@ def logsumexp(x: np.ndarray) -> float:
 
 def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3,
                  beam: int = 8, max_pieces: int = 4, include_typed: bool = False,
-                 min_ratio: float = 0.0) -> list[WordHit]:
+                 floor: Callable[[float], float] | None = None) -> list[WordHit]:
     """The ``k`` most likely words whose surface starts with ``typed``.
 
     ``typed`` is a space followed by the partial word's UTF-8 bytes (just ``b" "`` for the
     next word). A hit must add at least one byte to what was typed, unless ``include_typed``:
-    then the typed word itself, as a complete word, competes too. ``min_ratio`` > 0: words
-    less likely than that times the best word found are not wanted, so a partial word below
-    that bar is not read further (each row read is a model call's worth of work).
+    then the typed word itself, as a complete word, competes too. ``floor(best)``: the log-prob
+    below which, given the best word found so far, no word is wanted; a partial word below it is
+    not read further (each row read is a model call's worth of work).
     """
-    floor_gap = np.log(min_ratio) if min_ratio > 0 else -np.inf
     assert typed[:1] == b" ", typed
     frontier: list[tuple[tuple[int, ...], bytes, float]] = [((), b"", 0.0)]
     found: dict[bytes, list] = {}  # surface -> [logp summed over segmentations, best logp, ids]
@@ -106,8 +105,8 @@ def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3
         b = -np.inf
         if len(found) >= k:  # a partial word bounds its extensions: those below the k-th word cannot make the top k
             b = sorted((h[0] for h in found.values()), reverse=True)[k - 1]
-        if found and floor_gap > -np.inf:  # ... nor those below min_ratio times the best word
-            b = max(b, max(h[0] for h in found.values()) + floor_gap)
+        if found and floor is not None:  # ... nor those below the floor
+            b = max(b, floor(max(h[0] for h in found.values())))
         return b
 
     for depth in range(max_pieces + 1):

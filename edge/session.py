@@ -48,9 +48,6 @@ from .word_ngram import FILE_NAME as NGRAM_FILE, WordNgram
 
 KINDS = ("completion", "next", "phrase")
 MAX_K = 20
-# The word search stops reading partial words at min_ratio times this below the best word: the
-# mix with the n-gram and user caches can lift a word the model ranks lower (by up to ~1/(1-l)).
-SEARCH_MARGIN = 0.25
 MAX_WORD_CHARS = 48       # a longer "word" (a pasted URL, a run of letters) gets no completion
 _WORD = re.compile(r"\S+|\n")
 _TAIL = re.compile(r"\S*\Z")
@@ -123,6 +120,10 @@ class TypingSession:
         if max_context_chars < 64:
             raise EdgeError(f"max_context_chars must be >= 64, got {max_context_chars}")
         self.max_context_chars = max_context_chars
+        # A search's batch and the parents it re-derives must fit the row cache at once.
+        if cache_size < 2 * beam:
+            raise EdgeError(f"cache_size must be at least 2 x beam = {2 * beam}, "
+                            f"got {cache_size}")
         self.cache_size, self.rows_kept = cache_size, rows_kept
         self.tokens_fed = 0   # tokens fed to the graph so far (context and search), for tests/benchmarks
         self.context_tokens_fed = 0  # of which reading the context
@@ -324,8 +325,15 @@ class TypingSession:
                     out[j] = hit[1]
             if todo:
                 # Parents were expanded one depth earlier; re-derive any the LRU evicted.
-                missing = [ids_list[j][:-1] for j in todo
-                           if len(ids_list[j]) > 1 and (root.id, ids_list[j][:-1]) not in self._cache]
+                # (the parents found are refreshed first: re-deriving the missing ones trims the LRU)
+                missing = []
+                for j in todo:
+                    if len(ids_list[j]) > 1:
+                        key = (root.id, ids_list[j][:-1])
+                        if key in self._cache:
+                            self._cache.move_to_end(key)
+                        else:
+                            missing.append(ids_list[j][:-1])
                 if missing:
                     rows(list(dict.fromkeys(missing)))
                 parents = [root.state if len(ids_list[j]) == 1 else self._cache[(root.id, ids_list[j][:-1])][0]
@@ -416,43 +424,82 @@ class TypingSession:
         real words looks again, further (``2k + 2`` words, reusing the rows it computed), so
         the words it drops as non-words leave room for real ones.
         """
-        first, dropped = self._offer(rows, typed, k + 1 if self.lexicon is not None else k, k, prev)
-        # Look further only when non-words took places among what would be offered: when the
-        # shortfall is the min_ratio bar or the typed word itself, the words a wider search adds
-        # rank below those and cannot be offered (one search instead of two, on ~40 % of keystrokes).
-        if self.lexicon is None or len(first[0]) >= k or not dropped:
+        first, look_further = self._offer(rows, typed, k + 1 if self.lexicon is not None else k, k, prev)
+        # Look further only when a wider search could change the answer: non-words took places among
+        # what would be offered, or a word ranked below the search's last could still be mixed up to
+        # the min_ratio bar (``_offer``). Else the words it adds cannot be offered (one search
+        # instead of two on ~40 % of keystrokes).
+        if self.lexicon is None or len(first[0]) >= k or not look_further:
             return first
         return self._offer(rows, typed, 2 * k + 2, k, prev)[0]
 
-    def _offer(self, rows, typed: bytes, want: int, k: int, prev: tuple[str, ...] = ()) -> tuple[tuple, int]:
-        """((words to offer, best word, log_z) as ``_words_for``, how many the lexicon dropped)."""
+    def _offer(self, rows, typed: bytes, want: int, k: int, prev: tuple[str, ...] = ()) -> tuple[tuple, bool]:
+        """((words to offer, best word, log_z) as ``_words_for``, whether a wider search could
+        offer more)."""
         sources = self._sources(typed, prev)
         rows = self._riding(rows, self._candidates(sources))
         if not typed:
             hits = self._adapt(rows, b"", self._search(rows, b"", want), prev, k, sources)
             real = self._real_words(hits, 0.0)
-            return (real[:k], hits[:1], 0.0), len(hits) - len(real)
-        hits = self._search(rows, typed, want + 1)
-        hits = self._adapt(rows, typed, hits, prev, k + 1, sources)  # (the typed word itself may be among the best)
+            return (real[:k], hits[:1], 0.0), len(hits) > len(real)
+        a, lift = self._mix_bound(sources, typed, prev)
+        found = self._search(rows, typed, want + 1, self._floor(a, lift))
+        full = len(found) == want + 1
+        hits = self._adapt(rows, typed, found, prev, k + 1, sources)  # (the typed word itself may be among the best)
         if not hits:
-            return ([], [], 0.0), 0
+            return ([], [], 0.0), False
         log_z = float(np.logaddexp.reduce([h.logp for h in hits]))
         bar = hits[0].logp + math.log(self.min_ratio) if self.min_ratio > 0 else -math.inf
         word = typed.decode("utf-8", "replace")
         offered = [h for h in hits if h.text != word and h.logp >= bar]
         real = self._real_words(offered, log_z)
-        return (real[:k], hits[:1], log_z), len(offered) - len(real)
+        lifted = full and math.log(a * math.exp(found[-1].logp) + lift) >= bar
+        return (real[:k], hits[:1], log_z), len(offered) > len(real) or lifted
 
-    def _search(self, rows, typed: bytes, want: int) -> list[WordHit]:
+    def _mix_bound(self, sources: tuple[list[str], ...], typed: bytes, prev: tuple[str, ...]) -> tuple[float, float]:
+        """(a, lift): a word that none of the n-gram, user and neural caches lists for this prefix
+        mixes to at most ``a * P_model + lift`` (each source rates such a word at most as its
+        weakest listed one, or as the typed word itself), so the search may leave words whose
+        model probability cannot reach the min_ratio bar even so."""
+        prefix = typed.decode("utf-8", "replace")
+        ngram = self.ngram if self.ngram is not None and self.ngram.lam > 0 else None
+        user = self.user if self.user is not None and self.user.total > 0 else None
+        neural = self._neural_probs()
+        a, lift = 1.0, 0.0
+        for source, listed in ((ngram, sources[0]), (user, sources[1])):
+            if source is not None:
+                bound = source.prob(prefix, prev) if prefix else 0.0
+                if len(listed) >= 3:
+                    bound = max(bound, source.prob(listed[-1], prev))
+                a, lift = a * (1 - source.lam), lift * (1 - source.lam) + source.lam * bound
+        if neural:
+            chosen = set(self._candidates(sources))
+            rest = next((neural[w] for w in sources[2] if w not in chosen), 0.0)
+            lam = self.neural.lam
+            a, lift = a * (1 - lam), lift * (1 - lam) + lam * max(rest, neural.get(prefix, 0.0))
+        return a, lift
+
+    def _floor(self, a: float, lift: float):
+        """The search's floor: given the best word's model log-prob, the log-prob below which a
+        partial word cannot lead to a word mixed up to min_ratio times the best (``_mix_bound``)."""
+        r = self.min_ratio
+
+        def floor(best: float) -> float:
+            v = math.exp(best) * r - lift / a
+            return math.log(v) if v > 0 else -math.inf
+        floor.key = (round(a, 12), round(lift, 15), r)
+        return floor
+
+    def _search(self, rows, typed: bytes, want: int, floor=None) -> list[WordHit]:
         """The model's ``want`` best words for the typed bytes (the typed word included), from
-        the root. Kept per root: the rows are the root's, so the answer cannot change, and a
-        keystroke that prefetch (or a repeated text) already searched costs a lookup."""
-        key = (rows.root_id, typed, want, self.beam, self.max_pieces, self.min_ratio)
+        the root; ``floor`` as ``_floor``. Kept per root: the rows are the root's, so the answer
+        cannot change, and a keystroke that prefetch (or a repeated text) already searched costs a lookup."""
+        key = (rows.root_id, typed, want, self.beam, self.max_pieces, getattr(floor, "key", None))
         hits = self._searched.get(key)
         if hits is None:
             if typed:
                 hits = search_words(self.vocab, rows, b" " + typed, want, self.beam, self.max_pieces,
-                                    include_typed=True, min_ratio=self.min_ratio * SEARCH_MARGIN)
+                                    include_typed=True, floor=floor)
             else:
                 hits = search_words(self.vocab, rows, b" ", want, self.beam, self.max_pieces)
             self._searched[key] = hits
@@ -507,6 +554,7 @@ class TypingSession:
             bar = sorted(h.logp for h in mixed)[-keep]
             ceiling = min(h.logp for h in hits)
             extra = [w for w in extra if mix(ceiling, w) >= bar]
+
         mixed += [WordHit(w, mix(lp, w), ids) for w, (lp, ids) in zip(extra, self._word_logps(rows, extra))]
         mixed.sort(key=lambda h: (-h.logp, h.text))
         return mixed
