@@ -87,27 +87,29 @@ def logsumexp(x: np.ndarray) -> float:
 
 def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3,
                  beam: int = 8, max_pieces: int = 4, include_typed: bool = False,
-                 floor: Callable[[float], float] | None = None) -> list[WordHit]:
+                 floor: Callable[[float], float] | None = None, pruned: list | None = None) -> list[WordHit]:
     """The ``k`` most likely words whose surface starts with ``typed``.
 
     ``typed`` is a space followed by the partial word's UTF-8 bytes (just ``b" "`` for the
     next word). A hit must add at least one byte to what was typed, unless ``include_typed``:
     then the typed word itself, as a complete word, competes too. ``floor(best)``: the log-prob
     below which, given the best word found so far, no word is wanted; a partial word below it is
-    not read further (each row read is a model call's worth of work).
+    not read further (each row read is a model call's worth of work); ``pruned`` (a list) gets
+    the log of the probability mass the floor left unread (what the words not found share).
     """
     assert typed[:1] == b" ", typed
     frontier: list[tuple[tuple[int, ...], bytes, float]] = [((), b"", 0.0)]
     found: dict[bytes, list] = {}  # surface -> [logp summed over segmentations, best logp, ids]
 
-    def bar() -> float:
-        """The log-prob a partial word must beat for its words to matter (-inf: all do)."""
-        b = -np.inf
+    def bars() -> tuple[float, float]:
+        """The log-probs a partial word must beat for its words to matter (-inf: all do): to make
+        the top k, and to reach the floor."""
+        kth = fl = -np.inf
         if len(found) >= k:  # a partial word bounds its extensions: those below the k-th word cannot make the top k
-            b = sorted((h[0] for h in found.values()), reverse=True)[k - 1]
+            kth = sorted((h[0] for h in found.values()), reverse=True)[k - 1]
         if found and floor is not None:  # ... nor those below the floor
-            b = max(b, floor(max(h[0] for h in found.values())))
-        return b
+            fl = floor(max(h[0] for h in found.values()))
+        return kth, fl
 
     for depth in range(max_pieces + 1):
         cand_ids, cand_lp, cand_parent = [], [], []
@@ -140,7 +142,13 @@ def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3
         top = np.argpartition(-lp_all, keep - 1)[:keep] if keep < ids_all.size else np.arange(ids_all.size)
         top = top[np.argsort(-lp_all[top], kind="stable")]
         top = top[np.isfinite(lp_all[top])]
-        top = top[lp_all[top] > bar()] if found else top
+        if found:
+            kth, fl = bars()
+            if pruned is not None and fl > kth:
+                unread = lp_all[top][(lp_all[top] <= fl) & (lp_all[top] > kth)]
+                if unread.size:
+                    pruned.append(logsumexp(unread))
+            top = top[lp_all[top] > max(kth, fl)]
         if top.size == 0:
             break
         frontier = [(cand_parent[par_all[t]][0] + (int(ids_all[t]),),

@@ -439,16 +439,17 @@ class TypingSession:
         sources = self._sources(typed, prev)
         rows = self._riding(rows, self._candidates(sources))
         if not typed:
-            hits = self._adapt(rows, b"", self._search(rows, b"", want), prev, k, sources)
+            hits = self._adapt(rows, b"", self._search(rows, b"", want)[0], prev, k, sources)
             real = self._real_words(hits, 0.0)
             return (real[:k], hits[:1], 0.0), len(hits) > len(real)
         a, lift = self._mix_bound(sources, typed, prev)
-        found = self._search(rows, typed, want + 1, self._floor(a, lift))
+        found, unread = self._search(rows, typed, want + 1, self._floor(a, lift))
         full = len(found) == want + 1
         hits = self._adapt(rows, typed, found, prev, k + 1, sources)  # (the typed word itself may be among the best)
         if not hits:
             return ([], [], 0.0), False
-        log_z = float(np.logaddexp.reduce([h.logp for h in hits]))
+        # (with what the floor left unread: the words it would have found share in "how sure")
+        log_z = float(np.logaddexp.reduce([h.logp for h in hits] + [unread]))
         bar = hits[0].logp + math.log(self.min_ratio) if self.min_ratio > 0 else -math.inf
         word = typed.decode("utf-8", "replace")
         offered = [h for h in hits if h.text != word and h.logp >= bar]
@@ -490,24 +491,25 @@ class TypingSession:
         floor.key = (round(a, 12), round(lift, 15), r)
         return floor
 
-    def _search(self, rows, typed: bytes, want: int, floor=None) -> list[WordHit]:
+    def _search(self, rows, typed: bytes, want: int, floor=None) -> tuple[list[WordHit], float]:
         """The model's ``want`` best words for the typed bytes (the typed word included), from
-        the root; ``floor`` as ``_floor``. Kept per root: the rows are the root's, so the answer
+        the root, and the log of the mass the floor (``_floor``) left unread. Kept per root: the rows are the root's, so the answer
         cannot change, and a keystroke that prefetch (or a repeated text) already searched costs a lookup."""
         key = (rows.root_id, typed, want, self.beam, self.max_pieces, getattr(floor, "key", None))
-        hits = self._searched.get(key)
-        if hits is None:
+        kept = self._searched.get(key)
+        if kept is None:
+            pruned: list[float] = []
             if typed:
                 hits = search_words(self.vocab, rows, b" " + typed, want, self.beam, self.max_pieces,
-                                    include_typed=True, floor=floor)
+                                    include_typed=True, floor=floor, pruned=pruned)
             else:
                 hits = search_words(self.vocab, rows, b" ", want, self.beam, self.max_pieces)
-            self._searched[key] = hits
+            kept = self._searched[key] = (hits, float(np.logaddexp.reduce(pruned)) if pruned else -math.inf)
             while len(self._searched) > self.cache_size:
                 self._searched.popitem(last=False)
         else:
             self._searched.move_to_end(key)
-        return hits
+        return kept
 
     def _real_words(self, hits: list, log_z: float) -> list:
         """The hits that are words: known to the lexicon or the user, or likely enough given
