@@ -62,6 +62,18 @@ def eval_table(new: dict, earlier: tuple = ()) -> list[str]:
     return out
 
 
+def two_builds(stem: str, data: str, unit: str, intro: str, v2: str, tail: str = "") -> list[str]:
+    """A sentence on the shipped translator's ``rnnkit eval`` figures on a corpus's test split as
+    built now (v2) and before (v1): docs/results/STEM-v{1,2}.json."""
+    f1, f2 = RES / f"{stem}-v1.json", RES / f"{stem}-v2.json"
+    if not (f1.exists() and f2.exists()):
+        return []
+    a, b = json.loads(f1.read_text()), json.loads(f2.read_text())
+    return ["", f"{intro} (`rnnkit eval models/translate-en-de --data ~/.cache/rnnkit/corpora/{data} --beam 4`, the "
+            f"int8 bundle): on {v2}, {b['pairs']:,} {unit}, BLEU {b['bleu']:.2f}, chrF {b['chrf']:.1f}; the same "
+            f"command on v1's {a['pairs']:,} {unit}: BLEU {a['bleu']:.2f}, chrF {a['chrf']:.1f}.{tail}"]
+
+
 def section() -> str:
     new = json.loads((RES / "suggest-en-eval.json").read_text())
     L = new["lstm"]
@@ -220,22 +232,14 @@ def section() -> str:
             f"| everyday_en_de (437 pairs) | BLEU {tr['test_everyday_en_de_bleu']:.2f}, chrF {tr['test_everyday_en_de_chrf']:.1f} "
             "| BLEU 4.46, chrF 24.7 | BLEU 1.48, chrF 18.2 (`rnnkit eval OLD_BUNDLE --data everyday_en_de/test.tsv --beam 4`) "
             f"| BLEU >= 20 ({'met' if tr['test_everyday_en_de_bleu'] >= 20 else 'missed'}) |"]
-    v1, v2 = RES / "translate-en-de-bible-test-v1.json", RES / "translate-en-de-bible-test-v2.json"
-    if v1.exists() and v2.exists():
-        a, b = json.loads(v1.read_text()), json.loads(v2.read_text())
-        out += ["", f"The Bible test without the verses that repeat a training verse word for word (bible_en_de builder "
-                f"v2, {b['pairs']:,} verses; `rnnkit eval models/translate-en-de --data "
-                f"~/.cache/rnnkit/corpora/bible_en_de/test.tsv --beam 4`, the int8 bundle): BLEU {b['bleu']:.2f}, chrF "
-                f"{b['chrf']:.1f}; the same command on v1's {a['pairs']:,} verses: BLEU {a['bleu']:.2f}, chrF {a['chrf']:.1f}."]
-    e1, e2 = RES / "translate-en-de-everyday-test-v1.json", RES / "translate-en-de-everyday-test-v2.json"
-    if e1.exists() and e2.exists():
-        a, b = json.loads(e1.read_text()), json.loads(e2.read_text())
-        out += ["", f"The shipped int8 bundle itself on the everyday test (`rnnkit eval models/translate-en-de --data "
-                f"~/.cache/rnnkit/corpora/everyday_en_de/test.tsv --beam 4`): on everyday_en_de builder v2's "
-                f"{b['pairs']:,} pairs (held-out pairs whose German is a training pair's dropped) BLEU {b['bleu']:.2f}, "
-                f"chrF {b['chrf']:.1f}; on v1's {a['pairs']:,} pairs BLEU {a['bleu']:.2f}, chrF {a['chrf']:.1f}. The "
-                "table's figure is the PyTorch model's, measured when it was trained (on the GPU); the bundle's is "
-                "what users get."]
+    out += two_builds("translate-en-de-bible-test", "bible_en_de/test.tsv", "verses",
+                      "The Bible test without the verses that repeat a training verse word for word",
+                      "bible_en_de builder v2")
+    out += two_builds("translate-en-de-everyday-test", "everyday_en_de/test.tsv", "pairs",
+                      "The shipped int8 bundle itself on the everyday test",
+                      "everyday_en_de builder v2 (held-out pairs whose German is a training pair's dropped)",
+                      " The table's figure is the PyTorch model's, measured when it was trained (on the GPU); the "
+                      "bundle's is what users get.")
     out.append(END)
     return "\n".join(out)
 

@@ -159,6 +159,15 @@ def suggest_extra() -> str:
         out.append(f"| per keystroke p50 / p99 with idle-time prefetch of {pf['prefetch_keys']} keys | "
                    f"{pf['latency_ms_p50']:.2f} / {pf['latency_ms_p99']:.2f} ms "
                    f"({100 * pf['no_call_keystrokes']:.0f} % of keystrokes make no model call) | - |")
+    big = RESULTS / "suggest-en-eval-40k.json"
+    if big.exists():  # an 8,000-character sample moves by points with the lines it takes
+        b = json.loads(big.read_text())
+        bl, bk = b["lstm"], b.get("kneser_ney", {})
+        out += ["", f"The same command with `--max-chars 40000 --prefetch 0` ({b['chars']:,} characters, "
+                f"{bl['words']:,} scored words; `docs/results/suggest-en-eval-40k.json`), the steadier sample: "
+                f"next-word top-3 {_pct(bl.get('next_word_top3'))} (KN-3 {_pct(bk.get('next_word_top3'))}), "
+                f"keystroke savings {_pct(savings(bl))} (KN-3 {_pct(savings(bk) if bk else None)}), "
+                f"{_pct(savings(bl, False))} with every space typed (KN-3 {_pct(savings(bk, False) if bk else None)})."]
     out += ["", "Smart Compose phrases at word starts (every 2nd), by threshold (mean log-prob per token):", "",
             "| threshold | trigger | exact | precision |", "|---|---|---|---|"]
     out += [f"| {t['threshold']} | {_pct(t['trigger_rate'])} | {_pct(t['exact_match_rate'])} | {_pct(t['precision'])} |"
