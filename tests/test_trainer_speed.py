@@ -73,3 +73,22 @@ def test_native_bf16_detection_reads_the_cpu_flags():
     if flags:
         has = " avx512_bf16" in flags or " amx_bf16" in flags
         assert dev.cpu_has_native_bf16() == has or "amx" in str(torch.backends.cpu.get_cpu_capability()).lower()
+
+
+def test_bf16_on_a_cpu_whose_onednn_has_no_bf16_lstm_trains_with_onednn_off(monkeypatch):
+    """An AVX2-only x86 (no AVX-512): oneDNN cannot build a bf16 LSTM, and precision=bf16 failed at
+    the first step. The run then uses PyTorch's own kernels; fp32 runs and able CPUs keep oneDNN."""
+    cpu = torch.device("cpu")
+    before = torch.backends.mkldnn.enabled
+    try:
+        monkeypatch.setattr(dev, "onednn_runs_bf16_lstm", lambda: False)
+        dev.configure_backends(cpu, "bf16")
+        assert not torch.backends.mkldnn.enabled
+        dev.configure_backends(cpu, "fp32")
+        assert torch.backends.mkldnn.enabled == dev.MKLDNN_FOR_TRAINING
+        monkeypatch.setattr(dev, "onednn_runs_bf16_lstm", lambda: True)
+        dev.configure_backends(cpu, "bf16")
+        assert torch.backends.mkldnn.enabled == dev.MKLDNN_FOR_TRAINING
+    finally:
+        torch.backends.mkldnn.enabled = before
+    assert isinstance(dev.onednn_runs_bf16_lstm(), bool)  # the real probe answers, whatever this CPU is

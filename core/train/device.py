@@ -165,12 +165,31 @@ def precision_warning(device: torch.device, precision: str) -> Optional[str]:
     return None
 
 
-def configure_backends(device: torch.device) -> None:
+@lru_cache(maxsize=1)
+def onednn_runs_bf16_lstm() -> bool:
+    """Whether oneDNN can build a bf16 LSTM on this CPU. Without AVX-512 (an AVX2-only x86) it
+    cannot: "could not create a primitive descriptor for the LSTM forward propagation primitive"."""
+    enabled = torch.backends.mkldnn.enabled
+    try:
+        torch.backends.mkldnn.enabled = True
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, _ = torch.nn.LSTM(4, 4, batch_first=True)(torch.zeros(2, 3, 4))
+            out.float().sum().backward()
+        return True
+    except RuntimeError:
+        return False
+    finally:
+        torch.backends.mkldnn.enabled = enabled
+
+
+def configure_backends(device: torch.device, precision: str = "fp32") -> None:
     """Backend switches decided once per run: the measured-faster oneDNN setting and the heap
     allocator setting (``tune_cpu_allocator``) on CPU, TF32 matmuls on CUDA (fp32 runs on Ampere+
-    get tensor cores; nanoGPT does the same)."""
+    get tensor cores; nanoGPT does the same). bf16 on a CPU whose oneDNN has no bf16 LSTM runs
+    PyTorch's own kernels (oneDNN off) instead of failing at the first step."""
     if device.type == "cpu" and torch.backends.mkldnn.is_available():
-        torch.backends.mkldnn.enabled = MKLDNN_FOR_TRAINING
+        torch.backends.mkldnn.enabled = MKLDNN_FOR_TRAINING and not (
+            precision == "bf16" and not onednn_runs_bf16_lstm())
     if device.type == "cpu":
         tune_cpu_allocator()
     if device.type == "cuda":

@@ -495,7 +495,7 @@ def _start(model: nn.Module, task: Task, cfg: TrainConfig, resume: bool):
                              f"CPU budget, schedule cosine/constant) and set early_stop_patience=0")
     info, device = ddp.setup_distributed(devices.resolve_device(cfg.device))
     precision = devices.resolve_precision(cfg.precision, device)
-    devices.configure_backends(device)
+    devices.configure_backends(device, precision)
     if info.enabled or hasattr(task, "rank"):
         try:  # the sharding hint: train_batches should yield only this rank's share
             task.rank, task.world_size = info.rank, info.world_size  # type: ignore[misc]
