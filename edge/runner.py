@@ -87,6 +87,29 @@ class StepMeta:
         return meta
 
 
+# A 98-byte graph: four uint8 255s times four int8 127s by MatMulInteger, as the int8 graphs multiply
+# (uint8 activations, zero point 128; int8 weights). onnxruntime's u8 x s8 kernel on an x86 CPU with
+# AVX2 and no VNNI adds the products in pairs into int16 and saturates: 65,534 instead of 129,540.
+_U8S8_PROBE = (b'\x08\x07:X\n\x18\n\x01a\n\x01w\x12\x01y"\rMatMulInteger\x12\x01p*\x0f\x08\x04\x08\x01\x10\x03B'
+               b'\x01wJ\x04\x7f\x7f\x7f\x7fZ\x13\n\x01a\x12\x0e\n\x0c\x08\x02\x12\x08\n\x02\x08\x01\n\x02\x08\x04b'
+               b'\x13\n\x01y\x12\x0e\n\x0c\x08\x06\x12\x08\n\x02\x08\x01\n\x02\x08\x01B\x04\n\x00\x10\n')
+
+
+def int8_products_exact() -> bool:
+    """Whether this machine's onnxruntime adds uint8 x int8 products exactly (False: an x86 with AVX2
+    and no VNNI, where the int8 graphs' logits differ from other machines' by up to several units)."""
+    global _EXACT
+    if _EXACT is None:
+        import onnxruntime as ort
+
+        s = ort.InferenceSession(_U8S8_PROBE, providers=["CPUExecutionProvider"])
+        _EXACT = int(s.run(None, {"a": np.full((1, 4), 255, np.uint8)})[0][0, 0]) == 255 * 127 * 4
+    return _EXACT
+
+
+_EXACT: bool | None = None
+
+
 def session_options(threads: int = 1, mem_arena: bool = True, optimization: str = "all",
                     save_optimized: str | os.PathLike | None = None):
     """One intra-op thread by default: a keystroke is one tiny step, threads only add sync cost.

@@ -19,7 +19,7 @@ import numpy as np
 
 from rnnkit.edge import names as N
 from rnnkit.edge.bundle import Bundle, BundleError, open_bundle
-from rnnkit.edge.runner import EdgeError, load_session
+from rnnkit.edge.runner import EdgeError, int8_products_exact, load_session
 
 from .feeds import max_abs_diff, random_feeds
 
@@ -153,6 +153,8 @@ def verify_bundle(directory: str | os.PathLike, seed: int = 0) -> dict[str, Any]
     bundle = open_bundle(directory)
     config = bundle.model_config
     report: dict[str, Any] = {"kind": bundle.kind, "precision": bundle.precision, "jobs": {}}
+    if bundle.precision == "int8":
+        report["int8_products_exact"] = int8_products_exact()
     for job in bundle.graphs:
         try:
             report["jobs"][job] = _verify_job(bundle, job, config, seed)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rnnkit.core.atomic import sha256_file
@@ -190,3 +191,19 @@ def test_the_graph_that_runs_is_the_graph_that_was_hashed(tmp_path):
     (out / "step.onnx").write_bytes(hashed)
     b.runner(Fake, "step", threads=1)
     assert names_seen == [("bytes", str(out / "step.onnx"), {"threads": 1})]
+
+
+def test_verify_says_whether_this_machines_int8_products_are_exact():
+    """onnxruntime's uint8 x int8 kernel saturates on an x86 with AVX2 and no VNNI; verify reports it
+    (the probe's answer is the one a numpy product gives, or the saturated one)."""
+    import onnxruntime as ort
+
+    from rnnkit.edge.runner import _U8S8_PROBE, int8_products_exact
+    from rnnkit.export.verify import verify_bundle
+
+    got = int(ort.InferenceSession(_U8S8_PROBE, providers=["CPUExecutionProvider"]).run(
+        None, {"a": np.full((1, 4), 255, np.uint8)})[0][0, 0])
+    assert got in (255 * 127 * 4, 2 * 32767)  # exact, or two int16 pair sums saturated
+    assert int8_products_exact() is (got == 255 * 127 * 4)
+    bundle = Path(__file__).resolve().parent.parent / "models" / "char-shakespeare"
+    assert verify_bundle(bundle)["int8_products_exact"] is int8_products_exact()
