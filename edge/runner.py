@@ -100,9 +100,7 @@ def int8_products_exact() -> bool:
     and no VNNI, where the int8 graphs' logits differ from other machines' by up to several units)."""
     global _EXACT
     if _EXACT is None:
-        import onnxruntime as ort
-
-        s = ort.InferenceSession(_U8S8_PROBE, providers=["CPUExecutionProvider"])
+        s = load_session(_U8S8_PROBE, name="the uint8 x int8 probe")
         _EXACT = int(s.run(None, {"a": np.full((1, 4), 255, np.uint8)})[0][0, 0]) == 255 * 127 * 4
     return _EXACT
 

@@ -196,13 +196,10 @@ def test_the_graph_that_runs_is_the_graph_that_was_hashed(tmp_path):
 def test_verify_says_whether_this_machines_int8_products_are_exact():
     """onnxruntime's uint8 x int8 kernel saturates on an x86 with AVX2 and no VNNI; verify reports it
     (the probe's answer is the one a numpy product gives, or the saturated one)."""
-    import onnxruntime as ort
-
-    from rnnkit.edge.runner import _U8S8_PROBE, int8_products_exact
+    from rnnkit.edge.runner import _U8S8_PROBE, int8_products_exact, load_session
     from rnnkit.export.verify import verify_bundle
 
-    got = int(ort.InferenceSession(_U8S8_PROBE, providers=["CPUExecutionProvider"]).run(
-        None, {"a": np.full((1, 4), 255, np.uint8)})[0][0, 0])
+    got = int(load_session(_U8S8_PROBE).run(None, {"a": np.full((1, 4), 255, np.uint8)})[0][0, 0])
     assert got in (255 * 127 * 4, 2 * 32767)  # exact, or two int16 pair sums saturated
     assert int8_products_exact() is (got == 255 * 127 * 4)
     bundle = Path(__file__).resolve().parent.parent / "models" / "char-shakespeare"
