@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -95,17 +96,12 @@ _U8S8_PROBE = (b'\x08\x07:X\n\x18\n\x01a\n\x01w\x12\x01y"\rMatMulInteger\x12\x01
                b'\x13\n\x01y\x12\x0e\n\x0c\x08\x06\x12\x08\n\x02\x08\x01\n\x02\x08\x01B\x04\n\x00\x10\n')
 
 
+@lru_cache(maxsize=1)
 def int8_products_exact() -> bool:
     """Whether this machine's onnxruntime adds uint8 x int8 products exactly (False: an x86 with AVX2
     and no VNNI, where the int8 graphs' logits differ from other machines' by up to several units)."""
-    global _EXACT
-    if _EXACT is None:
-        s = load_session(_U8S8_PROBE, name="the uint8 x int8 probe")
-        _EXACT = int(s.run(None, {"a": np.full((1, 4), 255, np.uint8)})[0][0, 0]) == 255 * 127 * 4
-    return _EXACT
-
-
-_EXACT: bool | None = None
+    s = load_session(_U8S8_PROBE, name="the uint8 x int8 probe")
+    return int(s.run(None, {"a": np.full((1, 4), 255, np.uint8)})[0][0, 0]) == 255 * 127 * 4
 
 
 def session_options(threads: int = 1, mem_arena: bool = True, optimization: str = "all",

@@ -101,19 +101,9 @@ def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3
     frontier: list[tuple[tuple[int, ...], bytes, float]] = [((), b"", 0.0)]
     found: dict[bytes, list] = {}  # surface -> [logp summed over segmentations, best logp, ids]
 
-    def bars() -> tuple[float, float]:
-        """The log-probs a partial word must beat for its words to matter (-inf: all do): to make
-        the top k, and to reach the floor."""
-        kth = fl = -np.inf
-        if len(found) >= k:  # a partial word bounds its extensions: those below the k-th word cannot make the top k
-            kth = sorted((h[0] for h in found.values()), reverse=True)[k - 1]
-        if found and floor is not None:  # ... nor those below the floor
-            fl = floor(max(h[0] for h in found.values()))
-        return kth, fl
-
     for depth in range(max_pieces + 1):
         cand_ids, cand_lp, cand_parent = [], [], []
-        for (ids, surf, lp), row in zip(frontier, rows([ids for ids, _, _ in frontier])):
+        for j, ((ids, surf, lp), row) in enumerate(zip(frontier, rows([ids for ids, _, _ in frontier]))):
             if ids and (len(surf) > len(typed) or (include_typed and len(surf) == len(typed) > 1)):
                 word_lp = lp + row.end(vocab)
                 hit = found.get(surf)
@@ -133,17 +123,20 @@ def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3
                     allowed, sub = allowed[part], sub[part]
                 cand_ids.append(allowed)
                 cand_lp.append(lp + sub)
-                cand_parent.append((ids, surf, allowed.size))
+                cand_parent.append(np.full(allowed.size, j))
         if not cand_ids:
             break
-        ids_all, lp_all = np.concatenate(cand_ids), np.concatenate(cand_lp)
-        par_all = np.repeat(np.arange(len(cand_parent)), [n for _, _, n in cand_parent])
+        ids_all, lp_all, par_all = np.concatenate(cand_ids), np.concatenate(cand_lp), np.concatenate(cand_parent)
         keep = ids_all.size if ids_all.size <= beam else beam
         top = np.argpartition(-lp_all, keep - 1)[:keep] if keep < ids_all.size else np.arange(ids_all.size)
         top = top[np.argsort(-lp_all[top], kind="stable")]
         top = top[np.isfinite(lp_all[top])]
         if found:
-            kth, fl = bars()
+            kth = fl = -np.inf
+            if len(found) >= k:  # a partial word bounds its extensions: those below the k-th word cannot make the top k
+                kth = sorted((h[0] for h in found.values()), reverse=True)[k - 1]
+            if floor is not None:  # ... nor those below the floor
+                fl = floor(max(h[0] for h in found.values()))
             if pruned is not None and fl > kth:
                 unread = lp_all[top][(lp_all[top] <= fl) & (lp_all[top] > kth)]
                 if unread.size:
@@ -151,8 +144,8 @@ def search_words(vocab: SentencePieceVocab, rows: Rows, typed: bytes, k: int = 3
             top = top[lp_all[top] > max(kth, fl)]
         if top.size == 0:
             break
-        frontier = [(cand_parent[par_all[t]][0] + (int(ids_all[t]),),
-                     cand_parent[par_all[t]][1] + vocab.surface[ids_all[t]], float(lp_all[t])) for t in top]
+        frontier = [(frontier[par_all[t]][0] + (int(ids_all[t]),),
+                     frontier[par_all[t]][1] + vocab.surface[ids_all[t]], float(lp_all[t])) for t in top]
     hits = []
     for surf, (lp, _, ids) in found.items():
         try:

@@ -122,8 +122,7 @@ class TypingSession:
         self.max_context_chars = max_context_chars
         # A search's batch and the parents it re-derives must fit the row cache at once.
         if cache_size < 2 * beam:
-            raise EdgeError(f"cache_size must be at least 2 x beam = {2 * beam}, "
-                            f"got {cache_size}")
+            raise EdgeError(f"cache_size must be at least 2 x beam = {2 * beam}, got {cache_size}")
         self.cache_size, self.rows_kept = cache_size, rows_kept
         self.tokens_fed = 0   # tokens fed to the graph so far (context and search), for tests/benchmarks
         self.context_tokens_fed = 0  # of which reading the context
@@ -437,12 +436,13 @@ class TypingSession:
         """((words to offer, best word, log_z) as ``_words_for``, whether a wider search could
         offer more)."""
         sources = self._sources(typed, prev)
-        rows = self._riding(rows, self._candidates(sources))
+        listed = self._candidates(sources)
+        rows = self._riding(rows, listed)
         if not typed:
             hits = self._adapt(rows, b"", self._search(rows, b"", want)[0], prev, k, sources)
             real = self._real_words(hits, 0.0)
             return (real[:k], hits[:1], 0.0), len(hits) > len(real)
-        a, lift = self._mix_bound(sources, typed, prev)
+        a, lift = self._mix_bound(sources, listed, typed, prev)
         found, unread = self._search(rows, typed, want + 1, self._floor(a, lift))
         full = len(found) == want + 1
         hits = self._adapt(rows, typed, found, prev, k + 1, sources)  # (the typed word itself may be among the best)
@@ -457,11 +457,12 @@ class TypingSession:
         lifted = full and math.log(a * math.exp(found[-1].logp) + lift) >= bar
         return (real[:k], hits[:1], log_z), len(offered) > len(real) or lifted
 
-    def _mix_bound(self, sources: tuple[list[str], ...], typed: bytes, prev: tuple[str, ...]) -> tuple[float, float]:
+    def _mix_bound(self, sources: tuple[list[str], ...], listed: list[str], typed: bytes,
+                   prev: tuple[str, ...]) -> tuple[float, float]:
         """(a, lift): a word that none of the n-gram, user and neural caches lists for this prefix
-        mixes to at most ``a * P_model + lift`` (each source rates such a word at most as its
-        weakest listed one, or as the typed word itself), so the search may leave words whose
-        model probability cannot reach the min_ratio bar even so."""
+        (``listed``: ``_candidates(sources)``) mixes to at most ``a * P_model + lift`` (each source
+        rates such a word at most as its weakest listed one, or as the typed word itself), so the
+        search may leave words whose model probability cannot reach the min_ratio bar even so."""
         prefix = typed.decode("utf-8", "replace")
         ngram = self.ngram if self.ngram is not None and self.ngram.lam > 0 else None
         user = self.user if self.user is not None and self.user.total > 0 else None
@@ -474,8 +475,7 @@ class TypingSession:
                     bound = max(bound, source.prob(listed[-1], prev))
                 a, lift = a * (1 - source.lam), lift * (1 - source.lam) + source.lam * bound
         if neural:
-            chosen = set(self._candidates(sources))
-            rest = next((neural[w] for w in sources[2] if w not in chosen), 0.0)
+            rest = next((neural[w] for w in sources[2] if w not in listed), 0.0)
             lam = self.neural.lam
             a, lift = a * (1 - lam), lift * (1 - lam) + lam * max(rest, neural.get(prefix, 0.0))
         return a, lift
@@ -493,8 +493,9 @@ class TypingSession:
 
     def _search(self, rows, typed: bytes, want: int, floor=None) -> tuple[list[WordHit], float]:
         """The model's ``want`` best words for the typed bytes (the typed word included), from
-        the root, and the log of the mass the floor (``_floor``) left unread. Kept per root: the rows are the root's, so the answer
-        cannot change, and a keystroke that prefetch (or a repeated text) already searched costs a lookup."""
+        the root, and the log of the mass the floor (``_floor``) left unread. Kept per root: the
+        rows are the root's, so the answer cannot change, and a keystroke that prefetch (or a
+        repeated text) already searched costs a lookup."""
         key = (rows.root_id, typed, want, self.beam, self.max_pieces, getattr(floor, "key", None))
         kept = self._searched.get(key)
         if kept is None:
@@ -556,7 +557,6 @@ class TypingSession:
             bar = sorted(h.logp for h in mixed)[-keep]
             ceiling = min(h.logp for h in hits)
             extra = [w for w in extra if mix(ceiling, w) >= bar]
-
         mixed += [WordHit(w, mix(lp, w), ids) for w, (lp, ids) in zip(extra, self._word_logps(rows, extra))]
         mixed.sort(key=lambda h: (-h.logp, h.text))
         return mixed

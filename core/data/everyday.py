@@ -429,7 +429,8 @@ def build_everyday_en(sources: dict[str, Path], out: Path, scratch: Path) -> dic
     return {"lines": sizes, "chars": chars, "held_out_writers": len(writers_held),
             "sources_chars": {k: dict(v) for k, v in by_source.items()},
             "mixture": {k: round(sum(v.values()) / max(total, 1), 3) for k, v in by_source.items()},
-            "dropped": dict(dropped), "dropped_held_out_read_in_train": held_dropped, "people": writers, "people_valid": writers_valid,
+            "dropped": dict(dropped), "dropped_held_out_read_in_train": held_dropped,
+            "people": writers, "people_valid": writers_valid,
             "split": f"by conversation / mail thread / article / sentence; sha256 of the unit's "
                      f"key with seed {SEED}; valid {HELD_OUT[0]:.0%} / test {HELD_OUT[1]:.0%}",
             "seed": SEED}
