@@ -242,10 +242,12 @@ def _add_int8(manifest: dict, run_dir: Path, model, fp32: dict, scratch: Path, f
 def int8_options(scheme: str, head: str, target: str = DEFAULT_TARGET) -> dict[str, Any]:
     """The manifest's ``int8_options``: how the int8 graphs were made."""
     if scheme == "rowwise":
-        from .rowwise import SCHEME, TANH_MAX, TANH_STEPS
+        from .rowwise import A_DIGIT, SCHEME, TANH_MAX, TANH_STEPS, W_DIGIT
 
-        return {"scheme": SCHEME, "target": target, "weights": "int8, symmetric, one scale per output channel",
-                "activations": "int8 per row (token): scale max|row| / 127, standard ONNX ops",
+        return {"scheme": SCHEME, "target": target,
+                "weights": f"int8 (|q| <= {W_DIGIT:.0f}), symmetric, one scale per output channel",
+                "activations": f"int8 per row (token): scale max|row| / {A_DIGIT:.0f}, standard ONNX ops",
+                "levels": {"activations": int(A_DIGIT), "weights": int(W_DIGIT)},
                 "lstm": "input projection + Scan over time; gates " + (
                     f"by tanh table lookup ({TANH_STEPS} points per unit on [-{TANH_MAX}, {TANH_MAX}])"
                     if target == "portable" else "by onnxruntime's Tanh / Sigmoid"), "output_head": head}

@@ -106,9 +106,10 @@ def run_verify(args) -> int:
         return 0
     print(f"{args.bundle}: ok ({report['kind']}, {report['precision']}); every file's size and sha256 match "
           "the manifest, and the graphs read no file it does not list")
-    if report.get("int8_products_exact") is False:
+    if report.get("int8_products_exact") is False and not report.get("int8_levels_fit_int16"):
         print("  warning: this machine's onnxruntime saturates uint8 x int8 products (an x86 CPU with AVX2 and "
-              "no VNNI): the int8 graphs answer differently here than elsewhere (docs/APP.md)")
+              "no VNNI) and this bundle's int8 weights use all 127 levels: its graphs answer differently here "
+              f"than elsewhere. `python -m rnnkit.export.requantize {args.bundle}` narrows them (docs/APP.md)")
     for job, figures in report["jobs"].items():
         ops = figures.pop("operators", None)
         figs = ", ".join(f"{k}={v:.2e}" for k, v in figures.items()) or "runs"

@@ -57,7 +57,8 @@ def _task_metrics(bundle, recipe_name: str, graph_sets: dict[str, dict[str, Path
     recipe = recipes.resolve_recipe(recipe_name, "full")
     config = build_model(bundle.manifest["model"].get("kind", bundle.kind), bundle.model_config).config
     with tempfile.TemporaryDirectory(prefix="rnnkit-requant-task-") as run_dir:
-        shutil.copy(bundle.tokenizer_path, Path(run_dir) / bundle.tokenizer_path.name)
+        if bundle.tokenizer_path is not None:   # a time-series model has none
+            shutil.copy(bundle.tokenizer_path, Path(run_dir) / bundle.tokenizer_path.name)
         torch.manual_seed(0)
         _, task, _ = recipes.build(recipe, run_dir)
         out: dict[str, Any] = {"metric": task.metric}
@@ -142,17 +143,172 @@ def requantize_bundle(src: str | Path, out: str | Path | None = None, scheme: st
         write_bundle(out, files, manifest)
     manifest = json.loads((Path(out) / N.MANIFEST).read_text(encoding="utf-8"))  # with files and sizes
     if readme is not None:
-        (out / "README.md").write_text(_card(readme, manifest), encoding="utf-8")
+        (out / "README.md").write_text(_card(readme, manifest, out), encoding="utf-8")
     log(f"wrote {out}: graphs {', '.join(f'{j}={f}' for j, f in graphs.items())}")
     return manifest
 
 
-def _card(readme: str, manifest: dict[str, Any]) -> str:
+def needs_narrowing(manifest: dict[str, Any]) -> bool:
+    """A row-wise bundle made before the weights kept to ``rowwise.W_DIGIT`` levels (no ``levels`` in its
+    ``int8_options``): its int8 products saturate on x86 CPUs without VNNI."""
+    from .rowwise import levels_fit
+
+    opt = manifest.get("int8_options") or {}
+    return opt.get("scheme") == "rowwise-int8" and not levels_fit(opt)
+
+
+def narrow_bundle(src: str | Path, out: str | Path | None = None, eval_tokens: int = 0,
+                  source_ref: str | None = None, log=print) -> dict[str, Any]:
+    """Re-write a row-wise bundle's graphs with 64-level weights (``rowwise.narrow_weights``): the same
+    answers on every CPU. Figures compare with the bundle's previous graphs with their products computed
+    exactly (``rowwise.exact_products``), i.e. as a CPU that does not saturate runs them."""
+    import onnx
+
+    from rnnkit.edge.bundle import open_bundle
+    from rnnkit.edge.runner import load_session
+
+    from .build_bundle import _versions, graph_listing, int8_options
+    from .bundle import write_bundle
+    from .quantize import compare_random, int8_text_report
+    from .rowwise import exact_products, narrow_weights
+    from .verify import rollout_self_check
+
+    src = Path(src)
+    out = Path(out) if out else src
+    bundle = open_bundle(src)
+    old = json.loads(json.dumps(bundle.manifest))
+    if not needs_narrowing(old):
+        raise ValueError(f"{src}: not a row-wise bundle with 127-level weights (int8_options "
+                         f"{old.get('int8_options')}); nothing to narrow")
+    recipe_name = _recipe_name(src)
+    readme = (src / "README.md").read_text(encoding="utf-8") if (src / "README.md").is_file() else None
+    with tempfile.TemporaryDirectory(prefix="rnnkit-narrow-") as scratch:
+        scratch = Path(scratch)
+        files: dict[str, Path] = {}
+        graphs: dict[str, str] = {}
+        refs: dict[str, Path] = {}
+        figures: dict[str, Any] = {}
+        for job, path in bundle.graphs.items():
+            model = onnx.load(str(path))
+            done = narrow_weights(model)
+            dst = scratch / path.name
+            onnx.save(model, dst)
+            ref = onnx.load(str(path))
+            exact_products(ref)
+            refs[job] = scratch / f"reference-{path.name}"
+            onnx.save(ref, refs[job])
+            sess = load_session(dst)
+            meta = {p.key: p.value for p in model.metadata_props}
+            figures[job] = {"int8_bytes": dst.stat().st_size, "narrowed": done,
+                            "random_inputs_vs_previous": compare_random(load_session(refs[job]), sess,
+                                                                        bundle.model_config),
+                            "previous": (old.get("int8") or {}).get(job)}
+            roll = rollout_self_check(sess, bundle.model_config, meta)
+            if roll is not None:
+                figures[job]["rollout_step_vs_whole"] = roll[0]
+            files[dst.name] = dst
+            graphs[job] = dst.name
+            log(f"{job}: {done}, random inputs vs the previous graph {figures[job]['random_inputs_vs_previous']}")
+        reference = "the previous graphs (127-level weights), their int8 products computed exactly"
+        if bundle.kind == "lm" and N.JOB_STEP in graphs:
+            try:
+                ids, source = _lm_ids(bundle, recipe_name)
+            except (OSError, ValueError, KeyError) as e:
+                log(f"note: no validation text ({e})")
+            else:
+                rep = int8_text_report(refs[N.JOB_STEP], scratch / graphs[N.JOB_STEP], ids, eval_tokens or None)
+                figures[N.JOB_STEP]["text"] = {"source": source, "reference": reference, **rep}
+                log(f"64-level weights on {source} ({rep['tokens']} tokens): top-1 agreement "
+                    f"{rep['top1_agreement']:.2%}, ppl {rep['fp32_ppl']:.3f} -> {rep['int8_ppl']:.3f} "
+                    f"({rep['ppl_change']:+.3%})")
+        elif (old.get("int8") or {}).get("task"):
+            sets = {"previous_int8": refs, "int8": {j: scratch / f for j, f in graphs.items()}}
+            figures["task"] = _task_metrics(bundle, recipe_name, sets)
+            figures["task"]["before_narrowing"] = old["int8"]["task"]
+            k = figures["task"]["metric"]
+            log("task " + ", ".join(f"{label} {figures['task'][label][k]:.4f}" for label in sets))
+        opt = int8_options("rowwise", (old.get("int8_options") or {}).get("output_head", "int8"),
+                           (old.get("int8_options") or {}).get("target", "portable"))
+        manifest = {k: v for k, v in old.items() if k not in ("files", "sizes")}
+        manifest.update({
+            "graphs": graphs, "int8": figures, "int8_options": opt,
+            "graph_ops": graph_listing({j: scratch / f for j, f in graphs.items()}),
+            "requantized": {
+                "from": {f: old["files"][f] for f in old["graphs"].values()},
+                "from_int8_options": old.get("int8_options"),
+                "earlier": old.get("requantized"),
+                "note": f"{NARROWED_NOTE} (q' = round(q / 2), scales doubled) so that no x86 "
+                        "CPU saturates the int8 products (AVX2 without VNNI did); the int8 figures compare with "
+                        f"{reference}. parity and metrics are the original export's.",
+                "with": _versions(),
+                "command": (f"git checkout {source_ref} -- {out} && " if source_ref else "")
+                + f"python -m rnnkit.export.requantize {out}"},
+        })
+        for name in old["files"]:
+            if name not in old["graphs"].values():
+                files[name] = bundle.path / name
+        staged = scratch / "files"
+        staged.mkdir()
+        for name, path in list(files.items()):
+            shutil.copy(path, staged / name)
+            files[name] = staged / name
+        write_bundle(out, files, manifest)
+    manifest = json.loads((Path(out) / N.MANIFEST).read_text(encoding="utf-8"))
+    if readme is not None:
+        (out / "README.md").write_text(_card(readme, manifest, out), encoding="utf-8")
+    log(f"wrote {out}")
+    return manifest
+
+
+def _size_text(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.0f} kB"   # as docs/make_model_cards.py
+
+
+NARROWED = "Weights narrowed to 64 levels"
+NARROWED_NOTE = "weights narrowed from 127 to 64 levels"
+
+
+def _narrowed_card(readme: str, manifest: dict[str, Any], out: Path) -> str:
+    """The model card after ``narrow_bundle``: one line with what the narrowing cost, after the int8 figures."""
+    import re
+
+    figs = manifest.get("int8") or {}
+    text = figs.get(N.JOB_STEP, {}).get("text")
+    line = (f"{NARROWED} (every x86 CPU gives the same answers; `python -m rnnkit.export.requantize`), against the "
+            "previous int8 graphs with exact products")
+    if text:
+        line += (f", on {text['source']} ({text['tokens']:,} tokens): top-1 agreement {text['top1_agreement']:.2%}, "
+                 f"perplexity {text['fp32_ppl']:.3f} → {text['int8_ppl']:.3f} ({text['ppl_change']:+.3%}).")
+    elif figs.get("task"):
+        task = figs["task"]
+        line += ": recipe metrics " + ", ".join(f"{k} {task['previous_int8'][k]:.4g} → {task['int8'][k]:.4g}"
+                                                for k in task["int8"] if k.startswith("val_")) + "."
+    else:
+        line += "."
+    readme = re.sub(rf"^{NARROWED}.*\n", "", readme, flags=re.M)
+    anchor = re.search(r"^(int8 vs fp32 on .*|int8 \(re-quantised.*|Recipe metrics of the graphs.*)$", readme, flags=re.M)
+    if anchor:
+        readme = readme[:anchor.end()] + "\n" + line + readme[anchor.end():]
+    readme = re.sub(r"\n## Runs on\n.*?(?=\n## |\Z)", "", readme, flags=re.S)
+    from .runtimes import card_section
+
+    section = card_section(manifest)
+    marker = "\n## Reproduce"
+    if manifest.get("sizes"):
+        size = sum(manifest["sizes"].values()) + (out / N.MANIFEST).stat().st_size   # as `rnnkit describe`
+        readme = re.sub(r"^\| bundle size \| .* \|$", f"| bundle size | {_size_text(size)} |", readme, flags=re.M)
+    return readme.replace(marker, f"\n{section}\n{marker}", 1) if marker in readme else \
+        readme.rstrip() + "\n\n" + section + "\n"
+
+
+def _card(readme: str, manifest: dict[str, Any], out: Path) -> str:
     """The model card with its int8 figures re-measured and a "Runs on" section (``runtimes.card_section``)."""
     import re
 
     from .runtimes import card_section
 
+    if (manifest.get("requantized") or {}).get("note", "").startswith(NARROWED_NOTE):
+        return _narrowed_card(readme, manifest, out)
     text = (manifest.get("int8") or {}).get(N.JOB_STEP, {}).get("text")
     if text:
         line = (f"int8 (re-quantised, row-wise) vs the fp32 graph rebuilt from the shipped int8 weights, on "
@@ -166,8 +322,8 @@ def _card(readme: str, manifest: dict[str, Any]) -> str:
             f"row-wise int8 {task['int8'][k]:.4g}" for k in task["fp32"] if k.startswith("val_"))
         readme = re.sub(r"^Recipe metrics of the graphs.*$", line, readme, flags=re.M)
     if manifest.get("sizes"):
-        size = sum(manifest["sizes"].values())
-        readme = re.sub(r"^\| bundle size \| .* \|$", f"| bundle size | {size / 1e6:.1f} MB |", readme, flags=re.M)
+        size = sum(manifest["sizes"].values()) + (out / N.MANIFEST).stat().st_size   # as `rnnkit describe`
+        readme = re.sub(r"^\| bundle size \| .* \|$", f"| bundle size | {_size_text(size)} |", readme, flags=re.M)
     readme = re.sub(r"\n## Runs on\n.*?(?=\n## |\Z)", "", readme, flags=re.S)
     section = card_section(manifest)
     marker = "\n## Reproduce"
@@ -191,6 +347,11 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
+    from rnnkit.edge.bundle import open_bundle
+
+    if needs_narrowing(open_bundle(args.bundle).manifest):
+        narrow_bundle(args.bundle, args.out, args.eval_tokens, args.source_ref)
+        return 0
     requantize_bundle(args.bundle, args.out, args.scheme, args.head, args.eval_tokens, args.target, args.source_ref)
     return 0
 

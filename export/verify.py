@@ -22,6 +22,7 @@ from rnnkit.edge.bundle import Bundle, BundleError, open_bundle
 from rnnkit.edge.runner import EdgeError, int8_products_exact, load_session
 
 from .feeds import max_abs_diff, random_feeds
+from .rowwise import levels_fit
 
 
 ROLLOUT_TOLERANCE = 1e-5
@@ -155,6 +156,7 @@ def verify_bundle(directory: str | os.PathLike, seed: int = 0) -> dict[str, Any]
     report: dict[str, Any] = {"kind": bundle.kind, "precision": bundle.precision, "jobs": {}}
     if bundle.precision == "int8":
         report["int8_products_exact"] = int8_products_exact()
+        report["int8_levels_fit_int16"] = levels_fit(bundle.manifest.get("int8_options"))
     for job in bundle.graphs:
         try:
             report["jobs"][job] = _verify_job(bundle, job, config, seed)
