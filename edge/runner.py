@@ -88,9 +88,10 @@ class StepMeta:
         return meta
 
 
-# A 98-byte graph: four uint8 255s times four int8 127s by MatMulInteger, as the int8 graphs multiply
-# (uint8 activations, zero point 128; int8 weights). onnxruntime's u8 x s8 kernel on an x86 CPU with
-# AVX2 and no VNNI adds the products in pairs into int16 and saturates: 65,534 instead of 129,540.
+# A 98-byte graph: four uint8 255s times four int8 127s by MatMulInteger (uint8 activations, zero point
+# 128, full-range int8 weights, as bundles made before the weights kept to 64 levels multiply).
+# onnxruntime's u8 x s8 kernel on an x86 CPU with AVX2 and no VNNI adds the products in pairs into int16
+# and saturates: 65,534 instead of 129,540.
 _U8S8_PROBE = (b'\x08\x07:X\n\x18\n\x01a\n\x01w\x12\x01y"\rMatMulInteger\x12\x01p*\x0f\x08\x04\x08\x01\x10\x03B'
                b'\x01wJ\x04\x7f\x7f\x7f\x7fZ\x13\n\x01a\x12\x0e\n\x0c\x08\x02\x12\x08\n\x02\x08\x01\n\x02\x08\x04b'
                b'\x13\n\x01y\x12\x0e\n\x0c\x08\x06\x12\x08\n\x02\x08\x01\n\x02\x08\x01B\x04\n\x00\x10\n')
@@ -98,8 +99,9 @@ _U8S8_PROBE = (b'\x08\x07:X\n\x18\n\x01a\n\x01w\x12\x01y"\rMatMulInteger\x12\x01
 
 @lru_cache(maxsize=1)
 def int8_products_exact() -> bool:
-    """Whether this machine's onnxruntime adds uint8 x int8 products exactly (False: an x86 with AVX2
-    and no VNNI, where the int8 graphs' logits differ from other machines' by up to several units)."""
+    """Whether this machine's onnxruntime adds full-range uint8 x int8 products exactly (False: an x86 with
+    AVX2 and no VNNI, where graphs with 127-level int8 weights answer differently from other machines;
+    graphs whose weights keep to 64 levels, ``int8_options.levels``, answer the same)."""
     s = load_session(_U8S8_PROBE, name="the uint8 x int8 probe")
     return int(s.run(None, {"a": np.full((1, 4), 255, np.uint8)})[0][0, 0]) == 255 * 127 * 4
 

@@ -108,8 +108,9 @@ def run_verify(args) -> int:
           "the manifest, and the graphs read no file it does not list")
     if report.get("int8_products_exact") is False and not report.get("int8_levels_fit_int16"):
         print("  warning: this machine's onnxruntime saturates uint8 x int8 products (an x86 CPU with AVX2 and "
-              "no VNNI) and this bundle's int8 weights use all 127 levels: its graphs answer differently here "
-              f"than elsewhere. `python -m rnnkit.export.requantize {args.bundle}` narrows them (docs/APP.md)")
+              "no VNNI) and this bundle's int8 weights use all 127 levels (row-wise before 64-level weights, or the "
+              "dynamic scheme): its graphs answer differently here than elsewhere. "
+              f"`python -m rnnkit.export.requantize {args.bundle}` rewrites them so they do not (docs/APP.md)")
     for job, figures in report["jobs"].items():
         ops = figures.pop("operators", None)
         figs = ", ".join(f"{k}={v:.2e}" for k, v in figures.items()) or "runs"

@@ -376,14 +376,12 @@ def dequantize_model(model):
 
 def prune_dead(model) -> None:
     """Drop nodes whose outputs nothing reads (graph outputs and subgraphs count), then unread initializers."""
+    from .onnx_graphs import all_graphs
+
     def reads(g, acc):
-        for n in g.node:
-            acc.update(n.input)
-            for a in n.attribute:
-                if a.type == a.GRAPH:
-                    reads(a.g, acc)
-                for sub in a.graphs:
-                    reads(sub, acc)
+        for sub in all_graphs(g):
+            for n in sub.node:
+                acc.update(n.input)
         return acc
 
     while True:

@@ -1,9 +1,14 @@
 """Re-quantise a shipped int8 bundle whose training run is gone: ``python -m rnnkit.export.requantize BUNDLE``.
 
-models/ ships int8 graphs only and their runs are not in the repo. The int8 graphs hold the int8
-weights and their scales, so ``quantize.dequantize_model`` rebuilds the fp32 graph those weights
-define (exactly what the int8 graph multiplies with); that graph is quantised again with
-``quantize_graph`` (the row-wise scheme by default) and the bundle re-written:
+models/ ships int8 graphs only and their runs are not in the repo. Two cases:
+
+- a row-wise bundle made before the weights kept to 64 levels is narrowed (``narrow_bundle``,
+  export/narrow.py): its weights halved, its figures measured against its old graphs with exact products;
+- a bundle of the earlier dynamic scheme: the int8 graphs hold the int8 weights and their scales, so
+  ``quantize.dequantize_model`` rebuilds the fp32 graph those weights define (exactly what the int8 graph
+  multiplies with); that graph is quantised again with ``quantize_graph`` (``requantize_bundle``).
+
+Either way the bundle is re-written:
 
 - ``graphs`` point at the new int8 files (same names); every file hashed again;
 - ``int8`` figures re-measured against the rebuilt fp32 graph (sizes, random inputs, step vs whole
@@ -76,7 +81,6 @@ def requantize_bundle(src: str | Path, out: str | Path | None = None, scheme: st
 
     from .build_bundle import _quantize_all, _versions, graph_listing, int8_options
     from rnnkit.edge.bundle import open_bundle
-    from .bundle import write_bundle
     from .quantize import dequantize_model, int8_text_report
 
     src = Path(src)
@@ -85,6 +89,9 @@ def requantize_bundle(src: str | Path, out: str | Path | None = None, scheme: st
     old = json.loads(json.dumps(bundle.manifest))
     if bundle.fp32_graphs:
         raise ValueError(f"{src} has fp32 graphs: re-export them with `rnnkit export` instead")
+    if (old.get("int8_options") or {}).get("scheme") == "rowwise-int8":
+        raise ValueError(f"{src} is row-wise int8 already, with weights that fit every CPU: nothing to re-quantise "
+                         "(to change its scheme, head or target, export its run again with `rnnkit export`)")
     head = head or (old.get("int8_options") or {}).get("output_head", "int8")
     recipe_name = _recipe_name(src)
     readme = (src / "README.md").read_text(encoding="utf-8") if (src / "README.md").is_file() else None
@@ -118,8 +125,7 @@ def requantize_bundle(src: str | Path, out: str | Path | None = None, scheme: st
             figures["task"]["torch_at_export"] = old["int8"]["task"].get("torch")
             k = figures["task"]["metric"]
             log("task " + ", ".join(f"{label} {figures['task'][label][k]:.4f}" for label in sets))
-        manifest = {k: v for k, v in old.items() if k not in ("files", "sizes")}
-        manifest.update({
+        updates = {
             "graphs": graphs, "fp32_graphs": {}, "int8": figures, "int8_options": int8_options(scheme, head, target),
             "graph_ops": graph_listing({j: scratch / f for j, f in graphs.items()}),
             "requantized": {
@@ -131,27 +137,38 @@ def requantize_bundle(src: str | Path, out: str | Path | None = None, scheme: st
                 "with": _versions(),
                 "command": (f"git checkout {source_ref} -- {out} && " if source_ref else "")
                 + f"python -m rnnkit.export.requantize {out} --scheme {scheme} --head {head} --target {target}"},
-        })
-        for name in old["files"]:
-            if name not in old["graphs"].values():
-                files[name] = bundle.path / name  # tokenizer, lexicon, ...
-        staged = scratch / "files"
-        staged.mkdir()
-        for name, path in list(files.items()):  # copy out before the bundle directory is replaced
-            shutil.copy(path, staged / name)
-            files[name] = staged / name
-        write_bundle(out, files, manifest)
-    manifest = json.loads((Path(out) / N.MANIFEST).read_text(encoding="utf-8"))  # with files and sizes
+        }
+        return _write_out(bundle, old, out, scratch, files, updates, readme, log)
+
+
+def _write_out(bundle, old: dict[str, Any], out: Path, scratch: Path, files: dict[str, Path],
+               updates: dict[str, Any], readme: str | None, log) -> dict[str, Any]:
+    """Write the re-quantised bundle: ``files`` (the new graphs) and the old bundle's other files, its manifest
+    with ``updates``, and its model card updated (``_card``). Returns the written manifest."""
+    from .bundle import write_bundle
+
+    manifest = {k: v for k, v in old.items() if k not in ("files", "sizes")}
+    manifest.update(updates)
+    for name in old["files"]:
+        if name not in old["graphs"].values():
+            files[name] = bundle.path / name  # tokenizer, lexicon, ...
+    staged = scratch / "files"
+    staged.mkdir()
+    for name, path in list(files.items()):  # copy out before the bundle directory is replaced
+        shutil.copy(path, staged / name)
+        files[name] = staged / name
+    write_bundle(out, files, manifest)
+    manifest = json.loads((out / N.MANIFEST).read_text(encoding="utf-8"))  # with files and sizes
     if readme is not None:
         (out / "README.md").write_text(_card(readme, manifest, out), encoding="utf-8")
-    log(f"wrote {out}: graphs {', '.join(f'{j}={f}' for j, f in graphs.items())}")
+    log(f"wrote {out}: graphs {', '.join(f'{j}={f}' for j, f in manifest['graphs'].items())}")
     return manifest
 
 
 def needs_narrowing(manifest: dict[str, Any]) -> bool:
     """A row-wise bundle made before the weights kept to ``rowwise.W_DIGIT`` levels (no ``levels`` in its
     ``int8_options``): its int8 products saturate on x86 CPUs without VNNI."""
-    from .rowwise import levels_fit
+    from .narrow import levels_fit
 
     opt = manifest.get("int8_options") or {}
     return opt.get("scheme") == "rowwise-int8" and not levels_fit(opt)
@@ -159,18 +176,17 @@ def needs_narrowing(manifest: dict[str, Any]) -> bool:
 
 def narrow_bundle(src: str | Path, out: str | Path | None = None, eval_tokens: int = 0,
                   source_ref: str | None = None, log=print) -> dict[str, Any]:
-    """Re-write a row-wise bundle's graphs with 64-level weights (``rowwise.narrow_weights``): the same
+    """Re-write a row-wise bundle's graphs with 64-level weights (``narrow.narrow_weights``): the same
     answers on every CPU. Figures compare with the bundle's previous graphs with their products computed
-    exactly (``rowwise.exact_products``), i.e. as a CPU that does not saturate runs them."""
+    exactly (``narrow.exact_products``), i.e. as a CPU that does not saturate runs them."""
     import onnx
 
     from rnnkit.edge.bundle import open_bundle
     from rnnkit.edge.runner import load_session
 
     from .build_bundle import _versions, graph_listing, int8_options
-    from .bundle import write_bundle
+    from .narrow import exact_products, narrow_weights
     from .quantize import compare_random, int8_text_report
-    from .rowwise import exact_products, narrow_weights
     from .verify import rollout_self_check
 
     src = Path(src)
@@ -229,47 +245,69 @@ def narrow_bundle(src: str | Path, out: str | Path | None = None, eval_tokens: i
             log("task " + ", ".join(f"{label} {figures['task'][label][k]:.4f}" for label in sets))
         opt = int8_options("rowwise", (old.get("int8_options") or {}).get("output_head", "int8"),
                            (old.get("int8_options") or {}).get("target", "portable"))
-        manifest = {k: v for k, v in old.items() if k not in ("files", "sizes")}
-        manifest.update({
+        updates = {
             "graphs": graphs, "int8": figures, "int8_options": opt,
             "graph_ops": graph_listing({j: scratch / f for j, f in graphs.items()}),
             "requantized": {
                 "from": {f: old["files"][f] for f in old["graphs"].values()},
                 "from_int8_options": old.get("int8_options"),
                 "earlier": old.get("requantized"),
-                "note": f"{NARROWED_NOTE} (q' = round(q / 2), scales doubled) so that no x86 "
-                        "CPU saturates the int8 products (AVX2 without VNNI did); the int8 figures compare with "
-                        f"{reference}. parity and metrics are the original export's.",
+                "note": f"{NARROWED_NOTE} (q' = round(q / 2), scales doubled) so that no x86 CPU saturates the int8 "
+                        f"products (AVX2 without VNNI did); the int8 figures compare with {reference}. parity and "
+                        "metrics are the original export's.",
                 "with": _versions(),
                 "command": (f"git checkout {source_ref} -- {out} && " if source_ref else "")
                 + f"python -m rnnkit.export.requantize {out}"},
-        })
-        for name in old["files"]:
-            if name not in old["graphs"].values():
-                files[name] = bundle.path / name
-        staged = scratch / "files"
-        staged.mkdir()
-        for name, path in list(files.items()):
-            shutil.copy(path, staged / name)
-            files[name] = staged / name
-        write_bundle(out, files, manifest)
-    manifest = json.loads((Path(out) / N.MANIFEST).read_text(encoding="utf-8"))
-    if readme is not None:
-        (out / "README.md").write_text(_card(readme, manifest, out), encoding="utf-8")
-    log(f"wrote {out}")
-    return manifest
-
-
-def _size_text(size: int) -> str:
-    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.0f} kB"   # as docs/make_model_cards.py
+        }
+        return _write_out(bundle, old, out, scratch, files, updates, readme, log)
 
 
 NARROWED = "Weights narrowed to 64 levels"
 NARROWED_NOTE = "weights narrowed from 127 to 64 levels"
 
 
-def _narrowed_card(readme: str, manifest: dict[str, Any], out: Path) -> str:
-    """The model card after ``narrow_bundle``: one line with what the narrowing cost, after the int8 figures."""
+def _card(readme: str, manifest: dict[str, Any], out: Path) -> str:
+    """The model card with its int8 figures re-measured, its size, and a "Runs on" section
+    (``runtimes.card_section``) before "## Reproduce"."""
+    import re
+
+    from .runtimes import card_section
+
+    readme = _narrowed_lines(readme, manifest) if (manifest.get("requantized") or {}).get("note", "").startswith(
+        NARROWED_NOTE) else _requantized_lines(readme, manifest)
+    if manifest.get("sizes"):
+        size = sum(manifest["sizes"].values()) + (out / N.MANIFEST).stat().st_size   # as `rnnkit describe`
+        text = f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.0f} kB"   # as docs/make_model_cards.py
+        readme = re.sub(r"^\| bundle size \| .* \|$", f"| bundle size | {text} |", readme, flags=re.M)
+    readme = re.sub(r"\n## Runs on\n.*?(?=\n## |\Z)", "", readme, flags=re.S)
+    section = card_section(manifest)
+    marker = "\n## Reproduce"
+    if marker in readme:
+        return readme.replace(marker, f"\n{section}\n{marker}", 1)
+    return readme.rstrip() + "\n\n" + section + "\n"
+
+
+def _requantized_lines(readme: str, manifest: dict[str, Any]) -> str:
+    """After ``requantize_bundle``: the int8 line (language models) or the recipe metrics line, replaced."""
+    import re
+
+    text = (manifest.get("int8") or {}).get(N.JOB_STEP, {}).get("text")
+    if text:
+        line = (f"int8 (re-quantised, row-wise) vs the fp32 graph rebuilt from the shipped int8 weights, on "
+                f"{text['source']} ({text['tokens']:,} tokens): top-1 agreement {text['top1_agreement']:.2%}, "
+                f"perplexity {text['fp32_ppl']:.3f} → {text['int8_ppl']:.3f} ({text['ppl_change']:+.3%}).")
+        readme = re.sub(r"^int8 (\(re-quantised.*|vs fp32 on .*)$", line, readme, flags=re.M)
+    task = (manifest.get("int8") or {}).get("task")
+    if task:
+        line = "Recipe metrics of the graphs (re-quantised): " + ", ".join(
+            f"{k} fp32 rebuilt from int8 {task['fp32'][k]:.4g} / previous int8 {task['previous_int8'][k]:.4g} / "
+            f"row-wise int8 {task['int8'][k]:.4g}" for k in task["fp32"] if k.startswith("val_"))
+        readme = re.sub(r"^Recipe metrics of the graphs.*$", line, readme, flags=re.M)
+    return readme
+
+
+def _narrowed_lines(readme: str, manifest: dict[str, Any]) -> str:
+    """After ``narrow_bundle``: one line with what the narrowing cost, after the int8 figures."""
     import re
 
     figs = manifest.get("int8") or {}
@@ -287,72 +325,40 @@ def _narrowed_card(readme: str, manifest: dict[str, Any], out: Path) -> str:
         line += "."
     readme = re.sub(rf"^{NARROWED}.*\n", "", readme, flags=re.M)
     anchor = re.search(r"^(int8 vs fp32 on .*|int8 \(re-quantised.*|Recipe metrics of the graphs.*)$", readme, flags=re.M)
-    if anchor:
-        readme = readme[:anchor.end()] + "\n" + line + readme[anchor.end():]
-    readme = re.sub(r"\n## Runs on\n.*?(?=\n## |\Z)", "", readme, flags=re.S)
-    from .runtimes import card_section
-
-    section = card_section(manifest)
-    marker = "\n## Reproduce"
-    if manifest.get("sizes"):
-        size = sum(manifest["sizes"].values()) + (out / N.MANIFEST).stat().st_size   # as `rnnkit describe`
-        readme = re.sub(r"^\| bundle size \| .* \|$", f"| bundle size | {_size_text(size)} |", readme, flags=re.M)
-    return readme.replace(marker, f"\n{section}\n{marker}", 1) if marker in readme else \
-        readme.rstrip() + "\n\n" + section + "\n"
-
-
-def _card(readme: str, manifest: dict[str, Any], out: Path) -> str:
-    """The model card with its int8 figures re-measured and a "Runs on" section (``runtimes.card_section``)."""
-    import re
-
-    from .runtimes import card_section
-
-    if (manifest.get("requantized") or {}).get("note", "").startswith(NARROWED_NOTE):
-        return _narrowed_card(readme, manifest, out)
-    text = (manifest.get("int8") or {}).get(N.JOB_STEP, {}).get("text")
-    if text:
-        line = (f"int8 (re-quantised, row-wise) vs the fp32 graph rebuilt from the shipped int8 weights, on "
-                f"{text['source']} ({text['tokens']:,} tokens): top-1 agreement {text['top1_agreement']:.2%}, "
-                f"perplexity {text['fp32_ppl']:.3f} → {text['int8_ppl']:.3f} ({text['ppl_change']:+.3%}).")
-        readme = re.sub(r"^int8 (\(re-quantised.*|vs fp32 on .*)$", line, readme, flags=re.M)
-    task = (manifest.get("int8") or {}).get("task")
-    if task:
-        line = "Recipe metrics of the graphs (re-quantised): " + ", ".join(
-            f"{k} fp32 rebuilt from int8 {task['fp32'][k]:.4g} / previous int8 {task['previous_int8'][k]:.4g} / "
-            f"row-wise int8 {task['int8'][k]:.4g}" for k in task["fp32"] if k.startswith("val_"))
-        readme = re.sub(r"^Recipe metrics of the graphs.*$", line, readme, flags=re.M)
-    if manifest.get("sizes"):
-        size = sum(manifest["sizes"].values()) + (out / N.MANIFEST).stat().st_size   # as `rnnkit describe`
-        readme = re.sub(r"^\| bundle size \| .* \|$", f"| bundle size | {_size_text(size)} |", readme, flags=re.M)
-    readme = re.sub(r"\n## Runs on\n.*?(?=\n## |\Z)", "", readme, flags=re.S)
-    section = card_section(manifest)
-    marker = "\n## Reproduce"
-    if marker in readme:
-        readme = readme.replace(marker, f"\n{section}\n{marker}", 1)
-    else:
-        readme = readme.rstrip() + "\n\n" + section + "\n"
-    return readme
+    return readme[:anchor.end()] + "\n" + line + readme[anchor.end():] if anchor else readme
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m rnnkit.export.requantize", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m rnnkit.export.requantize",
+        description="Rewrite the int8 graphs of a shipped int8-only bundle whose training run is gone, in place "
+                    "(or to --out). A row-wise bundle made before the weights kept to 64 levels is narrowed "
+                    "(same answers on every CPU; no option applies); a bundle of the earlier dynamic scheme is "
+                    "re-quantised row-wise from its int8 weights.")
     p.add_argument("bundle")
     p.add_argument("--out", help="write here instead of replacing BUNDLE")
-    p.add_argument("--scheme", choices=("rowwise", "dynamic"), default="rowwise")
-    p.add_argument("--head", choices=("int8", "fp32"), help="default: as the bundle was exported")
-    p.add_argument("--eval-tokens", type=int, default=0)
-    p.add_argument("--target", choices=("portable", "native"), default="portable")
+    p.add_argument("--scheme", choices=("rowwise", "dynamic"), help="re-quantising only (default rowwise)")
+    p.add_argument("--head", choices=("int8", "fp32"), help="re-quantising only (default: as the bundle was exported)")
+    p.add_argument("--target", choices=("portable", "native"), help="re-quantising only (default portable)")
+    p.add_argument("--eval-tokens", type=int, default=0, help="tokens of validation text to measure on (0: all)")
     p.add_argument("--source-ref", help="git revision BUNDLE was checked out from (recorded in the command)")
     args = p.parse_args(argv)
     import torch
 
-    torch.set_num_threads(1)
-    from rnnkit.edge.bundle import open_bundle
+    from rnnkit.edge.bundle import BundleError, open_bundle
 
-    if needs_narrowing(open_bundle(args.bundle).manifest):
-        narrow_bundle(args.bundle, args.out, args.eval_tokens, args.source_ref)
-        return 0
-    requantize_bundle(args.bundle, args.out, args.scheme, args.head, args.eval_tokens, args.target, args.source_ref)
+    torch.set_num_threads(1)
+    try:
+        if needs_narrowing(open_bundle(args.bundle).manifest):
+            if args.scheme or args.head or args.target:
+                p.error("--scheme / --head / --target do not apply: this bundle's weights are narrowed, as they are")
+            narrow_bundle(args.bundle, args.out, args.eval_tokens, args.source_ref)
+        else:
+            requantize_bundle(args.bundle, args.out, args.scheme or "rowwise", args.head, args.eval_tokens,
+                              args.target or "portable", args.source_ref)
+    except (BundleError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

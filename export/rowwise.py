@@ -39,13 +39,15 @@ from typing import Any
 
 import numpy as np
 
+from .onnx_graphs import all_graphs, subgraphs_of
+
 # Levels of the two operands of every MatMulInteger. Why not 127 on both sides: onnxruntime's uint8 x int8
 # GEMM on x86 without VNNI (AVX2, AVX-512BW) adds pairs of products in int16 with saturation
 # (vpmaddubsw): 255 * 127 * 2 = 64,770 > 32,767, and such a CPU then answers differently from VNNI, ARM
 # and WebAssembly (char-shakespeare's logits by up to 7.8, the translator's Bible BLEU 16.7 instead of
 # 20.8, measured on an AMD EPYC with AVX2). With one side at 7 bits every pair fits int16:
 # 255 * 64 * 2 = 32,640 (weights at 64 levels; activations at 63 would do too: 127 * 127 * 2 = 32,258).
-# ``edge.runner.int8_products_exact`` probes a runtime for this.
+# ``edge.runner.int8_products_exact`` probes a runtime for this; export/narrow.py narrows older graphs.
 A_DIGIT = 127.0      # activations (and the rows of an untied table): |hi| <= A_DIGIT, uint8 = hi + ZERO
 W_DIGIT = 64.0       # weights (and a table tied to an output layer): |q| <= W_DIGIT
 # Activation digits: 1 = one int8 per value. 2 = a second int8 digit for the rounding residue
@@ -447,10 +449,10 @@ def _inexact(model, op_types, exclude) -> set[str]:
 
     def reads(node) -> list[str]:
         names = list(node.input)
-        for a in node.attribute:  # outer-scope names a subgraph reads
-            for g in ([a.g] if a.type == a.GRAPH else []) + list(a.graphs):
+        for sub in subgraphs_of(node):  # outer-scope names a subgraph reads
+            for g in all_graphs(sub):
                 for n in g.node:
-                    names += reads(n)
+                    names += n.input
         return names
 
     for node in model.graph.node:
@@ -651,160 +653,13 @@ def quantize_rowwise(model, op_types=("LSTM", "MatMul", "Gemm", "Gather"), exclu
         materialise(name)
     del model.graph.node[:]
     model.graph.node.extend(b.pre + new_nodes)
-    # initializers: add the new ones, drop those no node reads any more
-    used = set()
-
-    def collect(g):
-        for n in g.node:
-            used.update(n.input)
-            for a in n.attribute:
-                if a.type == a.GRAPH:
-                    collect(a.g)
-    collect(model.graph)
-    used |= {o.name for o in model.graph.output}
-    keep = [t for t in model.graph.initializer if t.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
     model.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in b.new_inits.items())
     # drop value_info of removed tensors (shape inference re-derives what it needs)
     del model.graph.value_info[:]
-    # the fp32 nodes nothing reads any more (an embedding's float rows, the exporter's Transposes around an LSTM):
-    # onnxruntime keeps and runs them
+    # the fp32 nodes nothing reads any more (an embedding's float rows, the exporter's Transposes around an LSTM),
+    # which onnxruntime would keep and run, and the initializers only they read
     from .quantize import prune_dead
 
     prune_dead(model)
     return {"rewritten": done, "kept": kept, "tied": tied}
 
-
-def levels_fit(int8_options: dict[str, Any] | None) -> bool:
-    """Whether a bundle's int8 graphs (its manifest's ``int8_options``) keep every uint8 x int8 pair sum within
-    int16, so that no CPU saturates them (False: the "dynamic" scheme, or row-wise before ``W_DIGIT``)."""
-    levels = (int8_options or {}).get("levels")
-    return bool(levels) and 2 * (2 * levels["activations"] + 1) * levels["weights"] <= 32767
-
-
-def _graphs(g):
-    """``g`` and every subgraph in it (a Scan's body)."""
-    yield g
-    for n in g.node:
-        for a in n.attribute:
-            if a.type == a.GRAPH:
-                yield from _graphs(a.g)
-
-
-def narrow_weights(model) -> dict[str, int]:
-    """Rewrite in place a row-wise graph whose weights use all 127 levels (bundles exported before
-    ``W_DIGIT``) so that every ``MatMulInteger`` weight operand is within W_DIGIT = 64 levels: the int8
-    weights halved (q' = round(q / 2)) and their scales doubled (exact), a tied table likewise, and an
-    attention MatMul's second operand quantised to 64 levels. For bundles whose training run is gone: the
-    weights are all there is. Returns {what: count}."""
-    from onnx import numpy_helper
-
-    if W_DIGIT != 64:
-        raise ValueError("narrow_weights halves 127-level weights: W_DIGIT must be 64")
-    inits = {t.name: t for t in model.graph.initializer}
-    arr = lambda name: numpy_helper.to_array(inits[name])  # noqa: E731
-    nodes = [n for g in _graphs(model.graph) for n in g.node]
-    producer = {o: n for n in nodes for o in n.output}
-    readers: dict[str, list] = {}
-    for n in nodes:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
-    done: dict[str, int] = {}
-    changed: set[str] = set()
-
-    def put(name: str, value: np.ndarray) -> None:
-        inits[name].CopyFrom(numpy_helper.from_array(np.asarray(value), name))
-        changed.add(name)
-
-    def scale_after(mmi, fits) -> str:
-        """The first initializer ``fits`` accepts that a Mul downstream of ``mmi`` reads (its column scales)."""
-        frontier = [mmi.output[0]]
-        for _ in range(8):
-            nxt = []
-            for t in frontier:
-                for r in readers.get(t, []):
-                    for i in r.input:
-                        if r.op_type == "Mul" and i != t and i in producer and producer[i].op_type == "Reshape":
-                            i = producer[i].input[0]          # a tied table's row scales, read as columns
-                        if r.op_type == "Mul" and i != t and i in inits and fits(i):
-                            return i
-                    nxt += [o for o in r.output if o]
-            frontier = nxt
-        raise ValueError(f"no weight scale found after {mmi.output[0]}")
-
-    def new_const(value: float) -> str:
-        name = next(f"n{k}" for k in range(len(inits) + 1, 10**6) if f"n{k}" not in inits)
-        t = numpy_helper.from_array(np.asarray(value, np.float32), name)
-        model.graph.initializer.append(t)
-        inits[name] = model.graph.initializer[-1]
-        return name
-
-    def replace_input(node, old: str, new: str) -> None:
-        node.input[list(node.input).index(old)] = new
-
-    for mmi in [n for n in nodes if n.op_type == "MatMulInteger"]:
-        b_name = mmi.input[1]
-        if b_name in inits:                                   # a constant int8 weight [K, N]
-            if b_name in changed:
-                continue
-            q = arr(b_name)
-            n_cols = q.shape[-1]
-            ws = scale_after(mmi, lambda i: arr(i).shape == (n_cols,) and arr(i).dtype == np.float32)
-            if ws in changed:
-                raise ValueError(f"scale {ws} is shared by two weights")
-            put(b_name, np.clip(np.rint(q.astype(np.float32) / 2), -W_DIGIT, W_DIGIT).astype(np.int8))
-            put(ws, arr(ws) * np.float32(2))
-            done["weights"] = done.get("weights", 0) + 1
-            continue
-        p = producer[b_name]                                  # Cast to int8 of ...
-        src = producer.get(p.input[0])
-        if src is not None and src.op_type == "Sub":           # a tied table: Transpose(uint8 table) - ZERO
-            table = producer[producer[src.input[0]].input[0]].input[0]
-            if table in changed:
-                continue
-            q = arr(table).astype(np.int16) - ZERO
-            ts = scale_after(mmi, lambda i: arr(i).ndim == 2 and arr(i).shape[1] == 1
-                             and arr(i).shape[0] == q.shape[0])
-            put(table, (np.clip(np.rint(q / 2), -W_DIGIT, W_DIGIT) + ZERO).astype(np.uint8))
-            put(ts, arr(ts) * np.float32(2))
-            done["tied tables"] = done.get("tied tables", 0) + 1
-            continue
-        # an attention MatMul: the second operand quantised in the graph, Cast(Round(w * inv_w)) or two digits
-        two = src.op_type == "Concat"
-        hi = producer[src.input[0]] if two else src           # Round(Mul(w, inv_w))
-        inv_w = producer[producer[hi.input[0]].input[1]]     # Div(DIGIT, max)
-        replace_input(inv_w, inv_w.input[0], new_const(W_DIGIT))
-        if two:
-            lo_mul = producer[producer[src.input[1]].input[0]]   # Round(Mul(Sub(u, hi), base))
-            replace_input(lo_mul, lo_mul.input[1], new_const(2 * W_DIGIT))
-            sums = next(r for r in readers[mmi.output[0]] if r.op_type == "Cast").output[0]
-            split = next(r for r in readers[sums] if r.op_type == "Split")
-            comb = next(r for r in readers[split.output[1]] if r.op_type == "Mul")   # lo / base
-            const = next(i for i in comb.input if i in inits)
-            replace_input(comb, const, new_const(1.0 / (2 * W_DIGIT)))
-        done["attention operands"] = done.get("attention operands", 0) + 1
-    return done
-
-
-def exact_products(model) -> None:
-    """Rewrite in place every ``MatMulInteger(uint8 A, B, ZERO)`` as ``MatMulInteger(int8 A - ZERO, B)``:
-    exact on every CPU (onnxruntime's int8 x int8 kernel widens before adding) but much slower. The
-    reference a graph made before ``W_DIGIT`` is measured against on a CPU that saturates."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    zp32 = "exact_zero_i32"
-    model.graph.initializer.append(numpy_helper.from_array(np.asarray(ZERO, np.int32), zp32))
-    for g in _graphs(model.graph):
-        new = []
-        for n in g.node:
-            if n.op_type == "MatMulInteger" and len(n.input) > 2 and n.input[2]:
-                a = n.input[0]
-                wide = helper.make_node("Cast", [a], [a + "/i32"], to=TensorProto.INT32)
-                sub = helper.make_node("Sub", [a + "/i32", zp32], [a + "/c"])
-                s8 = helper.make_node("Cast", [a + "/c"], [a + "/s8"], to=TensorProto.INT8)
-                new += [wide, sub, s8, helper.make_node("MatMulInteger", [a + "/s8", n.input[1]], list(n.output))]
-            else:
-                new.append(n)
-        del g.node[:]
-        g.node.extend(new)

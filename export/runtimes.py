@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .onnx_graphs import all_graphs
+
 PACKAGES = ("onnxruntime", "onnxruntime-node", "onnxruntime-web", "onnxruntime-android", "onnxruntime-objc")
 TESTED = ("onnxruntime", "onnxruntime-node", "onnxruntime-web")
 # the first onnxruntime release that runs an opset (CPU execution provider)
@@ -34,17 +36,10 @@ def graph_ops(path: str | os.PathLike) -> dict[str, Any]:
     model = onnx.load(str(path), load_external_data=False)
     counts: dict[str, int] = {}
 
-    def walk(graph) -> None:
-        for n in graph.node:
+    for g in all_graphs(model.graph):
+        for n in g.node:
             key = f"{n.domain}.{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
             counts[key] = counts.get(key, 0) + 1
-            for a in n.attribute:
-                if a.type == a.GRAPH:
-                    walk(a.g)
-                for g in a.graphs:
-                    walk(g)
-
-    walk(model.graph)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     return {"opset": opset, "ops": dict(sorted(counts.items()))}
 

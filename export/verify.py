@@ -22,7 +22,7 @@ from rnnkit.edge.bundle import Bundle, BundleError, open_bundle
 from rnnkit.edge.runner import EdgeError, int8_products_exact, load_session
 
 from .feeds import max_abs_diff, random_feeds
-from .rowwise import levels_fit
+from .narrow import levels_fit
 
 
 ROLLOUT_TOLERANCE = 1e-5
