@@ -110,7 +110,8 @@ def run_verify(args) -> int:
         print("  warning: this machine's onnxruntime saturates uint8 x int8 products (an x86 CPU with AVX2 and "
               "no VNNI) and this bundle's int8 weights use all 127 levels (row-wise before 64-level weights, or the "
               "dynamic scheme): its graphs answer differently here than elsewhere. "
-              f"`python -m rnnkit.export.requantize {args.bundle}` rewrites them so they do not (docs/APP.md)")
+              f"Export its run again (`rnnkit export RUN --int8`) or, for an int8-only bundle, `python -m "
+              f"rnnkit.export.requantize {args.bundle}` rewrites them so they do not (docs/APP.md)")
     for job, figures in report["jobs"].items():
         ops = figures.pop("operators", None)
         figs = ", ".join(f"{k}={v:.2e}" for k, v in figures.items()) or "runs"
