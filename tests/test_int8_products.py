@@ -212,6 +212,13 @@ def test_requantize_narrows_an_old_bundle(tmp_path, monkeypatch, capsys):
     with pytest.raises(ValueError, match="nothing to narrow"):
         from rnnkit.export.requantize import narrow_bundle
         narrow_bundle(tmp_path / "new", tmp_path / "again", log=lambda *a: None)
+    # `rnnkit verify` on a CPU that saturates: a warning for the old bundle only
+    import rnnkit.export.verify as V
+
+    monkeypatch.setattr(V, "int8_products_exact", lambda: False)
+    capsys.readouterr()
+    assert main(["verify", str(tmp_path / "old")]) == 0 and "warning: this machine" in capsys.readouterr().out
+    assert main(["verify", str(tmp_path / "new")]) == 0 and "warning" not in capsys.readouterr().out
     # run again on its own output: one clear line, nothing written
     assert requantize([str(tmp_path / "new"), "--out", str(tmp_path / "again")]) == 2
     assert "nothing to re-quantise" in capsys.readouterr().err and not (tmp_path / "again").exists()
