@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import rowwise
-from .onnx_graphs import all_graphs
+from .onnx_graphs import all_graphs, rewrite_nodes
 
 INT16_MAX = 32767
 OLD_LEVELS = 127
@@ -148,20 +148,14 @@ def exact_products(model) -> None:
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     zp32 = "exact_zero_i32"
     model.graph.initializer.append(numpy_helper.from_array(np.asarray(rowwise.ZERO, np.int32), zp32))
-    for g in all_graphs(model.graph):
-        new = []
-        for n in g.node:
-            if n.op_type != "MatMulInteger":
-                new.append(n)
-                continue
-            ins = list(n.input)
-            if len(ins) != 3 or ins[2] not in inits or int(inits[ins[2]]) != rowwise.ZERO:
-                raise ValueError(f"exact_products knows row-wise MatMulInteger(A, B, {rowwise.ZERO}) only, got "
-                                 f"inputs {ins}")
-            base = n.output[0]   # unique in the model: the new tensors are named after it
-            new += [helper.make_node("Cast", [ins[0]], [base + "/a_i32"], to=TensorProto.INT32),
-                    helper.make_node("Sub", [base + "/a_i32", zp32], [base + "/a_c"]),
-                    helper.make_node("Cast", [base + "/a_c"], [base + "/a_s8"], to=TensorProto.INT8),
-                    helper.make_node("MatMulInteger", [base + "/a_s8", ins[1]], list(n.output))]
-        del g.node[:]
-        g.node.extend(new)
+    def replace(n) -> list:
+        ins = list(n.input)
+        if len(ins) != 3 or ins[2] not in inits or int(inits[ins[2]]) != rowwise.ZERO:
+            raise ValueError(f"exact_products knows row-wise MatMulInteger(A, B, {rowwise.ZERO}) only, got inputs {ins}")
+        base = n.output[0]   # unique in the model: the new tensors are named after it
+        return [helper.make_node("Cast", [ins[0]], [base + "/a_i32"], to=TensorProto.INT32),
+                helper.make_node("Sub", [base + "/a_i32", zp32], [base + "/a_c"]),
+                helper.make_node("Cast", [base + "/a_c"], [base + "/a_s8"], to=TensorProto.INT8),
+                helper.make_node("MatMulInteger", [base + "/a_s8", ins[1]], list(n.output))]
+
+    rewrite_nodes(model, "MatMulInteger", replace)

@@ -21,3 +21,13 @@ def all_graphs(graph) -> Iterator:
     for node in graph.node:
         for sub in subgraphs_of(node):
             yield from all_graphs(sub)
+
+
+def rewrite_nodes(model, op_type: str, replace) -> None:
+    """Replace every ``op_type`` node of ``model``, subgraphs included, by the nodes ``replace(node)`` returns."""
+    for g in all_graphs(model.graph):
+        new = []
+        for n in g.node:
+            new += replace(n) if n.op_type == op_type else [n]
+        del g.node[:]
+        g.node.extend(new)

@@ -81,7 +81,7 @@ def requantize_bundle(src: str | Path, out: str | Path | None = None, scheme: st
 
     from .build_bundle import _quantize_all, _versions, graph_listing, int8_options
     from rnnkit.edge.bundle import open_bundle
-    from .quantize import dequantize_model, int8_text_report
+    from .quantize import dequantize_model
 
     src = Path(src)
     out = Path(out) if out else src
@@ -108,16 +108,8 @@ def requantize_bundle(src: str | Path, out: str | Path | None = None, scheme: st
         for job in figures:
             figures[job]["previous"] = (old.get("int8") or {}).get(job)
         if bundle.kind == "lm" and N.JOB_STEP in graphs:
-            try:
-                ids, source = _lm_ids(bundle, recipe_name)
-            except (OSError, ValueError, KeyError) as e:
-                log(f"note: no validation text ({e})")
-            else:
-                rep = int8_text_report(fp32[N.JOB_STEP], scratch / graphs[N.JOB_STEP], ids, eval_tokens or None)
-                figures[N.JOB_STEP]["text"] = {"source": source, "reference": "fp32 graph rebuilt from the shipped "
-                                               "int8 weights", **rep}
-                log(f"int8 on {source} ({rep['tokens']} tokens): top-1 agreement {rep['top1_agreement']:.2%}, "
-                    f"ppl {rep['fp32_ppl']:.3f} -> {rep['int8_ppl']:.3f} ({rep['ppl_change']:+.3%})")
+            _text_figures(bundle, recipe_name, fp32[N.JOB_STEP], scratch / graphs[N.JOB_STEP], figures, eval_tokens,
+                          "fp32 graph rebuilt from the shipped int8 weights", log)
         elif (old.get("int8") or {}).get("task"):
             sets = {"fp32": fp32, "previous_int8": dict(bundle.graphs),
                     "int8": {j: scratch / f for j, f in graphs.items()}}
@@ -139,6 +131,22 @@ def requantize_bundle(src: str | Path, out: str | Path | None = None, scheme: st
                 + f"python -m rnnkit.export.requantize {out} --scheme {scheme} --head {head} --target {target}"},
         }
         return _write_out(bundle, old, out, scratch, files, updates, readme, log)
+
+
+def _text_figures(bundle, recipe_name: str, ref: Path, new: Path, figures: dict[str, Any], eval_tokens: int,
+                  reference: str, log) -> None:
+    """A language model's new step graph against ``ref`` on the recipe's validation text, into ``figures``."""
+    from .quantize import int8_text_report
+
+    try:
+        ids, source = _lm_ids(bundle, recipe_name)
+    except (OSError, ValueError, KeyError) as e:
+        log(f"note: no validation text ({e})")
+        return
+    rep = int8_text_report(ref, new, ids, eval_tokens or None)
+    figures[N.JOB_STEP]["text"] = {"source": source, "reference": reference, **rep}
+    log(f"int8 on {source} ({rep['tokens']} tokens) vs {reference}: top-1 agreement {rep['top1_agreement']:.2%}, "
+        f"ppl {rep['fp32_ppl']:.3f} -> {rep['int8_ppl']:.3f} ({rep['ppl_change']:+.3%})")
 
 
 def _write_out(bundle, old: dict[str, Any], out: Path, scratch: Path, files: dict[str, Path],
@@ -186,7 +194,7 @@ def narrow_bundle(src: str | Path, out: str | Path | None = None, eval_tokens: i
 
     from .build_bundle import _versions, graph_listing, int8_options
     from .narrow import exact_products, narrow_weights
-    from .quantize import compare_random, int8_text_report
+    from .quantize import compare_random
     from .verify import rollout_self_check
 
     src = Path(src)
@@ -227,16 +235,8 @@ def narrow_bundle(src: str | Path, out: str | Path | None = None, eval_tokens: i
             log(f"{job}: {done}, random inputs vs the previous graph {figures[job]['random_inputs_vs_previous']}")
         reference = "the previous graphs (127-level weights), their int8 products computed exactly"
         if bundle.kind == "lm" and N.JOB_STEP in graphs:
-            try:
-                ids, source = _lm_ids(bundle, recipe_name)
-            except (OSError, ValueError, KeyError) as e:
-                log(f"note: no validation text ({e})")
-            else:
-                rep = int8_text_report(refs[N.JOB_STEP], scratch / graphs[N.JOB_STEP], ids, eval_tokens or None)
-                figures[N.JOB_STEP]["text"] = {"source": source, "reference": reference, **rep}
-                log(f"64-level weights on {source} ({rep['tokens']} tokens): top-1 agreement "
-                    f"{rep['top1_agreement']:.2%}, ppl {rep['fp32_ppl']:.3f} -> {rep['int8_ppl']:.3f} "
-                    f"({rep['ppl_change']:+.3%})")
+            _text_figures(bundle, recipe_name, refs[N.JOB_STEP], scratch / graphs[N.JOB_STEP], figures, eval_tokens,
+                          reference, log)
         elif (old.get("int8") or {}).get("task"):
             sets = {"previous_int8": refs, "int8": {j: scratch / f for j, f in graphs.items()}}
             figures["task"] = _task_metrics(bundle, recipe_name, sets)

@@ -24,7 +24,7 @@ from rnnkit.edge.runner import load_session
 from rnnkit.export import rowwise
 from rnnkit.export.feeds import random_feeds
 from rnnkit.export.narrow import exact_products, levels_fit, narrow_weights
-from rnnkit.export.onnx_graphs import all_graphs
+from rnnkit.export.onnx_graphs import all_graphs, rewrite_nodes
 from rnnkit.export.onnx_export import export_model
 from rnnkit.export.quantize import quantize_graph
 
@@ -48,34 +48,29 @@ def saturation_twin(model) -> None:
     limit = "sat_limit"
     model.graph.initializer.extend([numpy_helper.from_array(np.asarray(32767, np.int32), limit),
                                     numpy_helper.from_array(np.asarray(POISON, np.int32), "sat_poison")])
-    for g in all_graphs(model.graph):
-        new = []
-        for n in g.node:
-            if n.op_type != "MatMulInteger":
-                new.append(n)
-                continue
-            a, b, t = n.input[0], n.input[1], n.output[0] + "/sat"
-            k = lambda name, value: helper.make_node("Constant", [], [t + name],  # noqa: E731
-                                                     value=numpy_helper.from_array(np.asarray(value, np.int64)))
-            new += [k("/m1", [-1]), k("/m3", [-3]), k("/m2", [-2]), k("/z", [0]), k("/o", [1]),
-                    k("/e", [-1]), k("/big", [2**62]),
-                    helper.make_node("Cast", [a], [t + "/a"], to=TensorProto.INT32),
-                    helper.make_node("Cast", [b], [t + "/b"], to=TensorProto.INT32),
-                    helper.make_node("Unsqueeze", [t + "/a", t + "/m1"], [t + "/au"]),
-                    helper.make_node("Unsqueeze", [t + "/b", t + "/m3"], [t + "/bu"]),
-                    helper.make_node("Mul", [t + "/au", t + "/bu"], [t + "/p"]),           # [..., M, K, N]
-                    helper.make_node("Slice", [t + "/p", t + "/z", t + "/e", t + "/m2"], [t + "/p0"]),
-                    helper.make_node("Slice", [t + "/p", t + "/o", t + "/big", t + "/m2"], [t + "/p1"]),
-                    helper.make_node("Add", [t + "/p0", t + "/p1"], [t + "/s"]),
-                    helper.make_node("Abs", [t + "/s"], [t + "/sa"]),
-                    helper.make_node("Greater", [t + "/sa", limit], [t + "/over"]),
-                    helper.make_node("Cast", [t + "/over"], [t + "/overi"], to=TensorProto.INT32),
-                    helper.make_node("ReduceSum", [t + "/overi", t + "/m2"], [t + "/count"], keepdims=0),
-                    helper.make_node("Mul", [t + "/count", "sat_poison"], [t + "/pois"]),
-                    helper.make_node("MatMulInteger", list(n.input), [t + "/exact"]),
-                    helper.make_node("Add", [t + "/exact", t + "/pois"], list(n.output))]
-        del g.node[:]
-        g.node.extend(new)
+    def replace(n) -> list:
+        a, b, t = n.input[0], n.input[1], n.output[0] + "/sat"
+        k = lambda name, value: helper.make_node("Constant", [], [t + name],  # noqa: E731
+                                                 value=numpy_helper.from_array(np.asarray(value, np.int64)))
+        return [k("/m1", [-1]), k("/m3", [-3]), k("/m2", [-2]), k("/z", [0]), k("/o", [1]),
+                k("/e", [-1]), k("/big", [2**62]),
+                helper.make_node("Cast", [a], [t + "/a"], to=TensorProto.INT32),
+                helper.make_node("Cast", [b], [t + "/b"], to=TensorProto.INT32),
+                helper.make_node("Unsqueeze", [t + "/a", t + "/m1"], [t + "/au"]),
+                helper.make_node("Unsqueeze", [t + "/b", t + "/m3"], [t + "/bu"]),
+                helper.make_node("Mul", [t + "/au", t + "/bu"], [t + "/p"]),           # [..., M, K, N]
+                helper.make_node("Slice", [t + "/p", t + "/z", t + "/e", t + "/m2"], [t + "/p0"]),
+                helper.make_node("Slice", [t + "/p", t + "/o", t + "/big", t + "/m2"], [t + "/p1"]),
+                helper.make_node("Add", [t + "/p0", t + "/p1"], [t + "/s"]),
+                helper.make_node("Abs", [t + "/s"], [t + "/sa"]),
+                helper.make_node("Greater", [t + "/sa", limit], [t + "/over"]),
+                helper.make_node("Cast", [t + "/over"], [t + "/overi"], to=TensorProto.INT32),
+                helper.make_node("ReduceSum", [t + "/overi", t + "/m2"], [t + "/count"], keepdims=0),
+                helper.make_node("Mul", [t + "/count", "sat_poison"], [t + "/pois"]),
+                helper.make_node("MatMulInteger", list(n.input), [t + "/exact"]),
+                helper.make_node("Add", [t + "/exact", t + "/pois"], list(n.output))]
+
+    rewrite_nodes(model, "MatMulInteger", replace)
 
 
 def _twin_diff(path: Path, config: dict, tmp_path: Path, rewrite, batch: int, time: int) -> float:
