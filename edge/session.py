@@ -468,11 +468,11 @@ class TypingSession:
         user = self.user if self.user is not None and self.user.total > 0 else None
         neural = self._neural_probs()
         a, lift = 1.0, 0.0
-        for source, listed in ((ngram, sources[0]), (user, sources[1])):
+        for source, top in ((ngram, sources[0]), (user, sources[1])):   # (each source's own three)
             if source is not None:
                 bound = source.prob(prefix, prev) if prefix else 0.0
-                if len(listed) >= 3:
-                    bound = max(bound, source.prob(listed[-1], prev))
+                if len(top) >= 3:
+                    bound = max(bound, source.prob(top[-1], prev))
                 a, lift = a * (1 - source.lam), lift * (1 - source.lam) + source.lam * bound
         if neural:
             rest = next((neural[w] for w in sources[2] if w not in listed), 0.0)

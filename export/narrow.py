@@ -32,6 +32,13 @@ def levels_fit(int8_options: Any) -> bool:
     return 2 * (2 * a + 1) * w <= INT16_MAX
 
 
+def needs_narrowing(manifest: dict[str, Any]) -> bool:
+    """A row-wise bundle made before the weights kept to ``rowwise.W_DIGIT`` levels: its int8 products saturate
+    on x86 CPUs without VNNI, and ``narrow_weights`` mends its graphs."""
+    opt = manifest.get("int8_options") or {}
+    return opt.get("scheme") == "rowwise-int8" and not levels_fit(opt)
+
+
 def narrow_weights(model) -> dict[str, int]:
     """Rewrite in place a row-wise graph whose weights use all 127 levels so that every ``MatMulInteger``
     weight operand is within ``rowwise.W_DIGIT`` = 64 levels: int8 weights halved (q' = round(q / 2)) with

@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rnnkit.core.atomic import atomic_write_text
 from rnnkit.edge import names as N
 
 
@@ -90,8 +91,9 @@ def requantize_bundle(src: str | Path, out: str | Path | None = None, scheme: st
     if bundle.fp32_graphs:
         raise ValueError(f"{src} has fp32 graphs: re-export them with `rnnkit export` instead")
     if (old.get("int8_options") or {}).get("scheme") == "rowwise-int8":
-        raise ValueError(f"{src} is row-wise int8 already, with weights that fit every CPU: nothing to re-quantise "
-                         "(to change its scheme, head or target, export its run again with `rnnkit export`)")
+        raise ValueError(f"{src} is row-wise int8 already: nothing to re-quantise (one with 127-level weights is "
+                         "narrowed instead; to change its scheme, head or target, export its run again with "
+                         "`rnnkit export`)")
     head = head or (old.get("int8_options") or {}).get("output_head", "int8")
     recipe_name = _recipe_name(src)
     readme = (src / "README.md").read_text(encoding="utf-8") if (src / "README.md").is_file() else None
@@ -168,18 +170,9 @@ def _write_out(bundle, old: dict[str, Any], out: Path, scratch: Path, files: dic
     write_bundle(out, files, manifest)
     manifest = json.loads((out / N.MANIFEST).read_text(encoding="utf-8"))  # with files and sizes
     if readme is not None:
-        (out / "README.md").write_text(_card(readme, manifest, out), encoding="utf-8")
+        atomic_write_text(out / "README.md", _card(readme, manifest, out))
     log(f"wrote {out}: graphs {', '.join(f'{j}={f}' for j, f in manifest['graphs'].items())}")
     return manifest
-
-
-def needs_narrowing(manifest: dict[str, Any]) -> bool:
-    """A row-wise bundle made before the weights kept to ``rowwise.W_DIGIT`` levels (no ``levels`` in its
-    ``int8_options``): its int8 products saturate on x86 CPUs without VNNI."""
-    from .narrow import levels_fit
-
-    opt = manifest.get("int8_options") or {}
-    return opt.get("scheme") == "rowwise-int8" and not levels_fit(opt)
 
 
 def narrow_bundle(src: str | Path, out: str | Path | None = None, eval_tokens: int = 0,
@@ -193,7 +186,7 @@ def narrow_bundle(src: str | Path, out: str | Path | None = None, eval_tokens: i
     from rnnkit.edge.runner import load_session
 
     from .build_bundle import _versions, graph_listing, int8_options
-    from .narrow import exact_products, narrow_weights
+    from .narrow import exact_products, narrow_weights, needs_narrowing
     from .quantize import compare_random
     from .verify import rollout_self_check
 
@@ -346,6 +339,8 @@ def main(argv=None) -> int:
     import torch
 
     from rnnkit.edge.bundle import BundleError, open_bundle
+
+    from .narrow import needs_narrowing
 
     torch.set_num_threads(1)
     try:

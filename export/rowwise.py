@@ -173,7 +173,7 @@ def rowwise_matmul(nodes: list, b: _Builder, x: str, wq: str, ws: str, out: str 
 
     s = max|row| / A, u = x / s, hi = round(u), lo = round((u - hi) * 2A): x = s (hi + lo / 2A)
     to 1 / 2A^2 of the row's largest value (A = ``A_DIGIT``). hi and lo rows are stacked on axis 0 and go through one
-    MatMulInteger (exact int32 sums): y = (acc_hi + acc_lo / 254) * w_scale * s.
+    MatMulInteger (exact int32 sums): y = (acc_hi + acc_lo / 2A) * w_scale * s.
     """
     from onnx import TensorProto
 
@@ -665,4 +665,3 @@ def quantize_rowwise(model, op_types=("LSTM", "MatMul", "Gemm", "Gather"), exclu
 
     prune_dead(model)
     return {"rewritten": done, "kept": kept, "tied": tied}
-

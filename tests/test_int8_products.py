@@ -122,7 +122,7 @@ def test_shipped_int8_graphs_never_saturate(name, tmp_path):
         assert never_saturates(path, bundle.model_config, tmp_path) == 0.0, (name, job)
 
 
-def _toy_graphs(tmp_path: Path, w_digit: float | None = None) -> dict[str, tuple[Path, dict]]:
+def _toy_graphs(tmp_path: Path) -> dict[str, tuple[Path, dict]]:
     """A tied LSTM language model's step graph and a seq2seq decoder with attention, row-wise int8."""
     torch.manual_seed(0)
     lm_cfg = dict(vocab_size=300, embed_size=48, hidden_size=48, num_layers=2, cell="lstm", tie_weights=True)
@@ -182,7 +182,8 @@ def test_requantize_narrows_an_old_bundle(tmp_path, monkeypatch, capsys):
 
     from rnnkit.cli import main
     from rnnkit.export.build_bundle import export_bundle
-    from rnnkit.export.requantize import main as requantize, needs_narrowing
+    from rnnkit.export.narrow import needs_narrowing
+    from rnnkit.export.requantize import main as requantize
     from rnnkit.export.verify import verify_bundle
 
     data = F.write_text(tmp_path / "data.txt")
