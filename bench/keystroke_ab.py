@@ -10,6 +10,8 @@ drifts by tens of per cent between runs, but not between neighbouring keystrokes
 thread-CPU p50 / p90 / p99 per keystroke, model calls and rows per keystroke, and how many
 keystrokes got other suggestions (the changes measured here should change none). ``--prefetch K``:
 each session prefetches K keys between keystrokes (untimed, as a keyboard does while it waits).
+``--phrase``: Smart Compose phrases on too (as the demo and ``rnnkit suggest`` offer them), each
+session at its own default bar, so the phrases offered may differ where the bar's rule changed.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("--text", required=True, help="text to type (a validation split: figures are tuned on it)")
     ap.add_argument("--max-chars", type=int, default=4000, help="whole lines spread over the file, up to this")
     ap.add_argument("--prefetch", type=int, default=0, metavar="K")
+    ap.add_argument("--phrase", action="store_true", help="offer phrases too (each session's default bar)")
     ap.add_argument("--show-other", action="store_true", help="print each keystroke whose suggestions differ")
     ap.add_argument("--out", help="write the figures as JSON here")
     args = ap.parse_args(argv)
@@ -80,13 +83,13 @@ def main(argv=None) -> int:
                 s = sides[k]
                 c0, r0 = s.graph_calls, s.tokens_fed
                 t0, p0 = time.perf_counter(), time.thread_time()
-                got[k] = [x.text for x in s.suggest(text[:i], 3, phrase=False)]
+                got[k] = [x.text for x in s.suggest(text[:i], 3, phrase=args.phrase)]
                 wall[k].append((time.perf_counter() - t0) * 1e3)
                 cpu[k].append((time.thread_time() - p0) * 1e3)
                 calls[k].append(s.graph_calls - c0)
                 rows[k].append(s.tokens_fed - r0)
                 if args.prefetch:
-                    s.prefetch(text[:i], keys=args.prefetch, phrase=False)
+                    s.prefetch(text[:i], keys=args.prefetch, phrase=args.phrase)
             if got["before"] != got["now"]:
                 differ += 1
                 if args.show_other:
@@ -97,9 +100,10 @@ def main(argv=None) -> int:
 
     out = {"before_rev": args.before, "bundle": args.bundle, "text": args.text, "chars": len(text),
            "typed_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-           "keystrokes": len(text) + 1, "prefetch": args.prefetch, "load_avg_1min": load,
+           "keystrokes": len(text) + 1, "prefetch": args.prefetch, "phrase": args.phrase, "load_avg_1min": load,
            "keystrokes_with_other_suggestions": differ}
     print(f"{len(text) + 1} keystrokes of {args.text} ({len(text)} characters), prefetch {args.prefetch}, "
+          f"phrases {'on' if args.phrase else 'off'}, "
           f"load {load:.2f}; keystrokes with other suggestions: {differ}")
     for k in sides:
         w, c = np.asarray(wall[k]), np.asarray(cpu[k])

@@ -11,6 +11,9 @@
   user cache at its default.
 - ``lam`` of the bundle's background word n-gram (edge/word_ngram.py; ``--ngram FILE`` for one the
   bundle does not ship): typed over the spread sample, no user cache.
+- ``phrase_min_prob`` (edge/phrase.py): Smart Compose's trigger / exact-match curve at every 2nd word
+  start of the first ``--phrase-chars`` characters of valid.txt (one search per word start gives
+  every bar's phrase).
 
 Prints both grids and writes them to --out (JSON). The defaults in edge/session.py and
 edge/adapt.py are set from this output.
@@ -31,7 +34,7 @@ CORPORA = Path(os.environ.get("RNNKIT_DATA", Path.home() / ".cache" / "rnnkit"))
 def main(argv=None) -> int:
     from rnnkit.edge.adapt import UserCache
     from rnnkit.edge.cli import spread_lines
-    from rnnkit.edge.eval import lstm_eval, reference_lexicon
+    from rnnkit.edge.eval import lstm_eval, phrase_eval, reference_lexicon
     from rnnkit.edge.neural_cache import WordCache
     from rnnkit.edge.session import open_session
     from rnnkit.edge.word_ngram import LAMBDA as WORD_NGRAM_LAMBDA, WordNgram
@@ -52,7 +55,10 @@ def main(argv=None) -> int:
     ap.add_argument("--ngram-lam", default="0,0.1,0.2,0.3", help="lam values of the word n-gram grid")
     ap.add_argument("--ngram", default=None, metavar="FILE",
                     help="word_ngram.npz to tune (default: the bundle's own)")
-    ap.add_argument("--only", choices=("oov", "lam", "neural", "ngram"), action="append",
+    ap.add_argument("--phrase-chars", type=int, default=80000, help="characters of valid.txt for the phrase curve")
+    ap.add_argument("--phrase-min-prob", default="0.7,0.6,0.5,0.45,0.4,0.35,0.3,0.25,0.2,0.15,0.1,0.05,0.02",
+                    help="bars of the phrase curve (probabilities)")
+    ap.add_argument("--only", choices=("oov", "lam", "neural", "ngram", "phrase"), action="append",
                     help="run only these grids (repeatable; default: all)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -61,8 +67,16 @@ def main(argv=None) -> int:
     session = open_session(args.bundle)
     lexicon = session.lexicon
     is_word = reference_lexicon(words, list(lexicon._words) if lexicon is not None else [])
-    report = {"bundle": args.bundle, "oov_min_prob": [], "lam": [], "neural": [], "ngram": []}
-    only = set(args.only or ("oov", "lam", "neural", "ngram"))
+    report = {"bundle": args.bundle, "oov_min_prob": [], "lam": [], "neural": [], "ngram": [], "phrase": []}
+    only = set(args.only or ("oov", "lam", "neural", "ngram", "phrase"))
+    if "phrase" in only:
+        bars = tuple(float(x) for x in args.phrase_min_prob.split(","))
+        r = phrase_eval(session, valid[:args.phrase_chars], thresholds=bars, every=2)
+        report["phrase_positions"], report["phrase_inside_words"] = r["positions"], r["inside_words"]
+        print(json.dumps(r["inside_words"]), flush=True)
+        for row in r["thresholds"]:
+            report["phrase"].append(row)
+            print(json.dumps(row), flush=True)
     sample = spread_lines(valid, args.chars)
     ngram = WordNgram.load(args.ngram) if args.ngram else session.ngram
     if "ngram" in only and ngram is None:

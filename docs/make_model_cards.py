@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from rnnkit.edge.eval import savings
+from rnnkit.edge.phrase import MIN_PROB as PHRASE_MIN_PROB
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -168,10 +169,17 @@ def suggest_extra() -> str:
                 f"next-word top-3 {_pct(bl.get('next_word_top3'))} (KN-3 {_pct(bk.get('next_word_top3'))}), "
                 f"keystroke savings {_pct(savings(bl))} (KN-3 {_pct(savings(bk) if bk else None)}), "
                 f"{_pct(savings(bl, False))} with every space typed (KN-3 {_pct(savings(bk, False) if bk else None)})."]
-    out += ["", "Smart Compose phrases at word starts (every 2nd), by threshold (mean log-prob per token):", "",
+    out += ["", "Smart Compose phrases at word starts (every 2nd), by threshold (the phrase's probability; the session's "
+            f"default is {PHRASE_MIN_PROB}, `--phrase-min-prob`):", "",
             "| threshold | trigger | exact | precision |", "|---|---|---|---|"]
     out += [f"| {t['threshold']} | {_pct(t['trigger_rate'])} | {_pct(t['exact_match_rate'])} | {_pct(t['precision'])} |"
             for t in r["phrase"]["thresholds"]]
+    inside = r["phrase"].get("inside_words")
+    if inside:
+        out += ["", "As the user meets them, inside a word, at the session's bar (P >= "
+                f"{inside[0]['min_prob']} given the letters typed; the phrase completes the word and goes on): "
+                + "; ".join(f"after {t['typed']} letter{'s' if t['typed'] > 1 else ''} trigger {_pct(t['trigger_rate'])}, "
+                            f"exactly right {_pct(t['precision'])} of the time" for t in inside) + "."]
     people = sorted(RESULTS.glob("suggest-en-adapt-*.json"))
     if people:
         out += ["", "## Learning its user (adaptation on the device)", "",

@@ -21,6 +21,7 @@ import os
 import sys
 import time
 
+from .phrase import MIN_PROB as PHRASE_MIN_PROB
 
 DEFAULT_BUNDLE = "models/suggest-en"  # the int8 suggestion bundle that ships with rnnkit
 
@@ -32,9 +33,9 @@ def _add_session_args(p: argparse.ArgumentParser) -> None:
                    help="graph to run (default: the bundle's own, int8 if it was exported with --int8)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
     p.add_argument("--phrase-words", type=int, default=3, help="longest Smart Compose phrase, in words (0: off)")
-    p.add_argument("--phrase-threshold", type=float, default=-0.5,
-                   help="offer a phrase only if its mean log-prob per token is at least this (default -0.5: "
-                        "rare but more often right; see eval-suggest's trigger/exact-match table)")
+    p.add_argument("--phrase-min-prob", type=float, default=PHRASE_MIN_PROB, metavar="P",
+                   help=f"offer a phrase only if the model gives it at least this probability, from 0 to 1 (default "
+                        f"{PHRASE_MIN_PROB}: rare but often exactly right; see eval-suggest's trigger/exact-match table)")
     p.add_argument("--min-ratio", type=float, default=0.01,
                    help="inside a word, offer no completion less likely than this times the best word, the "
                         "typed word itself included (default 0.01: after a complete word, junk extensions are "
@@ -63,7 +64,7 @@ def _open(args, user=None):
     if w is not None and not 0 <= w < 1:
         raise EdgeError(f"--ngram-weight must be in [0, 1), got {w}")
     session = open_session(resolve_bundle(args.bundle), precision=args.precision, threads=args.threads,
-                           phrase_words=args.phrase_words, phrase_threshold=args.phrase_threshold,
+                           phrase_words=args.phrase_words, phrase_min_prob=args.phrase_min_prob,
                            min_ratio=args.min_ratio, user=user)
     if session.ngram is not None and w is not None:
         session.ngram.lam = w
@@ -442,6 +443,11 @@ def _print_report(r: dict) -> None:
     print("Smart Compose (phrases at word starts):")
     for row in r["phrase"]["thresholds"]:
         prec = row["precision"]  # nan where nothing triggered: no precision to show
-        print(f"  threshold {row['threshold']:5.1f}: trigger {100 * row['trigger_rate']:5.1f}%  "
+        print(f"  P >= {row['threshold']:4.2f}: trigger {100 * row['trigger_rate']:5.1f}%  "
               f"exact match {100 * row['exact_match_rate']:5.1f}%  "
+              + (f"(precision {100 * prec:5.1f}%)" if prec == prec else "(nothing offered)"))
+    for row in r["phrase"].get("inside_words", []):
+        prec = row["precision"]
+        print(f"  after {row['typed']} letter{'s' if row['typed'] > 1 else ''} of the word, at the session's bar "
+              f"P >= {row['min_prob']:.2f} given them: trigger {100 * row['trigger_rate']:5.1f}%  "
               + (f"(precision {100 * prec:5.1f}%)" if prec == prec else "(nothing offered)"))

@@ -13,7 +13,7 @@ Figures (the LSTM session, and the Kneser-Ney trigram on the same text):
 - p50 / p99 latency per keystroke of ``suggest`` (word suggestions; phrases timed apart), wall
   clock and this thread's CPU time (which other processes on a shared machine do not inflate);
   then again with ``prefetch`` between keystrokes (the idle work timed apart);
-- Smart Compose: at word starts, the phrase beam's score; for each threshold, how often a
+- Smart Compose: at word starts, the phrase beam's probability; for each threshold, how often a
   phrase is offered (trigger rate) and how often the offered phrase is exactly what follows.
 
 A "word" is a run of letters, digits, apostrophes and hyphens that starts after whitespace
@@ -35,7 +35,7 @@ from .session import TypingSession
 from .words import WORD
 
 _TARGET = re.compile(r"(?<!\S)" + WORD.pattern)  # a word that starts after whitespace or at the start
-PHRASE_THRESHOLDS = (-0.3, -0.4, -0.5, -0.6, -0.7, -0.8, -1.0, -1.5, -2.0)  # fine where the curve turns
+PHRASE_THRESHOLDS = (0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05, 0.02)  # the phrase's probability
 
 Suggest = Callable[[str, int, int], list[str]]  # (text, position, n typed) -> top-3 words
 
@@ -169,37 +169,65 @@ def kn_eval(kn: KneserNeyTrigram, text: str, k: int = 3) -> dict[str, float]:
 
 
 def phrase_eval(session: TypingSession, text: str, thresholds: Sequence[float] = PHRASE_THRESHOLDS,
-                every: int = 1) -> dict[str, object]:
+                every: int = 1, typed_letters: Sequence[int] = (1, 2)) -> dict[str, object]:
     """Trigger rate and exact-match rate of Smart Compose phrases at word starts, per threshold.
 
-    At each threshold the phrase offered is the one the session would offer (the longest whose
-    score reaches it); it is an exact match when the text goes on with exactly those words.
+    A threshold is a probability: at each, the phrase offered is the one the session would offer
+    (the longest at least that likely); it is an exact match when the text goes on with exactly
+    those words. ``typed_letters``: also after the first 1, 2, ... letters of the word (words
+    longer than that), at the session's own bar, as a user meets it (``inside_words``): there the
+    phrase completes the word and goes on, and must reach the bar given the letters typed.
     """
     session.reset()
     trig = np.zeros((0, len(thresholds)), dtype=bool)
     exact = np.zeros((0, len(thresholds)), dtype=bool)
     lat = []
-    for n, (start, _) in enumerate(targets(text)):
-        if n % every:
-            continue
+    starts = [(start, word) for n, (start, word) in enumerate(targets(text)) if n % every == 0]
+    for start, _ in starts:
         t0 = time.perf_counter()
-        cands = session.phrase_candidates(text[:start], give_up_below=min(thresholds))
+        cands = session.phrase_candidates(text[:start], min(thresholds))
         lat.append((time.perf_counter() - t0) * 1e3)
-        follow = " ".join(text[start:start + 200].split())
+        follow = _follow(text, start)
         row_t, row_e = [], []
         for t in thresholds:
             hit = pick_phrase(cands, t)
             row_t.append(hit is not None)
-            row_e.append(hit is not None and follow.startswith(hit.text) and (
-                len(follow) == len(hit.text) or not follow[len(hit.text)].isalnum()))
+            row_e.append(hit is not None and _goes_on_with(follow, hit.text))
         trig, exact = np.vstack([trig, row_t]), np.vstack([exact, row_e])
     rows = []
     for j, t in enumerate(thresholds):
-        tr, ex = trig[:, j], exact[:, j]
-        rows.append({"threshold": t, "trigger_rate": float(tr.mean()) if tr.size else float("nan"),
-                     "exact_match_rate": float(ex.mean()) if ex.size else float("nan"),
-                     "precision": float(ex[tr].mean()) if tr.any() else float("nan")})
+        rows.append({"threshold": t, **_rates(trig[:, j], exact[:, j])})
     out: dict[str, object] = {"positions": int(trig.shape[0]), "thresholds": rows}
     if lat:
         out["latency_ms_p50"], out["latency_ms_p99"] = (float(x) for x in np.percentile(lat, [50, 99]))
+    inside = []
+    for typed in typed_letters:
+        session.reset()
+        offered = []
+        for start, word in starts:
+            if len(word) > typed:
+                got = [s.text for s in session.suggest(text[:start + typed], 3) if s.kind == "phrase"]
+                offered.append(_goes_on_with(_follow(text, start), got[0]) if got else None)
+        tr = np.array([o is not None for o in offered], dtype=bool)
+        inside.append({"typed": typed, "min_prob": session.phrase_min_prob, "positions": int(tr.size),
+                       **_rates(tr, np.array([bool(o) for o in offered], dtype=bool))})
+    if inside:
+        out["inside_words"] = inside
     return out
+
+
+def _rates(trig: np.ndarray, exact: np.ndarray) -> dict[str, float]:
+    """Trigger rate, exact-match rate and precision (exact among triggered; nan where none)."""
+    nan = float("nan")
+    return {"trigger_rate": float(trig.mean()) if trig.size else nan,
+            "exact_match_rate": float(exact.mean()) if exact.size else nan,
+            "precision": float(exact[trig].mean()) if trig.any() else nan}
+
+
+def _follow(text: str, start: int) -> str:
+    return " ".join(text[start:start + 200].split())
+
+
+def _goes_on_with(follow: str, phrase: str) -> bool:
+    """Whether the text (from the word start) goes on with exactly ``phrase``, whole words."""
+    return follow.startswith(phrase) and (len(follow) == len(phrase) or not follow[len(phrase)].isalnum())

@@ -2,17 +2,22 @@
 
 From a starting point (the context, or the context plus the best completion of the word
 being typed) the beam extends pieces until the phrase holds ``max_words`` words. A phrase
-is finished at a word boundary (the next piece is a space, punctuation or end-of-sequence),
-never continues past the end of its sentence (".", "!", "?": what follows is another thought,
-almost never exactly what the user writes), and is scored by its length-normalised log-probability
+is finished at a word boundary (the next piece is a space, punctuation or end-of-sequence)
+and never continues past the end of its sentence (".", "!", "?": what follows is another
+thought, almost never exactly what the user writes). Its confidence is its probability
 
-    score = (log P(pieces) + log P(boundary)) / (number of pieces + 1),
+    P(phrase) = P(pieces, then a word boundary | context),
 
-the mean log-probability per token. The longest finished phrase of at least ``min_words``
-words whose score reaches ``threshold`` is offered; otherwise nothing is (Chen et al. 2019,
-"Gmail Smart Compose": trigger only above a confidence threshold, and measure the trigger
-rate against the exact-match rate). The search gives up once its best partial phrase's mean
-log-probability is ``GIVE_UP_MARGIN`` below the threshold.
+the chance that the text goes on with exactly these words: for a calibrated model, about a
+share ``min_prob`` or more of the phrases offered at a bar ``min_prob`` are exactly right
+(Chen et al. 2019, "Gmail Smart Compose": trigger only above a confidence threshold, and
+measure the trigger rate against the exact-match rate). On everyday_en valid this bar gave
+as many or more exact phrases at each trigger rate as the mean log-probability per token
+did (+6 points of precision at a 6 % trigger rate: a long phrase of confident tokens is
+still often wrong as a whole). The longest finished phrase of at least ``min_words`` words
+that reaches the bar is offered; otherwise nothing is. A phrase's probability only falls as
+it grows, so a partial phrase below the bar is dropped and the search stops when none is
+left: an exact cut, where the old rule gave up by a heuristic margin.
 """
 
 from __future__ import annotations
@@ -25,30 +30,37 @@ import numpy as np
 from .pieces import SentencePieceVocab
 from .search import Rows
 
-GIVE_UP_MARGIN = 1.5  # nats per token below the threshold
 SENTENCE_END = (b".", b"!", b"?")
+# The default bar: about half of the phrases offered are exactly right. Chosen on everyday_en valid
+# (80,000 characters, every 2nd word start, suggest-en): P >= 0.35 triggers at 1.2 % of word starts, 49 %
+# exact (0.3: 1.6 %, 45 %; 0.2: 3.6 %, 34 %; 0.15: 5.7 %, 29 %).
+MIN_PROB = 0.35
 
 
 @dataclass(frozen=True)
 class PhraseHit:
     text: str                # the phrase, without a leading space
-    logp: float              # log P(phrase, then a word boundary | context)
-    score: float             # mean log-probability per token (the trigger criterion)
+    logp: float              # log P(phrase, then a word boundary | context): the trigger criterion
     words: int
     tokens: int              # pieces scored, the word boundary included
+
+    @property
+    def prob(self) -> float:
+        return math.exp(self.logp)
 
 
 def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, ...] = (),
                   start_surface: bytes = b"", start_logp: float = 0.0, max_words: int = 3,
-                  min_words: int = 2, beam: int = 4, give_up_below: float = -math.inf,
+                  min_words: int = 2, beam: int = 4, min_prob: float = 0.0,
                   max_pieces: int | None = None) -> dict[int, PhraseHit]:
     """The best finished phrase of each length (in words) continuing ``start_ids``.
 
     ``start_ids`` are pieces after the context that spell ``start_surface`` (a completed
     word, ``b" word"``) with log-probability ``start_logp`` (its word boundary included);
-    with no start the phrase begins with the next word. ``give_up_below``: the threshold
-    the caller will apply (see ``GIVE_UP_MARGIN``).
+    with no start the phrase begins with the next word. ``min_prob``: the lowest bar the
+    caller will apply; phrases below it are not searched for.
     """
+    min_logp = math.log(min_prob) if min_prob > 0 else -math.inf
     max_pieces = max_pieces or 2 * max_words + 1
     n0 = start_surface.count(b" ")
     any_piece, cont = np.flatnonzero(~vocab.special), np.flatnonzero(vocab.word_cont)
@@ -65,8 +77,8 @@ def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, .
             if words >= min_words and extended:
                 end_lp = lp + row.end(vocab)
                 n_tok = len(ids) + 1
-                hit = PhraseHit(_text(surf), end_lp, end_lp / n_tok, words, n_tok)
-                if hit.text and (words not in best or hit.score > best[words].score):
+                hit = PhraseHit(_text(surf), end_lp, words, n_tok)
+                if hit.text and end_lp >= min_logp and (words not in best or end_lp > best[words].logp):
                     best[words] = hit
             if depth == max_pieces or (extended and surf.rstrip()[-1:] in SENTENCE_END):
                 continue  # a phrase ends with its sentence: what follows is another thought
@@ -85,25 +97,21 @@ def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, .
                 top = allowed[np.argpartition(-row.lp[allowed], min(beam, allowed.size) - 1)[:beam]]
             for t in top:
                 t = int(t)
-                s = vocab.surface[t]
-                cand.append((ids + (t,), surf + s, lp + float(row.lp[t]), words + (s[:1] == b" ")))
+                s, t_lp = vocab.surface[t], lp + float(row.lp[t])
+                if t_lp >= min_logp:  # below the bar now, below it for good: probabilities only fall
+                    cand.append((ids + (t,), surf + s, t_lp, words + (s[:1] == b" ")))
         if not cand:
             break
         cand.sort(key=lambda h: -h[2])
         beam_hyps = cand[:beam]
-        # Give up early when even the best running mean is far below the bar (a heuristic:
-        # later tokens could raise the mean, but a phrase this unsure at its start is rarely
-        # worth showing, and each depth costs one model call).
-        n = len(beam_hyps[0][0])
-        if n >= 2 and beam_hyps[0][2] / n < give_up_below - GIVE_UP_MARGIN:
-            break
     return best
 
 
-def pick_phrase(best: dict[int, PhraseHit], threshold: float) -> PhraseHit | None:
-    """The longest phrase whose score reaches ``threshold`` (the best-scored among equals)."""
-    offered = [h for h in best.values() if h.score >= threshold]
-    return max(offered, key=lambda h: (h.words, h.score)) if offered else None
+def pick_phrase(best: dict[int, PhraseHit], min_prob: float) -> PhraseHit | None:
+    """The longest phrase whose probability reaches ``min_prob`` (the most probable among equals)."""
+    min_logp = math.log(min_prob) if min_prob > 0 else -math.inf
+    offered = [h for h in best.values() if h.logp >= min_logp]
+    return max(offered, key=lambda h: (h.words, h.logp)) if offered else None
 
 
 def _text(surface: bytes) -> str:

@@ -35,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .phrase import PhraseHit, pick_phrase, search_phrase
+from .phrase import MIN_PROB as PHRASE_MIN_PROB, PhraseHit, pick_phrase, search_phrase
 from .adapt import NewChunks, UserCache, committed_text, common_prefix_len, last_words
 from .lexicon import FILE_NAME as LEXICON_FILE, Lexicon
 from .neural_cache import WordCache
@@ -96,7 +96,7 @@ class TypingSession:
     """
 
     def __init__(self, runner: StepRunner, vocab: SentencePieceVocab, *, start_ids: Sequence[int] | None = None,
-                 beam: int = 8, max_pieces: int = 4, phrase_words: int = 3, phrase_threshold: float = -0.5,
+                 beam: int = 8, max_pieces: int = 4, phrase_words: int = 3, phrase_min_prob: float = PHRASE_MIN_PROB,
                  phrase_beam: int = 4, max_context_chars: int = 4_000, cache_size: int = 512,
                  rows_kept: int = 64, words_kept: int = 128, min_ratio: float = 0.01,
                  lexicon: Lexicon | None = None, oov_min_prob: float = 1.0, user: UserCache | None = None,
@@ -116,7 +116,9 @@ class TypingSession:
             start_ids = start_of_text(m.eos_id, vocab.sp.encode("\n") if m.eos_id < 0 else ())
         self.start_ids = [int(i) for i in start_ids]
         self.beam, self.max_pieces = beam, max_pieces
-        self.phrase_words, self.phrase_threshold, self.phrase_beam = phrase_words, phrase_threshold, phrase_beam
+        if not 0.0 <= phrase_min_prob <= 1.0:
+            raise EdgeError(f"phrase_min_prob is a probability, from 0 to 1, got {phrase_min_prob!r}")
+        self.phrase_words, self.phrase_min_prob, self.phrase_beam = phrase_words, phrase_min_prob, phrase_beam
         if max_context_chars < 64:
             raise EdgeError(f"max_context_chars must be >= 64, got {max_context_chars}")
         self.max_context_chars = max_context_chars
@@ -404,9 +406,11 @@ class TypingSession:
         kind = "completion" if typed else "next"
         out = [Suggestion(h.text, math.exp(h.logp), kind, math.exp(h.logp - log_z)) for h in hits]
         if phrase and self.phrase_words >= 2:
-            p = self._phrase(rows, typed, best, self.phrase_threshold)
+            # Inside a word the bar is on P(phrase | the letters typed): log_z is log P(those letters).
+            bar = min(1.0, self.phrase_min_prob * math.exp(log_z))
+            p = self._phrase(rows, typed, best, bar)
             if p is not None:
-                out.append(Suggestion(p.text, math.exp(p.logp), "phrase", math.exp(p.logp)))
+                out.append(Suggestion(p.text, math.exp(p.logp), "phrase", math.exp(p.logp - log_z)))
         if _types_curly_apostrophes(text):  # offered as the user writes them (read as "'")
             out = [replace(x, text=x.text.replace("'", "\u2019")) for x in out]
         return out
@@ -700,33 +704,34 @@ class TypingSession:
             done.append(key)
         return done
 
-    def phrase(self, text: str, threshold: float = -math.inf) -> PhraseHit | None:
-        """The Smart Compose phrase for ``text`` if one reaches ``threshold`` (default: any)."""
-        return pick_phrase(self.phrase_candidates(text, threshold), threshold)
+    def phrase(self, text: str, min_prob: float = 0.0) -> PhraseHit | None:
+        """The Smart Compose phrase for ``text`` if one is at least ``min_prob`` likely (default: any)."""
+        return pick_phrase(self.phrase_candidates(text, min_prob), min_prob)
 
-    def phrase_candidates(self, text: str, give_up_below: float = -math.inf) -> dict[int, PhraseHit]:
-        """The best phrase of each length for ``text`` ({} if none), before any threshold."""
+    def phrase_candidates(self, text: str, min_prob: float = 0.0) -> dict[int, PhraseHit]:
+        """The most probable phrase of each length for ``text`` ({} if none) at least ``min_prob``
+        likely (probabilities not conditioned on a partly typed word)."""
         prep = self._prepare(text)
         if prep is None:
             return {}
         _, rows, typed = prep
         best = self._words_for(rows, typed, 1)[1] if typed else []
-        return self._phrase_candidates(rows, typed, best, give_up_below)
+        return self._phrase_candidates(rows, typed, best, min_prob)
 
-    def _phrase(self, rows, typed: bytes, hits, threshold: float) -> PhraseHit | None:
-        return pick_phrase(self._phrase_candidates(rows, typed, hits, threshold), threshold)
+    def _phrase(self, rows, typed: bytes, hits, min_prob: float) -> PhraseHit | None:
+        return pick_phrase(self._phrase_candidates(rows, typed, hits, min_prob), min_prob)
 
-    def _phrase_candidates(self, rows, typed: bytes, hits, give_up_below: float) -> dict[int, PhraseHit]:
+    def _phrase_candidates(self, rows, typed: bytes, hits, min_prob: float) -> dict[int, PhraseHit]:
         if typed and not hits:
             return {}
         start = hits[0] if typed else None  # inside a word: continue its best word (typed or completed)
-        key = (rows.root_id, start.ids if start else (), start.logp if start else 0.0, give_up_below)
+        key = (rows.root_id, start.ids if start else (), start.logp if start else 0.0, min_prob)
         if key not in self._phrases:
             if len(self._phrases) > 256:
                 self._phrases.clear()
             self._phrases[key] = search_phrase(
                 self.vocab, rows, start.ids if start else (), (b" " + start.text.encode("utf-8")) if start else b"",
-                start.logp if start else 0.0, self.phrase_words, beam=self.phrase_beam, give_up_below=give_up_below)
+                start.logp if start else 0.0, self.phrase_words, beam=self.phrase_beam, min_prob=min_prob)
         return self._phrases[key]
 
 

@@ -91,6 +91,9 @@ def test_eval_suggest_writes_figures(tmp_path, capsys, no_prefetch_budget):
     assert r["lstm"]["latency_ms_p99"] >= r["lstm"]["latency_ms_p50"] > 0
     rates = [row["trigger_rate"] for row in r["phrase"]["thresholds"]]
     assert rates == sorted(rates)  # a lower threshold never triggers less
+    inside = r["phrase"]["inside_words"]  # after 1 and 2 letters of each word, at the session's bar
+    assert [row["typed"] for row in inside] == [1, 2] and "after 1 letter of the word" in printed
+    assert inside[0]["positions"] >= inside[1]["positions"] > 0
     assert r["kneser_ney"]["perplexity"] > 1
     assert 0 < r["lstm"]["completions_offered_per_keystroke"] <= 3
     assert 0 <= r["lstm"]["not_words"] <= 1 and "not words of the reference lexicon" in printed
@@ -280,15 +283,30 @@ def test_phrase_exact_match_needs_every_word():
     from rnnkit.edge.eval import phrase_eval
     from rnnkit.edge.phrase import PhraseHit
 
-    class Phrases(_FixedSession):
-        def phrase_candidates(self, text, give_up_below=None):
-            # after "see ": "you xx" (its first word right only); after "see you ": "at noon" (right)
-            return {2: PhraseHit({"see ": "you xx", "see you ": "at noon"}.get(text, "xx yy"), -1.0, -0.1, 2, 3)}
+    from rnnkit.edge.session import Suggestion
 
-    r = phrase_eval(Phrases(), "see you at noon", thresholds=(-0.5,))
+    class Phrases(_FixedSession):
+        phrase_min_prob = 0.35
+
+        def phrase_candidates(self, text, min_prob=0.0):
+            # after "see ": "you xx" (its first word right only); after "see you ": "at noon" (right)
+            return {2: PhraseHit({"see ": "you xx", "see you ": "at noon"}.get(text, "xx yy"), -1.0, 2, 3)}
+
+        def suggest(self, text, k=3, phrase=True):
+            # inside words: after "see y" the phrase "you at" (right: " noon" follows), after
+            # "see you at n" "noon today" (wrong: the text ends); elsewhere none
+            got = {"see y": "you at", "see you at n": "noon today"}.get(text)
+            return [Suggestion(got, 0.4, "phrase", 0.5)] if got else []
+
+    r = phrase_eval(Phrases(), "see you at noon", thresholds=(0.3,))
     row = r["thresholds"][0]
     assert r["positions"] == 4 and row["trigger_rate"] == 1.0
     assert row["exact_match_rate"] == 0.25  # only "at noon" follows whole; "you xx" is not a match
+    one, two = r["inside_words"]
+    assert (one["typed"], one["positions"], one["min_prob"]) == (1, 4, 0.35)  # every word is longer than 1
+    assert (one["trigger_rate"], one["exact_match_rate"], one["precision"]) == (0.5, 0.25, 0.5)
+    assert (two["typed"], two["positions"], two["trigger_rate"]) == (2, 3, 0.0)  # "at" is not longer than 2
+    assert two["precision"] != two["precision"]  # nothing offered: no precision (nan)
 
 
 def test_the_tap_saves_the_space_only_where_a_space_follows():

@@ -155,14 +155,14 @@ def test_ranking_matches_brute_force_model_probabilities(parts, text):
 
 
 def test_phrase_is_offered_only_above_its_threshold(parts):
-    always = new_session(parts, phrase_threshold=-100.0)
-    never = new_session(parts, phrase_threshold=0.0)  # mean log-prob 0 = probability 1 per token
+    always = new_session(parts, phrase_min_prob=0.0)
+    never = new_session(parts, phrase_min_prob=1.0)
     a = always.suggest("Thank you f", k=3)
     assert a[-1].kind == "phrase" and a[-1].text.startswith("f") and len(a[-1].text.split()) >= 2
     assert all(s.kind != "phrase" for s in never.suggest("Thank you f", k=3))
     hit = always.phrase("Thank you ")
-    assert hit is not None and 2 <= hit.words <= 3 and hit.score <= 0
-    assert math.isclose(hit.score, hit.logp / hit.tokens)
+    assert hit is not None and 2 <= hit.words <= 3 and 0 < hit.prob < 1
+    assert math.isclose(hit.prob, math.exp(hit.logp))
 
 
 def test_a_phrase_ends_with_its_sentence(parts):
@@ -191,10 +191,37 @@ def test_a_phrase_ends_with_its_sentence(parts):
 def test_pick_phrase_offers_the_longest_confident_one():
     from rnnkit.edge.phrase import PhraseHit, pick_phrase
 
-    best = {2: PhraseHit("for the", -1.2, -0.4, 2, 3), 3: PhraseHit("for the park", -3.0, -0.75, 3, 4)}
-    assert pick_phrase(best, -0.5).text == "for the"        # the 3-word one is below the bar
-    assert pick_phrase(best, -1.0).text == "for the park"   # both pass: the longer wins
-    assert pick_phrase(best, -0.1) is None and pick_phrase({}, -9) is None
+    best = {2: PhraseHit("for the", -1.2, 2, 3), 3: PhraseHit("for the park", -3.0, 3, 4)}  # P 0.30, 0.05
+    assert pick_phrase(best, 0.1).text == "for the"          # the 3-word one is below the bar
+    assert pick_phrase(best, 0.04).text == "for the park"    # both pass: the longer wins
+    assert pick_phrase(best, 0.5) is None and pick_phrase({}, 0.0) is None
+
+
+@pytest.mark.parametrize("text", ["Thank you ", "I will see you ", "The ", "Thank you f"])
+def test_the_bar_cuts_the_search_exactly(session, text):
+    """A phrase's probability only falls as it grows, so searching with a bar finds every phrase
+    above it that the unbarred search finds (the same words and probabilities), and none below."""
+    every = session.phrase_candidates(text)
+    for bar in (0.5, 0.1, 0.01, 1e-4):
+        cut = session.phrase_candidates(text, bar)
+        assert all(h.prob >= bar for h in cut.values())
+        assert {n: (h.text, h.logp) for n, h in every.items() if h.prob >= bar} == \
+            {n: (h.text, h.logp) for n, h in cut.items()}, (bar, every, cut)
+
+
+def test_inside_a_word_the_bar_is_on_the_letters_typed(parts):
+    """After "Thank you f" what must reach the bar is the phrase's share among what the letters
+    allow, P(phrase | "f"), which is above its probability before the letters."""
+    text = "Thank you f"
+    [any_phrase] = [x for x in new_session(parts, phrase_min_prob=0.0).suggest(text) if x.kind == "phrase"]
+    assert any_phrase.p_given_typed > any_phrase.prob
+    between = (any_phrase.prob + any_phrase.p_given_typed) / 2
+    offered = [x for x in new_session(parts, phrase_min_prob=between).suggest(text) if x.kind == "phrase"]
+    assert offered and offered[0].p_given_typed >= between
+    assert offered[0].prob < between  # offered although its probability before the letters is below the bar
+    for bar in (0.3, 0.6, 0.9):
+        assert all(x.p_given_typed >= bar for x in new_session(parts, phrase_min_prob=bar).suggest(text)
+                   if x.kind == "phrase")
 
 
 # ---------------------------------------------------------------------------- incremental state
@@ -339,7 +366,7 @@ chunks = st.one_of(words, st.text(max_size=6), st.sampled_from([" ", "  ", "\n",
                                 st.integers(0, 1000), chunks), max_size=10))
 def test_incremental_equals_from_scratch(parts, pieces, edits):
     """Random strings and random edit sequences: the incremental session matches a fresh one."""
-    inc = new_session(parts, phrase_threshold=-3.0)
+    inc = new_session(parts, phrase_min_prob=1e-5)
     text = ""
     for chunk in pieces:  # typed one character at a time
         for ch in chunk:
@@ -355,7 +382,7 @@ def test_incremental_equals_from_scratch(parts, pieces, edits):
             text = text[:pos] + chunk + text[pos:]
         else:
             text = text[:pos]
-        same(inc.suggest(text), new_session(parts, phrase_threshold=-3.0).suggest(text))
+        same(inc.suggest(text), new_session(parts, phrase_min_prob=1e-5).suggest(text))
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -368,7 +395,7 @@ def test_small_window_moves_and_edits_keep_the_context_right(parts, pieces, edit
     typed characters."""
     from rnnkit.edge.pieces import clean_text
 
-    s = new_session(parts, max_context_chars=64, phrase_threshold=-3.0)
+    s = new_session(parts, max_context_chars=64, phrase_min_prob=1e-5)
     text = ""
 
     def check(t: str) -> None:
