@@ -33,6 +33,48 @@ def mean_gain(files: list[Path], tap_space: bool = True) -> float | None:
     return 100 * sum(gains) / len(gains)
 
 
+
+def phrase_tuning(t: dict, b: dict, test: dict, tuned: Path, before: Path) -> list[str]:
+    """The phrase bar's validation curve beside the earlier rule's, and the figures inside words."""
+    from rnnkit.edge.phrase import MIN_PROB
+
+    curve = lambda rows: "; ".join(f"{r['threshold']}: {pct(r['trigger_rate'])} / {pct(r['precision'])}" for r in rows)
+    rows = {r["threshold"]: r for r in t["phrase"]}
+    # each earlier bar beside the new bar of the nearest trigger rate (from 1 % up: fewer phrases are noise)
+    pairs = []
+    for r in b["thresholds"]:
+        near = min(t["phrase"], key=lambda x: abs(x["trigger_rate"] - r["trigger_rate"]))
+        if r["trigger_rate"] >= 0.01 and abs(near["trigger_rate"] - r["trigger_rate"]) <= 0.25 * r["trigger_rate"]:
+            pairs.append(f"{pct(near['trigger_rate'])} / {pct(near['precision'])} against {pct(r['trigger_rate'])} "
+                         f"/ {pct(r['precision'])}")
+    default, sure = rows.get(MIN_PROB), rows.get(0.5)
+    inside = t.get("phrase_inside_words") or []
+    test_inside = test.get("inside_words") or []
+    text = [f"The bar, chosen on validation (`python bench/tune_suggest.py models/suggest-en --only phrase --out "
+            f"docs/results/{tuned.name}`: the first 80,000 characters of everyday_en valid, every 2nd word start, "
+            f"{t['phrase_positions']:,} positions), trigger / precision by the phrase's probability: "
+            + curve(t["phrase"]) + ". The earlier bar, on the mean log-probability per token, on the same positions "
+            f"(docs/results/{before.name}, measured at commit 3ce92c9): " + curve(b["thresholds"])
+            + ". Near equal trigger rates, from 1 % up, the probability's trigger / precision against the earlier "
+            "rule's: " + "; ".join(pairs) + ". Below 1 % the counts are too small to tell the two apart. The "
+            "probability also cuts the search exactly (a phrase only loses probability as it grows)."]
+    if default:
+        text.append(f"The default bar {MIN_PROB} is where about half of the phrases offered are exactly right "
+                    f"(validation: trigger {pct(default['trigger_rate'])}, precision {pct(default['precision'])}).")
+    if sure:
+        text.append(f"Even at P >= 0.5 a phrase triggers at {pct(sure['trigger_rate'])} of word starts: the model "
+                    "is rarely that sure of two words, so the target (5 % at 50 %) needs a sharper model, not "
+                    "another rule.")
+    if inside:
+        text.append("Inside a word the bar is on the phrase's share of what the letters typed allow (renormalised as "
+                    "a completion's p_given_typed); on the same validation text: " + "; ".join(
+                        f"after {r['typed']} letter{'s' if r['typed'] > 1 else ''} trigger {pct(r['trigger_rate'])}, "
+                        f"precision {pct(r['precision'])}" for r in inside) + (" (test split: " + "; ".join(
+                        f"{pct(r['trigger_rate'])} / {pct(r['precision'])}, {round(r['trigger_rate'] * r['positions'])} "
+                        "phrases" for r in test_inside) + ")" if test_inside else "") + ". That is where a user meets "
+                    "Smart Compose, as they type; the issue's target counts word starts only.")
+    return ["", " ".join(text)]
+
 def eval_table(new: dict, earlier: tuple = ()) -> list[str]:
     """The typing-session table: ``new`` (an eval-suggest report with its KN-3), then the columns of
     ``earlier`` ((file, header) measured on the same text), then KN-3 and the targets."""
@@ -57,7 +99,7 @@ def eval_table(new: dict, earlier: tuple = ()) -> list[str]:
             ("offered strings that are not words", get("not_words"), "<= 1 %")]
     for label, value, target in rows:
         out.append(f"| {label} | " + " | ".join(pct(value(c)) for _, c in cols) + f" | {target} |")
-    out.append("| per keystroke CPU time p50 / p99 (shared machine: the same code measured 1.6x apart between runs) | " + " | ".join(
+    out.append("| per keystroke CPU time p50 / p99 (shared machine: runs of the same code differ by up to 2x) | " + " | ".join(
         f"{c['cpu_ms_p50']:.2f} / {c['cpu_ms_p99']:.2f} ms" if "cpu_ms_p50" in c else "-" for _, c in cols) + " | |")
     return out
 
@@ -147,26 +189,7 @@ def section() -> str:
         + f" (target: a threshold with trigger >= 5 % and precision >= 50 %: {'met' if met else 'not met'})."]
     tuned, before = RES / "suggest-en-tune-phrase.json", RES / "suggest-en-tune-phrase-meanlogprob.json"
     if tuned.exists() and before.exists():
-        t, b = json.loads(tuned.read_text()), json.loads(before.read_text())
-        curve = lambda rows: "; ".join(f"{r['threshold']}: {pct(r['trigger_rate'])} / {pct(r['precision'])}" for r in rows)
-        out += ["", f"The bar, chosen on validation (`python bench/tune_suggest.py models/suggest-en --only phrase --out "
-                f"docs/results/{tuned.name}`: the first 80,000 characters of everyday_en valid, every 2nd word start, "
-                f"{t['phrase_positions']:,} positions), trigger / precision by the phrase's probability: "
-                + curve(t["phrase"]) + ". The earlier bar, on the mean log-probability per token, on the same positions "
-                f"(docs/results/{before.name}): " + curve(b["thresholds"]) + ". At equal trigger rates the probability "
-                "is as precise or more (5.7 % trigger: 28.9 % exact instead of 22.6 %; 1.6-1.7 %: 45.2 % instead of "
-                "42.5 %), and it cuts the search exactly (a phrase only loses probability as it grows). The default "
-                "bar 0.35 is where about half of the offered phrases are exactly right (49.5 % on validation). Even "
-                "at P >= 0.5 a phrase triggers at only 0.4 % of word starts: the model is rarely that sure of two "
-                "words, so the target (5 % at 50 %) needs a sharper model, not another rule. Inside a word the bar "
-                "is on the phrase's probability given the letters typed; on the same validation text: " + "; ".join(
-                    f"after {r['typed']} letter{'s' if r['typed'] > 1 else ''} trigger {pct(r['trigger_rate'])}, "
-                    f"precision {pct(r['precision'])}" for r in t.get("phrase_inside_words") or []) + " (test split: "
-                + "; ".join(f"{pct(r['trigger_rate'])} / {pct(r['precision'])}"
-                            for r in new["phrase"].get("inside_words") or []) + "). That is where a user meets "
-                "Smart Compose: as they type, a phrase appears after the first letters of one word in 10-20, right "
-                "about half the time on validation (37-41 % on the test sample's ~50 phrases); the issue's target "
-                "counts word starts only."]
+        out += phrase_tuning(json.loads(tuned.read_text()), json.loads(before.read_text()), new["phrase"], tuned, before)
     people = sorted(RES.glob("suggest-en-adapt-person-*.json"))
     if people:
         out += ["", "Adaptation (`rnnkit eval-suggest models/suggest-en --text everyday_en/people/FILE --max-chars 20000 "

@@ -177,9 +177,10 @@ def suggest_extra() -> str:
     inside = r["phrase"].get("inside_words")
     if inside:
         out += ["", "As the user meets them, inside a word, at the session's bar (P >= "
-                f"{inside[0]['min_prob']} given the letters typed; the phrase completes the word and goes on): "
+                f"{inside[0]['min_prob']} of what the letters typed allow; the phrase completes the word and goes on): "
                 + "; ".join(f"after {t['typed']} letter{'s' if t['typed'] > 1 else ''} trigger {_pct(t['trigger_rate'])}, "
-                            f"exactly right {_pct(t['precision'])} of the time" for t in inside) + "."]
+                            f"exactly right {_pct(t['precision'])} of the time "
+                            f"({round(t['trigger_rate'] * t['positions'])} phrases)" for t in inside) + "."]
     people = sorted(RESULTS.glob("suggest-en-adapt-*.json"))
     if people:
         out += ["", "## Learning its user (adaptation on the device)", "",

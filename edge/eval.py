@@ -35,7 +35,7 @@ from .session import TypingSession
 from .words import WORD
 
 _TARGET = re.compile(r"(?<!\S)" + WORD.pattern)  # a word that starts after whitespace or at the start
-PHRASE_THRESHOLDS = (0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05, 0.02)  # the phrase's probability
+PHRASE_THRESHOLDS = (0.6, 0.5, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05, 0.02)  # the phrase's probability (0.35: the default)
 
 Suggest = Callable[[str, int, int], list[str]]  # (text, position, n typed) -> top-3 words
 

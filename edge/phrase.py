@@ -11,10 +11,10 @@ thought, almost never exactly what the user writes). Its confidence is its proba
 the chance that the text goes on with exactly these words: for a calibrated model, about a
 share ``min_prob`` or more of the phrases offered at a bar ``min_prob`` are exactly right
 (Chen et al. 2019, "Gmail Smart Compose": trigger only above a confidence threshold, and
-measure the trigger rate against the exact-match rate). On everyday_en valid this bar gave
-as many or more exact phrases at each trigger rate as the mean log-probability per token
-did (+6 points of precision at a 6 % trigger rate: a long phrase of confident tokens is
-still often wrong as a whole). The longest finished phrase of at least ``min_words`` words
+measure the trigger rate against the exact-match rate). On everyday_en valid this bar was
+more precise than the mean log-probability per token at trigger rates from 1 % up (+6
+points at 6 %: a long phrase of confident tokens is still often wrong as a whole; below 1 %
+the counts are too small to tell). The longest finished phrase of at least ``min_words`` words
 that reaches the bar is offered; otherwise nothing is. A phrase's probability only falls as
 it grows, so a partial phrase below the bar is dropped and the search stops when none is
 left: an exact cut, where the old rule gave up by a heuristic margin.
@@ -32,8 +32,8 @@ from .search import Rows
 
 SENTENCE_END = (b".", b"!", b"?")
 # The default bar: about half of the phrases offered are exactly right. Chosen on everyday_en valid
-# (80,000 characters, every 2nd word start, suggest-en): P >= 0.35 triggers at 1.2 % of word starts, 49 %
-# exact (0.3: 1.6 %, 45 %; 0.2: 3.6 %, 34 %; 0.15: 5.7 %, 29 %).
+# (80,000 characters, every 2nd word start, suggest-en; docs/results/suggest-en-tune-phrase.json): P >= 0.35
+# triggers at 1.2 % of word starts, 50 % exact (0.3: 1.6 %, 46 %; 0.2: 3.6 %, 34 %; 0.15: 5.7 %, 29 %).
 MIN_PROB = 0.35
 
 
@@ -57,15 +57,17 @@ def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, .
 
     ``start_ids`` are pieces after the context that spell ``start_surface`` (a completed
     word, ``b" word"``) with log-probability ``start_logp`` (its word boundary included);
-    with no start the phrase begins with the next word. ``min_prob``: the lowest bar the
-    caller will apply; phrases below it are not searched for.
+    with no start the phrase begins with the next word (its first piece starts with a space:
+    the user has typed one). ``min_prob``: the lowest bar the caller will apply; phrases
+    below it are not searched for.
     """
-    min_logp = math.log(min_prob) if min_prob > 0 else -math.inf
+    min_logp = _log_bar(min_prob)
     max_pieces = max_pieces or 2 * max_words + 1
     n0 = start_surface.count(b" ")
     any_piece, cont = np.flatnonzero(~vocab.special), np.flatnonzero(vocab.word_cont)
     n_special = int(vocab.special.sum())
     after_word = np.flatnonzero(vocab.ends_word & ~vocab.special)
+    new_word = np.flatnonzero(vocab.word_start)
     # (ids, surface, logp, words so far); a started word counts once it has a piece.
     beam_hyps = [(tuple(start_ids), start_surface, start_logp, n0)]
     best: dict[int, PhraseHit] = {}
@@ -84,6 +86,10 @@ def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, .
                 continue  # a phrase ends with its sentence: what follows is another thought
             if not extended and start_ids:
                 allowed = after_word  # the completed word ends here: a space or punctuation follows
+                # start_logp holds P(boundary) already, and the piece chosen here is that boundary
+                lp -= row.end(vocab)
+            elif not extended:
+                allowed = new_word    # a space was typed: the phrase's first piece starts a word
             elif words >= max_words:
                 allowed = cont        # only finish the last word
             else:
@@ -109,9 +115,20 @@ def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, .
 
 def pick_phrase(best: dict[int, PhraseHit], min_prob: float) -> PhraseHit | None:
     """The longest phrase whose probability reaches ``min_prob`` (the most probable among equals)."""
-    min_logp = math.log(min_prob) if min_prob > 0 else -math.inf
-    offered = [h for h in best.values() if h.logp >= min_logp]
-    return max(offered, key=lambda h: (h.words, h.logp)) if offered else None
+    offered = above(best, min_prob)
+    return max(offered.values(), key=lambda h: (h.words, h.logp)) if offered else None
+
+
+def above(best: dict[int, PhraseHit], min_prob: float) -> dict[int, PhraseHit]:
+    """The phrases of ``best`` whose probability reaches ``min_prob`` (the test the search cuts by)."""
+    min_logp = _log_bar(min_prob)
+    return {n: h for n, h in best.items() if h.logp >= min_logp}
+
+
+def _log_bar(min_prob: float) -> float:
+    if not 0.0 <= min_prob <= 1.0:  # (NaN too)
+        raise ValueError(f"a phrase's bar is a probability, from 0 to 1, got {min_prob!r}")
+    return math.log(min_prob) if min_prob > 0 else -math.inf
 
 
 def _text(surface: bytes) -> str:

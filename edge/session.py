@@ -35,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .phrase import MIN_PROB as PHRASE_MIN_PROB, PhraseHit, pick_phrase, search_phrase
+from .phrase import MIN_PROB as PHRASE_MIN_PROB, PhraseHit, above, pick_phrase, search_phrase
 from .adapt import NewChunks, UserCache, committed_text, common_prefix_len, last_words
 from .lexicon import FILE_NAME as LEXICON_FILE, Lexicon
 from .neural_cache import WordCache
@@ -48,6 +48,7 @@ from .word_ngram import FILE_NAME as NGRAM_FILE, WordNgram
 
 KINDS = ("completion", "next", "phrase")
 MAX_K = 20
+PHRASE_NORM_K = 3         # inside a word, a phrase's bar is renormalised as a request for this many words
 MAX_WORD_CHARS = 48       # a longer "word" (a pasted URL, a run of letters) gets no completion
 _WORD = re.compile(r"\S+|\n")
 _TAIL = re.compile(r"\S*\Z")
@@ -60,7 +61,8 @@ class Suggestion:
     of it was typed. ``p_given_typed``: the same renormalised over the words the search found
     that start with the typed letters, i.e. how sure the model is now ("tomorrow" after
     "See you tomor" is ~1 although its ``prob`` before the "t" was small). At a word boundary
-    nothing is typed and the two are equal. Phrases: both are the phrase's probability."""
+    nothing is typed and the two are equal. Phrases: ``prob`` is the phrase's probability,
+    ``p_given_typed`` its share as a 3-word request renormalises (``PHRASE_NORM_K``)."""
 
     text: str
     prob: float
@@ -117,7 +119,7 @@ class TypingSession:
         self.start_ids = [int(i) for i in start_ids]
         self.beam, self.max_pieces = beam, max_pieces
         if not 0.0 <= phrase_min_prob <= 1.0:
-            raise EdgeError(f"phrase_min_prob is a probability, from 0 to 1, got {phrase_min_prob!r}")
+            raise EdgeError(f"phrase_min_prob (--phrase-min-prob) is a probability, from 0 to 1, got {phrase_min_prob!r}")
         self.phrase_words, self.phrase_min_prob, self.phrase_beam = phrase_words, phrase_min_prob, phrase_beam
         if max_context_chars < 64:
             raise EdgeError(f"max_context_chars must be >= 64, got {max_context_chars}")
@@ -177,7 +179,7 @@ class TypingSession:
         self._nodes: list[_Node] = [self._start]
         self._cache: OrderedDict = OrderedDict()  # (node id, piece ids after it) -> (state, Dist): search rows
         self._words: OrderedDict = OrderedDict()  # (node id, one word's piece ids) -> _Node: words read
-        self._phrases: dict = {}  # (root, start ids, start logp, give-up bar) -> {words: PhraseHit}
+        self._phrases: dict = {}  # (root, start ids, start logp) -> (bar searched at, {words: PhraseHit})
         self._searched: OrderedDict = OrderedDict()  # (root id, typed bytes, want, ...) -> the model's best words
         self._ngram_memo: OrderedDict = OrderedDict()  # (prefix, previous words) -> the n-gram's candidates
 
@@ -402,13 +404,17 @@ class TypingSession:
         if prep is None:
             return []
         _, rows, typed = prep
-        hits, best, log_z = self._words_for(rows, typed, k, self._prev_words(text))
+        prev = self._prev_words(text)
+        hits, best, log_z = self._words_for(rows, typed, k, prev)
         kind = "completion" if typed else "next"
         out = [Suggestion(h.text, math.exp(h.logp), kind, math.exp(h.logp - log_z)) for h in hits]
         if phrase and self.phrase_words >= 2:
-            # Inside a word the bar is on P(phrase | the letters typed): log_z is log P(those letters).
-            bar = min(1.0, self.phrase_min_prob * math.exp(log_z))
-            p = self._phrase(rows, typed, best, bar)
+            # Inside a word the bar is on the phrase's share of what the letters typed allow, as the
+            # completions' p_given_typed: renormalised over the words a search finds, always those of a
+            # PHRASE_NORM_K-word request, so whether a phrase shows does not depend on k.
+            if typed and k != PHRASE_NORM_K:
+                log_z = self._words_for(rows, typed, PHRASE_NORM_K, prev)[2]
+            p = self._phrase(rows, typed, best, log_z)
             if p is not None:
                 out.append(Suggestion(p.text, math.exp(p.logp), "phrase", math.exp(p.logp - log_z)))
         if _types_curly_apostrophes(text):  # offered as the user writes them (read as "'")
@@ -718,21 +724,31 @@ class TypingSession:
         best = self._words_for(rows, typed, 1)[1] if typed else []
         return self._phrase_candidates(rows, typed, best, min_prob)
 
-    def _phrase(self, rows, typed: bytes, hits, min_prob: float) -> PhraseHit | None:
-        return pick_phrase(self._phrase_candidates(rows, typed, hits, min_prob), min_prob)
+    def _phrase(self, rows, typed: bytes, hits, log_z: float) -> PhraseHit | None:
+        """The phrase to offer: P(phrase) >= phrase_min_prob x exp(log_z) (log_z: 0 at a word start)."""
+        if self.phrase_min_prob <= 0:
+            bar = 0.0
+        else:
+            bar = math.exp(math.log(self.phrase_min_prob) + log_z)
+            if bar <= 0.0:
+                return None  # letters this unlikely (underflow): no phrase, rather than any
+        return pick_phrase(self._phrase_candidates(rows, typed, hits, bar), bar)
 
     def _phrase_candidates(self, rows, typed: bytes, hits, min_prob: float) -> dict[int, PhraseHit]:
         if typed and not hits:
             return {}
         start = hits[0] if typed else None  # inside a word: continue its best word (typed or completed)
-        key = (rows.root_id, start.ids if start else (), start.logp if start else 0.0, min_prob)
-        if key not in self._phrases:
-            if len(self._phrases) > 256:
-                self._phrases.clear()
-            self._phrases[key] = search_phrase(
-                self.vocab, rows, start.ids if start else (), (b" " + start.text.encode("utf-8")) if start else b"",
-                start.logp if start else 0.0, self.phrase_words, beam=self.phrase_beam, min_prob=min_prob)
-        return self._phrases[key]
+        key = (rows.root_id, start.ids if start else (), start.logp if start else 0.0)
+        found = self._phrases.get(key)
+        if found is not None and found[0] <= min_prob:  # the cut is exact: a lower bar's search serves
+            return above(found[1], min_prob)
+        if len(self._phrases) > 256:
+            self._phrases.clear()
+        best = search_phrase(
+            self.vocab, rows, start.ids if start else (), (b" " + start.text.encode("utf-8")) if start else b"",
+            start.logp if start else 0.0, self.phrase_words, beam=self.phrase_beam, min_prob=min_prob)
+        self._phrases[key] = (min_prob, best)
+        return best
 
 
 def _types_curly_apostrophes(text: str) -> bool:
