@@ -42,9 +42,11 @@ def test_edge_bench_runs_on_the_shipped_bundle(tmp_path, capsys, no_prefetch_bud
     assert cost["without"]["graph_calls_per_keystroke"] <= cost["with"]["graph_calls_per_keystroke"]
 
 
-def test_keystroke_ab_against_this_commit_finds_no_difference(tmp_path, capsys):
+@pytest.mark.parametrize("phrases", [[], ["--phrase"]])
+def test_keystroke_ab_against_this_commit_finds_no_difference(tmp_path, capsys, phrases):
     """bench/keystroke_ab.py types one text with the session of another commit and this one, in
-    turn; against the committed edge/ itself (HEAD) every keystroke gets the same suggestions."""
+    turn; against the committed edge/ itself (HEAD) every keystroke gets the same suggestions
+    (phrases too, with --phrase)."""
     import subprocess
 
     if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode:
@@ -53,9 +55,9 @@ def test_keystroke_ab_against_this_commit_finds_no_difference(tmp_path, capsys):
     text.write_text("Thank you for the lovely dinner.\nSee you tomorrow at the station\n" * 3)
     out = tmp_path / "ab.json"
     runpy.run_path(str(ROOT / "bench" / "keystroke_ab.py"), run_name="bench")["main"](
-        ["--before", "HEAD", "--text", str(text), "--max-chars", "120", "--prefetch", "2", "--out", str(out)])
+        ["--before", "HEAD", "--text", str(text), "--max-chars", "120", "--prefetch", "2", "--out", str(out)] + phrases)
     r = json.loads(out.read_text())
-    assert r["keystrokes"] > 60
+    assert r["keystrokes"] > 60 and r["phrase"] == bool(phrases)
     # (a working tree whose edge/ differs from HEAD may rightly answer otherwise)
     if subprocess.run(["git", "-C", str(ROOT), "diff", "--quiet", "HEAD", "--", "edge"]).returncode == 0:
         assert r["keystrokes_with_other_suggestions"] == 0
@@ -63,3 +65,22 @@ def test_keystroke_ab_against_this_commit_finds_no_difference(tmp_path, capsys):
     for side in ("before", "now"):
         assert r[side]["wall_ms"]["p99"] >= r[side]["wall_ms"]["p50"] > 0
         assert 0 < r[side]["calls_per_keystroke"] < 5
+
+
+def test_tune_suggest_phrase_grid_runs(tmp_path, capsys):
+    """bench/tune_suggest.py --only phrase (how the default bar was chosen) keeps running: a lower
+    bar never triggers less, and the inside-word figures come at the session's bar."""
+    import os
+
+    corpora = Path(os.environ.get("RNNKIT_DATA", Path.home() / ".cache" / "rnnkit")) / "corpora"
+    if not (corpora / "everyday_en" / "valid.txt").exists() or not (corpora / "wordfreq_en" / "words.txt").exists():
+        pytest.skip("everyday_en / wordfreq_en not fetched (rnnkit data fetch)")
+    out = tmp_path / "tune.json"
+    runpy.run_path(str(ROOT / "bench" / "tune_suggest.py"), run_name="bench")["main"](
+        [str(ROOT / "models" / "suggest-en"), "--only", "phrase", "--phrase-chars", "1500",
+         "--phrase-min-prob", "0.5,0.1,0.01", "--out", str(out)])
+    r = json.loads(out.read_text())
+    rates = [row["trigger_rate"] for row in r["phrase"]]
+    assert [row["threshold"] for row in r["phrase"]] == [0.5, 0.1, 0.01] and rates == sorted(rates)
+    assert r["phrase_positions"] > 50
+    assert [row["typed"] for row in r["phrase_inside_words"]] == [1, 2]
