@@ -269,6 +269,22 @@ def section() -> str:
                     f"{'off' if r['lam'] == 0 else 'lambda ' + str(r['lam'])}: {pct(savings(r))} ({pct(savings(r, False))})"
                     for r in t["lam"]) + ". The default is now the trigram cache with the line-start context at 0.1: "
                 "the n-gram already knows the phrases everyone writes."]
+    per = RES / "suggest-en-tune-lam-per-writer.json"
+    if per.exists():
+        t = json.loads(per.read_text())
+        rows = {r["lam"]: r["per_text"] for r in t["lam"] if "per_text" in r}
+        if 0.0 in rows and len(rows) > 1:
+            off = rows.pop(0.0)
+            gains = {lam: [100 * (a - b) for a, b in zip(v, off)] for lam, v in rows.items()}
+            best = [max([0.0] + [g[i] for g in gains.values()]) for i in range(len(off))]
+            out += ["", "Does one cache weight suit every writer? (`python bench/tune_suggest.py models/suggest-en --people "
+                    f"{len(off)} --adapt-chars 8000 --only lam --lam 0,{','.join(str(l) for l in rows)} --out "
+                    f"docs/results/{per.name}`; validation writers {', '.join(t.get('people_valid', []))}), keystroke "
+                    "savings gain per writer, in points: " + "; ".join(
+                        f"lambda {lam}: " + ", ".join(f"{g:+.2f}" for g in v) for lam, v in gains.items())
+                    + f". Each writer's best weight gives a mean gain of {sum(best) / len(best):+.2f} points, the shared "
+                    f"{min(gains)} {sum(gains[min(gains)]) / len(off):+.2f}: a per-user or online-tuned weight cannot "
+                    "reach the +4 target on this text."]
     ptb = RES / "neural-cache-ptb.json"
     if ptb.exists():
         c = json.loads(ptb.read_text())
