@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from rnnkit.edge.eval import savings
+from rnnkit.edge.phrase import MIN_PROB as PHRASE_MIN_PROB
 
 ROOT = Path(__file__).resolve().parents[1]
 RES = ROOT / "docs" / "results"
@@ -36,7 +37,6 @@ def mean_gain(files: list[Path], tap_space: bool = True) -> float | None:
 
 def phrase_tuning(t: dict, b: dict, test: dict, tuned: Path, before: Path) -> list[str]:
     """The phrase bar's validation curve beside the earlier rule's, and the figures inside words."""
-    from rnnkit.edge.phrase import MIN_PROB
 
     curve = lambda rows: "; ".join(f"{r['threshold']}: {pct(r['trigger_rate'])} / {pct(r['precision'])}" for r in rows)
     rows = {r["threshold"]: r for r in t["phrase"]}
@@ -47,7 +47,7 @@ def phrase_tuning(t: dict, b: dict, test: dict, tuned: Path, before: Path) -> li
         if r["trigger_rate"] >= 0.01 and abs(near["trigger_rate"] - r["trigger_rate"]) <= 0.25 * r["trigger_rate"]:
             pairs.append(f"{pct(near['trigger_rate'])} / {pct(near['precision'])} against {pct(r['trigger_rate'])} "
                          f"/ {pct(r['precision'])}")
-    default, sure = rows.get(MIN_PROB), rows.get(0.5)
+    default, sure = rows.get(PHRASE_MIN_PROB), rows.get(0.5)
     inside = t.get("phrase_inside_words") or []
     test_inside = test.get("inside_words") or []
     text = [f"The bar, chosen on validation (`python bench/tune_suggest.py models/suggest-en --only phrase --out "
@@ -59,7 +59,7 @@ def phrase_tuning(t: dict, b: dict, test: dict, tuned: Path, before: Path) -> li
             "rule's: " + "; ".join(pairs) + ". Below 1 % the counts are too small to tell the two apart. The "
             "probability also cuts the search exactly (a phrase only loses probability as it grows)."]
     if default:
-        text.append(f"The default bar {MIN_PROB} is where about half of the phrases offered are exactly right "
+        text.append(f"The default bar {PHRASE_MIN_PROB} is where about half of the phrases offered are exactly right "
                     f"(validation: trigger {pct(default['trigger_rate'])}, precision {pct(default['precision'])}).")
     if sure:
         text.append(f"Even at P >= 0.5 a phrase triggers at {pct(sure['trigger_rate'])} of word starts: the model "
@@ -74,6 +74,20 @@ def phrase_tuning(t: dict, b: dict, test: dict, tuned: Path, before: Path) -> li
                         "phrases" for r in test_inside) + ")" if test_inside else "") + ". That is where a user meets "
                     "Smart Compose, as they type; the issue's target counts word starts only.")
     return ["", " ".join(text)]
+
+def phrase_at_default(phrase: dict, lead: str) -> list[str]:
+    """One sentence: phrases at the session's default bar, at word starts and inside words."""
+    row = next((r for r in phrase.get("thresholds", []) if r["threshold"] == PHRASE_MIN_PROB), None)
+    if row is None:
+        return []
+    n = phrase["positions"]
+    parts = [f"at word starts trigger {pct(row['trigger_rate'])}, exactly right {pct(row['precision'])} "
+             f"({round(row['trigger_rate'] * n)} phrases of {n:,} word starts)"]
+    parts += [f"after {t['typed']} letter{'s' if t['typed'] > 1 else ''} trigger {pct(t['trigger_rate'])}, exactly "
+              f"right {pct(t['precision'])} ({round(t['trigger_rate'] * t['positions'])} phrases)"
+              for t in phrase.get("inside_words", [])]
+    return ["", f"{lead} at the default bar P >= {PHRASE_MIN_PROB}: " + "; ".join(parts) + "."]
+
 
 def eval_table(new: dict, earlier: tuple = ()) -> list[str]:
     """The typing-session table: ``new`` (an eval-suggest report with its KN-3), then the columns of
@@ -147,6 +161,7 @@ def section() -> str:
                 "same bundle. A sample five times larger (`--max-chars 40000 --prefetch 0`, "
                 f"{b['chars']:,} characters, {b['lstm']['words']:,} scored words) is the steadier figure:", ""]
         out += eval_table(b)
+        out += phrase_at_default(b.get("phrase", {}), "On the 40,000-character sample, Smart Compose")
     ab = [json.loads(f.read_text()) for f in sorted(RES.glob("keystroke_ab-*-prefetch*.json"))]
     if ab:
         out += ["", "Wall and CPU time vary between machines and runs by more than the changes measured here, so the "

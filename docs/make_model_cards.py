@@ -16,6 +16,8 @@ from pathlib import Path
 from rnnkit.edge.eval import savings
 from rnnkit.edge.phrase import MIN_PROB as PHRASE_MIN_PROB
 
+from make_everyday_results import phrase_at_default  # (docs/, beside this file)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # recipe -> (run dir, the commands that reproduce the bundle)
@@ -169,6 +171,7 @@ def suggest_extra() -> str:
                 f"next-word top-3 {_pct(bl.get('next_word_top3'))} (KN-3 {_pct(bk.get('next_word_top3'))}), "
                 f"keystroke savings {_pct(savings(bl))} (KN-3 {_pct(savings(bk) if bk else None)}), "
                 f"{_pct(savings(bl, False))} with every space typed (KN-3 {_pct(savings(bk, False) if bk else None)})."]
+        out += phrase_at_default(b.get("phrase", {}), "On that sample, Smart Compose")
     out += ["", "Smart Compose phrases at word starts (every 2nd), by threshold (the phrase's probability; the session's "
             f"default is {PHRASE_MIN_PROB}, `--phrase-min-prob`):", "",
             "| threshold | trigger | exact | precision |", "|---|---|---|---|"]
@@ -427,3 +430,4 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
