@@ -16,7 +16,7 @@ from pathlib import Path
 from rnnkit.edge.eval import savings
 from rnnkit.edge.phrase import MIN_PROB as PHRASE_MIN_PROB
 
-from make_everyday_results import phrase_at_default  # (docs/, beside this file)
+from make_everyday_results import pct as _pct, phrase_at_default  # (docs/, beside this file)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,10 +128,6 @@ EVAL_CMD = (f"rnnkit eval-suggest models/suggest-en --text {C}/everyday_en/test.
             f"--out docs/results/suggest-en-eval.json")
 ADAPT_CMD = (f"rnnkit eval-suggest models/suggest-en --text {C}/everyday_en/people/FILE --max-chars 20000 "
              f"--adapt --prefetch 0 --phrase-every 1000000 --out docs/results/suggest-en-adapt-FILE.json")
-
-
-def _pct(v) -> str:
-    return "-" if v is None or v != v else f"{100 * v:.1f} %"
 
 
 def suggest_extra() -> str:

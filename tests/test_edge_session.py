@@ -274,11 +274,39 @@ def test_a_phrase_at_a_word_start_begins_with_a_word(parts):
             assert hit.text[:1].isalnum(), (text, hit)
 
 
+def test_a_likelier_glued_piece_does_not_start_a_phrase(parts):
+    """A scripted model that would rather glue a piece onto the word before (0.9) than start a
+    new word (0.1): after the typed space every phrase still begins with the new word."""
+    from rnnkit.edge.phrase import search_phrase
+    from rnnkit.edge.search import Dist
+
+    _, vocab = parts
+    glued = int(np.flatnonzero(vocab.word_cont)[0])
+    first, then = [int(i) for i in np.flatnonzero(vocab.word_start) if len(vocab.surface[i]) >= 3][:2]
+
+    def rows(prefixes):
+        out = []
+        for ids in prefixes:
+            lp = np.full(len(vocab.surface), -60.0, np.float32)
+            if not ids:
+                lp[glued], lp[first] = math.log(0.9), math.log(0.1)
+            elif len(ids) < 3:
+                lp[then] = 0.0
+            else:
+                lp[vocab.eos_id] = 0.0
+            out.append(Dist(lp))
+        return out
+
+    best = search_phrase(vocab, rows, max_words=3, min_words=2, beam=4)
+    word = vocab.surface[first].decode().strip()
+    assert best and all(h.text.startswith(word) for h in best.values()), (word, best)
+
+
 def test_whether_a_phrase_shows_does_not_depend_on_k(parts):
     text = "Thank you f"
-    phrases = {k: [x.text for x in new_session(parts, phrase_min_prob=0.01).suggest(text, k) if x.kind == "phrase"]
-               for k in (1, 2, 3, 5, 10)}
-    assert phrases[3] and all(v == phrases[3] for v in phrases.values()), phrases
+    phrases = {k: [(x.text, x.p_given_typed) for x in new_session(parts, phrase_min_prob=0.01).suggest(text, k)
+                   if x.kind == "phrase"] for k in (1, 2, 3, 5, 10)}
+    assert phrases[3] and all(v == phrases[3] for v in phrases.values()), phrases  # the same share, too
 
 
 def test_bad_bars_are_clear_errors(parts):
