@@ -11,6 +11,10 @@
   user cache at its default.
 - ``lam`` of the bundle's background word n-gram (edge/word_ngram.py; ``--ngram FILE`` for one the
   bundle does not ship): typed over the spread sample, no user cache.
+- ``beam`` and ``max_pieces`` of the word search (edge/search.py): what the search's width costs a
+  keystroke (CPU p50 / p99, model calls and rows) and what it buys (keystroke savings, top-3), typed
+  over the spread sample; a warm-up text is typed first and ``--rounds`` repeats each setting in turn,
+  timings averaged (one pass on a shared machine is noisy).
 - ``phrase_min_prob`` (edge/phrase.py): Smart Compose's trigger / exact-match curve at every 2nd word
   start of the first ``--phrase-chars`` characters of valid.txt (one search per word start gives
   every bar's phrase).
@@ -58,7 +62,10 @@ def main(argv=None) -> int:
     ap.add_argument("--phrase-chars", type=int, default=80000, help="characters of valid.txt for the phrase curve")
     ap.add_argument("--phrase-min-prob", default="0.7,0.6,0.5,0.45,0.4,0.35,0.3,0.25,0.2,0.15,0.1,0.05,0.02",
                     help="bars of the phrase curve (probabilities)")
-    ap.add_argument("--only", choices=("oov", "lam", "neural", "ngram", "phrase"), action="append",
+    ap.add_argument("--search", default="8:4,6:4,4:4,8:3,6:3",
+                    help="beam:max_pieces settings of the word search grid (the session's default first)")
+    ap.add_argument("--rounds", type=int, default=2, help="passes over the search grid (timings averaged)")
+    ap.add_argument("--only", choices=("oov", "lam", "neural", "ngram", "phrase", "search"), action="append",
                     help="run only these grids (repeatable; default: all)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -68,8 +75,9 @@ def main(argv=None) -> int:
     shipped_oov = session.oov_min_prob  # the other grids run at the shipped default
     lexicon = session.lexicon
     is_word = reference_lexicon(words, list(lexicon._words) if lexicon is not None else [])
-    report = {"bundle": args.bundle, "oov_min_prob": [], "lam": [], "neural": [], "ngram": [], "phrase": []}
-    only = set(args.only or ("oov", "lam", "neural", "ngram", "phrase"))
+    report = {"bundle": args.bundle, "oov_min_prob": [], "lam": [], "neural": [], "ngram": [], "phrase": [],
+              "search": []}
+    only = set(args.only or ("oov", "lam", "neural", "ngram", "phrase", "search"))
     if "phrase" in only:
         bars = tuple(float(x) for x in args.phrase_min_prob.split(","))
         r = phrase_eval(session, valid[:args.phrase_chars], thresholds=bars, every=2)
@@ -102,6 +110,8 @@ def main(argv=None) -> int:
         report["oov_min_prob"].append(row)
         print(json.dumps(row), flush=True)
     session.oov_min_prob = shipped_oov
+    if "search" in only:
+        report["search"] = search_grid(session, sample, is_word, args.search, args.rounds)
     if args.people:
         folder = CORPORA / "everyday_en" / "people-valid"
         # chat and mail writers in turn (person-chat-*, person-email-*): both kinds of text are tuned on
@@ -145,6 +155,36 @@ def main(argv=None) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return 0
+
+
+def search_grid(session, sample: str, is_word, settings: str, rounds: int) -> list[dict]:
+    """Keystroke cost and figures per beam:max_pieces, every setting typed once a round, in turn."""
+    from rnnkit.edge.eval import lstm_eval
+
+    grid = [tuple(int(x) for x in s.split(":")) for s in settings.split(",")]
+    shipped = session.beam, session.max_pieces
+    lstm_eval(session, sample[:1000])  # warm-up: the first text typed pays for cold caches
+    rows: dict = {}
+    for _ in range(max(rounds, 1)):
+        for beam, max_pieces in grid:
+            session.beam, session.max_pieces = beam, max_pieces
+            r = lstm_eval(session, sample, is_word=is_word)
+            row = rows.setdefault((beam, max_pieces), {
+                "beam": beam, "max_pieces": max_pieces,
+                **{k: r[k] for k in ("keystroke_savings", "keystroke_savings_space_typed", "next_word_top3",
+                                     "completion_2_top3", "not_words", "keystrokes", "graph_calls_per_keystroke",
+                                     "tokens_fed_per_keystroke")},
+                "cpu_ms_p50_rounds": [], "cpu_ms_p99_rounds": []})
+            row["cpu_ms_p50_rounds"].append(r["cpu_ms_p50"])
+            row["cpu_ms_p99_rounds"].append(r["cpu_ms_p99"])
+    session.beam, session.max_pieces = shipped
+    out = []
+    for row in rows.values():
+        row["cpu_ms_p50"] = sum(row["cpu_ms_p50_rounds"]) / len(row["cpu_ms_p50_rounds"])
+        row["cpu_ms_p99"] = sum(row["cpu_ms_p99_rounds"]) / len(row["cpu_ms_p99_rounds"])
+        out.append(row)
+        print(json.dumps(row), flush=True)
+    return out
 
 
 if __name__ == "__main__":

@@ -338,7 +338,8 @@ def cmd_eval(args) -> int:
 
     if not os.path.isfile(args.text):
         raise FileNotFoundError(f"{args.text}: no such text file")
-    with open(args.text, encoding="utf-8", errors="replace") as f:
+    # utf-8-sig: a byte-order mark (Windows editors write one) is not a character of the text
+    with open(args.text, encoding="utf-8-sig", errors="replace") as f:
         if args.spread:
             text = spread_lines(f.read(), args.max_chars)
         else:
@@ -354,7 +355,7 @@ def cmd_eval(args) -> int:
     if args.train_text:
         if not os.path.isfile(args.train_text):
             raise FileNotFoundError(f"{args.train_text}: no such training text")
-        with open(args.train_text, encoding="utf-8", errors="replace") as f:
+        with open(args.train_text, encoding="utf-8-sig", errors="replace") as f:
             kn = KneserNeyTrigram.train(f)
         lexicons.append(kn.vocab)
     is_word = reference_lexicon(*lexicons) if lexicons else None
@@ -388,7 +389,7 @@ def cmd_eval(args) -> int:
 def _read_words(path: str) -> list[str]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such word list")
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         return [w for w in (line.strip() for line in f) if w]
 
 

@@ -107,6 +107,7 @@ def lstm_eval(session: TypingSession, text: str, k: int = 3, prefetch: int = 0,
     (completions) and over all.
     """
     session.reset()
+    fed_before = session.tokens_fed  # a session's counters run across texts (tune_suggest reuses one)
     cache: dict[int, list[str]] = {}
     lat, cpu, idle, calls = [], [], [], []
     offered = inside = 0
@@ -135,7 +136,7 @@ def lstm_eval(session: TypingSession, text: str, k: int = 3, prefetch: int = 0,
     out["latency_ms_p50"], out["latency_ms_p99"] = (float(x) for x in np.percentile(lat, [50, 99]))
     out["cpu_ms_p50"], out["cpu_ms_p99"] = (float(x) for x in np.percentile(cpu, [50, 99]))
     out["keystrokes"] = len(lat)
-    out["tokens_fed_per_keystroke"] = session.tokens_fed / len(lat)
+    out["tokens_fed_per_keystroke"] = (session.tokens_fed - fed_before) / len(lat)
     out["graph_calls_per_keystroke"] = float(np.mean(calls))
     out["no_call_keystrokes"] = float(np.mean(np.asarray(calls) == 0))
     out["completions_offered_per_keystroke"] = offered / max(inside, 1)

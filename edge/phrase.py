@@ -27,10 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .pieces import SentencePieceVocab
+from .pieces import SENTENCE_END, SentencePieceVocab
 from .search import Rows
-
-SENTENCE_END = (b".", b"!", b"?")
 # The default bar: about half of the phrases offered are exactly right. Chosen on everyday_en valid
 # (80,000 characters, every 2nd word start, suggest-en; docs/results/suggest-en-tune-phrase.json): P >= 0.35
 # triggers at 1.2 % of word starts, 50 % exact (0.3: 1.6 %, 46 %; 0.2: 3.6 %, 34 %; 0.15: 5.7 %, 29 %).
@@ -65,7 +63,11 @@ def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, .
     max_pieces = max_pieces or 2 * max_words + 1
     n0 = start_surface.count(b" ")
     any_piece, cont = np.flatnonzero(~vocab.special), np.flatnonzero(vocab.word_cont)
-    n_special = int(vocab.special.sum())
+    # A piece that ends the sentence before min_words words can never finish a phrase: such a
+    # dead end is not let into the beam (it filled it: "Thank you so much for" -> "you!", "me!", ...).
+    dead_any = vocab.ends_sentence                            # any of them, a word short or more
+    dead_glued = vocab.ends_sentence & ~vocab.starts_space    # one word short: those that add no word
+    n_skip = int(vocab.special.sum()) + int(dead_any.sum())
     after_word = np.flatnonzero(vocab.ends_word & ~vocab.special)
     new_word = np.flatnonzero(vocab.word_start)
     # (ids, surface, logp, words so far); a started word counts once it has a piece.
@@ -94,12 +96,17 @@ def search_phrase(vocab: SentencePieceVocab, rows: Rows, start_ids: tuple[int, .
                 allowed = cont        # only finish the last word
             else:
                 allowed = any_piece
+            dead = dead_any if words + 1 < min_words else dead_glued if words < min_words else None
             if allowed is any_piece:  # skip gathering ~V values: select on the row, then drop specials
-                pick = min(beam + n_special, row.lp.size)
+                pick = min(beam + n_skip, row.lp.size)
                 top = np.argpartition(-row.lp, pick - 1)[:pick]
-                top = top[~vocab.special[top]]
+                top = top[~(vocab.special[top] | dead[top])] if dead is not None else top[~vocab.special[top]]
                 top = top[np.argpartition(-row.lp[top], min(beam, top.size) - 1)[:beam]]
             else:
+                if dead is not None:
+                    allowed = allowed[~dead[allowed]]
+                if not allowed.size:
+                    continue
                 top = allowed[np.argpartition(-row.lp[allowed], min(beam, allowed.size) - 1)[:beam]]
             for t in top:
                 t = int(t)

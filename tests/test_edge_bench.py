@@ -84,3 +84,24 @@ def test_tune_suggest_phrase_grid_runs(tmp_path, capsys):
     assert [row["threshold"] for row in r["phrase"]] == [0.5, 0.1, 0.01] and rates == sorted(rates)
     assert r["phrase_positions"] > 50
     assert [row["typed"] for row in r["phrase_inside_words"]] == [1, 2]
+
+
+def test_tune_suggest_search_grid_runs(tmp_path):
+    """bench/tune_suggest.py --only search (what the word search's width costs a keystroke) keeps
+    running: one row a setting, each with its own rows fed and its timings from every round."""
+    import os
+
+    corpora = Path(os.environ.get("RNNKIT_DATA", Path.home() / ".cache" / "rnnkit")) / "corpora"
+    if not (corpora / "everyday_en" / "valid.txt").exists() or not (corpora / "wordfreq_en" / "words.txt").exists():
+        pytest.skip("everyday_en / wordfreq_en not fetched (rnnkit data fetch)")
+    out = tmp_path / "tune.json"
+    runpy.run_path(str(ROOT / "bench" / "tune_suggest.py"), run_name="bench")["main"](
+        [str(ROOT / "models" / "suggest-en"), "--only", "search", "--chars", "300", "--search", "8:4,2:2",
+         "--rounds", "2", "--out", str(out)])
+    rows = json.loads(out.read_text())["search"]
+    assert [(r["beam"], r["max_pieces"]) for r in rows] == [(8, 4), (2, 2)]
+    for r in rows:
+        assert len(r["cpu_ms_p99_rounds"]) == 2 and r["cpu_ms_p99"] >= r["cpu_ms_p50"] > 0
+        assert 0 <= r["keystroke_savings"] <= 1 and r["tokens_fed_per_keystroke"] > 0
+    # a narrower, shallower search reads fewer rows (each setting counts its own, not the session's total)
+    assert rows[1]["tokens_fed_per_keystroke"] < rows[0]["tokens_fed_per_keystroke"]

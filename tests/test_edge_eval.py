@@ -329,3 +329,34 @@ def test_savings_reads_results_from_before_the_tap_space_definition():
     assert savings(old) is None and savings(old, tap_space=False) == 0.3
     new = {"keystroke_savings": 0.4, "keystroke_savings_space_typed": 0.3}
     assert savings(new) == 0.4 and savings(new, tap_space=False) == 0.3
+
+
+def test_a_reused_session_counts_each_texts_own_tokens():
+    """The session's counters run across texts; lstm_eval reports what this text fed (bench/tune_suggest.py
+    types every grid row through one session)."""
+    from rnnkit.edge.eval import lstm_eval
+
+    session = open_session(tiny_bundle("lstm"))
+    first = lstm_eval(session, TRAIN_TEXT[:60])
+    again = lstm_eval(session, TRAIN_TEXT[:60])
+    assert first["tokens_fed_per_keystroke"] > 0
+    assert again["tokens_fed_per_keystroke"] == pytest.approx(first["tokens_fed_per_keystroke"])
+
+
+def test_eval_suggest_reads_a_byte_order_mark_and_crlf_as_the_plain_text(tmp_path, capsys):
+    """A file saved by a Windows editor (BOM, CRLF) is scored as the same text: the mark is no
+    character of its first word, and the line ends are line ends."""
+    body = "Thank you for the lovely dinner.\nI think we should leave before the rain starts.\n"
+    figures = {}
+    for name, data in (("plain", body.encode()), ("windows", b"\xef\xbb\xbf" + body.replace("\n", "\r\n").encode())):
+        path, out = tmp_path / f"{name}.txt", tmp_path / f"{name}.json"
+        path.write_bytes(data)
+        words = tmp_path / f"{name}-words.txt"
+        words.write_bytes(data[:3] + b"Thank\nyou\n" if name == "windows" else b"Thank\nyou\n")
+        assert main(["eval-suggest", str(tiny_bundle("lstm")), "--text", str(path), "--prefetch", "0",
+                     "--phrase-every", "1000", "--reference-words", str(words), "--out", str(out)]) == 0
+        r = json.loads(out.read_text())
+        figures[name] = (r["chars"], r["lstm"]["next_word_n"], r["lstm"]["next_word_top3"],
+                         r["lstm"]["keystroke_savings"], r["lstm"]["not_words"])
+    capsys.readouterr()
+    assert figures["windows"] == figures["plain"]

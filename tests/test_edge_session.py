@@ -235,6 +235,42 @@ def test_a_lower_bars_search_serves_a_higher_one(parts):
     assert s.graph_calls == calls  # served from the first search
 
 
+def test_a_sentence_ended_a_word_short_does_not_crowd_out_the_phrase(parts):
+    """A scripted model: after the typed space "you" (0.8) then "!" or "." (most of the time), or
+    "the" (0.2) then "time". With a beam of 2, "you!" and "you." outrank "the time" but can never
+    be phrases of two words (a phrase ends with its sentence): they are not let into the beam, so
+    "the time" is found ("Thank you so much for " found no phrase at all)."""
+    from rnnkit.edge.phrase import search_phrase
+    from rnnkit.edge.search import Dist
+
+    _, vocab = parts
+    ends = [int(i) for i in np.flatnonzero(vocab.ends_sentence & ~vocab.starts_space)][:2]
+    you, the, time = (tuple(vocab.encode_word(w)) for w in ("you", "the", "time"))
+    assert ends and you[0] != the[0]
+    the_time = the + time
+
+    def rows(prefixes):
+        out = []
+        for ids in prefixes:
+            lp = np.full(len(vocab.surface), -60.0, np.float32)
+            if not ids:
+                lp[you[0]], lp[the[0]] = math.log(0.8), math.log(0.2)
+            elif ids == you:
+                for e in ends:
+                    lp[e] = math.log(0.95 / len(ends))
+            elif you[:len(ids)] == ids:
+                lp[you[len(ids)]] = 0.0
+            elif the_time[:len(ids)] == ids and len(ids) < len(the_time):
+                lp[the_time[len(ids)]] = 0.0
+            else:
+                lp[vocab.eos_id] = 0.0
+            out.append(Dist(lp))
+        return out
+
+    best = search_phrase(vocab, rows, max_words=3, min_words=2, beam=2)
+    assert best[2].text == "the time" and best[2].prob == pytest.approx(0.2, rel=1e-4), best
+
+
 def test_a_phrase_counts_its_first_words_boundary_once(parts):
     """A scripted model: "thank" then the boundary with probability 1/2 ("you" as the next piece, or
     the word going on as "s"), then "you" surely ends. Continuing the completed word "thank"
