@@ -13,8 +13,8 @@
   bundle does not ship): typed over the spread sample, no user cache.
 - ``beam`` and ``max_pieces`` of the word search (edge/search.py): what the search's width costs a
   keystroke (CPU p50 / p99, model calls and rows) and what it buys (keystroke savings, top-3), typed
-  over the spread sample; a warm-up text is typed first and ``--rounds`` repeats each setting in turn,
-  timings averaged (one pass on a shared machine is noisy).
+  over the spread sample by one session per setting, keystroke by keystroke in turn (``--rounds``
+  times: the CPU time percentiles pool them).
 - ``phrase_min_prob`` (edge/phrase.py): Smart Compose's trigger / exact-match curve at every 2nd word
   start of the first ``--phrase-chars`` characters of valid.txt (one search per word start gives
   every bar's phrase).
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
                     help="bars of the phrase curve (probabilities)")
     ap.add_argument("--search", default="8:4,6:4,4:4,8:3,6:3",
                     help="beam:max_pieces settings of the word search grid (the session's default first)")
-    ap.add_argument("--rounds", type=int, default=2, help="passes over the search grid (timings averaged)")
+    ap.add_argument("--rounds", type=int, default=2, help="times the search grid's sample is typed (timings pooled)")
     ap.add_argument("--only", choices=("oov", "lam", "neural", "ngram", "phrase", "search"), action="append",
                     help="run only these grids (repeatable; default: all)")
     ap.add_argument("--out", default=None)
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         print(json.dumps(row), flush=True)
     session.oov_min_prob = shipped_oov
     if "search" in only:
-        report["search"] = search_grid(session, sample, is_word, args.search, args.rounds)
+        report["search"] = search_grid(args.bundle, sample, args.search, args.rounds)
     if args.people:
         folder = CORPORA / "everyday_en" / "people-valid"
         # chat and mail writers in turn (person-chat-*, person-email-*): both kinds of text are tuned on
@@ -157,31 +157,49 @@ def main(argv=None) -> int:
     return 0
 
 
-def search_grid(session, sample: str, is_word, settings: str, rounds: int) -> list[dict]:
-    """Keystroke cost and figures per beam:max_pieces, every setting typed once a round, in turn."""
-    from rnnkit.edge.eval import lstm_eval
+def search_grid(bundle: str, sample: str, settings: str, rounds: int) -> list[dict]:
+    """Keystroke cost and figures per beam:max_pieces. One session per setting; the sample is typed
+    keystroke by keystroke by every session in turn (which goes first rotating), ``rounds`` times,
+    so that all see the same machine load: on a shared machine CPU time drifts by tens of per cent
+    within a minute, but not between neighbouring keystrokes (as bench/keystroke_ab.py)."""
+    import time
+
+    import numpy as np
+
+    from rnnkit.edge.eval import score
+    from rnnkit.edge.session import TypingSession, open_session
 
     grid = [tuple(int(x) for x in s.split(":")) for s in settings.split(",")]
-    shipped = session.beam, session.max_pieces
-    lstm_eval(session, sample[:1000])  # warm-up: the first text typed pays for cold caches
-    rows: dict = {}
-    for _ in range(max(rounds, 1)):
-        for beam, max_pieces in grid:
-            session.beam, session.max_pieces = beam, max_pieces
-            r = lstm_eval(session, sample, is_word=is_word)
-            row = rows.setdefault((beam, max_pieces), {
-                "beam": beam, "max_pieces": max_pieces,
-                **{k: r[k] for k in ("keystroke_savings", "keystroke_savings_space_typed", "next_word_top3",
-                                     "completion_2_top3", "not_words", "keystrokes", "graph_calls_per_keystroke",
-                                     "tokens_fed_per_keystroke")},
-                "cpu_ms_p50_rounds": [], "cpu_ms_p99_rounds": []})
-            row["cpu_ms_p50_rounds"].append(r["cpu_ms_p50"])
-            row["cpu_ms_p99_rounds"].append(r["cpu_ms_p99"])
-    session.beam, session.max_pieces = shipped
+    base = open_session(bundle)  # one graph for all: the sessions differ only in their search
+    sessions = [TypingSession(base.runner, base.vocab, beam=b, max_pieces=m, lexicon=base.lexicon, ngram=base.ngram,
+                              oov_min_prob=base.oov_min_prob) for b, m in grid]
+    cpu = [[] for _ in grid]
+    calls = [[] for _ in grid]
+    fed = [0] * len(grid)
+    answers: list[dict[int, list[str]]] = [{} for _ in grid]
+    for r in range(max(rounds, 1)):
+        for s in sessions:
+            s.reset()
+        for i in range(len(sample) + 1):
+            order = range(len(grid))
+            for j in (list(order)[(i + r) % len(grid):] + list(order)[:(i + r) % len(grid)]):
+                s, c0, f0 = sessions[j], sessions[j].graph_calls, sessions[j].tokens_fed
+                t0 = time.thread_time()
+                sugg = s.suggest(sample[:i], 3, phrase=False)
+                cpu[j].append((time.thread_time() - t0) * 1e3)
+                if r == 0:  # the answers and the work are the same every round
+                    answers[j][i] = [x.text for x in sugg]
+                    calls[j].append(s.graph_calls - c0)
+                    fed[j] += s.tokens_fed - f0
     out = []
-    for row in rows.values():
-        row["cpu_ms_p50"] = sum(row["cpu_ms_p50_rounds"]) / len(row["cpu_ms_p50_rounds"])
-        row["cpu_ms_p99"] = sum(row["cpu_ms_p99_rounds"]) / len(row["cpu_ms_p99_rounds"])
+    for j, (beam, max_pieces) in enumerate(grid):
+        f = score(sample, lambda t, start, typed, a=answers[j]: a[len(t)])
+        row = {"beam": beam, "max_pieces": max_pieces,
+               **{k: f[k] for k in ("keystroke_savings", "keystroke_savings_space_typed", "next_word_top3",
+                                    "completion_2_top3")},
+               "keystrokes": len(calls[j]), "graph_calls_per_keystroke": float(np.mean(calls[j])),
+               "tokens_fed_per_keystroke": fed[j] / len(calls[j]), "rounds": max(rounds, 1),
+               "cpu_ms_p50": float(np.percentile(cpu[j], 50)), "cpu_ms_p99": float(np.percentile(cpu[j], 99))}
         out.append(row)
         print(json.dumps(row), flush=True)
     return out

@@ -130,6 +130,66 @@ def two_builds(stem: str, data: str, unit: str, intro: str, v2: str, tail: str =
             f"command on v1's {a['pairs']:,} {unit}: BLEU {a['bleu']:.2f}, chrF {a['chrf']:.1f}.{tail}"]
 
 
+def top3_needs(res: Path, previous_val_ppl: float = 61.6) -> list[str]:
+    """How much sharper the model must be for the top-3 target: the v1 sample holds two models'
+    LSTM-only figures, whose gap per nat of validation perplexity extrapolates to what is missing."""
+    files = [res / f for f in ("suggest-en-eval-v1.json", "suggest-en-lstm-alone-eval.json", "suggest-en-cpu-eval.json",
+                               "suggest-en-eval-40k.json")]
+    if not all(f.exists() for f in files):
+        return []
+    import math
+
+    v1, alone, prev, big = (json.loads(f.read_text()) for f in files)
+    val_ppl = json.loads((ROOT / "models" / "suggest-en" / "manifest.json").read_text())["metrics"]["final"]["val_ppl"]
+    per_nat = 100 * (alone["lstm"]["next_word_top3"] - prev["lstm"]["next_word_top3"]) / math.log(previous_val_ppl / val_ppl)
+    needs = []
+    for d in (v1, big):
+        gap = 100 * (1.25 * d["kneser_ney"]["next_word_top3"] - d["lstm"]["next_word_top3"])
+        needs.append((gap, val_ppl * math.exp(-gap / per_nat)))
+    (g1, p1), (g2, p2) = needs
+    return ["", "What the next-word target asks of the model: on the v1 sample the two LSTMs measured alone gain "
+            f"{per_nat:.1f} points of top-3 per nat of validation perplexity (previous bundle {previous_val_ppl} -> "
+            f"this one {val_ppl:.1f}: {pct(prev['lstm']['next_word_top3'])} -> {pct(alone['lstm']['next_word_top3'])}). "
+            f"At that rate the target's missing {g1:.1f} points (v1 sample) need a validation perplexity near {p1:.0f} "
+            f"({100 * (p1 / val_ppl - 1):+.0f} %), the missing {g2:.1f} points of the steadier 40,000-character sample "
+            f"near {p2:.0f} ({100 * (p2 / val_ppl - 1):+.0f} %). A model "
+            "that much sharper within the 8 MB bundle (0.9 MB left; 2.8 MB without the word n-gram) is a training "
+            "question for a GPU, and the larger gap may be beyond that size."]
+
+
+def search_width(path: Path) -> list[str]:
+    """What the word search's width costs a keystroke and buys (bench/tune_suggest.py --only search)."""
+    if not path.exists():
+        return []
+    rows = json.loads(path.read_text())["search"]
+    out = ["", "What a keystroke costs, by the word search's width (`python bench/tune_suggest.py models/suggest-en "
+           "--only search --chars 12000 --rounds 2 --out docs/results/" + path.name + "`: the spread sample of "
+           f"everyday_en valid, {rows[0]['keystrokes']:,} keystrokes; one session per setting, all typing the "
+           f"text keystroke by keystroke in turn, {rows[0].get('rounds', 1)} times, so that all see the same "
+           "machine load; CPU time per keystroke over every pass; the session's default first):", "",
+           "| beam | pieces a word at most | keystroke savings | next-word top-3 | completion top-3 after 2 chars | "
+           "model calls / rows a keystroke | CPU p50 / p99 |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['beam']} | {r['max_pieces']} | {pct(r['keystroke_savings'])} | {pct(r['next_word_top3'])} | "
+                   f"{pct(r['completion_2_top3'])} | {r['graph_calls_per_keystroke']:.2f} / "
+                   f"{r['tokens_fed_per_keystroke']:.2f} | {r['cpu_ms_p50']:.2f} / {r['cpu_ms_p99']:.2f} ms |")
+    fastest = min(rows, key=lambda r: r["cpu_ms_p99"])
+    out += ["", "A narrower or shallower search reads fewer rows but makes about as many model calls (one a depth). "
+            "A call costs about 0.2 ms before its first row, a row about 0.13 ms in the graph "
+            "(`python bench/edge_latency.py --bundle models/suggest-en`, the step at the search's batch sizes) and "
+            "0.04 ms in the softmax over 8,000 pieces, and the session's own Python about 1 ms a keystroke. The "
+            "slowest keystroke in a hundred makes 3-5 calls for 15-20 rows: typically the last letters of a long "
+            "word, whose segmentations the search reads to their end. No width comes near the 3 ms target: the "
+            f"fastest here, beam {fastest['beam']} and {fastest['max_pieces']} pieces, has p99 "
+            f"{fastest['cpu_ms_p99']:.1f} ms at {100 * (fastest['keystroke_savings'] - rows[0]['keystroke_savings']):+.1f} "
+            "points of keystroke savings. Idle-time prefetch (`rnnkit eval-suggest ... --prefetch K`) takes the model "
+            "calls out of 80 % of keystrokes with 3 keys and 84 % with 6 (validation text; p50 0.4 ms), but not out "
+            "of the slow ones: it guesses the likeliest next keys, and a slow keystroke is one it did not guess "
+            "(p99 6.6 ms with 3 keys against 7.1 ms without, in that run). Tried and dropped: starting each search "
+            "with the previous keystroke's words as bounds (5 % fewer rows, no change in the p99)."]
+    return out
+
+
 def section() -> str:
     new = json.loads((RES / "suggest-en-eval.json").read_text())
     L = new["lstm"]
@@ -177,6 +237,7 @@ def section() -> str:
                                     for x in (b, n))
                        + " | " + " | ".join(f"{x['calls_per_keystroke']:.2f} / {x['rows_per_keystroke']:.2f}" for x in (b, n))
                        + f" | {r['keystrokes_with_other_suggestions']} |")
+    out += search_width(RES / "suggest-en-tune-search.json")
     v1 = RES / "suggest-en-eval-v1.json"
     if v1.exists():
         old = json.loads(v1.read_text())
@@ -187,6 +248,7 @@ def section() -> str:
         out += eval_table(old, (("suggest-en-lstm-alone-eval.json", "its LSTM alone (`--ngram-weight 0`)"),
                                 ("suggest-en-cpu-eval.json", "previous bundle (3.5 CPU-hours)"),
                                 ("suggest-en-before-eval.json", "suggest-en before (Bible-mostly)")))
+    out += top3_needs(RES)
     tune_ng = RES / "suggest-en-tune-ngram.json"
     if tune_ng.exists():
         t = json.loads(tune_ng.read_text())
