@@ -175,9 +175,10 @@ def search_width(path: Path) -> list[str]:
                    f"{r['tokens_fed_per_keystroke']:.2f} | {r['cpu_ms_p50']:.2f} / {r['cpu_ms_p99']:.2f} ms |")
     fastest = min(rows, key=lambda r: r["cpu_ms_p99"])
     out += ["", "A narrower or shallower search reads fewer rows but makes about as many model calls (one a depth). "
-            "A call costs about 0.2 ms before its first row, a row about 0.13 ms in the graph "
-            "(`python bench/edge_latency.py --bundle models/suggest-en`, the step at the search's batch sizes) and "
-            "0.04 ms in the softmax over 8,000 pieces, and the session's own Python about 1 ms a keystroke. The "
+            "A call costs 0.13-0.25 ms before its first row and 0.07-0.13 ms a row in the graph (`python "
+            "bench/edge_latency.py --bundle models/suggest-en`, the step at the search's batch sizes: batch 1 / 4 / 8 "
+            "0.20 / 0.39 / 0.67 ms on a quiet minute, up to twice that on a busy one), 0.04 ms a row in the softmax "
+            "over 8,000 pieces, and the session's own Python about 1 ms a keystroke. The "
             "slowest keystroke in a hundred makes 3-5 calls for 15-20 rows: typically the last letters of a long "
             "word, whose segmentations the search reads to their end. No width comes near the 3 ms target: the "
             f"fastest here, beam {fastest['beam']} and {fastest['max_pieces']} pieces, has p99 "
