@@ -303,7 +303,10 @@ LIMITS = {
                   "typed, or that it is sure of); a new word takes a few uses before `--user-dir` offers it. "
                   "Its word n-gram (1.9 MB of the bundle) knows only the word pairs and triples seen at least "
                   "twice in that text, and no punctuation. "
-                  "Smart Compose phrases are rarely exactly right (see the curve above).",
+                  "Smart Compose phrases are rarely exactly right (see the curve above). A keystroke costs 2.5-4.5 ms "
+                  "at the median and 7-15 ms at p99 on one core of a 2020s server CPU (slower on a phone), against "
+                  "a 3 ms p99 goal: the word search reads the model 1-5 times a keystroke, and idle-time prefetch "
+                  "spares most keystrokes but not the slowest (docs/RESULTS.md, what a keystroke costs).",
     "ner-conll": "Trained on CoNLL-2003: Reuters news of 1996, four entity types (PER, LOC, ORG, MISC). On its test "
                  "split it finds 88 % of entities (F1); miscellaneous names (events, nationalities, titles) are "
                  "its weakest type (F1 78). Names its training sentences never showed are found far less well "
