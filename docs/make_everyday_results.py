@@ -186,8 +186,13 @@ def search_width(path: Path) -> list[str]:
             "points of keystroke savings. Idle-time prefetch (`rnnkit eval-suggest ... --prefetch K`) takes the model "
             "calls out of 80 % of keystrokes with 3 keys and 84 % with 6 (validation text; p50 0.4 ms), but not out "
             "of the slow ones: it guesses the likeliest next keys, and a slow keystroke is one it did not guess "
-            "(p99 6.6 ms with 3 keys against 7.1 ms without, in that run). Tried and dropped: starting each search "
-            "with the previous keystroke's words as bounds (5 % fewer rows, no change in the p99)."]
+            "(p99 6.6 ms with 3 keys against 7.1 ms without, in that run). The word n-gram costs its share: "
+            "edge_latency types the text with and without it in turn, 1.90 against 1.41 model calls a keystroke "
+            "(its candidates are read by the model, and its lift lowers the search's floor). Tried and dropped "
+            "(`python bench/keystroke_ab.py --before HEAD ...` on a working tree with the change): starting each "
+            "search with the previous keystroke's words as bounds (5 % fewer rows, no change in the p99), and "
+            "bounding the n-gram's lift by its 10th word instead of its 3rd (1.91 calls instead of 1.78: the "
+            "words it must then score cost more than the floor saves)."]
     return out
 
 
