@@ -28,6 +28,7 @@ from typing import Callable
 from rnnkit.core.atomic import atomic_write_json, atomic_write_text, sha256_file
 from rnnkit.core.data import corpora as C
 from rnnkit.core.data import everyday as E
+from rnnkit.core.data import phrasebook as P
 
 COMPLETE = ".complete"
 
@@ -72,6 +73,9 @@ CORPORA: dict[str, Corpus] = {c.name: c for c in [
            version=4),  # 2: people/ only writers held out whole; the card counts what was written;
     # 3: quotes with initials, PGP blocks, base64 runs, titled rules and wrapped attributions go;
     # 4: held-out lines a shorter training line matches go ("... awesome :)" / "... awesome")
+    Corpus("phrasebook_en_de", ("auf-deutsch",),
+           ("everyday_en_de", "bible_en_de", "everyday_en", "mr", "conll2003", "ptb"), P.build_phrasebook_en_de,
+           "everyday English-German course sentences (auf-deutsch, A1-A2)", P.WHY),
     Corpus("wordfreq_en", ("wordfreq",), (), E.build_wordfreq_en,
            "English word list (wordfreq), the reference lexicon of eval-suggest"),
     Corpus("timeseries", ("sktime",), (), C.build_timeseries, "airline (monthly), co2 (weekly)"),

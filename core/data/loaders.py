@@ -24,6 +24,7 @@ FILES = {  # corpus -> (split names, file extension)
     "suggest_en": (("train", "valid", "test"), ".txt"),
     "everyday_en": (("train", "valid", "test"), ".txt"),
     "everyday_en_de": (("train", "valid", "test"), ".tsv"),
+    "phrasebook_en_de": (("train", "valid", "test"), ".tsv"),
     "wordfreq_en": (("words",), ".txt"),
     "mr": (("train", "valid", "test", "vader_all"), ".tsv"),
     "bible_en_de": (("train", "valid", "test"), ".tsv"),
