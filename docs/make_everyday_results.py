@@ -400,6 +400,22 @@ def section() -> str:
                 f"{b['cpu45']['rev']} and {b['bibleonly']['rev']}, narrowed to 64 levels; "
                 f"docs/results/{pb.name}). Ding's examples each show one dictionary word, so the same model "
                 "scores lower on them."]
+    cpu = RES / "translate-en-de-phrasebook-cpu.json"
+    if cpu.exists():  # what its training split adds, at the CPU recipe's budget
+        c = json.loads(cpu.read_text())
+        v, r = c["validation_beam4"], c["results_json"]
+        w, wo, gpu = (v[k] for k in ("with_phrasebook_cpu_5000_steps (pytorch)",
+                                      "without_cpu_5000_steps_32376c5 (int8, narrowed)", "shipped_gpu_17700_steps (int8)"))
+        out += ["", "What its training split adds, at the CPU recipe's budget (5,000 steps, one thread, 16 minutes: "
+                f"`{c['command']}`; the recipe now adds it x4; docs/results/{cpu.name}). Validation BLEU "
+                f"(`rnnkit eval MODEL --data ~/.cache/rnnkit/corpora/SOURCE/valid.tsv --beam 4`): phrasebook_en_de "
+                f"{wo['phrasebook_en_de'][0]:.1f} without it -> {w['phrasebook_en_de'][0]:.1f} with it (the shipped GPU "
+                f"bundle: {gpu['phrasebook_en_de'][0]:.1f}); everyday_en_de {wo['everyday_en_de'][0]:.1f} -> "
+                f"{w['everyday_en_de'][0]:.1f} (GPU {gpu['everyday_en_de'][0]:.1f}). Its test splits: phrasebook_en_de "
+                f"BLEU {r['test_phrasebook_en_de_bleu']:.2f}, everyday_en_de {r['test_everyday_en_de_bleu']:.2f}, the "
+                f"Bible {r['test_bleu']:.2f} ({int(r['test_sentences'])} verses). A 16-minute CPU model does not "
+                "replace the GPU one (the Bible and Ding's examples lose more than the course sentences gain); the "
+                "same data on a lent GPU is `python bench/gpu_recipes.py --only translate-phrasebook`."]
     out += two_builds("translate-en-de-bible-test", "bible_en_de/test.tsv", "verses",
                       "The Bible test without the verses that repeat a training verse word for word",
                       "bible_en_de builder v2")
