@@ -118,18 +118,6 @@ def eval_table(new: dict, earlier: tuple = ()) -> list[str]:
     return out
 
 
-def two_builds(stem: str, data: str, unit: str, intro: str, v2: str, tail: str = "") -> list[str]:
-    """A sentence on the shipped translator's ``rnnkit eval`` figures on a corpus's test split as
-    built now (v2) and before (v1): docs/results/STEM-v{1,2}.json."""
-    f1, f2 = RES / f"{stem}-v1.json", RES / f"{stem}-v2.json"
-    if not (f1.exists() and f2.exists()):
-        return []
-    a, b = json.loads(f1.read_text()), json.loads(f2.read_text())
-    return ["", f"{intro} (`rnnkit eval models/translate-en-de --data ~/.cache/rnnkit/corpora/{data} --beam 4`, the "
-            f"int8 bundle): on {v2}, {b['pairs']:,} {unit}, BLEU {b['bleu']:.2f}, chrF {b['chrf']:.1f}; the same "
-            f"command on v1's {a['pairs']:,} {unit}: BLEU {a['bleu']:.2f}, chrF {a['chrf']:.1f}.{tail}"]
-
-
 def top3_needs(res: Path, previous_val_ppl: float = 61.6) -> list[str]:
     """How much sharper the model must be for the top-3 target: the v1 sample holds two models'
     LSTM-only figures, whose gap per nat of validation perplexity extrapolates to what is missing."""
@@ -155,6 +143,38 @@ def top3_needs(res: Path, previous_val_ppl: float = 61.6) -> list[str]:
             f"near {p2:.0f} ({100 * (p2 / val_ppl - 1):+.0f} %). A model "
             "that much sharper within the 8 MB bundle (0.9 MB left; 2.8 MB without the word n-gram) is a training "
             "question for a GPU, and the larger gap may be beyond that size."]
+
+
+def translator(path: Path) -> list[str]:
+    """The translator's table: every bundle on each source's test split (int8, ``rnnkit eval``), and the
+    validation figures it was chosen on."""
+    if not path.exists():
+        return []
+    t = json.loads(path.read_text())
+    now, gpu = t["test"]["now"], t["test"]["gpu"]
+
+    def cell(x):
+        return f"BLEU {x['bleu']:.2f}, chrF {x['chrf']:.1f}" if x else "-"
+    out = ["", f"translate-en-de ({t['about']}; beam 4, sacreBLEU). Each source's test split as built now, the int8 "
+           "bundles (`rnnkit eval BUNDLE --data ~/.cache/rnnkit/corpora/SOURCE/test.tsv --beam 4`; "
+           f"docs/results/{path.name}; the earlier bundles from git, narrowed to 64 levels):", "",
+           "| test split | now | the GPU bundle before (4.6 GPU-minutes, Ding x4) | the CPU bundle before that "
+           "(5,000 steps, Ding x2) | Bible only | target |", "|---|---|---|---|---|---|"]
+    for src, name, target in (("bible_en_de", "Bible", "within 2 of 17.6"), ("everyday_en_de", "everyday_en_de (Ding)",
+                                                                              "BLEU >= 20"),
+                              ("phrasebook_en_de", "phrasebook_en_de (auf-deutsch)", "BLEU >= 20")):
+        x = now[src]
+        met = x["bleu"] >= 15.6 if src == "bible_en_de" else x["bleu"] >= 20
+        out.append(f"| {name} ({x['pairs']:,}) | {cell(x)} | {cell(gpu.get(src))} | "
+                   f"{cell(t['test']['cpu45'].get(src))} | {cell(t['test']['bibleonly'].get(src))} | "
+                   f"{target} ({'met' if met else 'missed'}) |")
+    v = t["valid"]
+    out += ["", "Chosen on validation (`rnnkit eval MODEL --data ~/.cache/rnnkit/corpora/SOURCE/valid.tsv --beam 4`; "
+            "the new model's best checkpoint in PyTorch, the GPU bundle int8): " + "; ".join(
+                f"{src} {v['gpu'][src]:.2f} -> {v['now'][src]:.2f}" for src in v["now"])
+            + ". The older bundles' Bible and Ding figures were measured on builder v1's splits, in PyTorch, when "
+            "they were trained: the CPU bundle Bible 16.99, Ding 4.46; the Bible-only one Bible 17.55, Ding 1.48."]
+    return out
 
 
 def search_width(path: Path) -> list[str]:
@@ -377,64 +397,19 @@ def section() -> str:
                 f"({100 * (1 - c['test_ppl_with_cache'] / c['test_ppl']):.1f} % lower; size {b['size']}, theta "
                 f"{b['theta']}, lambda {b['lambda']} chosen on valid); Grave et al. 2017, PTB LSTM: 82.3 -> 72.1 "
                 "(12.4 % lower). A weak model gains more from a cache; the full-size PTB run was not repeated."]
-    tr = json.loads((ROOT / "models" / "translate-en-de" / "manifest.json").read_text())["metrics"]["final"]
-    out += ["", "translate-en-de (commands in models/translate-en-de/README.md: 4.6 minutes on a GPU, everyday pairs "
-            "weighted x4, trained to a validation plateau; beam 4, sacreBLEU):", "",
-            "| test split | now | previous bundle (45 CPU-minutes, everyday x2) | before (Bible only) | target |",
-            "|---|---|---|---|---|",
-            f"| Bible (1,000 verses) | BLEU {tr['test_bleu']:.2f}, chrF {tr['test_chrf']:.1f} | BLEU 16.99, chrF 41.7 "
-            "| BLEU 17.55, chrF 42.05 | within 2 of 17.6 |",
-            f"| everyday_en_de (437 pairs) | BLEU {tr['test_everyday_en_de_bleu']:.2f}, chrF {tr['test_everyday_en_de_chrf']:.1f} "
-            "| BLEU 4.46, chrF 24.7 | BLEU 1.48, chrF 18.2 (`rnnkit eval OLD_BUNDLE --data everyday_en_de/test.tsv --beam 4`) "
-            f"| BLEU >= 20 ({'met' if tr['test_everyday_en_de_bleu'] >= 20 else 'missed'}) |"]
-    pb = RES / "translate-en-de-phrasebook-test.json"
-    if pb.exists():  # the second everyday source, fetched after these bundles were trained
-        b = json.loads(pb.read_text())["bundles"]
-        row = " | ".join(f"BLEU {b[k]['bleu']:.2f}, chrF {b[k]['chrf']:.1f}" for k in ("now", "cpu45", "bibleonly"))
-        out += [f"| phrasebook_en_de ({b['now']['pairs']} pairs; int8 bundles) | {row} | BLEU >= 20 "
-                f"({'met' if b['now']['bleu'] >= 20 else 'missed'}) |", "",
-                "phrasebook_en_de (`rnnkit data info phrasebook_en_de`: auf-deutsch's A1-A2 course, what people say in "
-                "a day, split by situation) arrived after these bundles were trained, so none has read a pair of it: "
-                "its row is the int8 bundles on its test split (`rnnkit eval BUNDLE --data "
-                "~/.cache/rnnkit/corpora/phrasebook_en_de/test.tsv --beam 4`; the two earlier bundles from git, "
-                f"{b['cpu45']['rev']} and {b['bibleonly']['rev']}, narrowed to 64 levels; "
-                f"docs/results/{pb.name}). Ding's examples each show one dictionary word, so the same model "
-                "scores lower on them."]
+    out += translator(RES / "translate-en-de-tests.json")
     cpu = RES / "translate-en-de-phrasebook-cpu.json"
-    if cpu.exists():  # what its training split adds, at the CPU recipe's budget
+    if cpu.exists():  # what the course sentences add, at the CPU recipe's budget
         c = json.loads(cpu.read_text())
         v, r = c["validation_beam4"], c["results_json"]
-        w, wo, gpu = (v[k] for k in ("with_phrasebook_cpu_5000_steps (pytorch)",
-                                      "without_cpu_5000_steps_32376c5 (int8, narrowed)", "shipped_gpu_17700_steps (int8)"))
-        out += ["", "What its training split adds, at the CPU recipe's budget (5,000 steps, one thread, 16 minutes: "
-                f"`{c['command']}`; the recipe now adds it x4; docs/results/{cpu.name}). Validation BLEU "
-                f"(`rnnkit eval MODEL --data ~/.cache/rnnkit/corpora/SOURCE/valid.tsv --beam 4`): phrasebook_en_de "
-                f"{wo['phrasebook_en_de'][0]:.1f} without it -> {w['phrasebook_en_de'][0]:.1f} with it (the shipped GPU "
-                f"bundle: {gpu['phrasebook_en_de'][0]:.1f}); everyday_en_de {wo['everyday_en_de'][0]:.1f} -> "
-                f"{w['everyday_en_de'][0]:.1f} (GPU {gpu['everyday_en_de'][0]:.1f}). Its test splits: phrasebook_en_de "
-                f"BLEU {r['test_phrasebook_en_de_bleu']:.2f}, everyday_en_de {r['test_everyday_en_de_bleu']:.2f}, the "
-                f"Bible {r['test_bleu']:.2f} ({int(r['test_sentences'])} verses). A 16-minute CPU model does not "
-                "replace the GPU one (the Bible and Ding's examples lose more than the course sentences gain); the "
-                "same data on a lent GPU is `python bench/gpu_recipes.py --only translate-phrasebook`."]
-    out += two_builds("translate-en-de-bible-test", "bible_en_de/test.tsv", "verses",
-                      "The Bible test without the verses that repeat a training verse word for word",
-                      "bible_en_de builder v2")
-    out += two_builds("translate-en-de-everyday-test", "everyday_en_de/test.tsv", "pairs",
-                      "The shipped int8 bundle itself on the everyday test",
-                      "everyday_en_de builder v2 (held-out pairs whose German is a training pair's dropped)",
-                      " The table's figure is the PyTorch model's, measured when it was trained (on the GPU).")
-    sat = RES / "translate-en-de-bible-test-v2-avx2-novnni.json"
-    nb, ne = RES / "translate-en-de-bible-test-narrowed.json", RES / "translate-en-de-everyday-test-narrowed.json"
-    if sat.exists() and nb.exists() and ne.exists():  # docs/APP.md: uint8 x int8 products that saturate
-        c, b = json.loads(sat.read_text()), json.loads((RES / "translate-en-de-bible-test-v2.json").read_text())
-        n, m = json.loads(nb.read_text()), json.loads(ne.read_text())
-        out += ["", "The everyday figures above were measured on an x86 with AVX2 and no VNNI, where onnxruntime's "
-                "uint8 x int8 products saturated with the bundle's full-range int8 weights: there the Bible command "
-                f"gave BLEU {c['bleu']:.2f}, chrF {c['chrf']:.1f} instead of {b['bleu']:.2f}, {b['chrf']:.1f}. The "
-                "bundle's weights are now narrowed to 64 levels (`python -m rnnkit.export.requantize`; docs/APP.md), "
-                "which no CPU saturates. The same two commands on the narrowed bundle, on such a machine: Bible "
-                f"({n['pairs']:,} verses) BLEU {n['bleu']:.2f}, chrF {n['chrf']:.1f}; everyday ({m['pairs']:,} pairs) "
-                f"BLEU {m['bleu']:.2f}, chrF {m['chrf']:.1f} (docs/results/translate-en-de-*-narrowed.json)."]
+        w, wo = (v[k] for k in ("with_phrasebook_cpu_5000_steps (pytorch)", "without_cpu_5000_steps_32376c5 (int8, narrowed)"))
+        out += ["", "What the course sentences add, at the CPU recipe's budget (5,000 steps, one thread, 16 minutes: "
+                f"`{c['command']}`; docs/results/{cpu.name}), validation BLEU against the bundle the same recipe made "
+                f"without them: phrasebook_en_de {wo['phrasebook_en_de'][0]:.1f} -> {w['phrasebook_en_de'][0]:.1f}, "
+                f"everyday_en_de {wo['everyday_en_de'][0]:.1f} -> {w['everyday_en_de'][0]:.1f} (its test splits: "
+                f"phrasebook_en_de {r['test_phrasebook_en_de_bleu']:.2f}, everyday_en_de "
+                f"{r['test_everyday_en_de_bleu']:.2f}, the Bible {r['test_bleu']:.2f}). The recipe now adds them x4; the "
+                "shipped model was trained longer, with them x8 (its card)."]
     out.append(END)
     return "\n".join(out)
 
