@@ -181,8 +181,7 @@ def search_grid(bundle: str, sample: str, settings: str, rounds: int) -> list[di
         for s in sessions:
             s.reset()
         for i in range(len(sample) + 1):
-            order = range(len(grid))
-            for j in (list(order)[(i + r) % len(grid):] + list(order)[:(i + r) % len(grid)]):
+            for j in ((i + r + n) % len(grid) for n in range(len(grid))):
                 s, c0, f0 = sessions[j], sessions[j].graph_calls, sessions[j].tokens_fed
                 t0 = time.thread_time()
                 sugg = s.suggest(sample[:i], 3, phrase=False)

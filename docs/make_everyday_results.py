@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -125,8 +126,6 @@ def top3_needs(res: Path, previous_val_ppl: float = 61.6) -> list[str]:
                                "suggest-en-eval-40k.json")]
     if not all(f.exists() for f in files):
         return []
-    import math
-
     v1, alone, prev, big = (json.loads(f.read_text()) for f in files)
     val_ppl = json.loads((ROOT / "models" / "suggest-en" / "manifest.json").read_text())["metrics"]["final"]["val_ppl"]
     per_nat = 100 * (alone["lstm"]["next_word_top3"] - prev["lstm"]["next_word_top3"]) / math.log(previous_val_ppl / val_ppl)
@@ -164,7 +163,7 @@ def translator(path: Path) -> list[str]:
                                                                               "BLEU >= 20"),
                               ("phrasebook_en_de", "phrasebook_en_de (auf-deutsch)", "BLEU >= 20")):
         x = now[src]
-        met = x["bleu"] >= 15.6 if src == "bible_en_de" else x["bleu"] >= 20
+        met = x["bleu"] >= (17.6 - 2 if src == "bible_en_de" else 20)
         out.append(f"| {name} ({x['pairs']:,}) | {cell(x)} | {cell(gpu.get(src))} | "
                    f"{cell(t['test']['cpu45'].get(src))} | {cell(t['test']['bibleonly'].get(src))} | "
                    f"{target} ({'met' if met else 'missed'}) |")

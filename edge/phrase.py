@@ -29,6 +29,7 @@ import numpy as np
 
 from .pieces import SENTENCE_END, SentencePieceVocab
 from .search import Rows
+
 # The default bar: about half of the phrases offered are exactly right. Chosen on everyday_en valid
 # (80,000 characters, every 2nd word start, suggest-en; docs/results/suggest-en-tune-phrase.json): P >= 0.35
 # triggers at 1.2 % of word starts, 50 % exact (0.3: 1.6 %, 46 %; 0.2: 3.6 %, 34 %; 0.15: 5.7 %, 29 %).

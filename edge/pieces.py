@@ -87,8 +87,8 @@ class SentencePieceVocab:
         self.ends_word = (starts_space | first_nonword) & ~special
         if 0 <= self.eos_id < V:
             self.ends_word[self.eos_id] = True
-        self.ends_word_f32 = self.ends_word.astype(np.float32)
-        self.ends_sentence = np.array([s.rstrip()[-1:] in SENTENCE_END for s in surf]) & ~special  # for one matrix-vector product per batch
+        self.ends_word_f32 = self.ends_word.astype(np.float32)  # for one matrix-vector product per batch
+        self.ends_sentence = np.array([s.rstrip()[-1:] in SENTENCE_END for s in surf]) & ~special
         self.last_nonword = np.array(
             [max((j for j, c in enumerate(s) if c not in WORD_BYTES), default=-1) for s in surf], dtype=np.int64)
         # Sorted surfaces for "pieces that start with these bytes" (a bisect range), and the

@@ -48,8 +48,7 @@ def _pairs_in(obj, out: list[tuple[str, str]]) -> None:
 
 def clean_pair(en: str, de: str) -> tuple[str, str] | None:
     """(en, de) as a translation pair, or None: notes and alternatives dropped, quotes straight."""
-    en = _NOTE.sub("", squash_spaces(en.replace("\u2019", "'"))).split(" / ")[0].strip()
-    de = _NOTE.sub("", squash_spaces(de.replace("\u2019", "'"))).split(" / ")[0].strip()
+    en, de = (_NOTE.sub("", squash_spaces(x.replace("\u2019", "'"))).split(" / ")[0].strip() for x in (en, de))
     if not (_LETTER.search(en) and _LETTER.search(de)):  # (squash_spaces made any tab a space)
         return None
     return en, de
